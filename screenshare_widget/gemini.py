@@ -1,0 +1,419 @@
+"""The Gemini adapter: the only module that imports ``google.genai``.
+
+Internal module. It opens Live sessions with the official SDK, converts the SDK's messages
+into :class:`~screenshare_widget.session.ServerMessage` and its exceptions into
+:class:`~screenshare_widget.session.LiveError` with a sentence a user can act on, and picks
+the backend: a client you pass, else one from ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``, else
+the local Live emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlparse
+
+import pydantic
+import websockets.exceptions
+from google import genai
+from google.genai import errors, types
+
+from .config import SessionConfig, live_connect_config
+from .protocol import FRAME_MIME, INPUT_MIME
+from .session import Connector, LiveError, LiveSession, ServerMessage, ToolCall, Usage
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+#: How long closing a connection may take before we give up on it (s).
+CLOSE_TIMEOUT_S: Final = 3.0
+#: Consecutive server messages the SDK cannot parse before the connection counts as broken.
+MAX_MALFORMED_IN_A_ROW: Final = 20
+#: The key the local emulator is reached with (it accepts any non-empty key).
+EMULATOR_KEY: Final = "local-emulator"
+
+_KEY_PATTERN: Final = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where sessions go: a client plus a sentence for the widget."""
+
+    client: genai.Client
+    description: str
+    emulated: bool
+
+
+def client_for_emulator(url: str, cafile: str) -> genai.Client:
+    """A client for a Live server at ``url`` whose TLS certificate is the PEM in ``cafile``."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    return genai.Client(
+        api_key=EMULATOR_KEY,
+        http_options=types.HttpOptions(base_url=url, async_client_args={"ssl": ctx}),
+    )
+
+
+def resolve_backend(client: genai.Client | None) -> Backend:
+    """The backend for ``client``; without one, the API key from the environment, and without
+    a key the local Live emulator (started on first use, in this process)."""
+    if client is not None:
+        return Backend(client, _describe(client), emulated=False)
+    if os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY"):
+        made = genai.Client()
+        return Backend(made, _describe(made), emulated=False)
+    from .emulator import shared_emulator
+
+    emulator = shared_emulator()
+    return Backend(
+        client_for_emulator(emulator.url, emulator.cafile),
+        "Local Live emulator: no API key is set (set GEMINI_API_KEY for Gemini)",
+        emulated=True,
+    )
+
+
+def _describe(client: genai.Client) -> str:
+    api = client._api_client
+    if getattr(api, "vertexai", False):
+        return "Vertex AI Live API"
+    base = str(getattr(api, "_http_options", None) and api._http_options.base_url or "")
+    host = urlparse(base).hostname or ""
+    if host and not host.endswith("googleapis.com"):
+        return f"Live server at {urlparse(base).netloc}"
+    return "Gemini API"
+
+
+def _api_key(client: genai.Client) -> str:
+    return str(getattr(client._api_client, "api_key", "") or "")
+
+
+def scrub(text: str, secret: str = "") -> str:
+    """``text`` with API keys (the given one and anything shaped like a Google key) removed."""
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "[api key]")
+    return _KEY_PATTERN.sub("[api key]", text)
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+
+def to_live_error(exc: BaseException, *, model: str = "", secret: str = "") -> LiveError:
+    """A :class:`LiveError` with the cause and the fix in one sentence."""
+    if isinstance(exc, LiveError):
+        return exc
+    if isinstance(exc, errors.APIError) and isinstance(exc.code, int) and exc.code >= 1000:
+        reason = scrub(str(exc.details or exc.message or ""), secret)
+        return _close_error(exc.code, reason, model)
+    if isinstance(exc, websockets.exceptions.ConnectionClosed):
+        frame = exc.rcvd or exc.sent
+        code = frame.code if frame else 1006
+        return _close_error(code, scrub(frame.reason if frame else "", secret), model)
+    if isinstance(exc, errors.APIError):
+        text = scrub(str(exc.message or exc), secret)
+        if exc.code in (401, 403):
+            return LiveError(
+                f"API key not valid or not allowed ({exc.code}): "
+                "set GEMINI_API_KEY or pass client=.",
+                code=0,
+                reason=text,
+                fatal=True,
+            )
+        if exc.code == 429:
+            return LiveError(
+                "The Live API quota is exhausted (429): wait a minute or check your plan.",
+                reason=text,
+                fatal=False,
+            )
+        return LiveError(
+            f"The Live API answered {exc.code}: {text}",
+            reason=text,
+            fatal=400 <= int(exc.code or 0) < 500,
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return LiveError(
+            "The Live server's TLS certificate is not trusted: pass a client whose "
+            "http_options trust it (async_client_args={'ssl': context}).",
+            reason=scrub(str(exc), secret),
+            fatal=True,
+        )
+    if isinstance(exc, websockets.exceptions.InvalidStatus):
+        status = exc.response.status_code
+        return LiveError(
+            f"The Live server refused the connection (HTTP {status}): check base_url and "
+            "api_version of the client.",
+            reason=str(status),
+            fatal=status in (401, 403, 404),
+        )
+    if isinstance(exc, OSError | TimeoutError):
+        return LiveError(
+            f"Cannot reach the Live service ({type(exc).__name__}: {scrub(str(exc), secret)}): "
+            "check the network connection.",
+            reason=scrub(str(exc), secret),
+            fatal=False,
+        )
+    if isinstance(exc, pydantic.ValidationError | ValueError | TypeError):
+        return LiveError(
+            f"The session settings are not valid: {scrub(str(exc), secret).splitlines()[0]}",
+            reason=scrub(str(exc), secret),
+            fatal=True,
+        )
+    return LiveError(
+        f"The Live connection failed ({type(exc).__name__}: {scrub(str(exc), secret)}).",
+        reason=scrub(str(exc), secret),
+        fatal=False,
+    )
+
+
+def _close_error(code: int, reason: str, model: str) -> LiveError:
+    lowered = reason.lower()
+    if code == 1000:
+        return LiveError("The Live session ended.", code=code, reason=reason, fatal=False)
+    if code == 1007 and "api key" in lowered:
+        return LiveError(
+            "API key not valid: set GEMINI_API_KEY or pass client=.",
+            code=code,
+            reason=reason,
+            fatal=True,
+        )
+    if code == 1007:
+        return LiveError(
+            f"The Live service rejected the session settings (1007: {reason or 'invalid argument'})"
+            ": remove options the model does not support.",
+            code=code,
+            reason=reason,
+            fatal=True,
+        )
+    if code == 1008 and "not found" in lowered and "models/" in lowered:
+        return LiveError(
+            f"The model {model or '(unknown)'} is not available for the Live API (1008): "
+            "pass model= with a Live model such as gemini-3.8-live.",
+            code=code,
+            reason=reason,
+            fatal=True,
+        )
+    if code == 1008:
+        return LiveError(
+            f"The Live service refused the session (1008: {reason or 'policy violation'}).",
+            code=code,
+            reason=reason,
+            fatal=False,
+        )
+    if code == 1006:
+        return LiveError(
+            "The connection to the Live service dropped (1006).",
+            code=code,
+            reason=reason,
+            fatal=False,
+        )
+    return LiveError(
+        f"The Live service closed the connection ({code}: {reason or 'no reason given'}).",
+        code=code,
+        reason=reason,
+        fatal=False,
+    )
+
+
+# ---- messages --------------------------------------------------------------------------------
+
+_HANDLED_CONTENT: Final = frozenset(
+    {
+        "model_turn",
+        "input_transcription",
+        "output_transcription",
+        "interrupted",
+        "generation_complete",
+        "turn_complete",
+        # Informational fields with nothing to do in a voice relay.
+        "turn_complete_reason",
+        "waiting_for_input",
+        "interaction_status",
+        "interim_input_transcription",
+    }
+)
+_HANDLED_MESSAGE: Final = frozenset(
+    {
+        "server_content",
+        "usage_metadata",
+        "go_away",
+        "session_resumption_update",
+        "tool_call",
+        "tool_call_cancellation",
+        "setup_complete",
+        "voice_activity_detection_signal",
+        "voice_activity",
+    }
+)
+
+
+def _duration_s(value: str | None) -> float | None:
+    """A protobuf Duration string ("5s", "1.500s") in seconds."""
+    if value is None:
+        return None
+    try:
+        return float(str(value).strip().removesuffix("s"))
+    except ValueError:
+        return None
+
+
+def _usage(meta: types.UsageMetadata) -> Usage:
+    by_modality: dict[str, int] = {}
+    for prefix, details in (
+        ("prompt", meta.prompt_tokens_details),
+        ("response", meta.response_tokens_details),
+    ):
+        for item in details or ():
+            modality = getattr(item.modality, "value", item.modality) or "UNSPECIFIED"
+            by_modality[f"{prefix}:{modality}"] = int(item.token_count or 0)
+    return Usage(
+        prompt_tokens=int(meta.prompt_token_count or 0),
+        response_tokens=int(meta.response_token_count or 0),
+        total_tokens=int(meta.total_token_count or 0),
+        by_modality=by_modality,
+    )
+
+
+def to_server_message(msg: types.LiveServerMessage) -> ServerMessage:
+    """Every field of one SDK message, as a :class:`ServerMessage`."""
+    fields: dict[str, Any] = {}
+    unhandled = [
+        name
+        for name in type(msg).model_fields
+        if getattr(msg, name) is not None and name not in _HANDLED_MESSAGE
+    ]
+    content = msg.server_content
+    if content is not None:
+        unhandled += [
+            f"server_content.{name}"
+            for name in type(content).model_fields
+            if getattr(content, name) not in (None, False) and name not in _HANDLED_CONTENT
+        ]
+        audio: list[bytes] = []
+        text: list[str] = []
+        for part in content.model_turn.parts or () if content.model_turn else ():
+            blob = part.inline_data
+            if blob is not None and blob.data and (blob.mime_type or "").startswith("audio/"):
+                audio.append(blob.data)
+            if part.text and not part.thought:
+                text.append(part.text)
+        fields["audio"] = b"".join(audio)
+        fields["text"] = "".join(text)
+        if content.input_transcription and content.input_transcription.text:
+            fields["input_transcription"] = content.input_transcription.text
+        if content.output_transcription and content.output_transcription.text:
+            fields["output_transcription"] = content.output_transcription.text
+        fields["interrupted"] = bool(content.interrupted)
+        fields["generation_complete"] = bool(content.generation_complete)
+        fields["turn_complete"] = bool(content.turn_complete)
+    if msg.usage_metadata is not None:
+        fields["usage"] = _usage(msg.usage_metadata)
+    if msg.go_away is not None:
+        left = _duration_s(msg.go_away.time_left)
+        fields["go_away_s"] = 0.0 if left is None else left
+    update = msg.session_resumption_update
+    if update is not None:
+        fields["resumable"] = bool(update.resumable)
+        if update.resumable and update.new_handle:
+            fields["resumption_handle"] = update.new_handle
+    if msg.tool_call is not None:
+        fields["tool_calls"] = tuple(
+            ToolCall(id=call.id or "", name=call.name or "", args=dict(call.args or {}))
+            for call in msg.tool_call.function_calls or ()
+        )
+    if msg.tool_call_cancellation is not None:
+        fields["cancelled_tool_calls"] = tuple(msg.tool_call_cancellation.ids or ())
+    fields["setup_complete"] = msg.setup_complete is not None
+    fields["unhandled"] = tuple(unhandled)
+    return ServerMessage(**fields)
+
+
+# ---- sessions --------------------------------------------------------------------------------
+
+# What the SDK raises for a server message it cannot parse, while the socket is still fine.
+_MALFORMED: Final = (pydantic.ValidationError, TypeError, ValueError, KeyError, AttributeError)
+
+
+class GeminiSession:
+    """A :class:`~screenshare_widget.session.LiveSession` on a ``google-genai`` session."""
+
+    def __init__(self, session: Any, *, model: str, secret: str) -> None:
+        self._session = session
+        self._model = model
+        self._secret = secret
+
+    async def _send(self, **kwargs: Any) -> None:
+        try:
+            await self._session.send_realtime_input(**kwargs)
+        except (errors.APIError, websockets.exceptions.ConnectionClosed, OSError) as exc:
+            raise to_live_error(exc, model=self._model, secret=self._secret) from None
+
+    async def send_audio(self, pcm: bytes) -> None:
+        """Send microphone audio (PCM16 LE mono, 16 kHz)."""
+        await self._send(audio=types.Blob(data=pcm, mime_type=INPUT_MIME))
+
+    async def send_frame(self, jpeg: bytes) -> None:
+        """Send one screen frame (JPEG)."""
+        await self._send(video=types.Blob(data=jpeg, mime_type=FRAME_MIME))
+
+    async def send_text(self, text: str) -> None:
+        """Send typed text as realtime input."""
+        await self._send(text=text)
+
+    async def receive(self) -> AsyncIterator[ServerMessage]:
+        """Every server message across turns; raises :class:`LiveError` when the connection
+        ends. Malformed messages are logged and skipped. Cancelling leaves the socket open."""
+        malformed = 0
+        while True:
+            try:
+                async for msg in self._session.receive():
+                    malformed = 0
+                    yield to_server_message(msg)
+            except (errors.APIError, websockets.exceptions.ConnectionClosed, OSError) as exc:
+                raise to_live_error(exc, model=self._model, secret=self._secret) from None
+            except (*_MALFORMED, json.JSONDecodeError) as exc:
+                malformed += 1
+                logger.warning(
+                    "skipped a malformed Live server message (%s: %s)",
+                    type(exc).__name__,
+                    scrub(str(exc), self._secret)[:200],
+                )
+                if malformed >= MAX_MALFORMED_IN_A_ROW:
+                    raise LiveError(
+                        f"The Live server sent {malformed} malformed messages in a row.",
+                        code=1006,
+                        fatal=False,
+                    ) from None
+
+
+def connector(client: genai.Client) -> Connector:
+    """A :data:`~screenshare_widget.session.Connector` opening sessions with ``client``."""
+    secret = _api_key(client)
+
+    @asynccontextmanager
+    async def connect(config: SessionConfig, handle: str | None) -> AsyncIterator[LiveSession]:
+        async with AsyncExitStack() as stack:
+            try:
+                live_config = types.LiveConnectConfig(**live_connect_config(config, handle))
+                session = await stack.enter_async_context(
+                    client.aio.live.connect(model=config.model, config=live_config)
+                )
+            except Exception as exc:
+                raise to_live_error(exc, model=config.model, secret=secret) from None
+            stack.push_async_callback(_close_quietly, session)
+            yield GeminiSession(session, model=config.model, secret=secret)
+
+    return connect
+
+
+async def _close_quietly(session: Any) -> None:
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await session.close()
+    except Exception as exc:  # closing a broken socket: nothing left to save
+        logger.debug("closing the Live session: %s", exc)

@@ -1,0 +1,538 @@
+"""The relay: one Live conversation's lifecycle, pumps and buffers.
+
+Internal module. A :class:`Relay` runs on its own thread with its own asyncio loop, so the
+conversation goes on while a notebook cell is busy. Everything arriving from the page is
+handed over with :meth:`Relay.feed_audio` / :meth:`Relay.feed_frame`, which only schedule
+work on the relay's loop and return (they are safe from any thread). Everything going to
+the page leaves through a :class:`RelaySink`, called on the relay thread.
+
+States and the moves between them are explicit (:class:`RelayState`, ``_TRANSITIONS``);
+``_set_state`` is the only place that changes the state, and it mirrors it to the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, TypeVar
+
+from .config import SessionConfig
+from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
+from .session import Connector, LiveError, LiveSession, ServerMessage, Usage
+from .transcript import Transcript, Turn
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+_T = TypeVar("_T")
+
+# ---- bounds and timings ----------------------------------------------------------------------
+
+#: Microphone audio held while the connection is not ready or the network is slow (bytes of
+#: 16 kHz PCM16): about one second. Policy: drop the oldest, counted in ``dropped_audio_bytes``.
+MIC_BUFFER_BYTES: Final = INPUT_RATE_HZ * SAMPLE_BYTES
+#: Screen frames wait in a single slot. Policy: latest wins, counted in ``superseded_frames``.
+FRAME_SLOTS: Final = 1
+#: How often the page is told how far the uplink got (s).
+ACK_INTERVAL_S: Final = 0.5
+#: Reconnect backoff: first delay, cap (s), and attempts before giving up.
+BACKOFF_FIRST_S: Final = 0.5
+BACKOFF_MAX_S: Final = 8.0
+MAX_RECONNECTS: Final = 6
+#: A connection that stayed up this long resets the reconnect budget (s).
+STABLE_AFTER_S: Final = 30.0
+#: Upper bound on tearing a connection down (s).
+CLOSE_TIMEOUT_S: Final = 5.0
+#: Hand over to a fresh connection this long before a goAway's deadline at the latest (s).
+GOAWAY_MARGIN_S: Final = 2.0
+
+
+class RelayState(enum.Enum):
+    """Where the conversation is. The value is what the widget's ``status`` shows."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    CLOSING = "closing"
+    FAILED = "error"
+
+
+_TRANSITIONS: Final[dict[RelayState, frozenset[RelayState]]] = {
+    RelayState.IDLE: frozenset({RelayState.CONNECTING}),
+    RelayState.CONNECTING: frozenset(
+        {RelayState.LIVE, RelayState.RECONNECTING, RelayState.CLOSING, RelayState.FAILED}
+    ),
+    RelayState.LIVE: frozenset({RelayState.RECONNECTING, RelayState.CLOSING, RelayState.FAILED}),
+    RelayState.RECONNECTING: frozenset({RelayState.LIVE, RelayState.CLOSING, RelayState.FAILED}),
+    RelayState.CLOSING: frozenset({RelayState.IDLE}),
+    RelayState.FAILED: frozenset({RelayState.CONNECTING, RelayState.IDLE}),
+}
+
+
+class RelaySink(Protocol):
+    """Where the relay's output goes (the widget). Called on the relay thread; must not block."""
+
+    def on_state(self, state: RelayState, error: str) -> None:
+        """The state changed; ``error`` is a human sentence, "" unless failed or retrying."""
+
+    def on_audio(self, pcm: bytes, gen: int) -> None:
+        """Model speech (PCM16 LE mono, 24 kHz) of playback generation ``gen``."""
+
+    def on_interrupted(self, gen: int) -> None:
+        """The user barged in: flush playback; ``gen`` is the new generation."""
+
+    def on_turn_complete(self, gen: int) -> None:
+        """The model's turn ended."""
+
+    def on_turns(self, changed: list[tuple[int, Turn]]) -> None:
+        """Transcript turns were added or changed (index, new value)."""
+
+    def on_usage(self, usage: Usage) -> None:
+        """The service reported token usage."""
+
+    def on_tick(self) -> None:
+        """Every :data:`ACK_INTERVAL_S` while a session runs (for uplink acks)."""
+
+
+@dataclass
+class RelayCounters:
+    """Running counts, for tests, benchmarks and ``assistant.stats``."""
+
+    audio_chunks_in: int = 0
+    audio_bytes_sent: int = 0
+    dropped_audio_bytes: int = 0
+    frames_in: int = 0
+    frames_sent: int = 0
+    superseded_frames: int = 0
+    audio_chunks_out: int = 0
+    audio_bytes_out: int = 0
+    connections: int = 0
+    reconnects: int = 0
+
+
+class _Handover(Exception):
+    """The service announced the end of this connection (goAway): move to a new one."""
+
+
+class Relay:
+    """One conversation with a Live backend, on its own thread and loop.
+
+    ``start()`` opens a session (if none is running) and returns at once; ``stop()`` ends it.
+    Both are idempotent and safe from any thread. The transcript survives stops and
+    reconnections.
+    """
+
+    def __init__(
+        self,
+        connect: Connector,
+        config: SessionConfig,
+        sink: RelaySink,
+        *,
+        name: str = "screenshare-relay",
+    ) -> None:
+        self._connect = connect
+        self.config = config
+        self._sink = sink
+        self._name = name
+        self.transcript = Transcript()
+        self.usage: list[Usage] = []
+        self.counters = RelayCounters()
+        self._state = RelayState.IDLE
+        self._error = ""
+        self._state_lock = threading.Lock()
+        self._gen = 0
+        self._handle: str | None = None
+        self._model_speaking = False
+        # Created on the relay thread.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._audio: deque[bytes] = deque()
+        self._audio_bytes = 0
+        self._audio_ready: asyncio.Event | None = None
+        self._frame: bytes | None = None
+        self._frame_ready: asyncio.Event | None = None
+
+    # ---- public, any thread -----------------------------------------------------------------
+
+    @property
+    def state(self) -> RelayState:
+        """The current state."""
+        return self._state
+
+    @property
+    def error(self) -> str:
+        """The last error as a human sentence, "" if none."""
+        return self._error
+
+    @property
+    def generation(self) -> int:
+        """The playback generation: it grows by one at each interruption."""
+        return self._gen
+
+    def start(self) -> None:
+        """Open a session unless one is already running. Returns at once."""
+        self._call(self._start)
+
+    def stop(self, *, wait: bool = True, timeout: float = CLOSE_TIMEOUT_S + 1) -> None:
+        """End the session (a clean end, not an error). With ``wait``, block until it ended
+        or ``timeout`` seconds passed. Safe to call when nothing runs."""
+        if self._loop is None:
+            return
+        future = self._call(self._stop)
+        if wait and threading.current_thread() is not self._thread:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                future.result(timeout)
+
+    def close(self) -> None:
+        """Stop the session and end the relay's thread."""
+        self.stop()
+        with self._thread_lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            if threading.current_thread() is not thread:
+                thread.join(CLOSE_TIMEOUT_S)
+
+    def feed_audio(self, pcm: bytes) -> None:
+        """Hand over microphone audio (PCM16 LE mono, 16 kHz). Never blocks."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._put_audio, pcm)
+
+    def feed_frame(self, jpeg: bytes) -> None:
+        """Hand over a screen frame (JPEG). Never blocks; a newer frame replaces a waiting one."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._put_frame, jpeg)
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, _T]) -> Future[_T]:
+        """Run ``coro`` on the relay's loop (starting the thread if needed)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
+
+    # ---- thread and loop --------------------------------------------------------------------
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._thread_lock:
+            if self._loop is not None:
+                return self._loop
+            ready = threading.Event()
+            loop = asyncio.new_event_loop()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                self._audio_ready = asyncio.Event()
+                self._frame_ready = asyncio.Event()
+                loop.call_soon(ready.set)
+                try:
+                    loop.run_forever()
+                finally:
+                    _cancel_all(loop)
+                    loop.close()
+
+            thread = threading.Thread(target=run, name=self._name, daemon=True)
+            thread.start()
+            ready.wait()
+            self._loop, self._thread = loop, thread
+            return loop
+
+    def _call(self, fn: Callable[[], Awaitable[None]]) -> Future[None]:
+        async def wrapper() -> None:
+            await fn()
+
+        return self.run_coroutine(wrapper())
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def _set_state(self, new: RelayState, error: str = "") -> None:
+        with self._state_lock:
+            old = self._state
+            if new is old:
+                if error == self._error:
+                    return
+            elif new not in _TRANSITIONS[old]:
+                raise RuntimeError(f"relay cannot move from {old.value} to {new.value}")
+            self._state = new
+            self._error = error
+        logger.debug("relay %s -> %s %s", old.value, new.value, error)
+        self._emit(self._sink.on_state, new, error)
+
+    def _emit(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            logger.exception("the widget failed to take a relay update")
+
+    # ---- buffers (relay loop) ---------------------------------------------------------------
+
+    def _put_audio(self, pcm: bytes) -> None:
+        self.counters.audio_chunks_in += 1
+        if self._state in (RelayState.IDLE, RelayState.CLOSING, RelayState.FAILED):
+            self.counters.dropped_audio_bytes += len(pcm)
+            return
+        self._audio.append(pcm)
+        self._audio_bytes += len(pcm)
+        while self._audio_bytes > MIC_BUFFER_BYTES and len(self._audio) > 1:
+            old = self._audio.popleft()
+            self._audio_bytes -= len(old)
+            self.counters.dropped_audio_bytes += len(old)
+        assert self._audio_ready is not None
+        self._audio_ready.set()
+
+    def _put_frame(self, jpeg: bytes) -> None:
+        self.counters.frames_in += 1
+        if self._state in (RelayState.IDLE, RelayState.CLOSING, RelayState.FAILED):
+            return
+        if self._frame is not None:
+            self.counters.superseded_frames += 1
+        self._frame = jpeg
+        assert self._frame_ready is not None
+        self._frame_ready.set()
+
+    def _clear_buffers(self) -> None:
+        self._audio.clear()
+        self._audio_bytes = 0
+        self._frame = None
+
+    # ---- lifecycle (relay loop) -------------------------------------------------------------
+
+    async def _start(self) -> None:
+        if self._task is not None and not self._task.done():
+            if self._state is not RelayState.CLOSING:
+                return
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+        self._set_state(RelayState.CONNECTING)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="relay.run")
+
+    async def _stop(self) -> None:
+        task = self._task
+        if task is None or task.done():
+            if self._state is RelayState.FAILED:
+                self._set_state(RelayState.IDLE)
+            return
+        self._set_state(RelayState.CLOSING)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await asyncio.shield(task)
+
+    async def _run(self) -> None:
+        """Connect, pump, and reconnect on recoverable ends until stopped or failed.
+
+        Cancelling it (``stop()``) closes the connection and ends in IDLE.
+        """
+        ticker = asyncio.get_running_loop().create_task(self._tick(), name="relay.tick")
+        attempts = 0
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    await self._connection()
+                except _Handover:
+                    attempts = 0
+                    self.counters.reconnects += 1
+                    self._set_state(RelayState.RECONNECTING)
+                    continue
+                except LiveError as exc:
+                    if time.monotonic() - started > STABLE_AFTER_S:
+                        attempts = 0
+                    if exc.fatal or attempts >= MAX_RECONNECTS:
+                        self._fail(exc, attempts)
+                        return
+                    attempts += 1
+                    self.counters.reconnects += 1
+                    logger.warning("Live connection ended (%s); reconnecting", exc.message)
+                    self._set_state(RelayState.RECONNECTING, exc.message)
+                    self._end_model_turn(interrupted=True)
+                    await asyncio.sleep(_backoff(attempts))
+                except Exception as exc:  # a bug, not a network event: say so and stop
+                    logger.exception("the relay failed")
+                    self._fail(
+                        LiveError(
+                            f"The relay failed unexpectedly ({type(exc).__name__}: {exc}).",
+                            fatal=True,
+                        ),
+                        attempts,
+                    )
+                    return
+        except asyncio.CancelledError:
+            self._end_model_turn(interrupted=True)
+            self._emit(self._sink.on_turns, self._indexed(self.transcript.close_open()))
+            self._clear_buffers()
+            if self._state is not RelayState.CLOSING:
+                self._set_state(RelayState.CLOSING)
+            self._set_state(RelayState.IDLE)
+            raise
+        finally:
+            ticker.cancel()
+
+    def _fail(self, exc: LiveError, attempts: int) -> None:
+        message = exc.message
+        if attempts >= MAX_RECONNECTS and not exc.fatal:
+            message = f"{message} Gave up after {attempts} reconnection attempts."
+        logger.error("Live session failed: %s", message)
+        self._end_model_turn(interrupted=True)
+        self._emit(self._sink.on_turns, self._indexed(self.transcript.close_open()))
+        self._clear_buffers()
+        self._set_state(RelayState.FAILED, message)
+
+    async def _connection(self) -> None:
+        """One connection: open it, run the pumps until one ends, close it."""
+        async with self._connect(self.config, self._handle) as session:
+            self.counters.connections += 1
+            self._set_state(RelayState.LIVE)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._send_audio(session), name="relay.send_audio")
+                    group.create_task(self._send_frames(session), name="relay.send_frames")
+                    group.create_task(self._receive(session), name="relay.receive")
+            except BaseExceptionGroup as group_error:
+                # The first pump to fail ended the others; surface its exception as is.
+                raise _first(group_error) from None
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(ACK_INTERVAL_S)
+            self._emit(self._sink.on_tick)
+
+    # ---- pumps ------------------------------------------------------------------------------
+
+    async def _send_audio(self, session: LiveSession) -> None:
+        ready = self._audio_ready
+        assert ready is not None
+        while True:
+            await ready.wait()
+            while self._audio:
+                pcm = self._audio.popleft()
+                self._audio_bytes -= len(pcm)
+                await session.send_audio(pcm)
+                self.counters.audio_bytes_sent += len(pcm)
+            ready.clear()
+
+    async def _send_frames(self, session: LiveSession) -> None:
+        ready = self._frame_ready
+        assert ready is not None
+        while True:
+            await ready.wait()
+            ready.clear()
+            jpeg, self._frame = self._frame, None
+            if jpeg is not None:
+                await session.send_frame(jpeg)
+                self.counters.frames_sent += 1
+
+    async def _receive(self, session: LiveSession) -> None:
+        """Handle server messages until the connection ends.
+
+        After a goAway it hands over (raises ``_Handover``) at the next turn boundary, or
+        :data:`GOAWAY_MARGIN_S` before the deadline if the model is still speaking then.
+        """
+        loop = asyncio.get_running_loop()
+        messages = aiter(session.receive())
+        deadline: float | None = None
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await anext(messages)
+            except TimeoutError:
+                raise _Handover from None
+            except StopAsyncIteration:
+                raise LiveError("The Live session ended.", code=1000, fatal=False) from None
+            self._handle_message(message)
+            if message.go_away_s is not None:
+                left = message.go_away_s
+                logger.info("the service will close this connection in %.1f s", left)
+                deadline = loop.time() + max(0.0, left - GOAWAY_MARGIN_S)
+            if deadline is not None and not self._model_speaking:
+                raise _Handover
+
+    # ---- server messages --------------------------------------------------------------------
+
+    def _handle_message(self, m: ServerMessage) -> None:
+        """Apply every field of one server message (they can all come together)."""
+        if m.interrupted:
+            self._gen += 1
+            self._emit(self._sink.on_interrupted, self._gen)
+            self._end_model_turn(interrupted=True)
+        if m.input_transcription:
+            self._turns(self.transcript.add_input(m.input_transcription))
+        if m.audio:
+            if not self._model_speaking:
+                self._model_speaking = True
+                self._turns(self.transcript.model_started())
+            self.counters.audio_chunks_out += 1
+            self.counters.audio_bytes_out += len(m.audio)
+            self._emit(self._sink.on_audio, m.audio, self._gen)
+        text = m.output_transcription or m.text
+        if text:
+            self._model_speaking = True
+            self._turns(self.transcript.add_output(text))
+        if m.usage is not None:
+            self.usage.append(m.usage)
+            self._emit(self._sink.on_usage, m.usage)
+        if m.turn_complete:
+            self._end_model_turn(interrupted=False)
+            self._emit(self._sink.on_turn_complete, self._gen)
+        if m.resumption_handle:
+            self._handle = m.resumption_handle
+        if m.tool_calls:
+            names = ", ".join(call.name for call in m.tool_calls)
+            logger.warning("the model asked for tools (%s) but none are registered", names)
+        if m.unhandled:
+            logger.debug("server message fields not used: %s", ", ".join(m.unhandled))
+
+    def _end_model_turn(self, *, interrupted: bool) -> None:
+        self._model_speaking = False
+        self._turns(self.transcript.end_exchange(interrupted=interrupted))
+
+    def _turns(self, indexes: list[int]) -> None:
+        if indexes:
+            self._emit(self._sink.on_turns, self._indexed(indexes))
+
+    def _indexed(self, indexes: list[int]) -> list[tuple[int, Turn]]:
+        return [(i, self.transcript[i]) for i in indexes]
+
+
+def _backoff(attempt: int) -> float:
+    """Capped exponential backoff with full jitter (s)."""
+    ceiling = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception that ended a task group: a handover or Live error before anything else."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for kind in (_Handover, LiveError):
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return leaves[0]
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

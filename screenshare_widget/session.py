@@ -1,0 +1,103 @@
+"""The small session protocol between the relay and a Live backend.
+
+Internal module. The relay talks only to :class:`LiveSession` objects opened by a
+:data:`Connector`; the Gemini adapter (``gemini.py``) provides the real one on top of
+``google-genai``, and tests inject a scripted fake. Server messages arrive as
+:class:`ServerMessage`, a frozen dataclass in which every field may be set at once: one Live
+message can carry audio, transcriptions, a turn completion and usage together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .config import SessionConfig
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts reported by the service for one turn.
+
+    ``by_modality`` maps "prompt:AUDIO", "prompt:IMAGE", "response:AUDIO", ... to counts.
+    """
+
+    prompt_tokens: int = 0
+    response_tokens: int = 0
+    total_tokens: int = 0
+    by_modality: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call the model asked for."""
+
+    id: str
+    name: str
+    args: dict[str, object]
+
+
+@dataclass(frozen=True)
+class ServerMessage:
+    """Everything one server message carried. Fields that were absent are None/empty/False."""
+
+    audio: bytes = b""  # model speech, PCM16 LE mono at 24 kHz
+    text: str = ""  # non-thought text parts (rare with audio responses)
+    input_transcription: str = ""
+    output_transcription: str = ""
+    interrupted: bool = False
+    generation_complete: bool = False
+    turn_complete: bool = False
+    usage: Usage | None = None
+    go_away_s: float | None = None  # seconds left before the service closes the connection
+    resumption_handle: str | None = None  # a new handle that came with resumable=true
+    resumable: bool | None = None  # the resumable flag of a sessionResumptionUpdate
+    tool_calls: tuple[ToolCall, ...] = ()
+    cancelled_tool_calls: tuple[str, ...] = ()
+    setup_complete: bool = False
+    #: Field names of the SDK message that this dataclass has no place for (for logging).
+    unhandled: tuple[str, ...] = ()
+
+
+class LiveError(Exception):
+    """The Live connection failed or ended; ``message`` is one human sentence with the fix.
+
+    ``code`` is the WebSocket close code (1000 normal, 1006 dropped, 1007 invalid argument,
+    1008 policy/not found, 1011 internal) or 0 when the connection never opened.
+    ``fatal`` errors (bad key, unknown model, rejected option) are not worth retrying.
+    """
+
+    def __init__(self, message: str, *, code: int = 0, reason: str = "", fatal: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.reason = reason
+        self.fatal = fatal
+
+
+class LiveSession(Protocol):
+    """An open Live connection. Sends must not be called concurrently for the same stream."""
+
+    async def send_audio(self, pcm: bytes) -> None:
+        """Send microphone audio: PCM16 LE mono at 16 kHz."""
+
+    async def send_frame(self, jpeg: bytes) -> None:
+        """Send one screen frame (JPEG)."""
+
+    async def send_text(self, text: str) -> None:
+        """Send typed text as realtime input."""
+
+    def receive(self) -> AsyncIterator[ServerMessage]:
+        """Every server message, across turns, until the connection ends.
+
+        Ends by raising :class:`LiveError` (code 1000 for a normal close). Cancelling the
+        iteration leaves the connection open.
+        """
+        ...
+
+
+#: Opens a session for a config and an optional resumption handle; closing the context
+#: closes the connection.
+Connector = Callable[[SessionConfig, str | None], AbstractAsyncContextManager[LiveSession]]

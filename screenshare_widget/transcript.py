@@ -1,0 +1,216 @@
+"""The conversation as plain Python data: turns merged from partial transcriptions.
+
+The Live service streams transcriptions in small pieces ("What", " is on", " my screen?") for
+both sides, and the user's pieces may arrive after the model started answering. A
+:class:`Transcript` merges them into :class:`Turn` objects by *exchange*: a user turn stays
+open until the model's turn after it completes or is interrupted, so late pieces of the
+user's words still land in the right turn.
+
+This module imports no widget or SDK code. It is safe to read from any thread: the relay
+thread writes, the user's cells read snapshots.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal, overload
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Role = Literal["user", "model"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One turn of the conversation.
+
+    ``started_at`` and ``ended_at`` are timezone-aware UTC datetimes: when the first and the
+    last piece of the turn arrived. ``ended_at`` is ``None`` while the turn is still open.
+    ``interrupted`` is true for a model turn the user talked over.
+    """
+
+    role: Role
+    text: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    interrupted: bool = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the turn is closed."""
+        return self.ended_at is not None
+
+    def to_record(self) -> dict[str, object]:
+        """The turn as a JSON-friendly dict (times in seconds since the epoch)."""
+        record = asdict(self)
+        record["text"] = self.text.strip()
+        record["started_at"] = self.started_at.timestamp()
+        record["ended_at"] = None if self.ended_at is None else self.ended_at.timestamp()
+        return record
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Transcript(Sequence[Turn]):
+    """The conversation so far: a read-only sequence of :class:`Turn`, growing as it happens.
+
+    Indexing and iteration see a consistent snapshot. Use :meth:`to_pandas` for a table and
+    :meth:`to_markdown` for reading.
+    """
+
+    def __init__(self, turns: Sequence[Turn] = ()) -> None:
+        self._lock = threading.Lock()
+        self._turns: list[Turn] = list(turns)
+        # Index of the user and model turns of the current exchange, or None.
+        self._user: int | None = None
+        self._model: int | None = None
+        self._user_last: datetime | None = None  # when the open user turn last grew
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    @overload
+    def __getitem__(self, index: int) -> Turn: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Turn]: ...
+    def __getitem__(self, index: int | slice) -> Turn | Sequence[Turn]:
+        with self._lock:
+            return self._turns[index]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._turns)
+
+    def __iter__(self) -> Iterator[Turn]:
+        return iter(self.snapshot())
+
+    def snapshot(self) -> list[Turn]:
+        """A copy of the turns as they are now."""
+        with self._lock:
+            return list(self._turns)
+
+    def __repr__(self) -> str:
+        turns = self.snapshot()
+        return f"Transcript({len(turns)} turns)"
+
+    def to_markdown(self) -> str:
+        """The conversation as markdown, one paragraph per turn."""
+        lines = []
+        for turn in self.snapshot():
+            who = "**You**" if turn.role == "user" else "**Assistant**"
+            text = turn.text.strip() or "…"
+            mark = " *(interrupted)*" if turn.interrupted else ""
+            lines.append(f"{who}: {text}{mark}")
+        return "\n\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown() or "*(no turns yet)*"
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The turns as a DataFrame: role, text, started_at, ended_at, interrupted, duration_s."""
+        import pandas as pd
+
+        rows = [
+            {
+                "role": t.role,
+                "text": t.text.strip(),
+                "started_at": t.started_at,
+                "ended_at": t.ended_at,
+                "interrupted": t.interrupted,
+            }
+            for t in self.snapshot()
+        ]
+        columns = ["role", "text", "started_at", "ended_at", "interrupted"]
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
+        frame["ended_at"] = pd.to_datetime(frame["ended_at"], utc=True)
+        frame["duration_s"] = (frame["ended_at"] - frame["started_at"]).dt.total_seconds()
+        return frame
+
+    # ---- writing (the relay) ----------------------------------------------------------------
+    # Each writer returns the indexes of the turns it changed, for mirroring to the page.
+
+    def add_input(self, text: str, at: datetime | None = None) -> list[int]:
+        """Append a piece of the user's transcribed speech."""
+        if not text:
+            return []
+        at = at or _now()
+        with self._lock:
+            self._user_last = at
+            if self._user is None:
+                turn = Turn(role="user", text=text, started_at=at)
+                if self._model is not None:
+                    # The model answered before the user's words arrived: put them first.
+                    model_start = self._turns[self._model].started_at
+                    turn = replace(turn, started_at=min(at, model_start))
+                    self._turns.insert(self._model, turn)
+                    self._user, self._model = self._model, self._model + 1
+                    return [self._user, self._model]
+                self._turns.append(turn)
+                self._user = len(self._turns) - 1
+                return [self._user]
+            old = self._turns[self._user]
+            self._turns[self._user] = replace(old, text=old.text + text)
+            return [self._user]
+
+    def add_output(self, text: str, at: datetime | None = None) -> list[int]:
+        """Append a piece of the model's transcribed speech (opens its turn if needed)."""
+        at = at or _now()
+        with self._lock:
+            changed = self._open_model(at)
+            if text:
+                old = self._turns[self._model]  # type: ignore[index]
+                self._turns[self._model] = replace(old, text=old.text + text)  # type: ignore[index]
+            return changed
+
+    def model_started(self, at: datetime | None = None) -> list[int]:
+        """The model began a turn (first audio), before any transcription of it arrived."""
+        with self._lock:
+            return self._open_model(at or _now())
+
+    def _open_model(self, at: datetime) -> list[int]:
+        if self._model is not None:
+            return [self._model]
+        changed = []
+        self._turns.append(Turn(role="model", text="", started_at=at))
+        self._model = len(self._turns) - 1
+        changed.append(self._model)
+        return changed
+
+    def end_exchange(self, *, interrupted: bool = False, at: datetime | None = None) -> list[int]:
+        """Close the current exchange: the model's turn completed or was interrupted.
+
+        Returns the indexes of the turns closed. After this, new user speech opens a new turn.
+        """
+        at = at or _now()
+        with self._lock:
+            return self._end(interrupted=interrupted, at=at)
+
+    def close_open(self, at: datetime | None = None) -> list[int]:
+        """Close whatever is open because the session ended.
+
+        A model turn cut short this way counts as interrupted.
+        """
+        at = at or _now()
+        with self._lock:
+            return self._end(interrupted=self._model is not None, at=at)
+
+    def _end(self, *, interrupted: bool, at: datetime) -> list[int]:
+        changed = []
+        if self._user is not None:
+            old = self._turns[self._user]
+            ended = max(self._user_last or at, old.started_at)
+            self._turns[self._user] = replace(old, ended_at=ended)
+            changed.append(self._user)
+        if self._model is not None:
+            old = self._turns[self._model]
+            self._turns[self._model] = replace(old, ended_at=at, interrupted=interrupted)
+            changed.append(self._model)
+        self._user = self._model = None
+        self._user_last = None
+        return changed

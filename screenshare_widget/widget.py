@@ -1,0 +1,310 @@
+"""The widget: synced state for the cell and the dispatch of the page's messages.
+
+:class:`ScreenShareAssistant` is an anywidget. Its traits carry only small state the cell
+shows or the user sets; media and one-shot events travel as custom messages with binary
+buffers (see ``protocol.py``). Message handlers only validate and hand bytes to the
+:class:`~screenshare_widget.relay.Relay`, which runs on its own thread.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import logging
+import pathlib
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import traitlets
+
+from . import protocol
+from .config import (
+    DEFAULT_MODEL,
+    DEFAULT_SYSTEM_INSTRUCTION,
+    DEFAULT_VOICE,
+    SessionConfig,
+    dropped_options,
+)
+from .relay import Relay, RelayCounters, RelayState
+from .session import Connector, Usage
+from .transcript import Transcript, Turn
+
+if TYPE_CHECKING:
+    from google import genai
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+
+
+class ScreenShareAssistant(anywidget.AnyWidget):
+    """A live voice assistant that sees your shared screen, in a notebook cell.
+
+    Display it, click **Share screen & mic**, and talk. The conversation is Python data:
+    :attr:`transcript` (turns), :attr:`usage` (tokens). Without ``client`` and without a
+    ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``, it runs on the local Live emulator, and says so.
+
+    Args:
+        system_instruction: How the assistant should behave. Default: a concise screen-share
+            assistant role.
+        model: A Gemini Live model. Options it does not accept are never sent.
+        voice: One of the 30 prebuilt voices ("Puck", "Kore", ...).
+        client: A ``google.genai.Client``. The API key stays in the kernel.
+    """
+
+    _esm = _STATIC / "widget.js"
+    _css = _STATIC / "widget.css"
+
+    #: "idle", "connecting", "live", "reconnecting", "closing" or "error".
+    status = traitlets.Unicode("idle", read_only=True).tag(sync=True)
+    #: The last error as a human sentence with the fix, "" if none.
+    error = traitlets.Unicode("", read_only=True).tag(sync=True)
+    #: Where the conversation goes, in words ("Gemini API", "Local Live emulator: ...").
+    backend = traitlets.Unicode("", read_only=True).tag(sync=True)
+    #: True when the local Live emulator answers instead of Gemini.
+    emulated = traitlets.Bool(False, read_only=True).tag(sync=True)
+    #: The Live model; a change applies to the next connection.
+    model = traitlets.Unicode(DEFAULT_MODEL).tag(sync=True)
+    #: The prebuilt voice; a change applies to the next connection.
+    voice = traitlets.Unicode(DEFAULT_VOICE).tag(sync=True)
+    #: The system instruction; a change applies to the next connection.
+    system_instruction = traitlets.Unicode(DEFAULT_SYSTEM_INSTRUCTION).tag(sync=True)
+    #: Most screen frames per second sent to the model (at most 1).
+    max_fps = traitlets.Float(1.0).tag(sync=True)
+    #: Longest side of a sent frame, in pixels (the aspect ratio is kept).
+    max_size = traitlets.Int(1024).tag(sync=True)
+    #: JPEG quality of sent frames, 0 to 1.
+    jpeg_quality = traitlets.Float(0.7).tag(sync=True)
+    #: When the current session went live (seconds since the epoch), 0 when not live.
+    live_since = traitlets.Float(0.0, read_only=True).tag(sync=True)
+
+    def __init__(
+        self,
+        system_instruction: str | None = None,
+        *,
+        model: str = DEFAULT_MODEL,
+        voice: str = DEFAULT_VOICE,
+        client: genai.Client | None = None,
+        max_fps: float = 1.0,
+        max_size: int = 1024,
+        jpeg_quality: float = 0.7,
+        _connector: Connector | None = None,
+    ) -> None:
+        instruction = (
+            DEFAULT_SYSTEM_INSTRUCTION if system_instruction is None else system_instruction
+        )
+        config = SessionConfig(model=model, voice=voice, system_instruction=instruction)
+        super().__init__(
+            model=model,
+            voice=voice,
+            system_instruction=instruction,
+            max_fps=max_fps,
+            max_size=max_size,
+            jpeg_quality=jpeg_quality,
+        )
+        if _connector is None:
+            from . import gemini
+
+            backend = gemini.resolve_backend(client)
+            _connector = gemini.connector(backend.client)
+            self.set_trait("backend", backend.description)
+            self.set_trait("emulated", backend.emulated)
+        else:
+            self.set_trait("backend", "Injected Live connector")
+        for option in dropped_options(config):
+            logger.warning("%s is not supported by %s and will not be sent", option, model)
+        self._relay = Relay(_connector, config, _Sink(self), name=f"screenshare-relay-{id(self):x}")
+        self._comm_context: contextvars.Context | None = None
+        self._uplink = {"audio_seq": -1, "frame_seq": -1}
+        self.rejected_messages = 0
+        self.playback: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.on_msg(self._on_custom_message)
+
+    # ---- public API -------------------------------------------------------------------------
+
+    @property
+    def transcript(self) -> Transcript:
+        """The conversation so far, as :class:`Turn` objects (``.to_pandas()`` for a table)."""
+        return self._relay.transcript
+
+    @property
+    def usage(self) -> list[Usage]:
+        """Token usage reported by the service, one entry per report."""
+        return list(self._relay.usage)
+
+    @property
+    def stats(self) -> RelayCounters:
+        """Counters of what was relayed, dropped and rejected."""
+        return self._relay.counters
+
+    def start(self) -> None:
+        """Open the Live session now (the Share button also does this). Returns at once."""
+        self._relay.start()
+
+    def stop(self) -> None:
+        """End the conversation: closes the Live session and ends sharing in the page.
+
+        The transcript is kept. Idempotent; blocks at most a few seconds.
+        """
+        self._send_to_page({"kind": "stop", "reason": ""})
+        self._relay.stop()
+
+    def close(self) -> None:
+        """Stop and release the relay's thread, then close the widget."""
+        relay = getattr(self, "_relay", None)  # absent if __init__ failed
+        if relay is not None:
+            relay.close()
+        super().close()
+
+    # ---- traits -----------------------------------------------------------------------------
+
+    @traitlets.validate("voice", "model", "system_instruction")
+    def _validate_config(self, proposal: dict[str, Any]) -> Any:
+        name, value = proposal["trait"].name, proposal["value"]
+        current = getattr(self, "_relay", None)
+        base = current.config if current is not None else SessionConfig()
+        dataclasses.replace(base, **{name: value})  # raises with a clear message
+        return value
+
+    @traitlets.observe("voice", "model", "system_instruction")
+    def _config_changed(self, change: dict[str, Any]) -> None:
+        relay = getattr(self, "_relay", None)
+        if relay is not None:
+            relay.config = dataclasses.replace(relay.config, **{change["name"]: change["new"]})
+
+    @traitlets.validate("max_fps")
+    def _validate_fps(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not 0 < value <= 1:
+            raise traitlets.TraitError("max_fps must be above 0 and at most 1 frame per second")
+        return value
+
+    @traitlets.validate("max_size")
+    def _validate_size(self, proposal: dict[str, Any]) -> int:
+        value = int(proposal["value"])
+        if not 64 <= value <= 4096:
+            raise traitlets.TraitError("max_size must be between 64 and 4096 pixels")
+        return value
+
+    @traitlets.validate("jpeg_quality")
+    def _validate_quality(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not 0.1 <= value <= 1:
+            raise traitlets.TraitError("jpeg_quality must be between 0.1 and 1")
+        return value
+
+    # ---- messages from the page (any thread) ------------------------------------------------
+
+    def _on_custom_message(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
+        # Sends made in this context keep ipykernel routing the page's messages to the
+        # subshell thread they came on, so a busy cell does not stall them.
+        self._comm_context = contextvars.copy_context()
+        try:
+            message = protocol.parse_browser_message(content, buffers)
+        except protocol.ProtocolError as exc:
+            self._reject(str(exc))
+            return
+        if isinstance(message, protocol.AudioChunk):
+            self._uplink["audio_seq"] = message.seq
+            self._relay.feed_audio(message.pcm)
+        elif isinstance(message, protocol.Frame):
+            self._uplink["frame_seq"] = message.seq
+            self._relay.feed_frame(message.jpeg)
+        else:
+            self._on_control(message)
+
+    def _on_control(self, message: protocol.Control) -> None:
+        kind = message.kind
+        if kind == "hello":
+            self.send(
+                {
+                    "kind": "snapshot",
+                    "turns": [t.to_record() for t in self.transcript],
+                    "gen": self._relay.generation,
+                }
+            )
+        elif kind == "start":
+            self._uplink = {"audio_seq": -1, "frame_seq": -1}
+            if self.error and self._relay.state is not RelayState.FAILED:
+                self.set_trait("error", "")
+            self._relay.start()
+        elif kind == "stop":
+            self._relay.stop(wait=False)
+        elif kind == "client_error":
+            text = message.fields["message"] or "The page reported an error."
+            logger.error("in the page: %s", text)
+            self.set_trait("error", text)
+        elif kind == "playback":
+            self.playback = dict(message.fields)
+
+    def _reject(self, reason: str) -> None:
+        with self._lock:
+            self.rejected_messages += 1
+            count = self.rejected_messages
+        # One warning per power of two keeps a flood of bad messages from flooding the log.
+        if count & (count - 1) == 0:
+            logger.warning("rejected a message from the page (%d so far): %s", count, reason)
+
+    # ---- to the page (relay thread) ---------------------------------------------------------
+
+    def _in_comm_context(self, fn: Callable[[], None]) -> None:
+        context = self._comm_context
+        try:
+            if context is None:
+                fn()
+            else:
+                context.copy().run(fn)
+        except Exception:
+            logger.exception("sending to the page failed")
+
+    def _send_to_page(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        self._in_comm_context(lambda: self.send(content, buffers))
+
+
+class _Sink:
+    """The relay's output, mirrored into the widget (runs on the relay thread)."""
+
+    def __init__(self, widget: ScreenShareAssistant) -> None:
+        self._widget = widget
+
+    def on_state(self, state: RelayState, error: str) -> None:
+        w = self._widget
+
+        def apply() -> None:
+            with w.hold_trait_notifications():
+                w.set_trait("status", state.value)
+                if state is RelayState.LIVE and not w.live_since:
+                    w.set_trait("live_since", time.time())
+                elif state in (RelayState.IDLE, RelayState.FAILED):
+                    w.set_trait("live_since", 0.0)
+                if error or state in (RelayState.CONNECTING, RelayState.LIVE):
+                    w.set_trait("error", error)
+
+        w._in_comm_context(apply)
+        if state is RelayState.FAILED:
+            w._send_to_page({"kind": "stop", "reason": error})
+
+    def on_audio(self, pcm: bytes, gen: int) -> None:
+        self._widget._send_to_page({"kind": "audio", "gen": gen}, [pcm])
+
+    def on_interrupted(self, gen: int) -> None:
+        self._widget._send_to_page({"kind": "interrupted", "gen": gen})
+
+    def on_turn_complete(self, gen: int) -> None:
+        self._widget._send_to_page({"kind": "turn_complete", "gen": gen})
+
+    def on_turns(self, changed: list[tuple[int, Turn]]) -> None:
+        for index, turn in changed:
+            self._widget._send_to_page({"kind": "turn", "index": index, "turn": turn.to_record()})
+
+    def on_usage(self, usage: Usage) -> None:
+        logger.debug("usage: %s", usage)
+
+    def on_tick(self) -> None:
+        w = self._widget
+        w._send_to_page({"kind": "ack", **w._uplink})

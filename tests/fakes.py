@@ -1,0 +1,111 @@
+"""A scripted fake Live session for relay and widget tests (no network, no SDK)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from screenshare_widget.config import SessionConfig
+from screenshare_widget.relay import RelayState
+from screenshare_widget.session import LiveError, LiveSession, ServerMessage, Usage
+from screenshare_widget.transcript import Turn
+
+# What a script step can be: a server message to deliver, or an error that ends the connection.
+Step = ServerMessage | LiveError
+
+
+class FakeSession:
+    """Records what the relay sends; yields what the test pushes."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.audio: list[bytes] = []
+        self.frames: list[bytes] = []
+        self.texts: list[str] = []
+        self._inbox: asyncio.Queue[Step] = asyncio.Queue()
+        self.closed = False
+
+    def push(self, step: Step) -> None:
+        """Deliver a server message (or end the connection with an error); relay loop only."""
+        self._inbox.put_nowait(step)
+
+    async def send_audio(self, pcm: bytes) -> None:
+        self.audio.append(pcm)
+
+    async def send_frame(self, jpeg: bytes) -> None:
+        self.frames.append(jpeg)
+
+    async def send_text(self, text: str) -> None:
+        self.texts.append(text)
+
+    async def receive(self) -> AsyncIterator[ServerMessage]:
+        while True:
+            step = await self._inbox.get()
+            if isinstance(step, LiveError):
+                raise step
+            yield step
+
+
+@dataclass
+class FakeBackend:
+    """A connector whose connections are :class:`FakeSession` objects.
+
+    ``fail_connects`` holds errors raised by the next connection attempts, in order.
+    """
+
+    sessions: list[FakeSession] = field(default_factory=list)
+    configs: list[tuple[SessionConfig, str | None]] = field(default_factory=list)
+    fail_connects: list[LiveError] = field(default_factory=list)
+    opened: threading.Event = field(default_factory=threading.Event)
+
+    @asynccontextmanager
+    async def connect(
+        self, config: SessionConfig, handle: str | None
+    ) -> AsyncIterator[LiveSession]:
+        self.configs.append((config, handle))
+        if self.fail_connects:
+            raise self.fail_connects.pop(0)
+        session = FakeSession(len(self.sessions))
+        self.sessions.append(session)
+        self.opened.set()
+        try:
+            yield session
+        finally:
+            session.closed = True
+
+
+@dataclass
+class RecordingSink:
+    """A relay sink that records every call (thread-safe enough for polling tests)."""
+
+    states: list[tuple[RelayState, str]] = field(default_factory=list)
+    audio: list[tuple[bytes, int]] = field(default_factory=list)
+    interrupts: list[int] = field(default_factory=list)
+    completes: list[int] = field(default_factory=list)
+    turns: list[tuple[int, Turn]] = field(default_factory=list)
+    usage: list[Usage] = field(default_factory=list)
+    ticks: int = 0
+
+    def on_state(self, state: RelayState, error: str) -> None:
+        self.states.append((state, error))
+
+    def on_audio(self, pcm: bytes, gen: int) -> None:
+        self.audio.append((pcm, gen))
+
+    def on_interrupted(self, gen: int) -> None:
+        self.interrupts.append(gen)
+
+    def on_turn_complete(self, gen: int) -> None:
+        self.completes.append(gen)
+
+    def on_turns(self, changed: list[tuple[int, Turn]]) -> None:
+        self.turns.extend(changed)
+
+    def on_usage(self, usage: Usage) -> None:
+        self.usage.append(usage)
+
+    def on_tick(self) -> None:
+        self.ticks += 1

@@ -1,0 +1,109 @@
+"""Parsing the page's messages: binary and base64 payloads, and clear rejections."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from screenshare_widget import protocol
+from screenshare_widget.protocol import (
+    AudioChunk,
+    Control,
+    Frame,
+    ProtocolError,
+    parse_browser_message,
+)
+
+JPEG = b"\xff\xd8\xff\xe0" + bytes(100) + b"\xff\xd9"
+
+
+def test_audio_from_a_binary_buffer() -> None:
+    pcm = bytes(range(256)) * 5
+    msg = parse_browser_message({"kind": "audio", "seq": 3, "t": 1.5e12}, [memoryview(pcm)])
+    assert msg == AudioChunk(pcm=pcm, seq=3, t_ms=1.5e12)
+
+
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+def test_audio_from_base64_either_alphabet(encode) -> None:
+    pcm = bytes([0xFB, 0xFF, 0xFE, 0x3E]) * 10  # bytes that differ between the alphabets
+    data = encode(pcm).decode().rstrip("=")
+    msg = parse_browser_message({"kind": "audio", "seq": 0, "data": data})
+    assert isinstance(msg, AudioChunk) and msg.pcm == pcm
+
+
+def test_frame() -> None:
+    msg = parse_browser_message(
+        {"kind": "frame", "seq": 1, "t": 5, "width": 1024, "height": 576}, [JPEG]
+    )
+    assert msg == Frame(jpeg=JPEG, seq=1, t_ms=5.0, width=1024, height=576)
+
+
+def test_controls() -> None:
+    assert parse_browser_message({"kind": "hello"}) == Control("hello", {})
+    assert parse_browser_message({"kind": "stop", "reason": "user"}) == Control(
+        "stop", {"reason": "user"}
+    )
+    msg = parse_browser_message(
+        {"kind": "playback", "played_ms": 10, "queued_ms": 2.5, "underruns": 0, "dropped_chunks": 1}
+    )
+    assert msg == Control(
+        "playback", {"played_ms": 10.0, "queued_ms": 2.5, "underruns": 0, "dropped_chunks": 1}
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "buffers", "reason"),
+    [
+        ("audio", None, "must be an object"),
+        ({"kind": "shout"}, None, "unknown message kind 'shout'"),
+        ({}, None, "unknown message kind None"),
+        ({"kind": "audio", "seq": "1"}, [b"\0\0"], "'seq' must be an integer"),
+        ({"kind": "audio", "seq": True}, [b"\0\0"], "'seq' must be an integer"),
+        ({"kind": "audio", "t": float("nan")}, [b"\0\0"], "'t' must be a finite"),
+        ({"kind": "audio"}, [b"\0\0\0"], "not whole PCM16 samples"),
+        ({"kind": "audio"}, None, "no payload"),
+        ({"kind": "audio"}, [b"\0\0", b"\0\0"], "expected one buffer"),
+        ({"kind": "audio", "data": "!!!not base64"}, None, "not valid base64"),
+        ({"kind": "audio", "data": 12}, None, "must be a base64 string"),
+        ({"kind": "audio"}, [bytes(protocol.MAX_AUDIO_BYTES + 2)], "over the"),
+        ({"kind": "audio", "data": "A" * (protocol.MAX_AUDIO_BYTES * 2)}, None, "over the"),
+        ({"kind": "frame"}, [b"\x89PNG\r\n"], "not a JPEG"),
+        ({"kind": "frame", "width": -1}, [JPEG], "must not be negative"),
+        ({"kind": "frame"}, [bytes(protocol.MAX_FRAME_BYTES + 1)], "over the"),
+        ({"kind": "stop", "reason": 5}, None, "'reason' must be a string"),
+        ({"kind": "playback", "played_ms": "x"}, None, "'played_ms' must be a number"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_reason(content, buffers, reason) -> None:
+    with pytest.raises(ProtocolError, match=reason):
+        parse_browser_message(content, buffers)
+
+
+@given(
+    content=st.one_of(
+        st.none(),
+        st.integers(),
+        st.text(max_size=20),
+        st.dictionaries(
+            st.sampled_from(["kind", "seq", "t", "data", "width", "height", "reason", "message"]),
+            st.one_of(
+                st.sampled_from(sorted(protocol.BROWSER_KINDS)),
+                st.integers(),
+                st.floats(),
+                st.text(max_size=50),
+                st.booleans(),
+                st.none(),
+                st.lists(st.integers(), max_size=3),
+            ),
+        ),
+    ),
+    buffers=st.one_of(st.none(), st.lists(st.binary(max_size=64), max_size=3)),
+)
+def test_no_input_escapes_as_anything_but_a_protocol_error(content, buffers) -> None:
+    try:
+        parse_browser_message(content, buffers)
+    except ProtocolError:
+        pass

@@ -1,0 +1,303 @@
+"""The relay against a scripted fake session: states, every server field, interruption,
+bounded buffers, reconnects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from screenshare_widget import relay as relay_module
+from screenshare_widget.config import SessionConfig
+from screenshare_widget.relay import Relay, RelayState
+from screenshare_widget.session import LiveError, ServerMessage, ToolCall, Usage
+
+from .conftest import wait_until
+from .fakes import FakeBackend, FakeSession, RecordingSink, Step
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+def relay(backend: FakeBackend, sink: RecordingSink) -> Iterator[Relay]:
+    r = Relay(backend.connect, SessionConfig(), sink, name="test-relay")
+    yield r
+    r.close()
+
+
+def push(relay: Relay, session: FakeSession, step: Step) -> None:
+    assert relay._loop is not None
+    relay._loop.call_soon_threadsafe(session.push, step)
+
+
+def live(relay: Relay, backend: FakeBackend, count: int = 1) -> FakeSession:
+    relay.start()
+    wait_until(lambda: len(backend.sessions) >= count and relay.state is RelayState.LIVE)
+    return backend.sessions[count - 1]
+
+
+def test_states_idle_connecting_live_closing_idle(relay: Relay, backend, sink) -> None:
+    assert relay.state is RelayState.IDLE
+    live(relay, backend)
+    relay.stop()
+    assert relay.state is RelayState.IDLE
+    assert [s for s, _ in sink.states] == [
+        RelayState.CONNECTING,
+        RelayState.LIVE,
+        RelayState.CLOSING,
+        RelayState.IDLE,
+    ]
+    assert backend.sessions[0].closed
+
+
+def test_start_and_stop_are_idempotent(relay: Relay, backend) -> None:
+    relay.stop()  # nothing running: no error
+    live(relay, backend)
+    relay.start()
+    relay.start()
+    wait_until(lambda: relay.counters.connections == 1)
+    assert len(backend.sessions) == 1
+    relay.stop()
+    relay.stop()
+    assert relay.state is RelayState.IDLE
+
+
+def test_restart_after_stop_keeps_transcript(relay: Relay, backend) -> None:
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(input_transcription="hello"))
+    wait_until(lambda: len(relay.transcript) == 1)
+    relay.stop()
+    live(relay, backend, count=2)
+    assert [t.text for t in relay.transcript] == ["hello"]
+
+
+def test_illegal_transition_raises(relay: Relay) -> None:
+    with pytest.raises(RuntimeError, match="cannot move from idle to live"):
+        relay._set_state(RelayState.LIVE)
+
+
+def test_audio_and_frames_are_relayed_in_order(relay: Relay, backend) -> None:
+    session = live(relay, backend)
+    chunks = [bytes([i]) * 1280 for i in range(10)]
+    for chunk in chunks:
+        relay.feed_audio(chunk)
+    relay.feed_frame(b"\xff\xd8\xff frame")
+    wait_until(lambda: len(session.audio) == 10 and len(session.frames) == 1)
+    assert session.audio == chunks
+    assert relay.counters.audio_bytes_sent == 12800
+    assert relay.counters.dropped_audio_bytes == 0
+
+
+def test_mic_buffer_drops_oldest_past_one_second(backend, sink) -> None:
+    # Hold the connection attempt so audio piles up in the buffer while connecting.
+    backend.fail_connects = []
+    relay = Relay(backend.connect, SessionConfig(), sink)
+    try:
+        relay.start()
+        wait_until(lambda: relay.state is RelayState.LIVE)
+        # Block the sender by feeding from inside the loop faster than it can run.
+        chunk = b"\x01\x00" * 640  # 40 ms
+        n = 60  # 2.4 s of audio in one go
+
+        async def flood() -> None:
+            for i in range(n):
+                relay._put_audio(bytes([i % 256]) * len(chunk))
+
+        relay.run_coroutine(flood()).result(2)
+        session = backend.sessions[0]
+        wait_until(
+            lambda: (
+                relay.counters.audio_bytes_sent + relay.counters.dropped_audio_bytes
+                == n * len(chunk)
+            )
+        )
+        kept = relay.counters.audio_bytes_sent
+        assert kept <= relay_module.MIC_BUFFER_BYTES
+        assert relay.counters.dropped_audio_bytes == n * len(chunk) - kept
+        # The newest audio survives (drop-oldest).
+        assert session.audio[-1] == bytes([(n - 1) % 256]) * len(chunk)
+    finally:
+        relay.close()
+
+
+def test_frames_latest_wins(relay: Relay, backend) -> None:
+    session = live(relay, backend)
+
+    async def burst() -> None:
+        for i in range(5):
+            relay._put_frame(b"\xff\xd8\xff" + bytes([i]))
+
+    relay.run_coroutine(burst()).result(2)
+    wait_until(lambda: session.frames)
+    assert session.frames == [b"\xff\xd8\xff\x04"]
+    assert relay.counters.superseded_frames == 4
+
+
+def test_media_before_start_is_not_buffered(relay: Relay, backend) -> None:
+    relay.feed_audio(b"\x00\x00" * 640)  # no loop yet: dropped without error
+    session = live(relay, backend)
+    assert session.audio == []
+
+
+def test_every_field_of_one_message_is_handled(relay: Relay, backend, sink) -> None:
+    session = live(relay, backend)
+    usage = Usage(
+        prompt_tokens=10, response_tokens=5, total_tokens=15, by_modality={"prompt:AUDIO": 10}
+    )
+    push(
+        relay,
+        session,
+        ServerMessage(
+            audio=b"\x01\x00" * 100,
+            input_transcription="What is this?",
+            output_transcription="A chart.",
+            generation_complete=True,
+            turn_complete=True,
+            usage=usage,
+            resumption_handle="h-1",
+            resumable=True,
+        ),
+    )
+    wait_until(lambda: sink.completes)
+    assert sink.audio == [(b"\x01\x00" * 100, 0)]
+    assert [(t.role, t.text) for t in relay.transcript] == [
+        ("user", "What is this?"),
+        ("model", "A chart."),
+    ]
+    assert all(t.done for t in relay.transcript)
+    assert sink.usage == [usage] and relay.usage == [usage]
+    assert relay._handle == "h-1"
+
+
+def test_partial_transcriptions_merge_into_turns(relay: Relay, backend) -> None:
+    session = live(relay, backend)
+    for step in (
+        ServerMessage(input_transcription="What"),
+        ServerMessage(input_transcription=" is on"),
+        ServerMessage(audio=b"\0\0"),
+        ServerMessage(input_transcription=" my screen?"),  # late piece of the user's words
+        ServerMessage(output_transcription="A notebook"),
+        ServerMessage(output_transcription=" with a chart."),
+        ServerMessage(turn_complete=True),
+        ServerMessage(input_transcription="Thanks"),
+    ):
+        push(relay, session, step)
+    wait_until(lambda: len(relay.transcript) == 3)
+    turns = relay.transcript.snapshot()
+    assert [(t.role, t.text) for t in turns] == [
+        ("user", "What is on my screen?"),
+        ("model", "A notebook with a chart."),
+        ("user", "Thanks"),
+    ]
+    assert turns[0].done and turns[1].done and not turns[2].done
+
+
+def test_interruption_flushes_and_bumps_generation(relay: Relay, backend, sink) -> None:
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(input_transcription="Tell me"))
+    push(relay, session, ServerMessage(audio=b"\1\0" * 10, output_transcription="Well, first"))
+    push(relay, session, ServerMessage(interrupted=True))
+    push(relay, session, ServerMessage(audio=b"\2\0" * 10, output_transcription="Sure."))
+    wait_until(lambda: len(sink.audio) == 2)
+    assert sink.interrupts == [1]
+    assert [gen for _, gen in sink.audio] == [0, 1]
+    turns = relay.transcript.snapshot()
+    assert [(t.role, t.interrupted) for t in turns] == [
+        ("user", False),
+        ("model", True),
+        ("model", False),
+    ]
+    assert turns[1].text == "Well, first"
+
+
+def test_tool_calls_without_tools_do_not_break_the_session(relay: Relay, backend) -> None:
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(tool_calls=(ToolCall("c1", "lookup", {}),)))
+    push(relay, session, ServerMessage(output_transcription="ok", turn_complete=True))
+    wait_until(lambda: len(relay.transcript) == 1)
+    assert relay.state is RelayState.LIVE
+
+
+def test_fatal_error_fails_without_retry(relay: Relay, backend, sink) -> None:
+    backend.fail_connects = [
+        LiveError("API key not valid: set GEMINI_API_KEY or pass client=.", code=1007, fatal=True)
+    ]
+    relay.start()
+    wait_until(lambda: relay.state is RelayState.FAILED)
+    assert relay.error.startswith("API key not valid")
+    assert len(backend.configs) == 1
+    assert sink.states[-1] == (RelayState.FAILED, relay.error)
+
+
+def test_drop_reconnects_with_the_latest_resumable_handle(
+    relay: Relay, backend, monkeypatch
+) -> None:
+    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(resumption_handle="h-7", resumable=True))
+    push(relay, session, ServerMessage(resumable=False))
+    push(relay, session, LiveError("dropped", code=1006, fatal=False))
+    second = live(relay, backend, count=2)
+    assert backend.configs[-1][1] == "h-7"
+    assert relay.counters.reconnects == 1
+    relay.feed_audio(b"\0\0" * 8)
+    wait_until(lambda: second.audio)
+
+
+def test_gives_up_after_the_reconnect_budget(relay: Relay, backend, monkeypatch) -> None:
+    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.001)
+    monkeypatch.setattr(relay_module, "BACKOFF_MAX_S", 0.002)
+    err = LiveError("The Live service closed the connection (1011: x).", code=1011, fatal=False)
+    backend.fail_connects = [err] * (relay_module.MAX_RECONNECTS + 1)
+    relay.start()
+    wait_until(lambda: relay.state is RelayState.FAILED)
+    assert len(backend.configs) == relay_module.MAX_RECONNECTS + 1
+    assert "Gave up after" in relay.error
+
+
+def test_go_away_hands_over_at_turn_boundary(relay: Relay, backend, sink) -> None:
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(resumption_handle="h-1", resumable=True))
+    push(relay, session, ServerMessage(audio=b"\0\0", output_transcription="Hi"))
+    push(relay, session, ServerMessage(go_away_s=30.0))
+    wait_until(lambda: relay.transcript and relay.transcript[0].text == "Hi")
+    assert len(backend.sessions) == 1  # still speaking: no handover yet
+    push(relay, session, ServerMessage(turn_complete=True))
+    live(relay, backend, count=2)
+    assert backend.configs[-1][1] == "h-1"
+    assert RelayState.RECONNECTING in [s for s, _ in sink.states]
+
+
+def test_go_away_hands_over_before_the_deadline_mid_turn(
+    relay: Relay, backend, monkeypatch
+) -> None:
+    monkeypatch.setattr(relay_module, "GOAWAY_MARGIN_S", 0.0)
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(audio=b"\0\0"))
+    push(relay, session, ServerMessage(go_away_s=0.2))
+    live(relay, backend, count=2)
+
+
+def test_unexpected_bug_fails_visibly(backend, sink) -> None:
+    relay = Relay(backend.connect, SessionConfig(), sink)
+    try:
+        session = live(relay, backend)
+        # A malformed message object (not a ServerMessage) hits a bug path in the handler.
+        push(relay, session, object())  # type: ignore[arg-type]
+        wait_until(lambda: relay.state is RelayState.FAILED)
+        assert "unexpectedly" in relay.error
+    finally:
+        relay.close()
+
+
+def test_ticks_while_running(relay: Relay, backend, sink) -> None:
+    live(relay, backend)
+    wait_until(lambda: sink.ticks >= 2, timeout=3)

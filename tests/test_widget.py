@@ -1,0 +1,167 @@
+"""The widget without a kernel: traits, dispatch of page messages, relay output to the page."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from screenshare_widget import ScreenShareAssistant
+from screenshare_widget.relay import RelayState
+from screenshare_widget.session import LiveError, ServerMessage
+
+from .conftest import wait_until
+from .fakes import FakeBackend
+
+JPEG = b"\xff\xd8\xff\xe0" + bytes(32)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[dict[str, Any], list[bytes] | None]] = []
+
+    def __call__(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        self.sent.append((content, buffers))
+
+    def kinds(self) -> list[str]:
+        return [c["kind"] for c, _ in self.sent]
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture
+def widget(backend: FakeBackend) -> Iterator[tuple[ScreenShareAssistant, Recorder]]:
+    w = ScreenShareAssistant(_connector=backend.connect)
+    rec = Recorder()
+    w.send = rec  # type: ignore[method-assign]
+    yield w, rec
+    w.close()
+
+
+def page(
+    w: ScreenShareAssistant, content: dict[str, Any], buffers: list[bytes] | None = None
+) -> None:
+    w._on_custom_message(w, content, buffers or [])
+
+
+def test_defaults() -> None:
+    w = ScreenShareAssistant(_connector=FakeBackend().connect)
+    try:
+        assert w.status == "idle" and w.error == ""
+        assert w.model == "gemini-3.8-live" and w.voice == "Puck"
+        assert "screen" in w.system_instruction
+        assert len(w.transcript) == 0
+    finally:
+        w.close()
+
+
+def test_unknown_keyword_is_rejected() -> None:
+    with pytest.raises(TypeError):
+        ScreenShareAssistant(colour="red")  # type: ignore[call-arg]
+
+
+def test_bad_voice_is_rejected_with_the_choices(widget) -> None:
+    w, _ = widget
+    with pytest.raises(ValueError, match="unknown voice 'Bob'"):
+        w.voice = "Bob"
+    w.voice = "Kore"
+    assert w._relay.config.voice == "Kore"
+
+
+def test_trait_ranges(widget) -> None:
+    w, _ = widget
+    for name, value in (("max_fps", 2.0), ("max_size", 10), ("jpeg_quality", 0.0)):
+        with pytest.raises(Exception, match=name):
+            setattr(w, name, value)
+
+
+def test_start_relays_media_and_returns_output_to_the_page(widget, backend) -> None:
+    w, rec = widget
+    page(w, {"kind": "start"})
+    wait_until(lambda: w.status == "live")
+    assert w.live_since > 0
+    page(w, {"kind": "audio", "seq": 0, "t": 1.0}, [b"\1\0" * 640])
+    page(w, {"kind": "frame", "seq": 0, "t": 1.0, "width": 8, "height": 4}, [JPEG])
+    session = backend.sessions[0]
+    wait_until(lambda: session.audio and session.frames)
+    assert session.audio == [b"\1\0" * 640] and session.frames == [JPEG]
+
+    assert w._relay._loop is not None
+    w._relay._loop.call_soon_threadsafe(
+        session.push, ServerMessage(audio=b"\2\0" * 10, output_transcription="Hello")
+    )
+    wait_until(lambda: "audio" in rec.kinds() and "turn" in rec.kinds())
+    audio = [(c, b) for c, b in rec.sent if c["kind"] == "audio"]
+    assert audio == [({"kind": "audio", "gen": 0}, [b"\2\0" * 10])]
+    turn = next(c for c, _ in rec.sent if c["kind"] == "turn")
+    assert turn["index"] == 0 and turn["turn"]["role"] == "model"
+    wait_until(lambda: any(c["kind"] == "ack" and c["audio_seq"] == 0 for c, _ in rec.sent))
+
+
+def test_hello_gets_a_snapshot(widget, backend) -> None:
+    w, rec = widget
+    w.transcript.add_input("hi")
+    page(w, {"kind": "hello"})
+    snap = rec.sent[-1][0]
+    assert snap["kind"] == "snapshot" and snap["gen"] == 0
+    assert [t["text"] for t in snap["turns"]] == ["hi"]
+
+
+def test_bad_messages_are_counted_and_the_session_goes_on(widget, backend, caplog) -> None:
+    w, _ = widget
+    page(w, {"kind": "start"})
+    wait_until(lambda: w.status == "live")
+    with caplog.at_level(logging.WARNING, logger="screenshare_widget"):
+        page(w, {"kind": "nope"})
+        page(w, {"kind": "audio"}, [b"\0\0\0"])
+        page(w, {"kind": "frame"}, [b"not a jpeg"])
+    assert w.rejected_messages == 3
+    assert "unknown message kind 'nope'" in caplog.text
+    page(w, {"kind": "audio", "seq": 1}, [b"\0\0"])
+    wait_until(lambda: backend.sessions[0].audio)
+    assert w.status == "live"
+
+
+def test_stop_from_python_tells_the_page(widget, backend) -> None:
+    w, rec = widget
+    w.start()
+    wait_until(lambda: w.status == "live")
+    w.stop()
+    assert w.status == "idle"
+    assert {"kind": "stop", "reason": ""} in [c for c, _ in rec.sent]
+
+
+def test_stop_from_the_page_ends_the_session(widget, backend) -> None:
+    w, _ = widget
+    page(w, {"kind": "start"})
+    wait_until(lambda: w.status == "live")
+    page(w, {"kind": "stop", "reason": "user"})
+    wait_until(lambda: w.status == "idle")
+    assert backend.sessions[0].closed
+
+
+def test_fatal_error_shows_and_ends_capture(widget, backend) -> None:
+    w, rec = widget
+    backend.fail_connects = [
+        LiveError("API key not valid: set GEMINI_API_KEY or pass client=.", code=1007, fatal=True)
+    ]
+    page(w, {"kind": "start"})
+    wait_until(lambda: w.status == "error")
+    assert w.error == "API key not valid: set GEMINI_API_KEY or pass client=."
+    assert {"kind": "stop", "reason": w.error} in [c for c, _ in rec.sent]
+    assert w._relay.state is RelayState.FAILED
+    # A new Share click clears the error and tries again.
+    page(w, {"kind": "start"})
+    wait_until(lambda: w.status == "live")
+    assert w.error == ""
+
+
+def test_page_errors_surface_in_python(widget) -> None:
+    w, _ = widget
+    page(w, {"kind": "client_error", "message": "Screen sharing was cancelled."})
+    assert w.error == "Screen sharing was cancelled."
