@@ -1,0 +1,36 @@
+"""A local Gemini Live API emulator that the unmodified google-genai SDK connects to.
+
+It speaks Live's real wire protocol over TLS (a throwaway self-signed certificate), so the
+keyless demo and the integration tests run offline::
+
+    from screenshare_widget.emulator import shared_emulator
+    emu = shared_emulator()              # started in a daemon thread
+    client = genai.Client(api_key="emulator", http_options=types.HttpOptions(
+        base_url=emu.url, async_client_args={"ssl": emu.client_ssl_context()}))
+
+By default a :class:`DefaultResponder` answers each utterance by saying what it received;
+pass ``script=`` to :class:`LiveEmulator` to drive a connection message by message
+(:class:`EmulatorConnection`). Everything received is in :attr:`LiveEmulator.recording`.
+
+This package never imports ``google.genai``.
+"""
+
+from .connection import EmulatorConnection
+from .recording import ReceivedAudio, ReceivedFrame, ReceivedMessage, ReceivedText, Recording
+from .responder import DefaultResponder
+from .server import LiveEmulator, Script, shared_emulator
+from .validation import KNOWN_MODELS
+
+__all__ = [
+    "KNOWN_MODELS",
+    "DefaultResponder",
+    "EmulatorConnection",
+    "LiveEmulator",
+    "ReceivedAudio",
+    "ReceivedFrame",
+    "ReceivedMessage",
+    "ReceivedText",
+    "Recording",
+    "Script",
+    "shared_emulator",
+]

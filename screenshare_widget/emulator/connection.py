@@ -1,0 +1,334 @@
+"""One client connection to the emulator, as a script sees it.
+
+Internal module; :class:`EmulatorConnection` is re-exported from
+:mod:`screenshare_widget.emulator`.
+
+Server messages always go out as JSON in **binary** frames with **camelCase top-level
+keys** (the SDK crashes on anything else) and stay under :data:`MAX_SERVER_FRAME_BYTES`
+(the SDK's websockets client refuses frames over 1 MiB). Audio is standard base64, as the
+service sends it.
+
+While a script runs, the connection's reader keeps reading and recording client messages
+into a bounded inbox that :meth:`EmulatorConnection.next_message` takes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections import deque
+from typing import Any, Final
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from ..protocol import OUTPUT_RATE_HZ, SAMPLE_BYTES
+from .recording import ReceivedMessage, Recording
+from .validation import CLOSE_INVALID, REASON_INVALID_JSON, close_reason, model_name
+from .wire import ClientEvent, InvalidJson, has, parse_client_message, pick, snake
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+#: Largest server frame sent (bytes): the SDK's client drops the connection above 1 MiB.
+MAX_SERVER_FRAME_BYTES: Final = 1024 * 1024 - 1024
+#: Unread client messages kept for :meth:`EmulatorConnection.next_message`: at most this
+#: many messages (10,000 is about 400 s of 40 ms audio chunks) and this many media bytes.
+#: The oldest are dropped first; everything stays in the recording regardless.
+INBOX_LIMIT: Final = 10_000
+INBOX_MAX_BYTES: Final = 64 * 1024 * 1024
+#: Default audio chunk of :meth:`EmulatorConnection.send_audio` (milliseconds).
+DEFAULT_CHUNK_MS: Final = 100
+#: Mime type of model audio.
+OUTPUT_MIME: Final = f"audio/pcm;rate={OUTPUT_RATE_HZ}"
+#: Close code recorded when the emulator drops the TCP connection without a close frame.
+CLOSE_ABNORMAL: Final = 1006
+
+
+def audio_message(pcm24k: bytes) -> dict[str, Any]:
+    """A ``serverContent.modelTurn`` message carrying one chunk of 24 kHz PCM16."""
+    return {
+        "serverContent": {
+            "modelTurn": {
+                "parts": [
+                    {
+                        "inlineData": {
+                            "mimeType": OUTPUT_MIME,
+                            "data": base64.b64encode(pcm24k).decode("ascii"),
+                        }
+                    }
+                ]
+            }
+        }
+    }
+
+
+def chunks(pcm: bytes, chunk_ms: int, rate: int = OUTPUT_RATE_HZ) -> list[bytes]:
+    """Split PCM16 into chunks of ``chunk_ms`` milliseconds (the last may be shorter)."""
+    size = max(SAMPLE_BYTES, rate * SAMPLE_BYTES * chunk_ms // 1000 // SAMPLE_BYTES * SAMPLE_BYTES)
+    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+class EmulatorConnection:
+    """A client connection after a valid setup.
+
+    ``index`` numbers connections from 0; ``setup`` is the raw setup object; ``model`` is its
+    model without ``models/``; ``version`` the API version from the path.
+    """
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        *,
+        index: int,
+        setup: dict[str, Any],
+        version: str,
+        recording: Recording,
+        resumption_handles: bool,
+    ) -> None:
+        self.index = index
+        self.setup = setup
+        self.model = model_name(setup)
+        self.version = version
+        self._ws = ws
+        self._recording = recording
+        resumption = pick(setup, "session_resumption")
+        #: Whether the client asked for session resumption updates.
+        self.wants_resumption = has(setup, "session_resumption")
+        #: The handle the client resumes from, if any.
+        self.resumed_handle: str | None = pick(resumption, "handle")
+        self._send_handles = resumption_handles and self.wants_resumption
+        self._handles = 0
+        self._send_lock = asyncio.Lock()
+        self._inbox: deque[ClientEvent] = deque()
+        self._inbox_bytes = 0
+        self._changed = asyncio.Condition()
+        self._audio_s = 0.0
+        self._setup_complete_sent = False
+        self._initiated_close: tuple[int, str] | None = None
+
+    # ---- reading --------------------------------------------------------------------------
+
+    @property
+    def audio_seconds(self) -> float:
+        """PCM16 audio received on this connection so far (seconds, to the nanosecond)."""
+        return round(self._audio_s, 9)
+
+    async def read_loop(self) -> None:
+        """Read, record and queue client messages until the connection closes.
+
+        Invalid JSON closes the connection with 1007; malformed messages are logged and
+        skipped. Returns when the connection is closed, by either side.
+        """
+        try:
+            async for raw in self._ws:
+                event = self._accept(raw)
+                if event is None:
+                    await self.close(CLOSE_INVALID, REASON_INVALID_JSON)
+                    return
+                async with self._changed:
+                    self._queue(event)
+                    self._audio_s += sum(a.seconds for a in event.audio)
+                    self._changed.notify_all()
+        except ConnectionClosed:
+            pass
+
+    def _queue(self, event: ClientEvent) -> None:
+        self._inbox.append(event)
+        self._inbox_bytes += event.media_bytes
+        while len(self._inbox) > INBOX_LIMIT or (
+            self._inbox_bytes > INBOX_MAX_BYTES and len(self._inbox) > 1
+        ):
+            self._inbox_bytes -= self._inbox.popleft().media_bytes
+
+    def _accept(self, raw: bytes | str) -> ClientEvent | None:
+        t = time.time()
+        try:
+            event = parse_client_message(raw, connection=self.index, t=t)
+        except InvalidJson as exc:
+            logger.warning("connection %d: invalid JSON (%s)", self.index, exc)
+            self._recording.add_message(ReceivedMessage(t, self.index, "invalid_json", {}))
+            return None
+        record(self._recording, event)
+        return event
+
+    async def next_event(self, kind: str | None = None, timeout: float | None = 5.0) -> ClientEvent:  # noqa: ASYNC109 (public API)
+        """The oldest unread client message of ``kind`` (any kind if ``None``), parsed.
+
+        Messages of other kinds stay queued. Raises ``TimeoutError`` after ``timeout``
+        seconds (``None``: wait forever); cancellation just stops waiting.
+        """
+        wanted = snake(kind) if kind is not None else None
+
+        def take() -> ClientEvent | None:
+            for i, event in enumerate(self._inbox):
+                if wanted is None or event.kind == wanted:
+                    del self._inbox[i]
+                    self._inbox_bytes -= event.media_bytes
+                    return event
+            return None
+
+        async with asyncio.timeout(timeout), self._changed:
+            while (event := take()) is None:
+                await self._changed.wait()
+            return event
+
+    async def next_message(self, kind: str | None = None, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109 (public API)
+        """The summary (as recorded) of the oldest unread client message of ``kind``.
+
+        ``kind`` is ``"realtime_input"``, ``"client_content"``, ``"tool_response"``,
+        ``"context_update"`` (either casing) or ``None`` for any. Raises ``TimeoutError``.
+        """
+        return (await self.next_event(kind, timeout)).summary
+
+    async def wait_audio(self, seconds: float, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (public API)
+        """Wait until this connection received ``seconds`` of 16 kHz PCM16 in total.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds.
+        """
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: self.audio_seconds >= seconds)
+
+    # ---- sending --------------------------------------------------------------------------
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        """Send a raw server message as JSON in a binary frame.
+
+        Use camelCase top-level keys only (the SDK crashes on others). After a message with
+        ``serverContent.turnComplete``, a ``sessionResumptionUpdate`` follows when the client
+        asked for resumption. Raises ``ValueError`` for frames over
+        :data:`MAX_SERVER_FRAME_BYTES` and websockets' ``ConnectionClosed`` once closed.
+        """
+        data = json.dumps(obj, separators=(",", ":")).encode("utf-8")
+        if len(data) > MAX_SERVER_FRAME_BYTES:
+            raise ValueError(
+                f"server message of {len(data)} bytes is over {MAX_SERVER_FRAME_BYTES} bytes"
+            )
+        async with self._send_lock:
+            await self._ws.send(data)
+            if "setupComplete" in obj:
+                self._setup_complete_sent = True
+            content = obj.get("serverContent")
+            if self._send_handles and isinstance(content, dict) and content.get("turnComplete"):
+                self._handles += 1
+                update = {
+                    "sessionResumptionUpdate": {
+                        "newHandle": f"emu-{self.index}-{self._handles}",
+                        "resumable": True,
+                    }
+                }
+                await self._ws.send(json.dumps(update).encode("utf-8"))
+
+    async def send_raw(self, data: bytes | str) -> None:
+        """Send a frame exactly as given (bytes: binary, str: text), without any checks."""
+        async with self._send_lock:
+            await self._ws.send(data)
+
+    async def send_setup_complete(self) -> None:
+        """Send ``setupComplete``: it must be the first server message after the setup."""
+        await self.send({"setupComplete": {}})
+
+    @property
+    def setup_complete_sent(self) -> bool:
+        """Whether ``setupComplete`` was sent."""
+        return self._setup_complete_sent
+
+    async def send_audio(
+        self, pcm24k: bytes, *, chunk_ms: int = DEFAULT_CHUNK_MS, pace: float | None = None
+    ) -> None:
+        """Send 24 kHz PCM16 as ``modelTurn`` inline data in chunks of ``chunk_ms``.
+
+        ``pace=None`` sends as fast as possible; ``1.0`` in real time, ``2.0`` twice as fast.
+        Cancellation stops between chunks.
+        """
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        offset_s = 0.0
+        for chunk in chunks(pcm24k, chunk_ms):
+            if pace is not None and pace > 0:
+                delay = start + offset_s / pace - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await self.send(audio_message(chunk))
+            offset_s += len(chunk) / (OUTPUT_RATE_HZ * SAMPLE_BYTES)
+
+    async def input_transcription(self, text: str) -> None:
+        """Send ``serverContent.inputTranscription``."""
+        await self.send({"serverContent": {"inputTranscription": {"text": text}}})
+
+    async def output_transcription(self, text: str) -> None:
+        """Send ``serverContent.outputTranscription``."""
+        await self.send({"serverContent": {"outputTranscription": {"text": text}}})
+
+    async def interrupted(self) -> None:
+        """Send ``serverContent.interrupted`` (the user barged in)."""
+        await self.send({"serverContent": {"interrupted": True}})
+
+    async def generation_complete(self) -> None:
+        """Send ``serverContent.generationComplete``."""
+        await self.send({"serverContent": {"generationComplete": True}})
+
+    async def turn_complete(self, usage: dict[str, Any] | None = None) -> None:
+        """Send ``serverContent.turnComplete``, with ``usageMetadata`` if given."""
+        message: dict[str, Any] = {"serverContent": {"turnComplete": True}}
+        if usage is not None:
+            message["usageMetadata"] = usage
+        await self.send(message)
+
+    async def go_away(self, time_left: str = "5s") -> None:
+        """Send ``goAway`` with ``timeLeft`` as a protobuf Duration string."""
+        await self.send({"goAway": {"timeLeft": time_left}})
+
+    async def resumption_update(self, handle: str, resumable: bool = True) -> None:
+        """Send ``sessionResumptionUpdate``."""
+        await self.send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": resumable}})
+
+    async def tool_call(self, calls: list[dict[str, Any]]) -> None:
+        """Send ``toolCall`` with these ``functionCalls`` (``{"id", "name", "args"}``)."""
+        await self.send({"toolCall": {"functionCalls": calls}})
+
+    async def tool_call_cancellation(self, ids: list[str]) -> None:
+        """Send ``toolCallCancellation``."""
+        await self.send({"toolCallCancellation": {"ids": ids}})
+
+    # ---- closing --------------------------------------------------------------------------
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with a close frame carrying ``code`` and ``reason``; waits for the handshake.
+
+        The reason is cut to 123 UTF-8 bytes, the most a close frame carries.
+        """
+        reason = close_reason(reason)
+        if self._initiated_close is None:
+            self._initiated_close = (code, reason)
+        await self._ws.close(code, reason)
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a close frame (the client sees 1006)."""
+        if self._initiated_close is None:
+            self._initiated_close = (CLOSE_ABNORMAL, "aborted by the emulator")
+        self._ws.transport.abort()
+
+    def close_record(self) -> tuple[int, str]:
+        """``(code, reason)`` of how the connection ended: the emulator's close if it
+        initiated one, else the code received from the client (1006 if none)."""
+        if self._initiated_close is not None:
+            return self._initiated_close
+        code = self._ws.close_code
+        return (code if code is not None else CLOSE_ABNORMAL, self._ws.close_reason or "")
+
+
+def record(recording: Recording, event: ClientEvent) -> None:
+    """Put a parsed client message into the recording and log its problems."""
+    recording.add_message(ReceivedMessage(event.t, event.connection, event.kind, event.summary))
+    for audio in event.audio:
+        recording.add_audio(audio)
+    for frame in event.frames:
+        recording.add_frame(frame)
+    for text in event.texts:
+        recording.add_text(text)
+    for problem in event.problems:
+        logger.warning("connection %d: skipped: %s", event.connection, problem)

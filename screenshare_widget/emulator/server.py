@@ -1,0 +1,393 @@
+"""The emulator's TLS WebSocket server and its lifecycle.
+
+Internal module; :class:`LiveEmulator` and :func:`shared_emulator` are re-exported from
+:mod:`screenshare_widget.emulator`.
+
+Per connection: the HTTP upgrade is refused with 404 unless the path is a Live endpoint;
+the first message must be the setup, which is recorded and then validated (key, model,
+options) exactly like the service, closing with 1007/1008 and the service's reasons; then
+``setupComplete`` goes out first, and the script (or the default responder) runs while a
+reader records every client message. When the script returns, the connection stays open
+until the client closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import http
+import logging
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any, Final
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .connection import EmulatorConnection, record
+from .recording import ReceivedMessage, Recording
+from .responder import DefaultResponder
+from .tls import Certificate, make_certificate
+from .validation import (
+    CLOSE_INTERNAL,
+    CLOSE_INVALID,
+    REASON_INTERNAL,
+    REASON_INVALID_ARGUMENT,
+    REASON_INVALID_JSON,
+    api_version,
+    check_setup,
+    close_reason,
+)
+from .wire import InvalidJson, parse_client_message
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+Script = Callable[[EmulatorConnection], Awaitable[None]]
+
+#: How long a client may take to send its setup after the upgrade (seconds).
+SETUP_TIMEOUT_S: Final = 30.0
+#: Bound on :meth:`LiveEmulator.stop` and on shutting the server down (seconds).
+STOP_TIMEOUT_S: Final = 5.0
+#: Bound on :meth:`LiveEmulator.start_in_thread` waiting for the server to listen (seconds).
+START_TIMEOUT_S: Final = 10.0
+#: Name of the emulator's thread.
+THREAD_NAME: Final = "live-emulator"
+#: Header carrying the API key (compared, never recorded or logged). Browser clients put the
+#: key in a ``key`` query parameter instead, which is accepted too.
+KEY_HEADER: Final = "x-goog-api-key"
+
+
+class LiveEmulator:
+    """A local Gemini Live endpoint that the unmodified google-genai SDK connects to.
+
+    ``responder`` answers connections when no ``script`` is given (a
+    :class:`DefaultResponder` by default). ``script`` is run per connection instead
+    (scripted mode). ``api_keys=None`` accepts any non-empty key. ``auto_setup_complete``
+    sends ``setupComplete`` before the script runs (always so with the responder).
+    ``session_resumption_handles`` sends a ``sessionResumptionUpdate`` after each completed
+    turn to clients that asked for resumption.
+
+    Start it with ``async with`` on the current loop, or with :meth:`start_in_thread`.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        responder: DefaultResponder | None = None,
+        script: Script | None = None,
+        api_keys: Iterable[str] | None = None,
+        auto_setup_complete: bool = True,
+        session_resumption_handles: bool = True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        if responder is None and script is None:
+            responder = DefaultResponder()
+        self.responder = responder
+        self.script = script
+        self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self.auto_setup_complete = auto_setup_complete
+        self.session_resumption_handles = session_resumption_handles
+        self.recording = Recording()
+        self._cert: Certificate | None = None
+        self._server: Server | None = None
+        self._bound_port: int | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._thread_stop: asyncio.Event | None = None
+
+    # ---- addresses ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``https://HOST:PORT`` (no trailing slash), for ``HttpOptions(base_url=...)``."""
+        if self._bound_port is None:
+            raise RuntimeError("the emulator is not running")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self._bound_port}"
+
+    @property
+    def cafile(self) -> str:
+        """Path of the throwaway self-signed certificate (PEM) to trust; removed at stop."""
+        if self._cert is None:
+            raise RuntimeError("the emulator is not running")
+        return str(self._cert.cert)
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client TLS context that trusts :attr:`cafile`."""
+        if self._cert is None:
+            raise RuntimeError("the emulator is not running")
+        return self._cert.client_context()
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is listening."""
+        return self._server is not None
+
+    # ---- lifecycle on the current loop ----------------------------------------------------
+
+    async def start(self) -> None:
+        """Make the certificate and start listening on the current loop."""
+        if self._server is not None:
+            raise RuntimeError("the emulator is already running")
+        cert = make_certificate()
+        try:
+            server = await serve(
+                self._handle,
+                self.host,
+                self.port,
+                ssl=cert.server_context(),
+                max_size=None,  # base64 screen frames from clients can be large
+                process_request=self._check_path,
+                server_header="live-emulator",
+            )
+        except BaseException:
+            cert.remove()
+            raise
+        self._cert = cert
+        self._server = server
+        self._bound_port = next(iter(server.sockets)).getsockname()[1]
+        logger.info("Live emulator listening on %s", self.url)
+
+    async def aclose(self) -> None:
+        """Close every connection (1001) and stop listening; removes the certificate.
+
+        Bounded by :data:`STOP_TIMEOUT_S`. Idempotent.
+        """
+        server, self._server = self._server, None
+        try:
+            if server is not None:
+                server.close(close_connections=True)
+                try:
+                    async with asyncio.timeout(STOP_TIMEOUT_S):
+                        await server.wait_closed()
+                except TimeoutError:
+                    logger.warning("Live emulator: connections did not close in time")
+        finally:
+            if self._cert is not None:
+                self._cert.remove()
+                self._cert = None
+            self._bound_port = None
+
+    async def __aenter__(self) -> LiveEmulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ---- lifecycle in a thread ------------------------------------------------------------
+
+    def start_in_thread(self) -> LiveEmulator:
+        """Run on a new loop in the daemon thread ``live-emulator``; idempotent; returns self.
+
+        Blocks until the server listens (at most :data:`START_TIMEOUT_S`) and re-raises a
+        startup failure.
+        """
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return self
+            if self._server is not None:
+                raise RuntimeError("the emulator is already running on a loop")
+            ready = threading.Event()
+            failure: list[BaseException] = []
+            thread = threading.Thread(
+                target=self._thread_main, args=(ready, failure), name=THREAD_NAME, daemon=True
+            )
+            thread.start()
+            if not ready.wait(START_TIMEOUT_S):
+                raise RuntimeError("the Live emulator did not start in time")
+            if failure:
+                thread.join(STOP_TIMEOUT_S)
+                raise failure[0]
+            self._thread = thread
+            return self
+
+    def _thread_main(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        async def main() -> None:
+            self._thread_loop = asyncio.get_running_loop()
+            self._thread_stop = asyncio.Event()
+            try:
+                await self.start()
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            try:
+                await self._thread_stop.wait()
+            finally:
+                await self.aclose()
+
+        try:
+            asyncio.run(main())
+        finally:
+            self._thread_loop = None
+            self._thread_stop = None
+
+    def stop(self) -> None:
+        """Stop an emulator started with :meth:`start_in_thread`, from any thread.
+
+        Waits at most :data:`STOP_TIMEOUT_S` for the thread to end. Idempotent.
+        """
+        with self._lock:
+            thread, loop, event = self._thread, self._thread_loop, self._thread_stop
+            self._thread = None
+        if thread is None:
+            return
+        if loop is not None and event is not None:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop already closed
+                pass
+        if threading.current_thread() is not thread:
+            thread.join(STOP_TIMEOUT_S)
+            if thread.is_alive():
+                logger.warning("Live emulator thread did not stop in %.0f s", STOP_TIMEOUT_S)
+
+    # ---- connections ----------------------------------------------------------------------
+
+    def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+        if api_version(request.path) is None:
+            # The query may hold a key (browser clients use ?key=): never log it.
+            logger.info("Live emulator: 404 for path %r", request.path.split("?", 1)[0])
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        path = ws.request.path if ws.request is not None else ""
+        key = _api_key(ws.request)
+        version = api_version(path) or "v1"
+        index = self.recording.new_connection(key_present=bool(key))
+        logger.info("connection %d opened (%s, API key present: %s)", index, version, bool(key))
+        conn: EmulatorConnection | None = None
+        initiated: tuple[int, str] | None = None
+        try:
+            setup, initiated = await self._read_setup(ws, index, version, key)
+            if setup is None:
+                return
+            conn = EmulatorConnection(
+                ws,
+                index=index,
+                setup=setup,
+                version=version,
+                recording=self.recording,
+                resumption_handles=self.session_resumption_handles,
+            )
+            if self.script is None or self.auto_setup_complete:
+                await conn.send_setup_complete()
+            await self._serve(conn)
+        except ConnectionClosed:
+            pass
+        finally:
+            if conn is not None:
+                code, reason = conn.close_record()
+            elif initiated is not None:
+                code, reason = initiated
+            else:
+                code = ws.close_code if ws.close_code is not None else 1006
+                reason = ws.close_reason or ""
+            self.recording.add_close(index, code, reason)
+            logger.info("connection %d closed: %d %s", index, code, reason)
+
+    async def _read_setup(
+        self, ws: ServerConnection, index: int, version: str, key: str | None
+    ) -> tuple[dict[str, Any] | None, tuple[int, str] | None]:
+        """Read and check the first message; on refusal close and return the close."""
+        try:
+            async with asyncio.timeout(SETUP_TIMEOUT_S):
+                raw = await ws.recv()
+        except TimeoutError:
+            await ws.close(CLOSE_INVALID, REASON_INVALID_ARGUMENT)
+            return None, (CLOSE_INVALID, REASON_INVALID_ARGUMENT)
+        t = time.time()
+        try:
+            event = parse_client_message(raw, connection=index, t=t)
+        except InvalidJson:
+            self.recording.add_message(ReceivedMessage(t, index, "invalid_json", {}))
+            await ws.close(CLOSE_INVALID, REASON_INVALID_JSON)
+            return None, (CLOSE_INVALID, REASON_INVALID_JSON)
+        record(self.recording, event)
+        if event.kind != "setup" or not isinstance(event.body, dict):
+            logger.warning("connection %d: first message is %r, not setup", index, event.kind)
+            await ws.close(CLOSE_INVALID, REASON_INVALID_ARGUMENT)
+            return None, (CLOSE_INVALID, REASON_INVALID_ARGUMENT)
+        setup: dict[str, Any] = event.body
+        self.recording.add_setup(setup)
+        rejection = check_setup(setup, version=version, key=key, api_keys=self.api_keys)
+        if rejection is not None:
+            logger.info("connection %d: setup refused: %d", index, rejection.code)
+            reason = close_reason(rejection.reason)
+            await ws.close(rejection.code, reason)
+            return None, (rejection.code, reason)
+        return setup, None
+
+    async def _serve(self, conn: EmulatorConnection) -> None:
+        """Run the behaviour next to the reader; the reader ending (a close) cancels it."""
+        behaviour: Script | None = self.script if self.script is not None else self.responder
+        if behaviour is None:
+            return
+        task = asyncio.create_task(
+            self._run_behaviour(behaviour, conn), name=f"live-emulator-script-{conn.index}"
+        )
+        try:
+            await conn.read_loop()
+        finally:
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def _run_behaviour(self, behaviour: Script, conn: EmulatorConnection) -> None:
+        try:
+            await behaviour(conn)
+        except ConnectionClosed:
+            logger.debug("connection %d: closed while the script ran", conn.index)
+        except Exception:
+            logger.exception("connection %d: the script failed; closing with 1011", conn.index)
+            try:
+                await conn.close(CLOSE_INTERNAL, REASON_INTERNAL)
+            except ConnectionClosed:
+                pass
+
+
+def _api_key(request: Request | None) -> str | None:
+    """The request's API key: the ``x-goog-api-key`` header, else a ``key`` query parameter."""
+    if request is None:
+        return None
+    key = request.headers.get(KEY_HEADER)
+    if key:
+        return key
+    query = urllib.parse.urlsplit(request.path).query
+    keys = urllib.parse.parse_qs(query).get("key")
+    return keys[0] if keys else None
+
+
+_shared: LiveEmulator | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_emulator() -> LiveEmulator:
+    """The process-wide emulator with the default responder, started in a thread.
+
+    Thread-safe; created and started on first use, stopped at interpreter exit.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            emulator = LiveEmulator().start_in_thread()
+            atexit.register(emulator.stop)
+            _shared = emulator
+        return _shared

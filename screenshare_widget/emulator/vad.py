@@ -1,0 +1,191 @@
+"""Utterance detection from the energy of 16 kHz PCM16 audio.
+
+Internal module. :class:`UtteranceDetector` is synchronous and pure: feed it PCM, get
+events back. Each 20 ms frame's RMS level (dBFS) is compared with a threshold that is the
+higher of a fixed level (``threshold_dbfs``) and an adaptive noise floor (the quietest frame
+of the last ``floor_window_s`` seconds) plus ``floor_margin_db``. The browser applies echo
+cancellation and noise suppression, so speech can be quiet (peaks near 0.05 FS) and a
+fixed threshold near -50 dBFS with the adaptive floor works better than a high fixed one.
+
+Speech starts after ``start_ms`` of consecutive loud frames and ends after ``end_ms`` of
+consecutive quiet ones. Utterances shorter than ``min_utterance_ms`` are ignored, and so are
+those whose loudest frame is not above the noise floor measured at their end (a stationary
+noise that started with the stream and was first taken for speech).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from ..protocol import INPUT_RATE_HZ
+
+#: Analysis frame (milliseconds).
+FRAME_MS: Final = 20
+#: Level of digital silence (dBFS); quieter frames are clamped to it.
+SILENCE_DBFS: Final = -100.0
+#: Noise floor assumed for the first :data:`INITIAL_FLOOR_S` of the stream (dBFS), so that
+#: speech at the very start is heard before the floor has been measured.
+INITIAL_FLOOR_DBFS: Final = -70.0
+INITIAL_FLOOR_S: Final = 0.5
+
+DEFAULT_THRESHOLD_DBFS: Final = -50.0
+DEFAULT_FLOOR_MARGIN_DB: Final = 10.0
+DEFAULT_START_MS: Final = 150
+DEFAULT_END_MS: Final = 600
+DEFAULT_MIN_UTTERANCE_MS: Final = 250
+DEFAULT_FLOOR_WINDOW_S: Final = 5.0
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """Speech began ``start_s`` seconds into the stream (its first loud frame)."""
+
+    start_s: float
+
+
+@dataclass(frozen=True)
+class UtteranceEnded:
+    """An utterance from ``start_s`` to ``end_s`` (seconds into the stream) ended."""
+
+    start_s: float
+    end_s: float
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the utterance (seconds), first to last loud frame."""
+        return self.end_s - self.start_s
+
+
+VadEvent = SpeechStarted | UtteranceEnded
+
+
+def level_dbfs(frame: npt.NDArray[np.int16]) -> float:
+    """RMS level of PCM16 samples in dBFS (full-scale sine = -3 dBFS), at least -100."""
+    if frame.size == 0:
+        return SILENCE_DBFS
+    rms = math.sqrt(float(np.mean(np.square(frame.astype(np.float64) / 32768.0))))
+    return max(SILENCE_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_DBFS
+
+
+class UtteranceDetector:
+    """Energy-based end-of-utterance detection on a stream of 16 kHz PCM16 mono."""
+
+    def __init__(
+        self,
+        *,
+        threshold_dbfs: float = DEFAULT_THRESHOLD_DBFS,
+        floor_margin_db: float = DEFAULT_FLOOR_MARGIN_DB,
+        start_ms: int = DEFAULT_START_MS,
+        end_ms: int = DEFAULT_END_MS,
+        min_utterance_ms: int = DEFAULT_MIN_UTTERANCE_MS,
+        floor_window_s: float = DEFAULT_FLOOR_WINDOW_S,
+        rate: int = INPUT_RATE_HZ,
+    ) -> None:
+        self.threshold_dbfs = threshold_dbfs
+        self.floor_margin_db = floor_margin_db
+        self.rate = rate
+        self._frame_samples = rate * FRAME_MS // 1000
+        self._start_frames = max(1, math.ceil(start_ms / FRAME_MS))
+        self._end_frames = max(1, math.ceil(end_ms / FRAME_MS))
+        self._min_s = min_utterance_ms / 1000
+        window = max(1, round(floor_window_s * 1000 / FRAME_MS))
+        self._levels: deque[float] = deque(maxlen=window)
+        self._initial_frames = round(INITIAL_FLOOR_S * 1000 / FRAME_MS)
+        self._peak = SILENCE_DBFS  # loudest frame of the current utterance
+        self._pending = b""
+        self._frames = 0  # frames analysed so far
+        self._loud_run = 0  # consecutive loud frames
+        self._quiet_run = 0  # consecutive quiet frames while in speech
+        self._in_speech = False
+        self._start_frame = 0
+        self._last_loud_frame = 0
+
+    @property
+    def in_speech(self) -> bool:
+        """Whether an utterance is in progress."""
+        return self._in_speech
+
+    @property
+    def position_s(self) -> float:
+        """Audio analysed so far (seconds)."""
+        return self._frames * FRAME_MS / 1000
+
+    @property
+    def floor(self) -> float:
+        """The current noise floor estimate (dBFS)."""
+        floor = min(self._levels) if self._levels else INITIAL_FLOOR_DBFS
+        if self._frames < self._initial_frames:
+            floor = min(floor, INITIAL_FLOOR_DBFS)
+        return floor
+
+    @property
+    def threshold(self) -> float:
+        """The current speech threshold (dBFS)."""
+        return max(self.threshold_dbfs, self.floor + self.floor_margin_db)
+
+    def feed(self, pcm16: bytes) -> list[VadEvent]:
+        """Analyse more audio; returns the events it completes, in order."""
+        data = self._pending + pcm16
+        step = self._frame_samples * 2
+        whole = len(data) // step * step
+        self._pending = data[whole:]
+        events: list[VadEvent] = []
+        if whole == 0:
+            return events
+        samples = np.frombuffer(data[:whole], dtype="<i2").reshape(-1, self._frame_samples)
+        for frame in samples:
+            event = self._frame(level_dbfs(frame))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def flush(self) -> list[VadEvent]:
+        """End the current utterance now (the stream paused or ended)."""
+        self._pending = b""
+        if not self._in_speech:
+            self._loud_run = 0
+            return []
+        event = self._finish()
+        return [event] if event is not None else []
+
+    def _frame(self, level: float) -> VadEvent | None:
+        loud = level > self.threshold
+        index = self._frames
+        self._frames += 1
+        self._levels.append(level)
+        if not self._in_speech:
+            self._loud_run = self._loud_run + 1 if loud else 0
+            if loud:
+                self._peak = level if self._loud_run == 1 else max(self._peak, level)
+            if self._loud_run >= self._start_frames:
+                self._in_speech = True
+                self._quiet_run = 0
+                self._start_frame = index - self._loud_run + 1
+                self._last_loud_frame = index
+                return SpeechStarted(self._start_frame * FRAME_MS / 1000)
+            return None
+        if loud:
+            self._quiet_run = 0
+            self._last_loud_frame = index
+            self._peak = max(self._peak, level)
+            return None
+        self._quiet_run += 1
+        if self._quiet_run >= self._end_frames:
+            return self._finish()
+        return None
+
+    def _finish(self) -> UtteranceEnded | None:
+        self._in_speech = False
+        self._loud_run = 0
+        self._quiet_run = 0
+        start = self._start_frame * FRAME_MS / 1000
+        end = (self._last_loud_frame + 1) * FRAME_MS / 1000
+        if end - start < self._min_s or self._peak <= self.floor + self.floor_margin_db:
+            return None
+        return UtteranceEnded(start, end)

@@ -1,0 +1,1400 @@
+// @ts-check
+/**
+ * The browser half of screenshare-widget: one click shares the screen and the microphone with
+ * the kernel, which relays them to Gemini Live and sends the model's voice back to play here.
+ *
+ * Loaded by anywidget from a blob: URL, so this file is one self-contained module: the two
+ * AudioWorklet processors are inlined as strings and loaded through their own Blob URLs.
+ *
+ * Shape (anywidget front-end module): the default export is a factory that anywidget calls once
+ * per widget model. Its closure holds that model's controller: capture, playback, transcript and
+ * the frame loop exist once per model, however many views display it. `initialize` creates the
+ * controller; `render` only builds one view's DOM and subscribes to it. A factory is needed
+ * because anywidget hands `initialize` and every `render` a different proxy of the same model
+ * (so the proxy cannot key a lookup), and marimo shares one module instance between widgets.
+ *
+ * Test seam (not an API; created by the first `initialize`, never at import):
+ * `globalThis.__screenshareWidget.controllers` lists one object per live controller with
+ *   - `captureContext`, `playbackContext` (AudioContext | null), `playerNode` (AudioWorkletNode);
+ *   - `tracks()`: the current (or last) capture's MediaStreamTracks, ended ones included;
+ *   - `stats()`: Promise of {played, queued, underruns, dropped, stale, generation, flushedAt},
+ *     counts in 24 kHz samples (flushedAt: the audio frame of the last flush, -1 if none);
+ *   - `sent`: {audio, frames, lastFrame: {width, height, bytes}} counted since the page loaded.
+ */
+
+// ---- wire protocol ---------------------------------------------------------------------------
+// Kinds kept in sync with screenshare_widget/protocol.py (tests/test_protocol_sync.py compares).
+
+/** Kinds the browser sends to the kernel. */
+export const BROWSER_KINDS = Object.freeze([
+  "hello",
+  "start",
+  "audio",
+  "frame",
+  "stop",
+  "client_error",
+  "playback",
+]);
+/** Kinds the kernel sends to the browser. */
+export const KERNEL_KINDS = Object.freeze([
+  "audio",
+  "interrupted",
+  "turn_complete",
+  "turn",
+  "snapshot",
+  "stop",
+  "ack",
+  "notice",
+]);
+
+// ---- media formats and limits ----------------------------------------------------------------
+
+/** Microphone PCM16 sent to the kernel (Hz). */
+const INPUT_RATE_HZ = 16_000;
+/** Model PCM16 received from the kernel (Hz). */
+const OUTPUT_RATE_HZ = 24_000;
+/** Duration of one microphone chunk (ms): 640 samples = 1280 bytes at 16 kHz. */
+const CHUNK_MS = 40;
+const CHUNK_SAMPLES = (INPUT_RATE_HZ * CHUNK_MS) / 1000;
+/** Anti-alias low-pass applied before decimating the mic to 16 kHz (Hz). */
+const LOWPASS_CUTOFF_HZ = 7_000;
+/** Transition band of that filter (Hz); sets the number of FIR taps. */
+const LOWPASS_TRANSITION_HZ = 2_000;
+/** Audio the player buffers before it starts a turn or resumes after running dry (ms). */
+const PREROLL_MS = 100;
+/** Most model audio the player holds (ms); past it the oldest chunks are dropped and counted. */
+const MAX_QUEUE_MS = 60_000;
+/** How often the page reports player statistics to the kernel while audio plays (ms). */
+const PLAYBACK_REPORT_MS = 1_000;
+/** Screen frames per second never exceed this, whatever `max_fps` says. */
+const MAX_FPS = 1;
+/** Defaults for the frame traits when the model does not set them. */
+const DEFAULT_MAX_SIZE_PX = 1024;
+const DEFAULT_JPEG_QUALITY = 0.7;
+/** Retry delay while the shared video has no dimensions yet (ms). */
+const FRAME_RETRY_MS = 100;
+/** Unacknowledged microphone audio that means the kernel is busy (ms of audio). */
+const ACK_LAG_MS = 1_500;
+/** Silence from the kernel, while live, that means the kernel is busy (ms). */
+const ACK_SILENCE_MS = 2_000;
+/** How often the busy check runs while streaming (ms). */
+const BUSY_CHECK_MS = 250;
+/** How long a transient notice stays visible (ms). */
+const NOTICE_MS = 5_000;
+/** Microphone level shown as an empty meter (dBFS); 0 dBFS fills it. */
+const METER_FLOOR_DB = -60;
+
+const BUSY_NOTICE =
+  "Paused: the kernel is busy running a cell; the conversation resumes when it finishes.";
+const SCREEN_ENDED_NOTICE =
+  "Screen sharing ended; the voice conversation continues. Click Stop to end it.";
+const EMPTY_TRANSCRIPT =
+  "Click Share, then talk: the assistant sees your screen and answers aloud.";
+const USER_STOP_REASON = "Stopped by the user.";
+const ALL_ENDED_REASON = "Every shared track ended.";
+const MIC_ENDED_NOTICE =
+  "The microphone stopped; the assistant still sees your screen. Click Stop to end it.";
+
+/**
+ * What to ask getDisplayMedia for. No system audio (the model would hear itself). The notebook's
+ * own tab is offered too ("what is wrong with this cell?"), and Chrome may let the user switch
+ * the shared tab while sharing. Browsers ignore the hints they do not know.
+ * @type {DisplayMediaStreamOptions}
+ */
+const DISPLAY_OPTIONS = /** @type {any} */ ({
+  video: { frameRate: { ideal: 5, max: 15 } },
+  audio: false,
+  selfBrowserSurface: "include",
+  surfaceSwitching: "include",
+});
+
+/** Microphone processing wanted from the browser (echo cancellation matters: we play audio). */
+const MIC_CONSTRAINTS = {
+  echoCancellation: true,
+  noiseSuppression: true,
+  autoGainControl: true,
+  channelCount: 1,
+};
+
+// ---- types -----------------------------------------------------------------------------------
+
+/** @typedef {"idle"|"connecting"|"live"|"reconnecting"|"closing"|"error"} Status */
+
+/**
+ * Traits synced from the Python widget (kept in sync with screenshare_widget/widget.py).
+ * @typedef {object} Model
+ * @property {Status} status
+ * @property {string} error human sentence, "" if none
+ * @property {string} backend e.g. "Gemini API" or "Local Live emulator: no API key is set"
+ * @property {boolean} emulated
+ * @property {string} model
+ * @property {string} voice
+ * @property {number} max_fps frames per second, clamped to at most 1
+ * @property {number} max_size long side of a frame (px)
+ * @property {number} jpeg_quality 0..1
+ * @property {number} live_since epoch seconds of the current live connection, 0 when not live
+ */
+
+/**
+ * The part of anywidget's model proxy this module uses.
+ * @typedef {object} WidgetModel
+ * @property {<K extends keyof Model>(key: K) => Model[K]} get
+ * @property {(name: string, callback: (...args: any[]) => void) => void} on
+ * @property {(name?: string | null, callback?: ((...args: any[]) => void) | null) => void} off
+ * @property {(content: object, callbacks?: unknown, buffers?: ArrayBuffer[]) => void} send
+ */
+
+/**
+ * A transcript turn as the kernel sends it (times in epoch seconds).
+ * @typedef {object} Turn
+ * @property {string} role "user" or "model"
+ * @property {string} text
+ * @property {number} started_at
+ * @property {number | null} ended_at
+ * @property {boolean} interrupted
+ */
+
+/**
+ * Player statistics, in samples at 24 kHz.
+ * @typedef {object} PlayerStats
+ * @property {number} played samples output from the queue
+ * @property {number} queued samples waiting
+ * @property {number} underruns times the queue ran dry before the turn completed
+ * @property {number} dropped chunks dropped because the queue was full
+ * @property {number} stale chunks dropped because their generation was old
+ * @property {number} generation current playback generation
+ * @property {number} flushedAt audio frame at which the last flush took effect, -1 if none
+ */
+
+// ---- pure helpers (exported for tests) -------------------------------------------------------
+
+/**
+ * Scale `width` x `height` so the long side is at most `maxSide`, keeping the aspect ratio.
+ * Never upscales. Returns 0 x 0 for a source without dimensions.
+ * @param {number} width
+ * @param {number} height
+ * @param {number} maxSide
+ * @returns {{width: number, height: number}}
+ */
+export function fitSize(width, height, maxSide) {
+  if (!(width > 0 && height > 0)) return { width: 0, height: 0 };
+  const scale = Math.min(1, maxSide / Math.max(width, height));
+  return {
+    width: Math.max(1, Math.round(width * scale)),
+    height: Math.max(1, Math.round(height * scale)),
+  };
+}
+
+/**
+ * One float sample to PCM16: clamped to [-1, 1] first, NaN becomes 0.
+ * Also runs inside the capture worklet (its source is inlined there).
+ * @param {number} x
+ * @returns {number}
+ */
+export function sampleToPcm16(x) {
+  const c = x > 1 ? 1 : x < -1 ? -1 : x;
+  return c < 0 ? Math.round(c * 0x8000) : Math.round(c * 0x7fff) || 0;
+}
+
+/**
+ * @param {Float32Array} samples
+ * @returns {Int16Array}
+ */
+export function floatToPcm16(samples) {
+  const out = new Int16Array(samples.length);
+  for (let i = 0; i < samples.length; i++) out[i] = sampleToPcm16(samples[i]);
+  return out;
+}
+
+/**
+ * PCM16 little-endian bytes to floats in [-1, 1). Honours `byteOffset` and `byteLength`; an
+ * odd offset (not Int16-aligned) is copied first, and a trailing odd byte is ignored.
+ * Browsers run on little-endian hosts, so an aligned Int16Array view reads LE directly.
+ * @param {ArrayBuffer | ArrayBufferView} data
+ * @returns {Float32Array}
+ */
+export function pcm16ToFloat(data) {
+  const view = data instanceof ArrayBuffer ? new DataView(data) : data;
+  const count = view.byteLength >> 1;
+  const pcm =
+    view.byteOffset % 2 === 0
+      ? new Int16Array(view.buffer, view.byteOffset, count)
+      : new Int16Array(view.buffer.slice(view.byteOffset, view.byteOffset + count * 2));
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = pcm[i] / 0x8000;
+  return out;
+}
+
+/**
+ * The bytes of `data` as an ArrayBuffer holding exactly them. JupyterLab's websocket
+ * serializer sends a view's whole underlying buffer, so `model.send` must only get these.
+ * @param {ArrayBuffer | ArrayBufferView} data
+ * @returns {ArrayBuffer}
+ */
+export function exactBuffer(data) {
+  if (data instanceof ArrayBuffer) return data;
+  const { buffer, byteOffset, byteLength } = data;
+  if (buffer instanceof ArrayBuffer && byteOffset === 0 && byteLength === buffer.byteLength) {
+    return buffer;
+  }
+  return /** @type {ArrayBuffer} */ (buffer.slice(byteOffset, byteOffset + byteLength));
+}
+
+/**
+ * Windowed-sinc (Blackman) low-pass FIR with unity gain at DC.
+ * @param {number} cutoffHz -6 dB point
+ * @param {number} sampleRate Hz
+ * @param {number} numTaps odd, so the filter has a whole-sample delay
+ * @returns {Float32Array}
+ */
+export function designLowpass(cutoffHz, sampleRate, numTaps) {
+  const taps = new Float32Array(numTaps);
+  const fc = cutoffHz / sampleRate; // cycles per sample
+  const mid = (numTaps - 1) / 2;
+  let sum = 0;
+  for (let n = 0; n < numTaps; n++) {
+    const k = n - mid;
+    const sinc = k === 0 ? 2 * fc : Math.sin(2 * Math.PI * fc * k) / (Math.PI * k);
+    const phase = (2 * Math.PI * n) / (numTaps - 1);
+    const blackman = 0.42 - 0.5 * Math.cos(phase) + 0.08 * Math.cos(2 * phase);
+    taps[n] = sinc * blackman;
+    sum += taps[n];
+  }
+  for (let n = 0; n < numTaps; n++) taps[n] /= sum;
+  return taps;
+}
+
+/**
+ * The anti-alias filter for decimating `sampleRate` to 16 kHz, or null when the rate is
+ * already 16 kHz or lower (nothing to remove).
+ * @param {number} sampleRate Hz
+ * @returns {Float32Array | null}
+ */
+export function resamplerTaps(sampleRate) {
+  if (sampleRate <= INPUT_RATE_HZ) return null;
+  // A Blackman window needs about 5.5 / N of the sample rate for its transition band.
+  const count = Math.ceil((5.5 * sampleRate) / LOWPASS_TRANSITION_HZ) | 1;
+  return designLowpass(LOWPASS_CUTOFF_HZ, sampleRate, count);
+}
+
+/**
+ * An RMS amplitude as a meter position in 0..1 (logarithmic, METER_FLOOR_DB..0 dBFS).
+ * @param {number} rms
+ * @returns {number}
+ */
+export function rmsToLevel(rms) {
+  if (!(rms > 0)) return 0;
+  const db = 20 * Math.log10(rms);
+  return Math.min(1, Math.max(0, (db - METER_FLOOR_DB) / -METER_FLOOR_DB));
+}
+
+/**
+ * Elapsed seconds as "mm:ss", or "h:mm:ss" past an hour.
+ * @param {number} seconds
+ * @returns {string}
+ */
+export function formatElapsed(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const two = (/** @type {number} */ n) => String(n).padStart(2, "0");
+  const hours = Math.floor(s / 3600);
+  const rest = `${two(Math.floor((s % 3600) / 60))}:${two(s % 60)}`;
+  return hours > 0 ? `${hours}:${rest}` : rest;
+}
+
+// ---- audio worklets (inlined: the module itself has no usable base URL) ----------------------
+
+export const CAPTURE_PROCESSOR = "ssw-capture-16k";
+export const PLAYER_PROCESSOR = "pcm-player";
+
+/**
+ * Microphone at the device rate -> low-pass FIR -> fractional-position linear interpolation to
+ * 16 kHz -> PCM16 chunks of CHUNK_SAMPLES, posted with their RMS (the ArrayBuffer is transferred).
+ */
+export const CAPTURE_WORKLET_SOURCE = `
+${sampleToPcm16.toString()}
+class SswCapture extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    const o = options.processorOptions;
+    this.taps = o.taps; // Float32Array, or null to skip filtering
+    const n = this.taps ? this.taps.length : 0;
+    this.history = new Float32Array(2 * n); // each sample stored twice: the last n are contiguous
+    this.write = 0;
+    this.step = sampleRate / o.outRate; // input samples per output sample
+    this.passThrough = sampleRate === o.outRate;
+    this.previous = 0; // filtered input sample before the current one
+    this.phase = 0; // next output position after 'previous', in input samples, in [0, 1)
+    this.chunk = new Int16Array(o.chunkSamples);
+    this.filled = 0;
+    this.sumSquares = 0;
+  }
+  filter(x) {
+    const taps = this.taps;
+    if (!taps) return x;
+    const n = taps.length;
+    const h = this.history;
+    h[this.write] = x;
+    h[this.write + n] = x;
+    this.write = this.write + 1 === n ? 0 : this.write + 1;
+    let acc = 0;
+    for (let i = 0, j = this.write; i < n; i++, j++) acc += taps[i] * h[j];
+    return acc;
+  }
+  emit(y) {
+    const c = y > 1 ? 1 : y < -1 ? -1 : y;
+    this.sumSquares += c * c;
+    this.chunk[this.filled++] = sampleToPcm16(c);
+    if (this.filled === this.chunk.length) {
+      const rms = Math.sqrt(this.sumSquares / this.filled);
+      const pcm = this.chunk.buffer;
+      this.port.postMessage({ pcm, rms }, [pcm]);
+      this.chunk = new Int16Array(this.filled);
+      this.filled = 0;
+      this.sumSquares = 0;
+    }
+  }
+  process(inputs) {
+    const input = inputs[0];
+    if (!input || input.length === 0) return true; // nothing connected yet
+    const x = input[0]; // the node down-mixes to one channel
+    for (let i = 0; i < x.length; i++) {
+      const y = this.filter(x[i]);
+      if (this.passThrough) {
+        this.emit(y);
+        continue;
+      }
+      while (this.phase < 1) {
+        this.emit(this.previous + (y - this.previous) * this.phase);
+        this.phase += this.step;
+      }
+      this.phase -= 1;
+      this.previous = y;
+    }
+    return true;
+  }
+}
+registerProcessor(${JSON.stringify(CAPTURE_PROCESSOR)}, SswCapture);
+`;
+
+/**
+ * Model audio player: a bounded queue of Float32 chunks with a pre-roll, underrun counting,
+ * a generation counter (stale chunks are dropped), and a flush that takes effect in the very
+ * next render quantum. Messages: push {gen, samples}, end {gen}, flush {gen}, generation {gen},
+ * stats {id}. It posts "report" every PLAYBACK_REPORT_MS while audio plays.
+ */
+export const PLAYER_WORKLET_SOURCE = `
+class SswPlayer extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    const o = options.processorOptions;
+    this.prerollSamples = o.prerollSamples;
+    this.maxQueuedSamples = o.maxQueuedSamples;
+    this.reportEvery = o.reportEverySamples;
+    this.queue = []; // Float32Array chunks; the first is read from 'head'
+    this.head = 0;
+    this.queued = 0;
+    this.generation = o.generation;
+    this.playing = false; // false while pre-rolling
+    this.turnOpen = false; // audio arrived and the turn has not completed
+    this.played = 0;
+    this.underruns = 0;
+    this.dropped = 0;
+    this.stale = 0;
+    this.flushedAt = -1;
+    this.nextReport = 0;
+    this.reportedPlayed = 0;
+    this.port.onmessage = (event) => this.handle(event.data);
+  }
+  handle(m) {
+    if (m.cmd === "push") {
+      if (m.gen < this.generation) {
+        this.stale++;
+        return;
+      }
+      this.generation = m.gen;
+      this.queue.push(m.samples);
+      this.queued += m.samples.length;
+      this.turnOpen = true;
+      while (this.queued > this.maxQueuedSamples && this.queue.length > 1) {
+        this.queued -= this.queue.shift().length - this.head;
+        this.head = 0;
+        this.dropped++;
+      }
+    } else if (m.cmd === "end") {
+      if (m.gen >= this.generation) {
+        this.generation = m.gen;
+        this.turnOpen = false;
+      }
+    } else if (m.cmd === "flush") {
+      this.generation = m.gen;
+      this.queue = [];
+      this.head = 0;
+      this.queued = 0;
+      this.playing = false;
+      this.turnOpen = false;
+      this.flushedAt = currentFrame;
+    } else if (m.cmd === "generation") {
+      if (m.gen > this.generation) this.generation = m.gen;
+    } else if (m.cmd === "stats") {
+      this.port.postMessage({ cmd: "stats", id: m.id, stats: this.stats() });
+    }
+  }
+  stats() {
+    return {
+      played: this.played, queued: this.queued, underruns: this.underruns,
+      dropped: this.dropped, stale: this.stale, generation: this.generation,
+      flushedAt: this.flushedAt,
+    };
+  }
+  process(inputs, outputs) {
+    const out = outputs[0][0];
+    const n = out.length;
+    let written = 0;
+    if (!this.playing && this.queued > 0 &&
+        (this.queued >= this.prerollSamples || !this.turnOpen)) {
+      this.playing = true;
+    }
+    if (this.playing) {
+      while (written < n && this.queue.length > 0) {
+        const chunk = this.queue[0];
+        const take = Math.min(n - written, chunk.length - this.head);
+        out.set(chunk.subarray(this.head, this.head + take), written);
+        written += take;
+        this.head += take;
+        if (this.head === chunk.length) {
+          this.queue.shift();
+          this.head = 0;
+        }
+      }
+      this.queued -= written;
+      this.played += written;
+      if (written < n) {
+        // Ran dry: mid-turn that is an underrun; pre-roll again before resuming.
+        this.playing = false;
+        if (this.turnOpen) this.underruns++;
+      }
+    }
+    out.fill(0, written);
+    for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
+    if (currentFrame >= this.nextReport) {
+      this.nextReport = currentFrame + this.reportEvery;
+      if (this.played !== this.reportedPlayed || this.queued > 0) {
+        this.reportedPlayed = this.played;
+        this.port.postMessage({ cmd: "report", stats: this.stats() });
+      }
+    }
+    return true;
+  }
+}
+registerProcessor(${JSON.stringify(PLAYER_PROCESSOR)}, SswPlayer);
+`;
+
+/**
+ * @param {BaseAudioContext} context
+ * @param {string} source
+ */
+async function loadWorklet(context, source) {
+  const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+  try {
+    await context.audioWorklet.addModule(url);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+// ---- browser support and errors --------------------------------------------------------------
+
+/** @returns {string} why this page cannot share, or "" if it can */
+function unsupportedReason() {
+  if (!window.isSecureContext) {
+    return "Screen sharing needs a secure page: open JupyterLab at http://localhost or over https.";
+  }
+  if (!navigator.mediaDevices?.getDisplayMedia || !navigator.mediaDevices.getUserMedia) {
+    return (
+      "This browser does not let the notebook share the screen or the microphone " +
+      "(navigator.mediaDevices is missing); open the notebook in desktop Chrome, Edge or Firefox."
+    );
+  }
+  if (typeof AudioContext === "undefined" || !("audioWorklet" in AudioContext.prototype)) {
+    return (
+      "This browser has no AudioWorklet, which the voice needs; " +
+      "use a recent Chrome, Edge, Firefox or Safari."
+    );
+  }
+  return "";
+}
+
+/**
+ * A human sentence, with the fix, for a failed getDisplayMedia/getUserMedia/audio setup.
+ * @param {"screen"|"microphone"|"audio"} what
+ * @param {unknown} error
+ */
+function describeFailure(what, error) {
+  const known = error instanceof Error || error instanceof DOMException;
+  const name = known ? error.name : "";
+  const detail = known ? error.message : String(error);
+  const key = `${what}:${name}`;
+  if (key in FAILURE_SENTENCES) return FAILURE_SENTENCES[key];
+  const label = { screen: "Screen sharing", microphone: "The microphone", audio: "Audio" }[what];
+  return `${label} failed (${name || "error"}: ${detail}); click Share to try again.`;
+}
+
+/** @type {Record<string, string>} "stage:DOMException name" -> what to tell the user */
+const FAILURE_SENTENCES = {
+  "screen:NotAllowedError":
+    "Screen sharing was cancelled or blocked: click Share again and pick a screen, window or tab.",
+  "screen:InvalidStateError": "Screen sharing must start from a click: click Share again.",
+  "screen:NotReadableError":
+    "The screen could not be captured: allow screen recording for the browser in the " +
+    "system settings and click Share again.",
+  "microphone:NotAllowedError":
+    "Microphone access was denied: allow the microphone for this page (the icon in the " +
+    "address bar) and click Share again.",
+  "microphone:NotFoundError": "No microphone was found: connect one and click Share again.",
+  "microphone:OverconstrainedError": "No microphone was found: connect one and click Share again.",
+  "microphone:NotReadableError":
+    "The microphone is in use by another application or could not start: close the other " +
+    "application and click Share again.",
+};
+
+/** @param {MediaStream | null} stream */
+function stopStream(stream) {
+  for (const track of stream?.getTracks() ?? []) track.stop();
+}
+
+// ---- per-model controller --------------------------------------------------------------------
+
+/** @typedef {"idle"|"starting"|"live"} Phase page-side capture state */
+
+/** A tiny topic emitter: `on` returns the function that unsubscribes. */
+class Emitter {
+  /** @type {Map<string, Set<(arg?: any) => void>>} */
+  #topics = new Map();
+  /**
+   * @param {string} topic
+   * @param {(arg?: any) => void} fn
+   */
+  on(topic, fn) {
+    let set = this.#topics.get(topic);
+    if (!set) this.#topics.set(topic, (set = new Set()));
+    set.add(fn);
+    return () => set.delete(fn);
+  }
+  /**
+   * @param {string} topic
+   * @param {any} [arg]
+   */
+  emit(topic, arg) {
+    for (const fn of [...(this.#topics.get(topic) ?? [])]) fn(arg);
+  }
+}
+
+/**
+ * Everything that exists once per widget model: capture, playback, the frame loop and the
+ * transcript. Views subscribe to "state", "level" and "turns".
+ */
+class Controller extends Emitter {
+  /** @param {WidgetModel} model */
+  constructor(model) {
+    super();
+    this.model = model;
+    /** @type {Phase} */
+    this.phase = "idle";
+    /** @type {Turn[]} */
+    this.turns = [];
+    this.pageError = "";
+    this.notice = "";
+    this.busy = false;
+    this.level = 0;
+    /** @type {MediaStream | null} the display stream while frames are being sent */
+    this.screenStream = null;
+    /** @type {MediaStream | null} */
+    this.micStream = null;
+    /** @type {AudioContext | null} device-rate context for the microphone */
+    this.captureContext = null;
+    /** @type {AudioContext | null} 24 kHz context for the model's voice */
+    this.playbackContext = null;
+    /** @type {AudioWorkletNode | null} */
+    this.captureNode = null;
+    /** @type {AudioWorkletNode | null} */
+    this.playerNode = null;
+    /** @type {MediaStreamAudioSourceNode | null} */
+    this.micSource = null;
+    /** @type {MediaStreamTrack[]} every track of the current or last capture, ended included */
+    this.allTracks = [];
+    this.sent = { audio: 0, frames: 0, lastFrame: { width: 0, height: 0, bytes: 0 } };
+
+    this.generation = 0;
+    this.staleDropped = 0; // stale model chunks dropped on the main thread
+    this.attempt = 0; // bumps on every start and stop; in-flight starts compare against it
+    this.startSent = false;
+    this.audioSeq = 0;
+    this.frameSeq = 0;
+    this.ackedAudioSeq = -1;
+    this.ackSeen = false;
+    this.lastAckAt = 0;
+    this.liveSeenAt = 0;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.frameTimer = undefined;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this.busyTimer = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.noticeTimer = undefined;
+    /** @type {Map<number, (stats: PlayerStats) => void>} */
+    this.statsWaiters = new Map();
+    this.statsId = 0;
+    /** @type {PlayerStats} */
+    this.lastStats = emptyStats(0);
+
+    this.video = document.createElement("video");
+    this.video.muted = true;
+    this.video.playsInline = true;
+    this.canvas = document.createElement("canvas");
+
+    this.onCustom = this.onCustom.bind(this);
+    this.onStatus = this.onStatus.bind(this);
+    model.on("msg:custom", this.onCustom);
+    model.on("change:status", this.onStatus);
+    this.sendToKernel({ kind: "hello" });
+  }
+
+  // -- kernel messages --
+
+  /**
+   * @param {any} msg
+   * @param {DataView[]} [buffers]
+   */
+  onCustom(msg, buffers) {
+    if (!msg || typeof msg !== "object") return;
+    switch (msg.kind) {
+      case "audio":
+        this.onModelAudio(msg.gen, buffers?.[0]);
+        break;
+      case "interrupted":
+        this.interrupt(msg.gen);
+        break;
+      case "turn_complete":
+        this.playerNode?.port.postMessage({ cmd: "end", gen: this.genOf(msg.gen) });
+        break;
+      case "turn":
+        this.setTurn(msg.index, msg.turn);
+        break;
+      case "snapshot":
+        this.turns = Array.isArray(msg.turns) ? msg.turns.filter(isTurn) : [];
+        if (Number.isInteger(msg.gen) && msg.gen > this.generation) {
+          this.generation = msg.gen;
+          this.playerNode?.port.postMessage({ cmd: "generation", gen: msg.gen });
+        }
+        this.emit("turns");
+        break;
+      case "stop":
+        this.stop(typeof msg.reason === "string" ? msg.reason : "", { fromKernel: true });
+        break;
+      case "ack":
+        this.onAck(msg.audio_seq);
+        break;
+      case "notice":
+        if (typeof msg.text === "string") this.showNotice(msg.text);
+        break;
+      default:
+        break; // unknown kinds are ignored: newer kernels may add some
+    }
+  }
+
+  /** @param {unknown} gen */
+  genOf(gen) {
+    return typeof gen === "number" && Number.isInteger(gen) ? gen : this.generation;
+  }
+
+  /**
+   * @param {unknown} rawGen
+   * @param {DataView | undefined} view
+   */
+  onModelAudio(rawGen, view) {
+    const gen = this.genOf(rawGen);
+    if (gen < this.generation) {
+      this.staleDropped++;
+      return;
+    }
+    this.generation = gen;
+    if (!view || !this.playerNode) return; // not capturing: nobody is listening
+    const samples = pcm16ToFloat(view);
+    this.playerNode.port.postMessage({ cmd: "push", gen, samples }, [samples.buffer]);
+  }
+
+  /** @param {unknown} rawGen the new generation: older audio is stale */
+  interrupt(rawGen) {
+    this.generation = this.genOf(rawGen);
+    this.playerNode?.port.postMessage({ cmd: "flush", gen: this.generation });
+  }
+
+  /**
+   * @param {unknown} index
+   * @param {unknown} turn
+   */
+  setTurn(index, turn) {
+    if (typeof index !== "number" || !Number.isInteger(index) || index < 0 || !isTurn(turn)) {
+      return;
+    }
+    this.turns[index] = turn;
+    this.emit("turns", index);
+  }
+
+  /** @param {unknown} audioSeq */
+  onAck(audioSeq) {
+    if (typeof audioSeq === "number") this.ackedAudioSeq = audioSeq;
+    this.ackSeen = true;
+    this.lastAckAt = performance.now();
+    this.checkBusy();
+  }
+
+  onStatus() {
+    if (this.model.get("status") === "live") this.liveSeenAt = performance.now();
+    this.checkBusy();
+  }
+
+  /** Busy: live, but the kernel stopped acknowledging what the page sends. */
+  checkBusy() {
+    let busy = false;
+    if (this.phase === "live" && this.model.get("status") === "live") {
+      const now = performance.now();
+      const lagMs = (this.audioSeq - 1 - this.ackedAudioSeq) * CHUNK_MS;
+      const quietMs = now - Math.max(this.lastAckAt, this.liveSeenAt);
+      busy = (this.ackSeen && lagMs > ACK_LAG_MS) || quietMs > ACK_SILENCE_MS;
+    }
+    if (busy !== this.busy) {
+      this.busy = busy;
+      this.emit("state");
+    }
+  }
+
+  /**
+   * @param {string} text
+   * @param {{sticky?: boolean}} [options] sticky notices stay until the next Share
+   */
+  showNotice(text, { sticky = false } = {}) {
+    clearTimeout(this.noticeTimer);
+    this.notice = text;
+    if (!sticky) {
+      this.noticeTimer = setTimeout(() => {
+        this.notice = "";
+        this.emit("state");
+      }, NOTICE_MS);
+    }
+    this.emit("state");
+  }
+
+  /**
+   * @param {object} content
+   * @param {ArrayBuffer[]} [buffers] exact ArrayBuffers only
+   */
+  sendToKernel(content, buffers) {
+    try {
+      this.model.send(content, undefined, buffers);
+    } catch (error) {
+      console.warn("[screenshare-widget] could not send to the kernel:", error);
+    }
+  }
+
+  /** @param {string} message a sentence with the fix; shown here and sent to the kernel */
+  fail(message) {
+    this.pageError = message;
+    this.emit("state");
+    this.sendToKernel({ kind: "client_error", message });
+  }
+
+  // -- start (must run synchronously inside the Share click) --
+
+  /** The Share click handler. getDisplayMedia is its first await (transient user activation). */
+  async start() {
+    if (this.phase !== "idle") return;
+    this.pageError = "";
+    this.notice = "";
+    const problem = unsupportedReason();
+    if (problem) {
+      this.fail(problem);
+      return;
+    }
+    const attempt = ++this.attempt;
+    this.phase = "starting";
+    this.allTracks = [];
+    this.emit("state");
+    let stage = /** @type {"screen"|"microphone"|"audio"} */ ("audio");
+    try {
+      // Both contexts are created inside the click so autoplay rules let them run.
+      this.captureContext = new AudioContext();
+      this.playbackContext = new AudioContext({ sampleRate: OUTPUT_RATE_HZ });
+      this.captureContext.resume().catch(() => {});
+      this.playbackContext.resume().catch(() => {});
+
+      stage = "screen";
+      const screen = await navigator.mediaDevices.getDisplayMedia(DISPLAY_OPTIONS);
+      if (attempt !== this.attempt) {
+        stopStream(screen); // stopped while the picker was open
+        return;
+      }
+      this.screenStream = screen;
+
+      stage = "microphone";
+      const mic = await navigator.mediaDevices.getUserMedia({ audio: MIC_CONSTRAINTS });
+      if (attempt !== this.attempt) {
+        stopStream(mic);
+        return;
+      }
+      this.micStream = mic;
+      if (mic.getAudioTracks().length === 0) {
+        throw new DOMException("no audio track", "NotFoundError");
+      }
+
+      stage = "audio";
+      await this.setUpAudio(attempt);
+      if (attempt !== this.attempt) return;
+      this.video.srcObject = screen;
+      // Not awaited: the frame loop waits for dimensions, and a refused play() is only logged.
+      this.video.play().catch((error) => console.warn("[screenshare-widget] preview:", error));
+    } catch (error) {
+      if (attempt !== this.attempt) return; // stopped meanwhile: nothing to report
+      this.teardown();
+      this.fail(describeFailure(stage, error));
+      return;
+    }
+    for (const track of this.tracks()) {
+      track.addEventListener("ended", () => this.onTrackEnded(track));
+    }
+    this.phase = "live";
+    this.audioSeq = 0;
+    this.frameSeq = 0;
+    this.ackedAudioSeq = -1;
+    this.ackSeen = false;
+    this.liveSeenAt = performance.now();
+    this.sendToKernel({ kind: "start" });
+    this.startSent = true;
+    // Media flows only after `start`, so the kernel never sees audio before it.
+    if (this.captureNode && this.micSource) this.micSource.connect(this.captureNode);
+    this.scheduleFrame(0);
+    this.busyTimer = setInterval(() => this.checkBusy(), BUSY_CHECK_MS);
+    this.emit("state");
+  }
+
+  /** @param {number} attempt */
+  async setUpAudio(attempt) {
+    const capture = /** @type {AudioContext} */ (this.captureContext);
+    const playback = /** @type {AudioContext} */ (this.playbackContext);
+    await Promise.all([
+      loadWorklet(capture, CAPTURE_WORKLET_SOURCE),
+      loadWorklet(playback, PLAYER_WORKLET_SOURCE),
+    ]);
+    if (attempt !== this.attempt) return;
+
+    this.micSource = capture.createMediaStreamSource(/** @type {MediaStream} */ (this.micStream));
+    this.captureNode = new AudioWorkletNode(capture, CAPTURE_PROCESSOR, {
+      numberOfInputs: 1,
+      numberOfOutputs: 0, // still pulled by the graph; nothing to hear
+      channelCount: 1,
+      channelCountMode: "explicit",
+      channelInterpretation: "speakers",
+      processorOptions: {
+        taps: resamplerTaps(capture.sampleRate),
+        outRate: INPUT_RATE_HZ,
+        chunkSamples: CHUNK_SAMPLES,
+      },
+    });
+    this.captureNode.port.onmessage = (event) => this.onMicChunk(event.data);
+
+    this.playerNode = new AudioWorkletNode(playback, PLAYER_PROCESSOR, {
+      numberOfInputs: 0,
+      numberOfOutputs: 1,
+      outputChannelCount: [1],
+      processorOptions: {
+        prerollSamples: (OUTPUT_RATE_HZ * PREROLL_MS) / 1000,
+        maxQueuedSamples: (OUTPUT_RATE_HZ * MAX_QUEUE_MS) / 1000,
+        reportEverySamples: (OUTPUT_RATE_HZ * PLAYBACK_REPORT_MS) / 1000,
+        generation: this.generation,
+      },
+    });
+    this.playerNode.port.onmessage = (event) => this.onPlayerMessage(event.data);
+    this.playerNode.connect(playback.destination);
+  }
+
+  // -- streaming --
+
+  /** @param {{pcm: ArrayBuffer, rms: number}} data */
+  onMicChunk({ pcm, rms }) {
+    if (this.phase !== "live") return;
+    const t = performance.timeOrigin + performance.now();
+    this.sendToKernel({ kind: "audio", seq: this.audioSeq++, t }, [exactBuffer(pcm)]);
+    this.sent.audio++;
+    this.level = rmsToLevel(rms);
+    this.emit("level", this.level);
+  }
+
+  /** @param {{cmd: string, id?: number, stats: PlayerStats}} data */
+  onPlayerMessage(data) {
+    const stats = { ...data.stats, stale: data.stats.stale + this.staleDropped };
+    this.lastStats = stats;
+    if (data.cmd === "stats" && data.id !== undefined) {
+      this.statsWaiters.get(data.id)?.(stats);
+      this.statsWaiters.delete(data.id);
+    } else if (data.cmd === "report") {
+      const perMs = OUTPUT_RATE_HZ / 1000;
+      this.sendToKernel({
+        kind: "playback",
+        played_ms: stats.played / perMs,
+        queued_ms: stats.queued / perMs,
+        underruns: stats.underruns,
+        dropped_chunks: stats.dropped,
+      });
+    }
+  }
+
+  /** @param {number} delayMs */
+  scheduleFrame(delayMs) {
+    clearTimeout(this.frameTimer);
+    this.frameTimer = setTimeout(() => this.captureFrame(), delayMs);
+  }
+
+  /** Frame interval from the `max_fps` trait, never faster than MAX_FPS (ms). */
+  frameIntervalMs() {
+    const fps = Number(this.model.get("max_fps"));
+    return 1000 / (fps > 0 ? Math.min(fps, MAX_FPS) : MAX_FPS);
+  }
+
+  /** Draw the shared screen scaled to `max_size`, encode a JPEG, send it, reschedule. */
+  async captureFrame() {
+    const attempt = this.attempt;
+    const video = this.video;
+    if (!this.screenStream) return;
+    if (!video.videoWidth || !video.videoHeight) {
+      this.scheduleFrame(FRAME_RETRY_MS);
+      return;
+    }
+    const maxSide = Number(this.model.get("max_size")) || DEFAULT_MAX_SIZE_PX;
+    const q = Number(this.model.get("jpeg_quality"));
+    const quality = q >= 0 && q <= 1 ? q : DEFAULT_JPEG_QUALITY;
+    const { width, height } = fitSize(video.videoWidth, video.videoHeight, maxSide);
+    try {
+      this.canvas.width = width;
+      this.canvas.height = height;
+      this.canvas.getContext("2d")?.drawImage(video, 0, 0, width, height);
+      const blob = await new Promise((resolve) => {
+        this.canvas.toBlob(resolve, "image/jpeg", quality);
+      });
+      if (attempt !== this.attempt || !this.screenStream) return;
+      if (blob) {
+        const jpeg = await /** @type {Blob} */ (blob).arrayBuffer();
+        if (attempt !== this.attempt || !this.screenStream) return;
+        const t = performance.timeOrigin + performance.now();
+        this.sendToKernel({ kind: "frame", seq: this.frameSeq++, t, width, height }, [jpeg]);
+        this.sent.frames++;
+        this.sent.lastFrame = { width, height, bytes: jpeg.byteLength };
+      }
+    } catch (error) {
+      console.warn("[screenshare-widget] frame capture failed:", error);
+    }
+    // The next frame is due one interval after this one was sent, so sends never bunch up.
+    this.scheduleFrame(this.frameIntervalMs());
+  }
+
+  /** @param {MediaStreamTrack} track */
+  onTrackEnded(track) {
+    if (this.phase !== "live") return;
+    if (this.tracks().every((t) => t.readyState === "ended")) {
+      this.stop(ALL_ENDED_REASON);
+    } else if (track.kind === "video") {
+      clearTimeout(this.frameTimer);
+      this.screenStream = null;
+      this.video.srcObject = null;
+      this.showNotice(SCREEN_ENDED_NOTICE, { sticky: true });
+    } else {
+      this.level = 0;
+      this.emit("level", 0);
+      this.showNotice(MIC_ENDED_NOTICE, { sticky: true });
+    }
+  }
+
+  // -- stop --
+
+  /**
+   * End capture and playback. Idempotent; also cancels a start in progress.
+   * @param {string} reason
+   * @param {{fromKernel?: boolean}} [options] the kernel asked: show the reason, do not echo
+   */
+  stop(reason, { fromKernel = false } = {}) {
+    const wasActive = this.phase !== "idle" || this.captureContext !== null;
+    const announce = this.startSent && !fromKernel;
+    this.teardown();
+    if (fromKernel && reason) this.showNotice(reason, { sticky: true });
+    if (!wasActive) return;
+    if (announce) this.sendToKernel({ kind: "stop", reason });
+    this.emit("state");
+  }
+
+  /** Release every resource this controller holds (no messages). */
+  teardown() {
+    this.attempt++;
+    this.startSent = false;
+    clearTimeout(this.frameTimer);
+    clearInterval(this.busyTimer);
+    this.busyTimer = undefined;
+    for (const track of this.tracks()) track.stop();
+    this.screenStream = null;
+    this.micStream = null;
+    this.micSource?.disconnect();
+    if (this.captureNode) this.captureNode.port.onmessage = null;
+    this.captureNode?.disconnect();
+    this.playerNode?.disconnect();
+    for (const context of [this.captureContext, this.playbackContext]) {
+      if (context && context.state !== "closed") context.close().catch(() => {});
+    }
+    for (const resolve of this.statsWaiters.values()) resolve(this.lastStats);
+    this.statsWaiters.clear();
+    this.micSource = null;
+    this.captureNode = null;
+    this.playerNode = null;
+    this.captureContext = null;
+    this.playbackContext = null;
+    this.video.pause();
+    this.video.srcObject = null;
+    this.phase = "idle";
+    this.busy = false;
+    clearTimeout(this.noticeTimer);
+    this.notice = ""; // notices are about this capture
+    this.level = 0;
+    this.emit("level", 0);
+  }
+
+  /** @returns {MediaStreamTrack[]} the current (or last) capture's tracks, ended ones included */
+  tracks() {
+    const live = [
+      ...(this.screenStream?.getTracks() ?? []),
+      ...(this.micStream?.getTracks() ?? []),
+    ];
+    // Remember tracks so that `tracks()` still lists a screen track after it ended.
+    this.allTracks = [...new Set([...this.allTracks, ...live])];
+    return this.allTracks;
+  }
+
+  /** @returns {Promise<PlayerStats>} */
+  stats() {
+    const node = this.playerNode;
+    if (!node || this.playbackContext?.state === "closed") {
+      return Promise.resolve({ ...this.lastStats, generation: this.generation });
+    }
+    const id = ++this.statsId;
+    return new Promise((resolve) => {
+      this.statsWaiters.set(id, resolve);
+      node.port.postMessage({ cmd: "stats", id });
+    });
+  }
+
+  /** The test seam's view of this controller (see the module docstring). */
+  seam() {
+    const self = this;
+    return {
+      get captureContext() {
+        return self.captureContext;
+      },
+      get playbackContext() {
+        return self.playbackContext;
+      },
+      get playerNode() {
+        return self.playerNode;
+      },
+      tracks: () => [...self.tracks()],
+      stats: () => self.stats(),
+      sent: self.sent,
+    };
+  }
+
+  dispose() {
+    this.stop("The widget was closed.");
+    clearTimeout(this.noticeTimer);
+    this.model.off("msg:custom", this.onCustom);
+    this.model.off("change:status", this.onStatus);
+  }
+}
+
+/**
+ * @param {number} generation
+ * @returns {PlayerStats}
+ */
+function emptyStats(generation) {
+  return { played: 0, queued: 0, underruns: 0, dropped: 0, stale: 0, generation, flushedAt: -1 };
+}
+
+/**
+ * @param {unknown} turn
+ * @returns {turn is Turn}
+ */
+function isTurn(turn) {
+  return !!turn && typeof turn === "object" && typeof (/** @type {any} */ (turn).text) === "string";
+}
+
+/**
+ * Register a controller's seam on `globalThis.__screenshareWidget` (created on first use).
+ * @param {Controller} controller
+ * @returns {() => void} unregisters it
+ */
+function registerSeam(controller) {
+  const g = /** @type {any} */ (globalThis);
+  g.__screenshareWidget ??= { controllers: [] };
+  const seam = controller.seam();
+  g.__screenshareWidget.controllers.push(seam);
+  return () => {
+    const list = g.__screenshareWidget.controllers;
+    const i = list.indexOf(seam);
+    if (i >= 0) list.splice(i, 1);
+  };
+}
+
+// ---- view ------------------------------------------------------------------------------------
+
+/** Traits a view shows; it re-renders its header when any of them changes. */
+const VIEW_TRAITS = ["status", "error", "backend", "emulated", "model", "voice", "live_since"];
+
+/**
+ * @param {string} tag
+ * @param {string} className
+ * @param {string} [text]
+ * @returns {HTMLElement}
+ */
+function h(tag, className, text) {
+  const node = document.createElement(tag);
+  node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** Build one view's DOM. */
+function buildView() {
+  const root = h("div", "ssw");
+  const bar = h("div", "ssw-bar");
+  const share = /** @type {HTMLButtonElement} */ (
+    h("button", "ssw-button ssw-share", "Share screen & mic")
+  );
+  const stop = /** @type {HTMLButtonElement} */ (h("button", "ssw-button ssw-stop", "Stop"));
+  share.type = stop.type = "button";
+  const status = h("span", "ssw-status");
+  const timer = h("span", "ssw-timer");
+  const backend = h("span", "ssw-backend");
+  const engine = h("span", "ssw-engine");
+  const backendBox = h("span", "ssw-backend-box");
+  backendBox.append(backend, engine);
+  bar.append(share, stop, status, timer, backendBox);
+
+  const error = h("div", "ssw-error");
+  error.setAttribute("role", "alert");
+  const notice = h("div", "ssw-notice");
+  notice.setAttribute("role", "status");
+
+  const body = h("div", "ssw-body");
+  const previewBox = h("div", "ssw-preview-box");
+  const preview = /** @type {HTMLVideoElement} */ (h("video", "ssw-preview"));
+  preview.muted = true;
+  preview.playsInline = true;
+  preview.autoplay = true;
+  preview.setAttribute("muted", "");
+  preview.setAttribute("playsinline", "");
+  const previewEmpty = h("div", "ssw-preview-empty", "Nothing shared");
+  previewBox.append(preview, previewEmpty);
+
+  const side = h("div", "ssw-side");
+  const meterRow = h("div", "ssw-meter-row");
+  const meter = h("div", "ssw-meter");
+  meter.title = "Microphone level";
+  const meterFill = h("div", "ssw-meter-fill");
+  meter.append(meterFill);
+  meterRow.append(h("span", "ssw-meter-label", "Mic"), meter);
+  const transcript = h("div", "ssw-transcript");
+  transcript.setAttribute("aria-live", "polite");
+  side.append(meterRow, transcript);
+  body.append(previewBox, side);
+
+  root.append(bar, error, notice, body);
+  return {
+    root, share, stop, status, timer, backend, engine, error, notice,
+    previewBox, preview, meter, meterFill, transcript,
+  };
+}
+
+/**
+ * @param {Turn} turn
+ * @param {HTMLElement} [row] an existing row to update
+ */
+function renderTurn(turn, row = h("div", "ssw-turn")) {
+  const role = turn.role === "user" ? "user" : "model";
+  row.className = "ssw-turn"; // the row may have been a placeholder for a missing index
+  row.dataset.role = role;
+  if (turn.interrupted) row.dataset.interrupted = "true";
+  else delete row.dataset.interrupted;
+  if (turn.ended_at == null) row.dataset.partial = "true";
+  else delete row.dataset.partial;
+  row.replaceChildren(
+    h("span", "ssw-role", role === "user" ? "You" : "Assistant"),
+    h("span", "ssw-text", turn.text),
+  );
+  return row;
+}
+
+// ---- the module ------------------------------------------------------------------------------
+
+/**
+ * anywidget calls this once per widget model; the closure is that model's controller.
+ * @returns {{
+ *   initialize: (ctx: {model: WidgetModel, signal?: AbortSignal}) => () => void,
+ *   render: (ctx: {model: WidgetModel, el: HTMLElement, signal?: AbortSignal}) => () => void,
+ * }}
+ */
+export default function screenshareWidget() {
+  /** @type {Controller | null} */
+  let controller = null;
+  /** @type {(() => void) | null} */
+  let unregister = null;
+
+  function dispose() {
+    unregister?.();
+    controller?.dispose();
+    controller = null;
+    unregister = null;
+  }
+
+  /** @param {WidgetModel} model */
+  function ensureController(model) {
+    if (!controller) {
+      controller = new Controller(model);
+      unregister = registerSeam(controller);
+    }
+    return controller;
+  }
+
+  return {
+    initialize({ model, signal }) {
+      ensureController(model);
+      signal?.addEventListener("abort", dispose, { once: true });
+      return dispose;
+    },
+
+    render({ model, el, signal }) {
+      const ctl = ensureController(model);
+      const ui = buildView();
+      el.replaceChildren(ui.root);
+      /** @type {HTMLElement[]} */
+      let rows = [];
+      /** @type {ReturnType<typeof setInterval> | undefined} */
+      let clock;
+
+      const showTimer = () => {
+        const since = Number(model.get("live_since")) || 0;
+        const live = model.get("status") === "live" && since > 0;
+        ui.timer.textContent = live ? formatElapsed(Date.now() / 1000 - since) : "";
+        ui.timer.hidden = !live;
+        if (live && clock === undefined) clock = setInterval(showTimer, 1000);
+        if (!live && clock !== undefined) {
+          clearInterval(clock);
+          clock = undefined;
+        }
+      };
+
+      const showState = () => {
+        const status = model.get("status") || "idle";
+        ui.status.textContent = status;
+        ui.status.dataset.status = status;
+        ui.root.dataset.status = status;
+        ui.root.dataset.phase = ctl.phase;
+        ui.share.disabled = ctl.phase !== "idle";
+        ui.share.setAttribute("aria-busy", String(ctl.phase === "starting"));
+        const kernelActive = ["connecting", "live", "reconnecting"].includes(status);
+        ui.stop.disabled = ctl.phase === "idle" && !kernelActive;
+
+        const emulated = !!model.get("emulated");
+        let backend = model.get("backend") || "";
+        if (emulated && !/emulator/i.test(backend)) {
+          backend = backend ? `Local Live emulator (${backend})` : "Local Live emulator";
+        }
+        ui.backend.textContent = backend;
+        ui.backend.hidden = !backend;
+        ui.backend.dataset.emulated = String(emulated);
+        const engine = [model.get("model"), model.get("voice")].filter(Boolean).join(" · ");
+        ui.engine.textContent = engine;
+        ui.engine.hidden = !engine;
+
+        const traitError = model.get("error") || "";
+        const errors = [ctl.pageError, traitError].filter(Boolean);
+        ui.error.textContent = [...new Set(errors)].join(" ");
+        ui.error.hidden = errors.length === 0;
+        let notice = ctl.busy ? BUSY_NOTICE : ctl.notice;
+        // A failing kernel also sends its error as the stop reason: show it once.
+        if (errors.includes(notice)) notice = "";
+        ui.notice.textContent = notice;
+        ui.notice.hidden = !notice;
+        ui.notice.dataset.busy = String(ctl.busy);
+
+        const stream = ctl.screenStream;
+        if (ui.preview.srcObject !== stream) ui.preview.srcObject = stream;
+        ui.previewBox.dataset.active = String(!!stream);
+        showTimer();
+      };
+
+      /** @param {number} level */
+      const showLevel = (level) => {
+        ui.meterFill.style.width = `${Math.round(level * 100)}%`;
+        ui.meter.dataset.level = level.toFixed(2);
+      };
+
+      /** @param {number} [index] the one turn that changed; all when omitted */
+      const showTurns = (index) => {
+        const box = ui.transcript;
+        const pinned = box.scrollTop + box.clientHeight >= box.scrollHeight - 24;
+        const turns = ctl.turns;
+        if (index !== undefined && index < rows.length && rows[index] && turns[index]) {
+          renderTurn(turns[index], rows[index]);
+        } else if (index !== undefined && index === rows.length && turns[index]) {
+          rows.push(renderTurn(turns[index]));
+          box.append(rows[index]);
+        } else {
+          rows = turns.map((turn) => (turn ? renderTurn(turn) : h("div", "ssw-gap")));
+          box.replaceChildren(...rows);
+        }
+        box.querySelector(".ssw-empty")?.remove();
+        if (rows.length === 0) box.append(h("div", "ssw-empty", EMPTY_TRANSCRIPT));
+        if (pinned) box.scrollTop = box.scrollHeight;
+      };
+
+      const onShare = () => {
+        void ctl.start(); // synchronous up to getDisplayMedia: keeps the user activation
+      };
+      const onStop = () => {
+        // Nothing captured here (say, after a page reload) but the kernel may still be live.
+        if (ctl.phase === "idle") ctl.sendToKernel({ kind: "stop", reason: USER_STOP_REASON });
+        else ctl.stop(USER_STOP_REASON);
+      };
+      ui.share.addEventListener("click", onShare);
+      ui.stop.addEventListener("click", onStop);
+      const unsubscribe = [
+        ctl.on("state", showState),
+        ctl.on("level", showLevel),
+        ctl.on("turns", showTurns),
+      ];
+      for (const trait of VIEW_TRAITS) model.on(`change:${trait}`, showState);
+
+      showState();
+      showLevel(ctl.level);
+      showTurns();
+
+      let cleaned = false;
+      const cleanup = () => {
+        if (cleaned) return;
+        cleaned = true;
+        ui.share.removeEventListener("click", onShare);
+        ui.stop.removeEventListener("click", onStop);
+        for (const off of unsubscribe) off();
+        for (const trait of VIEW_TRAITS) model.off(`change:${trait}`, showState);
+        clearInterval(clock);
+        ui.preview.srcObject = null;
+        ui.root.remove();
+      };
+      signal?.addEventListener("abort", cleanup, { once: true });
+      return cleanup;
+    },
+  };
+}

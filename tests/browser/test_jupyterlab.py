@@ -1,0 +1,221 @@
+"""The whole product in a real browser: JupyterLab on 127.0.0.1, Debian's chromium with fake
+screen and microphone, the widget's kernel relaying to the local Live emulator."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from screenshare_widget.emulator import LiveEmulator
+
+from .jupyterlab import (
+    JupyterLab,
+    cell_output,
+    open_notebook,
+    run_cell,
+    wait_cell_done,
+    write_notebook,
+)
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SEAM = "globalThis.__screenshareWidget.controllers[0]"
+
+# Taps the player's output in the playback context: counts samples and audible samples.
+TAP_WORKLET = """
+class Tap extends AudioWorkletProcessor {
+  constructor() { super(); this.frames = 0; this.loud = 0; this.peak = 0;
+    this.port.onmessage = () => this.port.postMessage(
+      {frames: this.frames, loud: this.loud, peak: this.peak}); }
+  process(inputs, outputs) {
+    const x = inputs[0][0], y = outputs[0][0];
+    if (x) { for (let i = 0; i < x.length; i++) { const a = Math.abs(x[i]);
+      if (a > 1e-3) this.loud++; if (a > this.peak) this.peak = a; } if (y) y.set(x);
+      this.frames += x.length; }
+    return true; }
+}
+registerProcessor('test-tap', Tap);
+"""
+
+INSTALL_TAP = """async (src) => {
+  const c = globalThis.__screenshareWidget.controllers[0];
+  const ctx = c.playbackContext;
+  const url = URL.createObjectURL(new Blob([src], {type: 'text/javascript'}));
+  await ctx.audioWorklet.addModule(url);
+  const tap = new AudioWorkletNode(ctx, 'test-tap');
+  c.playerNode.disconnect();
+  c.playerNode.connect(tap);
+  tap.connect(ctx.destination);
+  globalThis.__tap = tap;
+  return true;
+}"""
+
+READ_TAP = """() => new Promise(resolve => {
+  globalThis.__tap.port.onmessage = e => resolve(e.data);
+  globalThis.__tap.port.postMessage('dump');
+})"""
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[LiveEmulator]:
+    emu = LiveEmulator().start_in_thread()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    root = tmp_path_factory.mktemp("lab-root")
+    server = JupyterLab.start(root, tmp_path_factory.mktemp("lab-state"))
+    yield server
+    server.stop()
+
+
+def assistant_cell(emulator: LiveEmulator) -> str:
+    return (
+        "from screenshare_widget import ScreenShareAssistant\n"
+        "from screenshare_widget.gemini import client_for_emulator\n"
+        f"assistant = ScreenShareAssistant(client=client_for_emulator({emulator.url!r}, "
+        f"{emulator.cafile!r}))\n"
+        "assistant"
+    )
+
+
+def show_widget(page: Any, lab: JupyterLab, name: str) -> None:
+    """Open the notebook and run its first cell until the widget shows (once more if the
+    first Shift+Enter after load was swallowed, a known JupyterLab flake)."""
+    open_notebook(page, lab, name)
+    for attempt in range(2):
+        run_cell(page, 0)
+        try:
+            page.wait_for_selector(".ssw-share", timeout=30_000)
+            return
+        except Exception:
+            if attempt:
+                raise
+
+
+def poll(page: Any, expression: str, predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = page.evaluate(expression)
+        if predicate(value):
+            return value
+        page.wait_for_timeout(100)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}; last value {value!r}")
+
+
+def test_share_talk_hear_and_stop(page: Any, lab: JupyterLab, emulator: LiveEmulator) -> None:
+    rec = emulator.recording
+    rec.clear()
+    write_notebook(
+        lab.root / "flow.ipynb",
+        [
+            assistant_cell(emulator),
+            "import json\nprint(json.dumps([t.to_record() for t in assistant.transcript]))",
+        ],
+    )
+    show_widget(page, lab, "flow.ipynb")
+    assert emulator.url.removeprefix("https://") in page.inner_text(".ssw-backend")
+
+    page.click(".ssw-share")
+    page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
+    page.evaluate(INSTALL_TAP, TAP_WORKLET)
+
+    # The microphone: 16 kHz PCM whose duration matches wall time within 10 %.
+    # What the page captured while the session was connecting arrives first, as a burst (the
+    # relay holds up to a second); measure the steady stream after it.
+    assert rec.wait_for(lambda r: r.audio_seconds() >= 8.0, 30), "no steady audio arrived"
+    audio = rec.audio
+    steady = [a for a in audio if a.t >= audio[0].t + 2.0]
+    wall = steady[-1].t - steady[0].t
+    seconds = sum(len(a.data) for a in steady[1:]) / 32_000
+    assert wall > 4.0
+    assert abs(seconds - wall) <= 0.1 * wall, (seconds, wall)
+    samples = np.frombuffer(b"".join(a.data for a in audio), dtype="<i2").astype(np.float64)
+    assert np.sqrt(np.mean(samples**2)) > 100, "the fake microphone's speech did not come through"
+
+    # The screen: JPEG frames with the fake screen's aspect ratio, at most one a second.
+    screen = page.evaluate(f"{SEAM}.tracks().filter(t => t.kind === 'video')[0].getSettings()")
+    frames = rec.frames
+    assert frames, "no frames arrived"
+    for frame in frames:
+        assert frame.data[:3] == b"\xff\xd8\xff"
+        assert max(frame.width, frame.height) <= 1024
+        assert frame.width / frame.height == pytest.approx(
+            screen["width"] / screen["height"], rel=0.01
+        )
+    span = frames[-1].t - frames[0].t
+    assert len(frames) <= span + 1.5, f"{len(frames)} frames in {span:.1f} s"
+
+    # The reply: the emulator answers what it received; it plays with no underrun.
+    page.wait_for_selector(".ssw-turn[data-role='model']:has-text('spoke for')", timeout=30_000)
+    stats = poll(
+        page,
+        f"{SEAM}.stats()",
+        lambda s: s["played"] > 12_000 and s["queued"] == 0,
+        30,
+        "the reply to finish playing",
+    )
+    assert stats["underruns"] == 0, stats
+    tap = page.evaluate(READ_TAP)
+    assert tap["loud"] > 6_000, tap  # a quarter second of audible speech reached the output
+    assert tap["peak"] > 0.05, tap
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-live.png"))
+
+    # The transcript, read from Python in another cell while the session runs.
+    run_cell(page, 1)
+    wait_cell_done(page, 1)
+    turns = json.loads(cell_output(page, 1))
+    assert any(t["role"] == "model" and "spoke for" in t["text"] for t in turns), turns
+    assert any(t["role"] == "user" for t in turns), turns
+
+    # Stop ends every track (the browser's sharing indicator goes away).
+    page.click(".ssw-stop")
+    poll(
+        page,
+        f"{SEAM}.tracks().map(t => t.readyState)",
+        lambda states: all(s == "ended" for s in states),
+        10,
+        "every track to end",
+    )
+    page.wait_for_selector(".ssw-status[data-status='idle']", timeout=10_000)
+
+
+def test_conversation_continues_while_a_cell_is_busy(
+    page: Any, lab: JupyterLab, emulator: LiveEmulator
+) -> None:
+    rec = emulator.recording
+    write_notebook(
+        lab.root / "busy.ipynb",
+        [assistant_cell(emulator), "import time\ntime.sleep(15)\nprint('slept')"],
+    )
+    show_widget(page, lab, "busy.ipynb")
+    page.click(".ssw-share")
+    page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
+    connection = rec.connections - 1
+    assert rec.wait_for(lambda r: r.audio_seconds(connection) >= 2.0, 20)
+
+    started = time.time()
+    run_cell(page, 1)
+    wait_cell_done(page, 1, timeout_ms=60_000)
+    ended = time.time()
+    assert ended - started >= 14, "the busy cell did not run"
+    assert "slept" in cell_output(page, 1)
+
+    # Audio kept arriving at the emulator during the sleep, not only after it.
+    window = (started + 2.0, ended - 1.0)
+    during = [a for a in rec.audio if a.connection == connection and window[0] <= a.t <= window[1]]
+    received = sum(len(a.data) for a in during) / 32_000
+    assert received >= 0.8 * (window[1] - window[0]), (received, window)
+    page.click(".ssw-stop")

@@ -1,0 +1,777 @@
+"""Tier 1: ``static/widget.js`` in chromium on a static page, with a fake anywidget model.
+
+No Jupyter: a thread serves the module and a harness page on 127.0.0.1 (a secure origin); the
+page mounts the widget on a ~20-line fake model that records ``model.send`` and plays the
+kernel through ``model.kernel(content, buffers)``. Chromium's fake devices stand in for the
+screen (a 1280x720 test pattern) and the microphone (espeak-ng speech).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+STATIC = ROOT / "screenshare_widget" / "static"
+ARTIFACTS = ROOT / "test-artifacts"
+
+BUSY_NOTICE = (
+    "Paused: the kernel is busy running a cell; the conversation resumes when it finishes."
+)
+OUTPUT_RATE_HZ = 24_000
+RENDER_QUANTUM = 128  # frames
+#: Paced model audio: sent this far ahead at first (ms), then this much faster than real time.
+PACE_LEAD_MS = 200
+PACE_SPEEDUP = 1.25
+
+HARNESS = """<!doctype html>
+<html><head><meta charset="utf-8"><title>screenshare widget harness</title>
+<link rel="stylesheet" href="/widget.css">
+<style>
+  body { margin: 16px; background: #f5f5f5; }
+  .view { margin-bottom: 14px; }
+  /* A few JupyterLab dark-theme variables, to look at the widget on a dark notebook. */
+  .theme-dark { padding: 12px; background: #111111;
+    --jp-layout-color1: #212121; --jp-layout-color2: #424242; --jp-border-color2: #424242;
+    --jp-ui-font-color1: rgba(255,255,255,0.87); --jp-ui-font-color2: rgba(255,255,255,0.54);
+    --jp-brand-color1: #42a5f5; --jp-success-color1: #66bb6a; --jp-warn-color1: #ffa726;
+    --jp-warn-color3: #5d4037; --jp-error-color1: #ef5350; --jp-error-color3: #5c2a2a; }
+</style></head>
+<body><div id="views"></div>
+<script type="module">
+import widget, * as helpers from "/widget.js";
+
+const describe = (b) => ({ exact: b instanceof ArrayBuffer, bytes: b.byteLength,
+  head: Array.from(new Uint8Array(b instanceof ArrayBuffer ? b : b.buffer, 0, 3)) });
+
+class FakeModel {
+  constructor(traits) { this.traits = { ...traits }; this.listeners = []; this.sent = []; }
+  get(key) { return this.traits[key]; }
+  set(key, value) { this.traits[key] = value; this.emit(`change:${key}`); }
+  save_changes() {}
+  on(name, fn) { this.listeners.push([name, fn]); }
+  off(name, fn) {
+    this.listeners = this.listeners.filter(([n, f]) => (name && n !== name) || (fn && f !== fn));
+  }
+  send(content, _callbacks, buffers = []) {
+    this.sent.push({ content, at: performance.now(), buffers: buffers.map(describe) });
+  }
+  emit(name, ...args) { for (const [n, fn] of [...this.listeners]) if (n === name) fn(...args); }
+  /** Play the kernel: a custom message whose buffers arrive as DataViews (offset 1 if asked). */
+  kernel(content, buffers = [], { oddOffset = false } = {}) {
+    const views = buffers.map((b) => {
+      if (!oddOffset) return new DataView(b);
+      const shifted = new Uint8Array(b.byteLength + 1);
+      shifted.set(new Uint8Array(b), 1);
+      return new DataView(shifted.buffer, 1, b.byteLength);
+    });
+    this.emit("msg:custom", content, views);
+  }
+}
+
+const TRAITS = { status: "idle", error: "", backend: "Gemini API", emulated: false,
+  model: "gemini-live-test", voice: "Puck", max_fps: 1, max_size: 1024, jpeg_quality: 0.7,
+  live_since: 0 };
+
+/** Mount one model with a view per theme name ("light" or "dark"). */
+window.mount = (themes = ["light"], traits = {}) => {
+  const model = new FakeModel({ ...TRAITS, ...traits });
+  const def = widget();
+  def.initialize({ model });
+  for (const theme of themes) {
+    const el = document.createElement("div");
+    el.className = `view theme-${theme}`;
+    document.getElementById("views").append(el);
+    def.render({ model, el });
+  }
+  window.model = model;
+  return model.sent.length;
+};
+
+/** `samples` of a sine at 24 kHz as PCM16, starting at sample `start` (phase-continuous). */
+window.sinePcm = (samples, start = 0, hz = 440, amplitude = 0.5) => {
+  const pcm = new Int16Array(samples);
+  for (let i = 0; i < samples; i++) {
+    pcm[i] = Math.round(amplitude * 32767 * Math.sin((2 * Math.PI * hz * (start + i)) / 24000));
+  }
+  return pcm.buffer;
+};
+
+/** Record what the player outputs: a worklet after it in the same 24 kHz context. */
+window.installTap = async () => {
+  const c = window.__screenshareWidget.controllers[0];
+  const src = `class Tap extends AudioWorkletProcessor {
+    constructor() { super(); this.frames = []; this.samples = [];
+      this.port.onmessage = () =>
+        this.port.postMessage({ frames: this.frames, samples: this.samples }); }
+    process(inputs) { const x = inputs[0][0];
+      if (x) { this.frames.push(currentFrame); this.samples.push(Float32Array.from(x)); }
+      return true; } }
+    registerProcessor("tap", Tap);`;
+  const url = URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
+  await c.playbackContext.audioWorklet.addModule(url);
+  const tap = new AudioWorkletNode(c.playbackContext, "tap",
+    { numberOfInputs: 1, numberOfOutputs: 0 });
+  c.playerNode.connect(tap);
+  window.tap = tap;
+};
+
+/** The tap's record: first/last non-zero frame and the largest step between samples. */
+window.readTap = () => new Promise((resolve) => {
+  window.tap.port.onmessage = ({ data }) => {
+    let first = -1, last = -1, maxStep = 0, prev = null, end = 0;
+    data.frames.forEach((frame, b) => {
+      const x = data.samples[b];
+      for (let i = 0; i < x.length; i++) {
+        if (x[i] !== 0) { if (first < 0) first = frame + i; last = frame + i; }
+        if (prev !== null && first >= 0) maxStep = Math.max(maxStep, Math.abs(x[i] - prev));
+        prev = x[i];
+      }
+      end = frame + x.length;
+    });
+    resolve({ first, last, maxStep, end });
+  };
+  window.tap.port.postMessage("dump");
+});
+
+window.helpers = helpers;
+window.harnessReady = true;
+</script></body></html>
+"""
+
+# Keeps every display stream and microphone track the page opened, even after a failed start.
+INIT_SCRIPT = """
+window.__displayStreams = [];
+window.__micTracks = [];
+const originalUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = async (...args) => {
+  const stream = await originalUserMedia(...args);
+  window.__micTracks.push(...stream.getTracks());
+  return stream;
+};
+const original = navigator.mediaDevices.getDisplayMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getDisplayMedia = async (...args) => {
+  const stream = await original(...args);
+  window.__displayStreams.push(stream);
+  return stream;
+};
+"""
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: dict[str, tuple[str, Callable[[], bytes]]] = {
+        "/": ("text/html", HARNESS.encode),
+        "/widget.js": ("text/javascript", (STATIC / "widget.js").read_bytes),
+        "/widget.css": ("text/css", (STATIC / "widget.css").read_bytes),
+    }
+
+    def do_GET(self) -> None:
+        route = self.routes.get(self.path.split("?")[0])
+        if route is None:
+            self.send_error(404)
+            return
+        content_type, body = route[0], route[1]()
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        pass
+
+
+@pytest.fixture(scope="module")
+def harness_url() -> Iterator[str]:
+    """The harness page, served from a thread on 127.0.0.1 (a secure context)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, name="widget-js-harness", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def page(page: Page, harness_url: str) -> Iterator[Page]:
+    """The conftest's fresh 1280x720 page with the harness loaded; fails on uncaught errors."""
+    page.context.add_init_script(INIT_SCRIPT)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(harness_url)
+    page.wait_for_function("window.harnessReady === true", timeout=10_000)
+    yield page
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def poll(page: Page, expression: str, timeout_s: float = 5.0, what: str = "") -> Any:
+    """Evaluate ``expression`` until it is truthy; return it. Fails after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    value = None
+    while time.monotonic() < deadline:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        page.wait_for_timeout(25)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what or expression} (last: {value})")
+
+
+def sent(page: Page, kind: str) -> list[dict[str, Any]]:
+    """What the page sent to the kernel with this ``kind``."""
+    return list(page.evaluate("(kind) => model.sent.filter((m) => m.content.kind === kind)", kind))
+
+
+def share(page: Page, themes: tuple[str, ...] = ("light",), **traits: Any) -> None:
+    """Mount the widget, click Share in the first view and wait for ``start``."""
+    page.evaluate("([themes, traits]) => mount(themes, traits)", [list(themes), traits])
+    page.locator(".ssw-share").first.click()
+    poll(page, "model.sent.some((m) => m.content.kind === 'start')", 10, "the start message")
+
+
+def kernel(page: Page, content: dict[str, Any]) -> None:
+    """Send a message from the (fake) kernel to the page."""
+    page.evaluate("(content) => model.kernel(content)", content)
+
+
+def stats(page: Page) -> dict[str, Any]:
+    return dict(page.evaluate("window.__screenshareWidget.controllers[0].stats()"))
+
+
+def inject_sine(
+    page: Page,
+    seconds: float,
+    chunk_ms: int,
+    gen: int,
+    *,
+    paced: bool = False,
+    complete: bool = False,
+) -> int:
+    """Send ``seconds`` of 24 kHz sine as ``audio`` chunks, every other one at an odd byte
+    offset; returns the number of samples sent.
+
+    Unpaced, everything is sent at once. Paced, it behaves like a live relay: a PACE_LEAD_MS
+    burst, then chunks on a fixed schedule at PACE_SPEEDUP times real time (an absolute
+    schedule, so timer delays never accumulate). With ``complete``, ``turn_complete`` follows
+    the last chunk at once, as the kernel sends it.
+    """
+    total = round(seconds * OUTPUT_RATE_HZ)
+    page.evaluate(
+        """async ([total, chunkMs, gen, paced, complete, leadMs, speedup]) => {
+          const chunk = 24 * chunkMs, t0 = performance.now();
+          for (let start = 0, i = 0; start < total; start += chunk, i++) {
+            const due = t0 + (start / 24 - leadMs) / speedup;
+            if (paced && due > performance.now()) {
+              await new Promise((r) => setTimeout(r, due - performance.now()));
+            }
+            const pcm = sinePcm(Math.min(chunk, total - start), start);
+            model.kernel({ kind: "audio", gen }, [pcm], { oddOffset: i % 2 === 1 });
+          }
+          if (complete) model.kernel({ kind: "turn_complete", gen });
+        }""",
+        [total, chunk_ms, gen, paced, complete, PACE_LEAD_MS, PACE_SPEEDUP],
+    )
+    return total
+
+
+def wait_all_ended(page: Page) -> None:
+    """Wait until every track the page opened (screen and microphone) has ended."""
+    poll(
+        page,
+        """window.__displayStreams.length > 0 && [
+             ...window.__displayStreams.flatMap((s) => s.getTracks()),
+             ...window.__micTracks,
+           ].every((t) => t.readyState === "ended")""",
+        3,
+        "every track to end",
+    )
+
+
+# ---- tests -----------------------------------------------------------------------------------
+
+
+def test_helpers(page: Page) -> None:
+    result = page.evaluate(
+        """() => {
+          const h = helpers;
+          const odd = new Uint8Array([9, 0x00, 0x40, 0x00, 0xc0, 0xff, 0x7f]);  // 0.5, -0.5, ~1
+          const lp = h.designLowpass(7000, 48000, 133);
+          const gain = (hz) => { let re = 0, im = 0;
+            lp.forEach((c, n) => { re += c * Math.cos(2 * Math.PI * hz * n / 48000);
+                                   im -= c * Math.sin(2 * Math.PI * hz * n / 48000); });
+            return Math.hypot(re, im); };
+          const view = new Uint8Array(new ArrayBuffer(8), 2, 4);
+          return {
+            fit: [h.fitSize(1280, 720, 1024), h.fitSize(720, 1280, 1024), h.fitSize(800, 600, 1024),
+                  h.fitSize(0, 0, 1024)],
+            pcm: Array.from(h.floatToPcm16(new Float32Array([0, 1, -1, 2, -2, 0.5, NaN]))),
+            floats: Array.from(h.pcm16ToFloat(new DataView(odd.buffer, 1, 6))),
+            exact: [h.exactBuffer(view).byteLength, h.exactBuffer(view) instanceof ArrayBuffer,
+                    h.exactBuffer(view.buffer) === view.buffer],
+            gains: [gain(0), gain(1000), gain(4000), gain(9000), gain(12000), gain(20000)],
+            taps48k: h.resamplerTaps(48000).length, taps16k: h.resamplerTaps(16000),
+            elapsed: [h.formatElapsed(65), h.formatElapsed(3725)],
+            kinds: [h.BROWSER_KINDS, h.KERNEL_KINDS],
+          };
+        }"""
+    )
+    assert result["fit"] == [
+        {"width": 1024, "height": 576},
+        {"width": 576, "height": 1024},
+        {"width": 800, "height": 600},  # never upscaled
+        {"width": 0, "height": 0},
+    ]
+    assert result["pcm"] == [0, 32767, -32768, 32767, -32768, 16384, 0]
+    assert result["floats"] == [0.5, -0.5, 32767 / 32768]
+    assert result["exact"] == [4, True, True]
+    dc, g1k, g4k, g9k, g12k, g20k = result["gains"]
+    assert dc == pytest.approx(1, abs=1e-6)
+    assert g1k == pytest.approx(1, abs=0.01)
+    assert g4k == pytest.approx(1, abs=0.01)
+    assert max(g9k, g12k, g20k) < 0.01  # at least 40 dB down above 9 kHz: no aliasing
+    assert result["taps48k"] % 2 == 1
+    assert result["taps16k"] is None
+    assert result["elapsed"] == ["01:05", "1:02:05"]
+
+
+def test_capture_worklet_resamples_to_16k_without_aliasing(page: Page) -> None:
+    """1 s of a 1 kHz tone plus a 12 kHz tone (which would alias to 4 kHz) through the real
+    capture worklet, rendered offline at 48, 44.1 and 16 kHz."""
+    result = page.evaluate(
+        """async () => {
+          const h = helpers, out = {};
+          for (const rate of [48000, 44100, 16000]) {
+            const ctx = new OfflineAudioContext(1, rate, rate);
+            const url = URL.createObjectURL(
+              new Blob([h.CAPTURE_WORKLET_SOURCE], { type: "text/javascript" }));
+            await ctx.audioWorklet.addModule(url);
+            const node = new AudioWorkletNode(ctx, h.CAPTURE_PROCESSOR, {
+              numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1,
+              channelCountMode: "explicit",
+              processorOptions: { taps: h.resamplerTaps(rate), outRate: 16000, chunkSamples: 640 },
+            });
+            const chunks = [];
+            node.port.onmessage = ({ data }) => chunks.push(data);
+            for (const [hz, gain] of [[1000, 0.4], [12000, 0.4]]) {
+              if (hz >= rate / 2) continue;
+              const osc = new OscillatorNode(ctx, { frequency: hz });
+              osc.connect(new GainNode(ctx, { gain })).connect(node);
+              osc.start();
+            }
+            await ctx.startRendering();
+            const deadline = performance.now() + 2000;  // port messages trail the rendering
+            while (chunks.length < 25 && performance.now() < deadline) {
+              await new Promise((r) => setTimeout(r, 10));
+            }
+            const pcm = chunks.flatMap((c) => Array.from(new Int16Array(c.pcm)));
+            const x = pcm.slice(4000, 12000).map((v) => v / 32768);  // skip the filter warm-up
+            const amp = (hz) => { let re = 0, im = 0;
+              x.forEach((v, n) => { re += v * Math.cos(2 * Math.PI * hz * n / 16000);
+                                    im += v * Math.sin(2 * Math.PI * hz * n / 16000); });
+              return 2 * Math.hypot(re, im) / x.length; };
+            out[rate] = { chunks: chunks.length, bytes: chunks.map((c) => c.pcm.byteLength),
+                          a1k: amp(1000), a4k: amp(4000), rms: chunks[20].rms };
+          }
+          return out;
+        }"""
+    )
+    for rate, r in result.items():
+        assert r["chunks"] == 25, rate  # 1 s = 25 chunks of 40 ms
+        assert set(r["bytes"]) == {1280}, rate
+        assert r["a1k"] == pytest.approx(0.4, rel=0.02), rate
+        assert r["a4k"] < 0.4 * 10 ** (-50 / 20), rate  # the 12 kHz tone is filtered out
+        assert r["rms"] == pytest.approx(0.4 / 2**0.5, rel=0.05), rate
+
+
+def test_share_streams_audio_and_frames(page: Page) -> None:
+    share(page)
+    levels: set[str] = set()
+    deadline = time.monotonic() + 3.2
+    while time.monotonic() < deadline:
+        levels.add(page.get_attribute(".ssw-meter", "data-level") or "")
+        page.wait_for_timeout(40)
+    audio = sent(page, "audio")
+    frames = sent(page, "frame")
+
+    # 40 ms chunks of 16 kHz PCM16, as exact ArrayBuffers, numbered from 0, at 25 per second.
+    assert len(audio) >= 50
+    assert [m["content"]["seq"] for m in audio] == list(range(len(audio)))
+    assert all(m["buffers"][0] == {**m["buffers"][0], "exact": True, "bytes": 1280} for m in audio)
+    assert all(len(m["buffers"]) == 1 for m in audio)
+    elapsed_ms = audio[-1]["at"] - audio[0]["at"]
+    expected = elapsed_ms / 40 + 1
+    assert abs(len(audio) - expected) <= 0.1 * expected, (len(audio), elapsed_ms)
+    now_ms = time.time() * 1000
+    assert all(abs(m["content"]["t"] - now_ms) < 10_000 for m in audio)  # epoch milliseconds
+
+    # JPEG frames of the 1280x720 fake screen scaled to 1024x576, at most one per second.
+    assert 2 <= len(frames) <= 4
+    for frame in frames:
+        assert frame["content"]["width"] == 1024
+        assert frame["content"]["height"] == 576
+        assert frame["buffers"][0]["exact"] is True
+        assert frame["buffers"][0]["head"] == [0xFF, 0xD8, 0xFF]
+    gaps = [b["at"] - a["at"] for a, b in zip(frames, frames[1:], strict=False)]
+    assert min(gaps) >= 990, gaps
+    assert [f["content"]["seq"] for f in frames] == list(range(len(frames)))
+    seam = page.evaluate("window.__screenshareWidget.controllers[0].sent")
+    assert seam["lastFrame"]["width"] == 1024
+    assert seam["lastFrame"]["height"] == 576
+    assert seam["lastFrame"]["bytes"] > 1000
+    assert seam["audio"] >= len(audio)
+
+    # The microphone meter follows the (spoken, then silent) fake microphone.
+    numbers = sorted(float(v) for v in levels if v)
+    assert len(numbers) >= 3, levels
+    assert numbers[-1] >= 0.3, numbers
+    assert page.evaluate("document.querySelector('.ssw-preview').srcObject !== null")
+
+    tracks = page.evaluate(
+        "window.__screenshareWidget.controllers[0].tracks().map((t) => [t.kind, t.readyState])"
+    )
+    assert sorted(tracks) == [["audio", "live"], ["video", "live"]]
+    contexts = page.evaluate(
+        """(() => { const c = window.__screenshareWidget.controllers[0];
+                    return [c.playbackContext.sampleRate, c.playbackContext.state,
+                            c.captureContext.state]; })()"""
+    )
+    assert contexts == [24000, "running", "running"]
+
+
+def test_playback_is_gapless_and_complete(page: Page) -> None:
+    share(page)
+    page.evaluate("installTap()")
+    # 1.5 s in 40 ms chunks, paced like a live model.
+    total = inject_sine(page, 1.5, chunk_ms=40, gen=0, paced=True, complete=True)
+    poll(
+        page,
+        f"""window.__screenshareWidget.controllers[0].stats()
+              .then((s) => s.queued === 0 && s.played === {total})""",
+        6,
+        "the player to drain",
+    )
+    final = stats(page)
+    assert final["played"] == total
+    assert final["underruns"] == 0
+    assert final["dropped"] == 0
+    tap = page.evaluate("readTap()")
+    assert tap["last"] - tap["first"] + 1 >= total - 2  # sine zero-crossings may sit at the ends
+    # Bit-continuous: no sample-to-sample step beyond the sine's own slope (2*pi*f/fs * A).
+    assert tap["maxStep"] <= 2 * 3.14159265 * 440 / OUTPUT_RATE_HZ * 0.5 * 1.01
+    # The page reports playback to the kernel every second while audio plays.
+    report = poll(
+        page,
+        f"""model.sent.filter((m) => m.content.kind === "playback")
+              .find((m) => m.content.played_ms === {total / 24})""",
+        3,
+        "a playback report",
+    )
+    assert report["content"] == {
+        "kind": "playback",
+        "played_ms": total / 24,
+        "queued_ms": 0,
+        "underruns": 0,
+        "dropped_chunks": 0,
+    }
+
+
+def test_interrupted_silences_within_one_quantum_and_drops_stale_audio(page: Page) -> None:
+    share(page)
+    page.evaluate("installTap()")
+    inject_sine(page, 3.0, chunk_ms=100, gen=0)
+    poll(
+        page,
+        "window.__screenshareWidget.controllers[0].stats().then((s) => s.played >= 12000)",
+        4,
+        "half a second of playback",
+    )
+    after = page.evaluate(
+        """async () => {
+          model.kernel({ kind: "interrupted", gen: 1 });
+          for (let i = 0; i < 3; i++) model.kernel({ kind: "audio", gen: 0 }, [sinePcm(2400)]);
+          return window.__screenshareWidget.controllers[0].stats();
+        }"""
+    )
+    assert after["queued"] == 0
+    assert after["generation"] == 1
+    assert after["stale"] == 3
+    flushed_at = after["flushedAt"]
+    assert flushed_at > 0
+    poll(
+        page,
+        f"readTap().then((t) => t.end > {flushed_at + 6000})",
+        3,
+        "a quarter second of output after the flush",
+    )
+    tap = page.evaluate("readTap()")
+    assert flushed_at <= tap["last"] + RENDER_QUANTUM  # it was playing until the flush
+    assert tap["last"] < flushed_at + RENDER_QUANTUM  # silent from the next quantum on
+    assert stats(page)["played"] == after["played"]
+
+    # Audio of the new generation plays again.
+    inject_sine(page, 0.2, chunk_ms=100, gen=1, complete=True)
+    poll(
+        page,
+        f"""window.__screenshareWidget.controllers[0].stats()
+              .then((s) => s.queued === 0 && s.played === {after["played"] + 4800})""",
+        3,
+        "the new generation to play",
+    )
+    assert stats(page)["underruns"] == 0
+
+
+def test_two_views_share_one_capture_and_one_transcript(page: Page) -> None:
+    share(page, themes=("light", "light"))
+    assert page.evaluate("window.__screenshareWidget.controllers.length") == 1
+    assert len(sent(page, "hello")) == 1  # once per model, not per view
+    assert page.evaluate("window.__displayStreams.length") == 1
+    tracks = page.evaluate("window.__screenshareWidget.controllers[0].tracks().length")
+    assert tracks == 2
+    assert page.locator(".ssw-share").evaluate_all("(bs) => bs.map((b) => b.disabled)") == [
+        True,
+        True,
+    ]
+    assert page.locator(".ssw-preview").evaluate_all(
+        "(vs) => vs.map((v) => v.srcObject !== null)"
+    ) == [True, True]
+
+    def turn(role: str, text: str, interrupted: bool = False) -> dict[str, Any]:
+        return {
+            "role": role,
+            "text": text,
+            "started_at": 1.0,
+            "ended_at": 2.0,
+            "interrupted": interrupted,
+        }
+
+    kernel(
+        page,
+        {
+            "kind": "snapshot",
+            "gen": 0,
+            "turns": [turn("user", "What is on my screen?"), turn("model", "A test")],
+        },
+    )
+    kernel(page, {"kind": "turn", "index": 1, "turn": turn("model", "A test pattern", True)})
+    kernel(page, {"kind": "turn", "index": 2, "turn": turn("user", "Thanks")})
+    for view in range(2):
+        rows = page.locator(".ssw-transcript").nth(view).locator(".ssw-turn")
+        assert rows.count() == 3
+        assert rows.evaluate_all(
+            "(rs) => rs.map((r) => [r.dataset.role, r.dataset.interrupted ?? null,"
+            " r.querySelector('.ssw-text').textContent])"
+        ) == [
+            ["user", None, "What is on my screen?"],
+            ["model", "true", "A test pattern"],
+            ["user", None, "Thanks"],
+        ]
+
+    # A turn can arrive before the one above it; the transcript keeps index order and
+    # scrolls to show the newest row.
+    kernel(page, {"kind": "turn", "index": 4, "turn": turn("model", "Five")})
+    kernel(page, {"kind": "turn", "index": 3, "turn": turn("user", "Four")})
+    for index in range(5, 12):
+        kernel(page, {"kind": "turn", "index": index, "turn": turn("user", f"Turn {index}")})
+    for view in range(2):
+        box = page.locator(".ssw-transcript").nth(view)
+        texts = box.locator(".ssw-turn .ssw-text").all_text_contents()
+        assert texts[2:6] == ["Thanks", "Four", "Five", "Turn 5"]
+        assert len(texts) == 12
+        assert box.evaluate("(b) => b.scrollHeight > b.clientHeight")  # it does overflow
+        assert box.evaluate("(b) => b.scrollTop + b.clientHeight >= b.scrollHeight - 2")
+
+    # Both views follow the status trait; stopping in one view stops the shared capture.
+    page.evaluate("model.set('status', 'live')")
+    assert page.locator(".ssw-status").evaluate_all(
+        "(ss) => ss.map((s) => [s.textContent, s.dataset.status])"
+    ) == [["live", "live"], ["live", "live"]]
+    page.locator(".ssw-stop").nth(1).click()
+    wait_all_ended(page)
+    assert len(sent(page, "stop")) == 1
+
+
+def test_stop_button_ends_every_track_and_sends_stop(page: Page) -> None:
+    share(page)
+    poll(page, "window.__screenshareWidget.controllers[0].sent.audio >= 5", 3, "audio")
+    page.locator(".ssw-stop").click()
+    wait_all_ended(page)
+    # The seam still lists the last capture's tracks, now ended.
+    assert page.evaluate(
+        "window.__screenshareWidget.controllers[0].tracks().map((t) => [t.kind, t.readyState])"
+    ) == [["video", "ended"], ["audio", "ended"]]
+    stops = sent(page, "stop")
+    assert len(stops) == 1
+    assert stops[0]["content"]["reason"]
+    seam = page.evaluate(
+        """(() => { const c = window.__screenshareWidget.controllers[0];
+                    return [c.captureContext, c.playbackContext, c.playerNode]; })()"""
+    )
+    assert seam == [None, None, None]
+    assert page.evaluate("document.querySelector('.ssw-preview').srcObject") is None
+    audio_count = len(sent(page, "audio"))
+    # Idempotent: a second stop sends nothing more; and no audio flows after stop.
+    page.evaluate("model.set('status', 'idle')")
+    assert page.locator(".ssw-stop").is_disabled()
+    page.wait_for_timeout(150)
+    assert len(sent(page, "stop")) == 1
+    assert len(sent(page, "audio")) == audio_count
+    assert page.locator(".ssw-share").is_enabled()
+
+
+def test_kernel_stop_ends_capture_and_shows_the_reason(page: Page) -> None:
+    share(page)
+    kernel(page, {"kind": "stop", "reason": "The Live session ended: quota exceeded."})
+    wait_all_ended(page)
+    notice = page.locator(".ssw-notice")
+    assert notice.is_visible()
+    assert notice.text_content() == "The Live session ended: quota exceeded."
+    assert sent(page, "stop") == []  # the kernel asked: nothing to echo back
+    kernel(page, {"kind": "stop", "reason": ""})  # idempotent
+    assert sent(page, "stop") == []
+
+
+def test_lagging_ack_shows_the_busy_notice(page: Page) -> None:
+    share(page)
+    page.evaluate("model.set('status', 'live')")
+    poll(page, "window.__screenshareWidget.controllers[0].sent.audio >= 45", 4, "1.8 s of audio")
+    kernel(page, {"kind": "ack", "audio_seq": 0, "frame_seq": 0})
+    notice = page.locator(".ssw-notice")
+    notice.wait_for(state="visible", timeout=2000)
+    assert notice.text_content() == BUSY_NOTICE
+    # The kernel catches up: the notice goes away.
+    page.evaluate(
+        """() => model.kernel({ kind: "ack", frame_seq: 1,
+             audio_seq: window.__screenshareWidget.controllers[0].sent.audio - 1 })"""
+    )
+    notice.wait_for(state="hidden", timeout=2000)
+    # No ack at all for more than 2 s while live also means busy.
+    quiet_since = time.monotonic()
+    notice.wait_for(state="visible", timeout=4000)
+    assert time.monotonic() - quiet_since >= 1.5
+    assert notice.text_content() == BUSY_NOTICE
+
+
+def test_screen_sharing_ended_keeps_the_voice_conversation(page: Page) -> None:
+    share(page)
+    seam = "window.__screenshareWidget.controllers[0].sent"
+    poll(page, f"{seam}.frames >= 1", 3, "a first frame")
+    # What the browser's own "Stop sharing" button does to the display track.
+    end_track = """(kind) => {
+      const stream = kind === "video" ? window.__displayStreams[0] : null;
+      const track = stream ? stream.getVideoTracks()[0] : window.__micTracks[0];
+      track.stop();
+      track.dispatchEvent(new Event("ended"));
+    }"""
+    page.evaluate(end_track, "video")
+    notice = page.locator(".ssw-notice")
+    notice.wait_for(state="visible", timeout=2000)
+    assert (notice.text_content() or "").startswith("Screen sharing ended")
+    frames, audio = page.evaluate(f"[{seam}.frames, {seam}.audio]")
+    poll(page, f"{seam}.audio >= {audio + 30}", 3, "more microphone audio")
+    assert page.evaluate(f"{seam}.frames") == frames  # no frames without a screen
+    assert page.get_attribute(".ssw-preview-box", "data-active") == "false"
+    assert page.evaluate("document.querySelector('.ssw-preview').srcObject") is None
+    assert sent(page, "stop") == []
+    # When the microphone ends too, nothing is shared any more: the page stops.
+    page.evaluate(end_track, "audio")
+    stops = poll(page, "model.sent.filter((m) => m.content.kind === 'stop')", 2, "stop")
+    assert stops[0]["content"]["reason"] == "Every shared track ended."
+    wait_all_ended(page)
+
+
+def test_microphone_denied_reports_and_releases_the_screen(page: Page) -> None:
+    page.evaluate(
+        """() => {
+          navigator.mediaDevices.getUserMedia = () =>
+            Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
+        }"""
+    )
+    page.evaluate("mount()")
+    page.locator(".ssw-share").click()
+    errors = poll(
+        page, "model.sent.filter((m) => m.content.kind === 'client_error')", 5, "client_error"
+    )
+    assert errors[0]["content"]["message"].startswith("Microphone access was denied")
+    error = page.locator(".ssw-error")
+    assert error.is_visible()
+    assert "allow the microphone" in (error.text_content() or "")
+    assert page.evaluate(
+        "window.__displayStreams[0].getTracks().every((t) => t.readyState === 'ended')"
+    )
+    assert sent(page, "start") == []
+    assert page.locator(".ssw-share").is_enabled()
+
+
+def test_insecure_page_explains_the_fix(page: Page) -> None:
+    page.evaluate("() => { Object.defineProperty(window, 'isSecureContext', { value: false }); }")
+    page.evaluate("mount()")
+    page.locator(".ssw-share").click()
+    error = page.locator(".ssw-error")
+    error.wait_for(state="visible", timeout=2000)
+    text = error.text_content() or ""
+    assert text.startswith("Screen sharing needs a secure page")
+    assert [m["content"]["message"] for m in sent(page, "client_error")] == [text]
+    assert page.evaluate("window.__displayStreams.length") == 0
+
+
+def test_screenshot_live(page: Page) -> None:
+    """Light and dark views of a live, emulated session, saved for a human to look at."""
+    live_since = time.time() - 83
+    share(
+        page,
+        themes=("light", "dark"),
+        status="live",
+        live_since=live_since,
+        backend="Local Live emulator: no API key is set",
+        emulated=True,
+        model="gemini-2.5-flash-native-audio-preview",
+        voice="Puck",
+    )
+    turns = [
+        ("user", "What is on my screen right now?", False),
+        ("model", "A green test pattern with a moving circle and a timestamp.", True),
+        ("user", "Can you read the timestamp?", False),
+        ("model", "It reads a few seconds past the minute; it keeps counting up.", False),
+    ]
+    kernel(
+        page,
+        {
+            "kind": "snapshot",
+            "gen": 0,
+            "turns": [
+                {"role": r, "text": t, "started_at": 0, "ended_at": 1, "interrupted": i}
+                for r, t, i in turns
+            ],
+        },
+    )
+    page.wait_for_function(
+        "[...document.querySelectorAll('.ssw-preview')].every((v) => v.videoWidth > 0)",
+        timeout=5000,
+    )
+    assert page.locator(".ssw-timer").first.text_content() == "01:23"
+    assert page.locator(".ssw-backend").first.get_attribute("data-emulated") == "true"
+    # A responsive kernel, so that the busy notice stays out of the picture.
+    page.evaluate(
+        """() => model.kernel({ kind: "ack", frame_seq: 0,
+             audio_seq: window.__screenshareWidget.controllers[0].sent.audio - 1 })"""
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#views").screenshot(path=str(ARTIFACTS / "widget-live.png"))
+    (ARTIFACTS / "widget-live.json").write_text(
+        json.dumps({"sent": page.evaluate("window.__screenshareWidget.controllers[0].sent")})
+    )
