@@ -5,7 +5,7 @@ Internal module. Every message is an anywidget custom message: a small JSON obje
 model PCM) always travel as buffers, never through traits.
 
 The kinds and their fields are kept in sync with ``static/widget.js`` (``BROWSER_KINDS`` and
-``KERNEL_KINDS`` there); ``tests/test_protocol.py`` checks that the two sets match.
+``KERNEL_KINDS`` there); ``tests/test_protocol_sync.py`` checks that the two sets match.
 
 Widget managers without binary buffers may put the payload in ``data`` as base64 (standard or
 URL-safe alphabet) instead; :func:`parse_browser_message` accepts both.
@@ -137,7 +137,8 @@ class InterruptedMsg(TypedDict):
 
 
 class TurnCompleteMsg(TypedDict):
-    """The model's turn ended: an empty queue after this is not an underrun."""
+    """The model's audio for the turn is complete (sent at generationComplete and again at
+    turnComplete): an empty queue after this is not an underrun."""
 
     kind: Literal["turn_complete"]
     gen: int

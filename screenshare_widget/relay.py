@@ -92,7 +92,8 @@ class RelaySink(Protocol):
         """The user barged in: flush playback; ``gen`` is the new generation."""
 
     def on_turn_complete(self, gen: int) -> None:
-        """The model's turn ended."""
+        """The model's audio for this turn is complete (generationComplete or turnComplete;
+        it may come twice)."""
 
     def on_turns(self, changed: list[tuple[int, Turn]]) -> None:
         """Transcript turns were added or changed (index, new value)."""
@@ -482,6 +483,10 @@ class Relay:
         if m.usage is not None:
             self.usage.append(m.usage)
             self._emit(self._sink.on_usage, m.usage)
+        if m.generation_complete and not m.turn_complete:
+            # No more audio is coming; the service sends turnComplete only once the audio
+            # would have finished playing, possibly after the page played it all.
+            self._emit(self._sink.on_turn_complete, self._gen)
         if m.turn_complete:
             self._end_model_turn(interrupted=False)
             self._emit(self._sink.on_turn_complete, self._gen)

@@ -301,3 +301,14 @@ def test_unexpected_bug_fails_visibly(backend, sink) -> None:
 def test_ticks_while_running(relay: Relay, backend, sink) -> None:
     live(relay, backend)
     wait_until(lambda: sink.ticks >= 2, timeout=3)
+
+
+def test_generation_complete_tells_the_page_that_audio_ended(relay: Relay, backend, sink) -> None:
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(audio=b"\0\0", output_transcription="Hi"))
+    push(relay, session, ServerMessage(generation_complete=True))
+    wait_until(lambda: sink.completes == [0])
+    assert not relay.transcript[0].done  # the turn itself is still open until turnComplete
+    push(relay, session, ServerMessage(turn_complete=True))
+    wait_until(lambda: sink.completes == [0, 0])
+    assert relay.transcript[0].done

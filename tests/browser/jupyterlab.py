@@ -141,7 +141,7 @@ def open_notebook(page: Any, lab: JupyterLab, name: str) -> None:
 def run_cell(page: Any, index: int) -> None:
     """Run code cell ``index`` (Shift+Enter in it)."""
     cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
-    cell.locator(".cm-content").click()
+    cell.locator(".cm-content").click(timeout=10_000)
     page.keyboard.press("Shift+Enter")
 
 

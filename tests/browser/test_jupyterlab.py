@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from screenshare_widget.emulator import LiveEmulator
 
+from .chromium import launch_options, write_speech_wav
 from .jupyterlab import (
     JupyterLab,
     cell_output,
@@ -63,6 +65,27 @@ READ_TAP = """() => new Promise(resolve => {
 })"""
 
 
+#: Silence after the fake microphone's question (s): longer than the emulator's spoken reply,
+#: so a whole reply plays before the looping microphone asks again and barges in.
+PAUSE_S = 14.0
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    wav = write_speech_wav(tmp_path_factory.mktemp("lab-audio") / "ask.wav", silence_s=PAUSE_S)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(**launch_options(wav))
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    yield context.new_page()
+    context.close()
+
+
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[LiveEmulator]:
     emu = LiveEmulator().start_in_thread()
@@ -92,14 +115,22 @@ def show_widget(page: Any, lab: JupyterLab, name: str) -> None:
     """Open the notebook and run its first cell until the widget shows (once more if the
     first Shift+Enter after load was swallowed, a known JupyterLab flake)."""
     open_notebook(page, lab, name)
-    for attempt in range(2):
+    prompt = page.locator(".jp-Notebook .jp-Cell").nth(0).locator(".jp-InputPrompt")
+    for attempt in range(3):
         run_cell(page, 0)
         try:
-            page.wait_for_selector(".ssw-share", timeout=30_000)
-            return
+            page.wait_for_function(
+                "el => /\\[(\\*|\\d+)\\]/.test(el.textContent)",
+                arg=prompt.element_handle(),
+                timeout=5_000,
+            )
+            break
         except Exception:
-            if attempt:
+            if attempt == 2:
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / f"failed-{name}.png"))
                 raise
+    page.wait_for_selector(".ssw-share", timeout=60_000)
 
 
 def poll(page: Any, expression: str, predicate: Any, timeout: float, what: str) -> Any:
@@ -156,8 +187,10 @@ def test_share_talk_hear_and_stop(page: Any, lab: JupyterLab, emulator: LiveEmul
     span = frames[-1].t - frames[0].t
     assert len(frames) <= span + 1.5, f"{len(frames)} frames in {span:.1f} s"
 
-    # The reply: the emulator answers what it received; it plays with no underrun.
-    page.wait_for_selector(".ssw-turn[data-role='model']:has-text('spoke for')", timeout=30_000)
+    # The reply: the emulator answers what it received; all of it plays, with no underrun.
+    page.wait_for_selector(
+        ".ssw-turn[data-role='model']:not([data-interrupted]):has-text('pixels')", timeout=30_000
+    )
     stats = poll(
         page,
         f"{SEAM}.stats()",
@@ -177,7 +210,10 @@ def test_share_talk_hear_and_stop(page: Any, lab: JupyterLab, emulator: LiveEmul
     run_cell(page, 1)
     wait_cell_done(page, 1)
     turns = json.loads(cell_output(page, 1))
-    assert any(t["role"] == "model" and "spoke for" in t["text"] for t in turns), turns
+    answer = next(t for t in turns if t["role"] == "model")
+    assert answer["text"].startswith("You spoke for"), answer
+    assert "screen frames" in answer["text"], answer
+    assert not answer["interrupted"], answer
     assert any(t["role"] == "user" for t in turns), turns
 
     # Stop ends every track (the browser's sharing indicator goes away).
