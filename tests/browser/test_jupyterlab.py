@@ -212,7 +212,7 @@ def test_share_talk_hear_and_stop(page: Any, lab: JupyterLab, emulator: LiveEmul
     turns = json.loads(cell_output(page, 1))
     answer = next(t for t in turns if t["role"] == "model")
     assert answer["text"].startswith("You spoke for"), answer
-    assert "screen frames" in answer["text"], answer
+    assert "screen frame" in answer["text"], answer
     assert not answer["interrupted"], answer
     assert any(t["role"] == "user" for t in turns), turns
 
