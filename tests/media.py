@@ -29,8 +29,10 @@ def speech_pcm(text: str, rate: int = 16_000) -> bytes:
         [exe, "--stdout", "-s", "150", text], capture_output=True, check=True
     ).stdout
     with wave.open(io.BytesIO(wav)) as w:
-        source_rate = w.getframerate()
+        source_rate, channels = w.getframerate(), w.getnchannels()
         data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    if channels > 1:
+        data = data.reshape(-1, channels).mean(axis=1)
     out = resample(data, source_rate, rate)
     return np.clip(out, -32768, 32767).astype("<i2").tobytes()
 

@@ -9,12 +9,10 @@ a prompt: the "screen" is a test pattern the size of the viewport, and the micro
 from __future__ import annotations
 
 import shutil
-import subprocess
-import wave
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ..media import silence_pcm, speech_pcm, write_wav
 
 #: Chromium flags for headless runs with fake screen and microphone (no prompts, no network).
 BASE_ARGS: tuple[str, ...] = (
@@ -70,35 +68,13 @@ def launch_options(fake_audio_wav: Path | None = None) -> dict[str, Any]:
 def write_speech_wav(
     path: Path, text: str = SPEECH_TEXT, silence_s: float = SPEECH_SILENCE_S
 ) -> Path:
-    """Write ``text`` spoken by espeak-ng, then ``silence_s`` of silence, as mono PCM16 WAV.
-
-    The file is resampled to SPEECH_RATE_HZ. Raises with the install command when espeak-ng
-    is missing.
-    """
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
+    """Write ``text`` spoken by espeak-ng, then ``silence_s`` of silence, as a mono PCM16 WAV
+    at SPEECH_RATE_HZ. Raises with the install command when espeak-ng is missing."""
+    if shutil.which("espeak-ng") is None:
         raise RuntimeError(
             "espeak-ng is not installed, so the fake microphone has nothing to say: "
             "install it with `apt-get install espeak-ng` (or run `./dev test`, which does)."
         )
-    raw = path.with_suffix(".espeak.wav")
-    subprocess.run([espeak, "-w", str(raw), text], check=True, capture_output=True, timeout=30)
-    with wave.open(str(raw), "rb") as source:
-        rate = source.getframerate()
-        channels = source.getnchannels()
-        frames = np.frombuffer(source.readframes(source.getnframes()), dtype="<i2")
-    speech = frames.reshape(-1, channels).mean(axis=1) if channels > 1 else frames
-    # Linear interpolation is plenty for a test signal (espeak-ng speaks at 22.05 kHz).
-    out_len = int(len(speech) * SPEECH_RATE_HZ / rate)
-    resampled = np.interp(
-        np.arange(out_len) * rate / SPEECH_RATE_HZ, np.arange(len(speech)), speech
-    )
-    silence = np.zeros(int(silence_s * SPEECH_RATE_HZ))
-    pcm = np.clip(np.concatenate([resampled, silence]), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SPEECH_RATE_HZ)
-        out.writeframes(pcm.tobytes())
-    raw.unlink()
+    pcm = speech_pcm(text, SPEECH_RATE_HZ) + silence_pcm(silence_s, SPEECH_RATE_HZ)
+    write_wav(str(path), pcm, SPEECH_RATE_HZ)
     return path
