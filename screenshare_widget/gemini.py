@@ -65,6 +65,11 @@ def resolve_backend(client: genai.Client | None) -> Backend:
     """The backend for ``client``; without one, the API key from the environment, and without
     a key the local Live emulator (started on first use, in this process)."""
     if client is not None:
+        if not isinstance(client, genai.Client):
+            raise TypeError(
+                f"client must be a google.genai.Client, not {type(client).__name__}; "
+                "or leave it out to use GEMINI_API_KEY"
+            )
         return Backend(client, _describe(client), emulated=False)
     if os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY"):
         made = genai.Client()
@@ -175,7 +180,7 @@ def _close_error(code: int, reason: str, model: str) -> LiveError:
     lowered = reason.lower()
     if code == 1000:
         return LiveError("The Live session ended.", code=code, reason=reason, fatal=False)
-    if code == 1007 and "api key" in lowered:
+    if "api key not valid" in lowered or "api_key_invalid" in lowered:
         return LiveError(
             "API key not valid: set GEMINI_API_KEY or pass client=.",
             code=code,

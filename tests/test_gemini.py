@@ -199,3 +199,11 @@ def test_relay_hands_over_on_go_away_with_the_handle(handover_emulator: LiveEmul
         ]
     finally:
         relay.close()
+
+
+async def test_a_bad_key_is_recognised_whatever_the_close_code() -> None:
+    error = gemini.to_live_error(
+        gemini.errors.APIError(1008, {"message": "API key not valid. Please pass a valid API key."})
+    )
+    assert error.fatal
+    assert error.message == "API key not valid: set GEMINI_API_KEY or pass client=."

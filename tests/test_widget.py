@@ -165,3 +165,19 @@ def test_page_errors_surface_in_python(widget) -> None:
     w, _ = widget
     page(w, {"kind": "client_error", "message": "Screen sharing was cancelled."})
     assert w.error == "Screen sharing was cancelled."
+
+
+def test_a_client_of_the_wrong_type_is_rejected_clearly() -> None:
+    with pytest.raises(TypeError, match="client must be a google.genai.Client, not str"):
+        ScreenShareAssistant(client="my-key")  # type: ignore[arg-type]
+
+
+def test_without_a_key_the_emulator_answers_and_says_so(monkeypatch) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    w = ScreenShareAssistant()
+    try:
+        assert w.emulated
+        assert w.backend.startswith("Local Live emulator: no API key is set")
+    finally:
+        w.close()
