@@ -170,6 +170,7 @@ def test_share_talk_hear_and_stop(page: Any, lab: JupyterLab, emulator: LiveEmul
     wall = steady[-1].t - steady[0].t
     seconds = sum(len(a.data) for a in steady[1:]) / 32_000
     assert wall > 4.0
+    print(f"uplink: {seconds:.2f} s of audio arrived in {wall:.2f} s of wall time")
     assert abs(seconds - wall) <= 0.1 * wall, (seconds, wall)
     samples = np.frombuffer(b"".join(a.data for a in audio), dtype="<i2").astype(np.float64)
     assert np.sqrt(np.mean(samples**2)) > 100, "the fake microphone's speech did not come through"
@@ -198,6 +199,7 @@ def test_share_talk_hear_and_stop(page: Any, lab: JupyterLab, emulator: LiveEmul
         30,
         "the reply to finish playing",
     )
+    print(f"playback: {stats}")
     assert stats["underruns"] == 0, stats
     tap = page.evaluate(READ_TAP)
     assert tap["loud"] > 6_000, tap  # a quarter second of audible speech reached the output
@@ -253,5 +255,6 @@ def test_conversation_continues_while_a_cell_is_busy(
     window = (started + 2.0, ended - 1.0)
     during = [a for a in rec.audio if a.connection == connection and window[0] <= a.t <= window[1]]
     received = sum(len(a.data) for a in during) / 32_000
+    print(f"busy cell: {received:.2f} s of audio arrived in a {window[1] - window[0]:.2f} s window")
     assert received >= 0.8 * (window[1] - window[0]), (received, window)
     page.click(".ssw-stop")
