@@ -6,10 +6,11 @@
 >>> assistant.transcript.to_pandas()
 """
 
+from .events import Handover
 from .session import Usage
 from .transcript import Transcript, Turn
 from .widget import ScreenShareAssistant
 
 __version__ = "0.1.0"
 
-__all__ = ["ScreenShareAssistant", "Transcript", "Turn", "Usage", "__version__"]
+__all__ = ["Handover", "ScreenShareAssistant", "Transcript", "Turn", "Usage", "__version__"]

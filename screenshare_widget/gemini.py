@@ -370,6 +370,18 @@ class GeminiSession:
         """Send typed text as realtime input."""
         await self._send(text=text)
 
+    async def ping(self) -> None:
+        """Round trip a WebSocket ping; returns when the pong arrives (the caller bounds the
+        wait). Cancelling abandons the wait only."""
+        ws = getattr(self._session, "_ws", None)  # the SDK keeps its websocket here
+        if ws is None:
+            return
+        try:
+            pong = await ws.ping()
+            await pong
+        except (websockets.exceptions.ConnectionClosed, OSError) as exc:
+            raise to_live_error(exc, model=self._model, secret=self._secret) from None
+
     async def receive(self) -> AsyncIterator[ServerMessage]:
         """Every server message across turns; raises :class:`LiveError` when the connection
         ends. Malformed messages are logged and skipped. Cancelling leaves the socket open."""

@@ -23,9 +23,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeVar
 
 from .config import SessionConfig
+from .events import Handover
 from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
 from .session import Connector, LiveError, LiveSession, ServerMessage, Usage
 from .transcript import Transcript, Turn
@@ -54,6 +56,9 @@ STABLE_AFTER_S: Final = 30.0
 CLOSE_TIMEOUT_S: Final = 5.0
 #: Hand over to a fresh connection this long before a goAway's deadline at the latest (s).
 GOAWAY_MARGIN_S: Final = 2.0
+#: Ping the service this often (s); no answer within the timeout (s) counts as a drop.
+KEEPALIVE_INTERVAL_S: Final = 5.0
+KEEPALIVE_TIMEOUT_S: Final = 5.0
 
 
 class RelayState(enum.Enum):
@@ -103,6 +108,9 @@ class RelaySink(Protocol):
 
     def on_tick(self) -> None:
         """Every :data:`ACK_INTERVAL_S` while a session runs (for uplink acks)."""
+
+    def on_handover(self, handover: Handover) -> None:
+        """The conversation moved to a new connection."""
 
 
 @dataclass
@@ -154,6 +162,10 @@ class Relay:
         self._gen = 0
         self._handle: str | None = None
         self._model_speaking = False
+        self.handovers: list[Handover] = []
+        self._pending_handover: tuple[datetime, str, bool] | None = None
+        self._last_audio_sent: float | None = None  # monotonic time of the last audio sent
+        self._opened_at: float | None = None  # monotonic time the current connection opened
         # Created on the relay thread.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -333,31 +345,51 @@ class Relay:
     async def _run(self) -> None:
         """Connect, pump, and reconnect on recoverable ends until stopped or failed.
 
+        Recoverable ends (goAway, drops, 1011, a stalled server) reconnect with the latest
+        resumable handle, with capped exponential backoff and jitter, at most
+        :data:`MAX_RECONNECTS` times in a row. A refused handle gets one fresh retry without
+        it. Fatal errors (bad key, unknown model, rejected settings) end in FAILED at once.
         Cancelling it (``stop()``) closes the connection and ends in IDLE.
         """
         ticker = asyncio.get_running_loop().create_task(self._tick(), name="relay.tick")
         attempts = 0
+        ended: str | None = None  # why the previous connection ended; None before the first
+        fresh_retry = False  # a refused handle was dropped; the next refusal is final
         try:
             while True:
-                started = time.monotonic()
+                handle = self._handle
+                self._opened_at = None
                 try:
-                    await self._connection()
+                    await self._connection(handle, ended)
                 except _Handover:
                     attempts = 0
-                    self.counters.reconnects += 1
-                    self._set_state(RelayState.RECONNECTING)
+                    ended = "goAway"
+                    self._reconnecting("")
                     continue
                 except LiveError as exc:
-                    if time.monotonic() - started > STABLE_AFTER_S:
-                        attempts = 0
+                    opened = self._opened_at is not None
+                    if opened:
+                        fresh_retry = False
+                        if time.monotonic() - (self._opened_at or 0.0) > STABLE_AFTER_S:
+                            attempts = 0
+                    refused = handle is not None and not opened and exc.code in (1007, 1008)
+                    if refused and not fresh_retry:
+                        logger.warning(
+                            "the service refused the resumption handle (%s); "
+                            "starting a fresh session",
+                            exc.reason or exc.message,
+                        )
+                        self._handle = None
+                        fresh_retry = True
+                        ended = ended or f"resumption refused ({exc.reason or exc.code})"
+                        continue
                     if exc.fatal or attempts >= MAX_RECONNECTS:
                         self._fail(exc, attempts)
                         return
                     attempts += 1
-                    self.counters.reconnects += 1
+                    ended = f"{exc.code}: {exc.reason}" if exc.code else exc.message
                     logger.warning("Live connection ended (%s); reconnecting", exc.message)
-                    self._set_state(RelayState.RECONNECTING, exc.message)
-                    self._end_model_turn(interrupted=True)
+                    self._reconnecting(exc.message)
                     await asyncio.sleep(_backoff(attempts))
                 except Exception as exc:  # a bug, not a network event: say so and stop
                     logger.exception("the relay failed")
@@ -380,29 +412,70 @@ class Relay:
         finally:
             ticker.cancel()
 
+    def _reconnecting(self, message: str) -> None:
+        self.counters.reconnects += 1
+        self._finish_handover(None)
+        if self._model_speaking:
+            # The new connection will not continue this answer: it was cut short.
+            self._end_model_turn(interrupted=True)
+        self._set_state(RelayState.RECONNECTING, message)
+
     def _fail(self, exc: LiveError, attempts: int) -> None:
         message = exc.message
         if attempts >= MAX_RECONNECTS and not exc.fatal:
             message = f"{message} Gave up after {attempts} reconnection attempts."
         logger.error("Live session failed: %s", message)
+        self._finish_handover(None)
         self._end_model_turn(interrupted=True)
         self._emit(self._sink.on_turns, self._indexed(self.transcript.close_open()))
         self._clear_buffers()
         self._set_state(RelayState.FAILED, message)
 
-    async def _connection(self) -> None:
-        """One connection: open it, run the pumps until one ends, close it."""
-        async with self._connect(self.config, self._handle) as session:
+    async def _connection(self, handle: str | None, ended: str | None) -> None:
+        """One connection: open it (resuming ``handle``), run the pumps until one ends, close
+        it. ``ended`` says why the previous connection ended (None for the first)."""
+        async with self._connect(self.config, handle) as session:
             self.counters.connections += 1
+            self._opened_at = time.monotonic()
+            if ended is not None:
+                self._pending_handover = (datetime.now(UTC), ended, handle is not None)
             self._set_state(RelayState.LIVE)
             try:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._send_audio(session), name="relay.send_audio")
                     group.create_task(self._send_frames(session), name="relay.send_frames")
                     group.create_task(self._receive(session), name="relay.receive")
+                    group.create_task(self._keepalive(session), name="relay.keepalive")
             except BaseExceptionGroup as group_error:
                 # The first pump to fail ended the others; surface its exception as is.
                 raise _first(group_error) from None
+
+    def _finish_handover(self, gap_ms: float | None) -> None:
+        """Record the pending handover (if any) with the audio gap it caused."""
+        pending, self._pending_handover = self._pending_handover, None
+        if pending is None:
+            return
+        at, reason, resumed = pending
+        handover = Handover(at=at, reason=reason, resumed=resumed, gap_ms=gap_ms)
+        self.handovers.append(handover)
+        logger.info("handed over to a new connection: %s", handover)
+        self._emit(self._sink.on_handover, handover)
+
+    async def _keepalive(self, session: LiveSession) -> None:
+        """Ping the service; a silent one counts as a dropped connection."""
+        while True:
+            await asyncio.sleep(KEEPALIVE_INTERVAL_S)
+            try:
+                async with asyncio.timeout(KEEPALIVE_TIMEOUT_S):
+                    await session.ping()
+            except TimeoutError:
+                raise LiveError(
+                    "The Live service stopped answering "
+                    f"(no reply to a ping in {KEEPALIVE_TIMEOUT_S:.0f} s).",
+                    code=1006,
+                    reason="keepalive timeout",
+                    fatal=False,
+                ) from None
 
     async def _tick(self) -> None:
         while True:
@@ -421,6 +494,11 @@ class Relay:
                 self._audio_bytes -= len(pcm)
                 await session.send_audio(pcm)
                 self.counters.audio_bytes_sent += len(pcm)
+                now = time.monotonic()
+                if self._pending_handover is not None:
+                    last = self._last_audio_sent
+                    self._finish_handover(None if last is None else (now - last) * 1000)
+                self._last_audio_sent = now
             ready.clear()
 
     async def _send_frames(self, session: LiveSession) -> None:

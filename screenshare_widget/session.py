@@ -89,6 +89,9 @@ class LiveSession(Protocol):
     async def send_text(self, text: str) -> None:
         """Send typed text as realtime input."""
 
+    async def ping(self) -> None:
+        """Return once the service answered a ping; the caller bounds the wait."""
+
     def receive(self) -> AsyncIterator[ServerMessage]:
         """Every server message, across turns, until the connection ends.
 

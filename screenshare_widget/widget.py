@@ -28,6 +28,7 @@ from .config import (
     SessionConfig,
     dropped_options,
 )
+from .events import Handover
 from .relay import Relay, RelayCounters, RelayState
 from .session import Connector, Usage
 from .transcript import Transcript, Turn
@@ -136,6 +137,12 @@ class ScreenShareAssistant(anywidget.AnyWidget):
     def usage(self) -> list[Usage]:
         """Token usage reported by the service, one entry per report."""
         return list(self._relay.usage)
+
+    @property
+    def handovers(self) -> list[Handover]:
+        """Each move to a new connection: when, why, whether the context was resumed, and
+        the microphone audio gap in ms."""
+        return list(self._relay.handovers)
 
     @property
     def stats(self) -> RelayCounters:
@@ -304,6 +311,17 @@ class _Sink:
 
     def on_usage(self, usage: Usage) -> None:
         logger.debug("usage: %s", usage)
+
+    def on_handover(self, handover: Handover) -> None:
+        gap = "" if handover.gap_ms is None else f", {handover.gap_ms / 1000:.1f} s gap"
+        if handover.resumed:
+            text = f"Reconnected: the conversation resumed ({handover.reason}{gap})."
+        else:
+            text = (
+                f"Reconnected with a fresh session ({handover.reason}{gap}): the model lost "
+                "the earlier context; the transcript goes on."
+            )
+        self._widget._send_to_page({"kind": "notice", "text": text})
 
     def on_tick(self) -> None:
         w = self._widget

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from screenshare_widget.config import SessionConfig
+from screenshare_widget.events import Handover
 from screenshare_widget.relay import RelayState
 from screenshare_widget.session import LiveError, LiveSession, ServerMessage, Usage
 from screenshare_widget.transcript import Turn
@@ -27,6 +28,7 @@ class FakeSession:
         self.texts: list[str] = []
         self._inbox: asyncio.Queue[Step] = asyncio.Queue()
         self.closed = False
+        self.stalled = False
 
     def push(self, step: Step) -> None:
         """Deliver a server message (or end the connection with an error); relay loop only."""
@@ -40,6 +42,10 @@ class FakeSession:
 
     async def send_text(self, text: str) -> None:
         self.texts.append(text)
+
+    async def ping(self) -> None:
+        if self.stalled:
+            await asyncio.Event().wait()  # never answers
 
     async def receive(self) -> AsyncIterator[ServerMessage]:
         while True:
@@ -88,6 +94,7 @@ class RecordingSink:
     turns: list[tuple[int, Turn]] = field(default_factory=list)
     usage: list[Usage] = field(default_factory=list)
     ticks: int = 0
+    handovers: list[Handover] = field(default_factory=list)
 
     def on_state(self, state: RelayState, error: str) -> None:
         self.states.append((state, error))
@@ -109,3 +116,6 @@ class RecordingSink:
 
     def on_tick(self) -> None:
         self.ticks += 1
+
+    def on_handover(self, handover: Handover) -> None:
+        self.handovers.append(handover)

@@ -312,3 +312,86 @@ def test_generation_complete_tells_the_page_that_audio_ended(relay: Relay, backe
     push(relay, session, ServerMessage(turn_complete=True))
     wait_until(lambda: sink.completes == [0, 0])
     assert relay.transcript[0].done
+
+
+def test_handovers_are_recorded_with_reason_resumption_and_gap(
+    relay: Relay, backend, sink, monkeypatch
+) -> None:
+    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(resumption_handle="h-1", resumable=True))
+    relay.feed_audio(b"\0\0" * 640)
+    wait_until(lambda: session.audio)
+    push(relay, session, LiveError("x", code=1011, reason="Internal error occurred.", fatal=False))
+    second = live(relay, backend, count=2)
+    relay.feed_audio(b"\0\0" * 640)
+    wait_until(lambda: second.audio and relay.handovers)
+    (handover,) = relay.handovers
+    assert handover.reason == "1011: Internal error occurred."
+    assert handover.resumed
+    assert handover.gap_ms is not None
+    assert 0 < handover.gap_ms < 5_000
+    assert sink.handovers == [handover]
+
+
+def test_a_refused_handle_gets_one_fresh_retry(relay: Relay, backend, monkeypatch) -> None:
+    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(resumption_handle="old", resumable=True))
+    refused = LiveError(
+        "refused", code=1008, reason="Session resumption handle is invalid or expired.", fatal=False
+    )
+    backend.fail_connects = [refused]
+    push(relay, session, LiveError("dropped", code=1006, fatal=False))
+    live(relay, backend, count=2)
+    assert [handle for _, handle in backend.configs] == [None, "old", None]
+    relay.feed_audio(b"\0\0" * 8)
+    wait_until(lambda: relay.handovers)
+    assert relay.handovers[0].resumed is False
+
+
+def test_a_refused_handle_then_a_fatal_fresh_attempt_fails(relay: Relay, backend) -> None:
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(resumption_handle="old", resumable=True))
+    bad_key = LiveError(
+        "API key not valid: set GEMINI_API_KEY or pass client=.", code=1007, fatal=True
+    )
+    backend.fail_connects = [
+        LiveError("refused", code=1008, reason="handle expired", fatal=True),
+        bad_key,
+    ]
+    push(relay, session, ServerMessage(go_away_s=10.0))
+    wait_until(lambda: relay.state is RelayState.FAILED)
+    assert relay.error == bad_key.message
+    assert [handle for _, handle in backend.configs] == [None, "old", None]
+
+
+def test_a_stalled_service_counts_as_a_drop(relay: Relay, backend, monkeypatch) -> None:
+    monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.05)
+    monkeypatch.setattr(relay_module, "KEEPALIVE_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
+    session = live(relay, backend)
+    session.stalled = True
+    live(relay, backend, count=2)
+    wait_until(lambda: relay.state is RelayState.LIVE)
+    assert relay.counters.reconnects == 1
+
+
+def test_a_drop_mid_answer_cuts_the_model_turn_but_not_between_turns(
+    relay: Relay, backend, monkeypatch
+) -> None:
+    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(input_transcription="Tell me about"))
+    push(relay, session, ServerMessage(resumption_handle="h", resumable=True))
+    push(relay, session, ServerMessage(go_away_s=30.0))  # not speaking: hands over right away
+    second = live(relay, backend, count=2)
+    push(relay, second, ServerMessage(input_transcription=" this chart"))
+    push(relay, second, ServerMessage(audio=b"\0\0", output_transcription="It shows"))
+    push(relay, second, LiveError("dropped", code=1006, fatal=False))
+    live(relay, backend, count=3)
+    turns = relay.transcript.snapshot()
+    assert [(t.role, t.text, t.interrupted) for t in turns] == [
+        ("user", "Tell me about this chart", False),
+        ("model", "It shows", True),
+    ]
