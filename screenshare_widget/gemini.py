@@ -99,6 +99,45 @@ def _api_key(client: genai.Client) -> str:
     return str(getattr(client._api_client, "api_key", "") or "")
 
 
+class _RedactKeys(logging.Filter):
+    """Removes API keys from log records (websockets logs request headers at DEBUG)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record is the logging module's to report
+            return True
+        clean = _KEY_PATTERN.sub("[api key]", text)
+        for secret in self.secrets:
+            clean = clean.replace(secret, "[api key]")
+        if clean != text:
+            record.msg, record.args = clean, ()
+        return True
+
+
+_REDACT: Final = _RedactKeys()
+#: Loggers that may see the key: websockets' handshake log and the SDK's own.
+_KEY_LOGGERS: Final = ("websockets.client", "websockets.asyncio.client", "google_genai")
+
+
+def protect_logs(secret: str) -> None:
+    """Keep ``secret`` (and anything shaped like a Google API key) out of the log records of
+    websockets and the SDK, whatever level the user turns on."""
+    if secret and len(secret) >= 4:
+        _REDACT.secrets.add(secret)
+    names = set(_KEY_LOGGERS) | {
+        name for name in logging.root.manager.loggerDict if name.startswith("google_genai.")
+    }
+    for name in names:
+        named = logging.getLogger(name)
+        if _REDACT not in named.filters:
+            named.addFilter(_REDACT)
+
+
 def scrub(text: str, secret: str = "") -> str:
     """``text`` with API keys (the given one and anything shaped like a Google key) removed."""
     if secret and len(secret) >= 4:
@@ -411,6 +450,7 @@ class GeminiSession:
 def connector(client: genai.Client) -> Connector:
     """A :data:`~screenshare_widget.session.Connector` opening sessions with ``client``."""
     secret = _api_key(client)
+    protect_logs(secret)
 
     @asynccontextmanager
     async def connect(config: SessionConfig, handle: str | None) -> AsyncIterator[LiveSession]:

@@ -66,10 +66,14 @@ class HelloMsg(TypedDict):
     kind: Literal["hello"]
 
 
-class StartMsg(TypedDict):
-    """The user clicked Share and capture is running: open the Live session."""
+class StartMsg(TypedDict, total=False):
+    """The user clicked Share and capture is running: open the Live session.
+
+    ``capture`` identifies this capture; its audio and frames carry the same id.
+    """
 
     kind: Literal["start"]
+    capture: str
 
 
 class AudioInMsg(TypedDict, total=False):
@@ -79,6 +83,7 @@ class AudioInMsg(TypedDict, total=False):
     """
 
     kind: Literal["audio"]
+    capture: str
     seq: int
     t: float
     data: str
@@ -88,6 +93,7 @@ class FrameMsg(TypedDict, total=False):
     """One screen frame: buffer = JPEG (or ``data`` in base64); size in pixels."""
 
     kind: Literal["frame"]
+    capture: str
     seq: int
     t: float
     width: int
@@ -209,6 +215,7 @@ class AudioChunk:
     pcm: bytes
     seq: int
     t_ms: float
+    capture: str = ""
 
 
 @dataclass(frozen=True)
@@ -220,6 +227,7 @@ class Frame:
     t_ms: float
     width: int
     height: int
+    capture: str = ""
 
 
 @dataclass(frozen=True)
@@ -302,7 +310,12 @@ def parse_browser_message(content: Any, buffers: list[Any] | None = None) -> Bro
         pcm = _payload(content, buffers, MAX_AUDIO_BYTES)
         if len(pcm) % SAMPLE_BYTES:
             raise ProtocolError(f"audio of {len(pcm)} bytes is not whole PCM16 samples")
-        return AudioChunk(pcm=pcm, seq=_int_field(content, "seq", 0), t_ms=_time_field(content))
+        return AudioChunk(
+            pcm=pcm,
+            seq=_int_field(content, "seq", 0),
+            t_ms=_time_field(content),
+            capture=_text_field(content, "capture"),
+        )
     if kind == "frame":
         jpeg = _payload(content, buffers, MAX_FRAME_BYTES)
         if not jpeg.startswith(_JPEG_SOI):
@@ -317,9 +330,12 @@ def parse_browser_message(content: Any, buffers: list[Any] | None = None) -> Bro
             t_ms=_time_field(content),
             width=width,
             height=height,
+            capture=_text_field(content, "capture"),
         )
     fields: dict[str, Any] = {}
-    if kind == "stop":
+    if kind == "start":
+        fields["capture"] = _text_field(content, "capture")
+    elif kind == "stop":
         fields["reason"] = _text_field(content, "reason")
     elif kind == "client_error":
         fields["message"] = _text_field(content, "message")

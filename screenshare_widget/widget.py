@@ -121,6 +121,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         self._relay = Relay(_connector, config, _Sink(self), name=f"screenshare-relay-{id(self):x}")
         self._comm_context: contextvars.Context | None = None
         self._uplink = {"audio_seq": -1, "frame_seq": -1}
+        self._capture = ""  # id of the page's current capture; media from others is stale
         self.rejected_messages = 0
         self.playback: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -216,6 +217,11 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         except protocol.ProtocolError as exc:
             self._reject(str(exc))
             return
+        if isinstance(message, protocol.AudioChunk | protocol.Frame) and (
+            message.capture and message.capture != self._capture
+        ):
+            self._reject("media from a stale view (an earlier capture)")
+            return
         if isinstance(message, protocol.AudioChunk):
             self._uplink["audio_seq"] = message.seq
             self._relay.feed_audio(message.pcm)
@@ -236,6 +242,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
                 }
             )
         elif kind == "start":
+            self._capture = message.fields["capture"]
             self._uplink = {"audio_seq": -1, "frame_seq": -1}
             if self.error and self._relay.state is not RelayState.FAILED:
                 self.set_trait("error", "")

@@ -207,3 +207,16 @@ async def test_a_bad_key_is_recognised_whatever_the_close_code() -> None:
     )
     assert error.fatal
     assert error.message == "API key not valid: set GEMINI_API_KEY or pass client=."
+
+
+async def test_the_key_never_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    async with LiveEmulator() as emu:
+        client = gemini.client_for_emulator(emu.url, emu.cafile)
+        client._api_client.api_key = SECRET
+        with caplog.at_level(logging.DEBUG):
+            async with gemini.connector(client)(SessionConfig(), None) as session:
+                await session.send_text("hello")
+    handshake = [r for r in caplog.records if r.name == "websockets.client"]
+    assert any("x-goog-api-key" in r.getMessage() for r in handshake)  # the header was logged
+    assert SECRET not in caplog.text
+    assert all(SECRET not in r.getMessage() for r in caplog.records)

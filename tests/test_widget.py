@@ -181,3 +181,16 @@ def test_without_a_key_the_emulator_answers_and_says_so(monkeypatch) -> None:
         assert w.backend.startswith("Local Live emulator: no API key is set")
     finally:
         w.close()
+
+
+def test_media_from_a_stale_capture_is_rejected(widget, backend) -> None:
+    w, _ = widget
+    page(w, {"kind": "start", "capture": "old"})
+    wait_until(lambda: w.status == "live")
+    page(w, {"kind": "start", "capture": "new"})  # the page started again (a new view)
+    page(w, {"kind": "audio", "capture": "old", "seq": 9}, [b"\1\0"])
+    page(w, {"kind": "frame", "capture": "old", "seq": 9}, [JPEG])
+    page(w, {"kind": "audio", "capture": "new", "seq": 0}, [b"\2\0"])
+    wait_until(lambda: backend.sessions[0].audio)
+    assert backend.sessions[0].audio == [b"\2\0"]
+    assert w.rejected_messages == 2

@@ -301,6 +301,14 @@ export function formatElapsed(seconds) {
   return hours > 0 ? `${hours}:${rest}` : rest;
 }
 
+/** @returns {string} a random id for one capture (start to stop) */
+export function newCaptureId() {
+  if (typeof crypto !== "undefined" && typeof crypto.randomUUID === "function") {
+    return crypto.randomUUID();
+  }
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
 // ---- audio worklets (inlined: the module itself has no usable base URL) ----------------------
 
 export const CAPTURE_PROCESSOR = "ssw-capture-16k";
@@ -628,6 +636,7 @@ class Controller extends Emitter {
     this.staleDropped = 0; // stale model chunks dropped on the main thread
     this.attempt = 0; // bumps on every start and stop; in-flight starts compare against it
     this.startSent = false;
+    this.captureId = "";
     this.audioSeq = 0;
     this.frameSeq = 0;
     this.ackedAudioSeq = -1;
@@ -867,7 +876,9 @@ class Controller extends Emitter {
     this.ackedAudioSeq = -1;
     this.ackSeen = false;
     this.liveSeenAt = performance.now();
-    this.sendToKernel({ kind: "start" });
+    // Media carries this capture's id, so the kernel can drop what a stale view still sends.
+    this.captureId = newCaptureId();
+    this.sendToKernel({ kind: "start", capture: this.captureId });
     this.startSent = true;
     // Media flows only after `start`, so the kernel never sees audio before it.
     if (this.captureNode && this.micSource) this.micSource.connect(this.captureNode);
@@ -922,7 +933,10 @@ class Controller extends Emitter {
   onMicChunk({ pcm, rms }) {
     if (this.phase !== "live") return;
     const t = performance.timeOrigin + performance.now();
-    this.sendToKernel({ kind: "audio", seq: this.audioSeq++, t }, [exactBuffer(pcm)]);
+    this.sendToKernel(
+      { kind: "audio", capture: this.captureId, seq: this.audioSeq++, t },
+      [exactBuffer(pcm)],
+    );
     this.sent.audio++;
     this.level = rmsToLevel(rms);
     this.emit("level", this.level);
@@ -984,7 +998,10 @@ class Controller extends Emitter {
         const jpeg = await /** @type {Blob} */ (blob).arrayBuffer();
         if (attempt !== this.attempt || !this.screenStream) return;
         const t = performance.timeOrigin + performance.now();
-        this.sendToKernel({ kind: "frame", seq: this.frameSeq++, t, width, height }, [jpeg]);
+        this.sendToKernel(
+          { kind: "frame", capture: this.captureId, seq: this.frameSeq++, t, width, height },
+          [jpeg],
+        );
         this.sent.frames++;
         this.sent.lastFrame = { width, height, bytes: jpeg.byteLength };
       }
