@@ -48,8 +48,15 @@ class JupyterLab:
         return self.log_path.read_text(errors="replace")
 
     @classmethod
-    def start(cls, root: Path, state: Path, env: dict[str, str] | None = None) -> JupyterLab:
-        """Start a server; ``state`` holds its config, runtime and settings dirs."""
+    def start(
+        cls,
+        root: Path,
+        state: Path,
+        env: dict[str, str] | None = None,
+        save_widget_state: bool = False,
+    ) -> JupyterLab:
+        """Start a server; ``state`` holds its config, runtime and settings dirs. ``env`` adds
+        to the server's (and so the kernels') environment; keys are removed unless given."""
         port, token = free_port(), secrets.token_hex(16)
         dirs = {
             "JUPYTER_CONFIG_DIR": state / "config",
@@ -66,9 +73,14 @@ class JupyterLab:
         (notify / "notification.jupyterlab-settings").write_text(
             json.dumps({"checkForUpdates": False, "fetchNews": "false"})
         )
-        full_env = {**os.environ, **{k: str(v) for k, v in dirs.items()}, **(env or {})}
+        if save_widget_state:
+            manager = dirs["JUPYTERLAB_SETTINGS_DIR"] / "@jupyter-widgets" / "jupyterlab-manager"
+            manager.mkdir(parents=True, exist_ok=True)
+            (manager / "plugin.jupyterlab-settings").write_text(json.dumps({"saveState": True}))
+        full_env = {**os.environ, **{k: str(v) for k, v in dirs.items()}}
         full_env.pop("GEMINI_API_KEY", None)
         full_env.pop("GOOGLE_API_KEY", None)
+        full_env.update(env or {})
         jupyter = Path(sys.executable).parent / "jupyter"
         log_path = state / "jupyterlab.log"
         log = log_path.open("wb")
