@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeVar
 
+import numpy as np
+
 from .config import SessionConfig
 from .events import Handover
 from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
@@ -59,6 +61,13 @@ GOAWAY_MARGIN_S: Final = 2.0
 #: Ping the service this often (s); no answer within the timeout (s) counts as a drop.
 KEEPALIVE_INTERVAL_S: Final = 5.0
 KEEPALIVE_TIMEOUT_S: Final = 5.0
+#: A pause in the conversation, where a handover loses nothing: the model is silent and the
+#: microphone stayed below :data:`VOICE_RMS` for this long (s).
+PAUSE_S: Final = 0.3
+#: RMS of a PCM16 microphone chunk above which it counts as voice (about -42 dBFS).
+VOICE_RMS: Final = 256.0
+#: How often a pending handover checks for a pause (s).
+HANDOVER_POLL_S: Final = 0.05
 
 
 class RelayState(enum.Enum):
@@ -165,6 +174,7 @@ class Relay:
         self.handovers: list[Handover] = []
         self._pending_handover: tuple[datetime, str, bool] | None = None
         self._last_audio_sent: float | None = None  # monotonic time of the last audio sent
+        self._last_voice_at: float | None = None  # monotonic time the mic last carried voice
         self._opened_at: float | None = None  # monotonic time the current connection opened
         # Created on the relay thread.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -295,6 +305,9 @@ class Relay:
         if self._state in (RelayState.IDLE, RelayState.CLOSING, RelayState.FAILED):
             self.counters.dropped_audio_bytes += len(pcm)
             return
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+        if samples.size and float(np.sqrt(np.mean(samples * samples))) > VOICE_RMS:
+            self._last_voice_at = time.monotonic()
         self._audio.append(pcm)
         self._audio_bytes += len(pcm)
         while self._audio_bytes > MIC_BUFFER_BYTES and len(self._audio) > 1:
@@ -440,12 +453,14 @@ class Relay:
             if ended is not None:
                 self._pending_handover = (datetime.now(UTC), ended, handle is not None)
             self._set_state(RelayState.LIVE)
+            go_away: asyncio.Future[float] = asyncio.get_running_loop().create_future()
             try:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._send_audio(session), name="relay.send_audio")
                     group.create_task(self._send_frames(session), name="relay.send_frames")
-                    group.create_task(self._receive(session), name="relay.receive")
+                    group.create_task(self._receive(session, go_away), name="relay.receive")
                     group.create_task(self._keepalive(session), name="relay.keepalive")
+                    group.create_task(self._hand_over(go_away), name="relay.hand_over")
             except BaseExceptionGroup as group_error:
                 # The first pump to fail ended the others; surface its exception as is.
                 raise _first(group_error) from None
@@ -512,30 +527,34 @@ class Relay:
                 await session.send_frame(jpeg)
                 self.counters.frames_sent += 1
 
-    async def _receive(self, session: LiveSession) -> None:
-        """Handle server messages until the connection ends.
-
-        After a goAway it hands over (raises ``_Handover``) at the next turn boundary, or
-        :data:`GOAWAY_MARGIN_S` before the deadline if the model is still speaking then.
-        """
+    async def _receive(self, session: LiveSession, go_away: asyncio.Future[float]) -> None:
+        """Handle server messages until the connection ends; a goAway sets ``go_away`` to
+        the loop time by which to hand over."""
         loop = asyncio.get_running_loop()
-        messages = aiter(session.receive())
-        deadline: float | None = None
-        while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await anext(messages)
-            except TimeoutError:
-                raise _Handover from None
-            except StopAsyncIteration:
-                raise LiveError("The Live session ended.", code=1000, fatal=False) from None
+        async for message in session.receive():
             self._handle_message(message)
-            if message.go_away_s is not None:
+            if message.go_away_s is not None and not go_away.done():
                 left = message.go_away_s
                 logger.info("the service will close this connection in %.1f s", left)
-                deadline = loop.time() + max(0.0, left - GOAWAY_MARGIN_S)
-            if deadline is not None and not self._model_speaking:
-                raise _Handover
+                go_away.set_result(loop.time() + max(0.0, left - GOAWAY_MARGIN_S))
+        raise LiveError("The Live session ended.", code=1000, fatal=False)
+
+    async def _hand_over(self, go_away: asyncio.Future[float]) -> None:
+        """After a goAway, hand over (raise ``_Handover``) at the first pause in the
+        conversation, or at the deadline if none comes. A pause: the model is not speaking
+        and the microphone was quiet for :data:`PAUSE_S`."""
+        deadline = await go_away
+        loop = asyncio.get_running_loop()
+        # A pause is a span of time, not an event: poll for it, briefly.
+        while loop.time() < deadline and not self._in_pause():  # noqa: ASYNC110
+            await asyncio.sleep(HANDOVER_POLL_S)
+        raise _Handover
+
+    def _in_pause(self) -> bool:
+        if self._model_speaking:
+            return False
+        voice = self._last_voice_at
+        return voice is None or time.monotonic() - voice >= PAUSE_S
 
     # ---- server messages --------------------------------------------------------------------
 

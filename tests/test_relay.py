@@ -3,6 +3,7 @@ bounded buffers, reconnects."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -395,3 +396,16 @@ def test_a_drop_mid_answer_cuts_the_model_turn_but_not_between_turns(
         ("user", "Tell me about this chart", False),
         ("model", "It shows", True),
     ]
+
+
+def test_go_away_waits_for_a_pause_in_the_users_speech(relay: Relay, backend) -> None:
+    session = live(relay, backend)
+    loud = b"\x00\x10" * 640  # 40 ms at about -18 dBFS: voice
+    push(relay, session, ServerMessage(go_away_s=30.0))
+    stop_talking = time.monotonic() + 0.6
+    while time.monotonic() < stop_talking:  # the user keeps talking for 0.6 s
+        relay.feed_audio(loud)
+        assert len(backend.sessions) == 1, "handed over while the user was talking"
+        time.sleep(0.04)  # paced like a microphone
+    live(relay, backend, count=2)  # once the microphone is quiet, the handover comes
+    assert time.monotonic() - stop_talking >= relay_module.PAUSE_S - 0.05
