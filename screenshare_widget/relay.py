@@ -61,11 +61,13 @@ GOAWAY_MARGIN_S: Final = 2.0
 #: Ping the service this often (s); no answer within the timeout (s) counts as a drop.
 KEEPALIVE_INTERVAL_S: Final = 5.0
 KEEPALIVE_TIMEOUT_S: Final = 5.0
-#: A pause in the conversation, where a handover loses nothing: the model is silent and the
-#: microphone stayed below :data:`VOICE_RMS` for this long (s).
+#: A pause in the conversation, where a handover loses nothing: the model is silent, what the
+#: user said has been answered, and the microphone stayed below :data:`VOICE_RMS` this long (s).
 PAUSE_S: Final = 0.3
 #: RMS of a PCM16 microphone chunk above which it counts as voice (about -42 dBFS).
 VOICE_RMS: Final = 256.0
+#: How long a cancelled pump waits for its send in flight to finish (s).
+SEND_FINISH_TIMEOUT_S: Final = 1.0
 #: How often a pending handover checks for a pause (s).
 HANDOVER_POLL_S: Final = 0.05
 
@@ -175,6 +177,8 @@ class Relay:
         self._pending_handover: tuple[datetime, str, bool] | None = None
         self._last_audio_sent: float | None = None  # monotonic time of the last audio sent
         self._last_voice_at: float | None = None  # monotonic time the mic last carried voice
+        # The user spoke since the model's last answer: a handover now would lose the question.
+        self._awaiting_answer = False
         self._opened_at: float | None = None  # monotonic time the current connection opened
         # Created on the relay thread.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -308,6 +312,8 @@ class Relay:
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
         if samples.size and float(np.sqrt(np.mean(samples * samples))) > VOICE_RMS:
             self._last_voice_at = time.monotonic()
+            if not self._model_speaking:  # (while it speaks, voice is echo or a barge-in)
+                self._awaiting_answer = True
         self._audio.append(pcm)
         self._audio_bytes += len(pcm)
         while self._audio_bytes > MIC_BUFFER_BYTES and len(self._audio) > 1:
@@ -507,7 +513,7 @@ class Relay:
             while self._audio:
                 pcm = self._audio.popleft()
                 self._audio_bytes -= len(pcm)
-                await session.send_audio(pcm)
+                await _complete(session.send_audio(pcm))
                 self.counters.audio_bytes_sent += len(pcm)
                 now = time.monotonic()
                 if self._pending_handover is not None:
@@ -524,7 +530,7 @@ class Relay:
             ready.clear()
             jpeg, self._frame = self._frame, None
             if jpeg is not None:
-                await session.send_frame(jpeg)
+                await _complete(session.send_frame(jpeg))
                 self.counters.frames_sent += 1
 
     async def _receive(self, session: LiveSession, go_away: asyncio.Future[float]) -> None:
@@ -551,7 +557,9 @@ class Relay:
         raise _Handover
 
     def _in_pause(self) -> bool:
-        if self._model_speaking:
+        """A turn boundary: the model is silent, nothing the user said waits for an answer,
+        and the microphone has been quiet for :data:`PAUSE_S`."""
+        if self._model_speaking or self._awaiting_answer:
             return False
         voice = self._last_voice_at
         return voice is None or time.monotonic() - voice >= PAUSE_S
@@ -561,6 +569,7 @@ class Relay:
     def _handle_message(self, m: ServerMessage) -> None:
         """Apply every field of one server message (they can all come together)."""
         if m.interrupted:
+            self._awaiting_answer = True  # the user barged in; an answer to that will come
             self._gen += 1
             self._emit(self._sink.on_interrupted, self._gen)
             self._end_model_turn(interrupted=True)
@@ -585,6 +594,7 @@ class Relay:
             # would have finished playing, possibly after the page played it all.
             self._emit(self._sink.on_turn_complete, self._gen)
         if m.turn_complete:
+            self._awaiting_answer = False
             self._end_model_turn(interrupted=False)
             self._emit(self._sink.on_turn_complete, self._gen)
         if m.resumption_handle:
@@ -605,6 +615,19 @@ class Relay:
 
     def _indexed(self, indexes: list[int]) -> list[tuple[int, Turn]]:
         return [(i, self.transcript[i]) for i in indexes]
+
+
+async def _complete(send: Coroutine[Any, Any, None]) -> None:
+    """Await a send that, once started, finishes even if the pump is cancelled meanwhile
+    (a handover): the chunk it carries is then neither lost nor sent twice. Cancellation
+    waits for it at most :data:`SEND_FINISH_TIMEOUT_S`, then propagates."""
+    task = asyncio.ensure_future(send)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), SEND_FINISH_TIMEOUT_S)
+        raise
 
 
 def _backoff(attempt: int) -> float:

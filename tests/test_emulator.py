@@ -665,11 +665,17 @@ async def test_server_frames_are_binary_camelcase_and_standard_base64() -> None:
                 while True:
                     frame = await ws.recv()
                     frames.append(frame)
-                    if b"sessionResumptionUpdate" in frame:
+                    if b"sessionResumptionUpdate" in frame and b"turnComplete" in frames[-2]:
                         break
     assert all(isinstance(f, bytes) and len(f) < 1024 * 1024 for f in frames)
     messages = [json.loads(f) for f in frames]
     assert messages[0] == {"setupComplete": {}}
+    updates = [m["sessionResumptionUpdate"] for m in messages if "sessionResumptionUpdate" in m]
+    assert updates == [
+        {"newHandle": "emu-0-0", "resumable": True},  # right after setupComplete
+        {"resumable": False},  # the reply starts
+        {"newHandle": "emu-0-1", "resumable": True},  # after its turnComplete
+    ]
     allowed = {"setupComplete", "serverContent", "usageMetadata", "sessionResumptionUpdate"}
     assert all(set(m) <= allowed for m in messages)
     data = [

@@ -9,11 +9,25 @@ import shutil
 import numpy as np
 import pytest
 
+from screenshare_widget.emulator import DefaultResponder, Fault, Lifetimes
+from screenshare_widget.emulator.faults import FaultPlan
 from screenshare_widget.emulator.recording import ReceivedFrame, Recording, pcm_rate
 from screenshare_widget.emulator.responder import _Prompt as Prompt
 from screenshare_widget.emulator.responder import frame_summary, split_pieces, usage_metadata
+from screenshare_widget.emulator.sessions import (
+    MAX_HANDLES_PER_SESSION,
+    MAX_IDLE_SESSIONS,
+    SessionStore,
+    duration_string,
+)
 from screenshare_widget.emulator.speech import Synthesizer, parse_wav, resample, tone
-from screenshare_widget.emulator.vad import SpeechStarted, UtteranceDetector, UtteranceEnded
+from screenshare_widget.emulator.vad import (
+    SpeechStarted,
+    UtteranceDetector,
+    UtteranceEnded,
+    level_dbfs,
+    levels_dbfs,
+)
 from screenshare_widget.emulator.validation import (
     REASON_BAD_KEY,
     REASON_INVALID_ARGUMENT,
@@ -432,3 +446,129 @@ def test_usage_metadata_adds_up() -> None:
     assert usage["totalTokenCount"] == usage["promptTokenCount"] + 100
     details = {d["modality"]: d["tokenCount"] for d in usage["promptTokensDetails"]}
     assert details == {"AUDIO": 50, "IMAGE": 774, "TEXT": 3}
+
+
+# ---- sessions, lifetimes and faults ----------------------------------------------------------
+
+
+def test_lifetimes_validate_and_clamp_the_go_away_lead() -> None:
+    assert Lifetimes().go_away_lead_s() is None
+    assert Lifetimes(connection_s=600).go_away_lead_s() == 60
+    assert Lifetimes(connection_s=2, go_away_before_s=5).go_away_lead_s() == 2
+    assert Lifetimes(connection_s=2, go_away_before_s=0).go_away_lead_s() is None
+    service = Lifetimes.service()
+    assert (service.connection_s, service.av_limit_s, service.handle_ttl_s) == (600, 120, 7200)
+    for bad in ({"connection_s": 0}, {"go_away_before_s": -1}, {"av_limit_s": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Lifetimes(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (60, "60s"),
+        (1.2, "1.200s"),
+        (0.0004, "0s"),
+        (-3, "0s"),
+        (59.9996, "60s"),
+        (2.0415, "2.042s"),
+    ],
+)
+def test_duration_string(seconds: float, text: str) -> None:
+    assert duration_string(seconds) == text
+
+
+def test_handles_expire_after_their_connection_ends() -> None:
+    store = SessionStore(Lifetimes(handle_ttl_s=10))
+    session = store.new()
+    store.attach(session, 0)
+    store.start(session, 0, now=100.0)
+    store.issue(session, 0, "h0")
+    assert store.resume("h0", now=5000.0) is session  # valid while its connection lives
+    store.detach(session, 0, now=103.0)
+    assert session.time_s(now=999.0) == pytest.approx(3.0)
+    assert store.resume("h0", now=112.9) is session
+    assert store.resume("nope", now=104.0) is None
+    store.attach(session, 1)
+    store.start(session, 1, now=105.0)
+    store.issue(session, 1, "h1")
+    assert session.time_s(now=106.0) == pytest.approx(4.0)
+    assert store.resume("h0", now=113.1) is None  # h0 expired though its session lives on
+    assert store.resume("h1", now=10_000.0) is session
+    store.detach(session, 1, now=107.0)
+    assert len(store) == 1
+    store.prune(now=117.1)
+    assert len(store) == 0
+    assert store.handle_count == 0
+
+
+def test_an_ended_session_cannot_be_resumed() -> None:
+    store = SessionStore(Lifetimes())
+    session = store.new()
+    store.attach(session, 0)
+    store.issue(session, 0, "h")
+    store.end_session(session)
+    store.issue(session, 0, "later")
+    assert store.resume("h", now=0.0) is None
+    assert store.resume("later", now=0.0) is None
+    store.detach(session, 0, now=1.0)
+    assert len(store) == 0
+
+
+def test_session_store_is_bounded() -> None:
+    store = SessionStore(Lifetimes())
+    for i in range(MAX_IDLE_SESSIONS + 50):
+        session = store.new()
+        store.attach(session, i)
+        for n in range(MAX_HANDLES_PER_SESSION + 5):
+            store.issue(session, i, f"h-{i}-{n}")
+        store.detach(session, i, now=float(i))
+    assert len(store) == MAX_IDLE_SESSIONS
+    assert store.handle_count == MAX_IDLE_SESSIONS * MAX_HANDLES_PER_SESSION
+    now = MAX_IDLE_SESSIONS + 50.0  # every handle is within its time to live
+    assert store.resume("h-0-36", now=now) is None  # the longest idle session went first
+    assert store.resume("h-50-36", now=now) is not None
+    assert store.resume("h-50-0", now=now) is None  # and a session's oldest handles
+    assert store.resume("h-50-5", now=now) is not None
+
+
+def test_fault_validation_and_plan() -> None:
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        Fault("explode")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="drop"):
+        Fault("close", code=1006)
+    with pytest.raises(ValueError, match="times"):
+        Fault("stall", times=0)
+    plan = FaultPlan(
+        [
+            Fault("reject", times=2),
+            Fault("reject", connection=3),
+            Fault("drop", connection=1),
+            Fault("stall", times=1),
+        ]
+    )
+    rejected = [plan.rejection(i) for i in range(5)]
+    assert [f is not None for f in rejected] == [True, True, False, True, False]
+    assert [[f.kind for f in plan.timed(i)] for i in range(3)] == [["stall"], ["drop"], []]
+
+
+def test_reply_audio_schedule() -> None:
+    plain = DefaultResponder(use_espeak=False, burst_ms=500, pace=2.0)
+    assert [plain.send_at(s) for s in (0.0, 0.5, 1.5)] == [0.0, 0.0, 0.5]
+    slow = DefaultResponder(use_espeak=False, burst_ms=0, pace=0.5)
+    assert slow.send_at(1.0) == pytest.approx(2.0)
+    gappy = DefaultResponder(use_espeak=False, burst_ms=0, pace=4, gap_every_ms=500, gap_ms=300)
+    due = [gappy.send_at(k / 10) for k in range(12)]
+    steps = [round(b - a, 6) for a, b in zip(due, due[1:], strict=False)]
+    assert steps == [0.025] * 4 + [0.325] + [0.025] * 4 + [0.325] + [0.025]
+    with pytest.raises(ValueError, match="pace"):
+        DefaultResponder(pace=0)
+    with pytest.raises(ValueError, match="gap_every_ms"):
+        DefaultResponder(gap_every_ms=0)
+
+
+def test_vectorised_levels_match_the_scalar_level() -> None:
+    frames = (np.random.default_rng(5).normal(0, 2000, (40, 320))).astype("<i2")
+    frames[3] = 0
+    expected = [level_dbfs(frame) for frame in frames]
+    assert levels_dbfs(frames) == pytest.approx(expected, abs=1e-9)

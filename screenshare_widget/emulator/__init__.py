@@ -12,19 +12,29 @@ By default a :class:`DefaultResponder` answers each utterance by saying what it 
 pass ``script=`` to :class:`LiveEmulator` to drive a connection message by message
 (:class:`EmulatorConnection`). Everything received is in :attr:`LiveEmulator.recording`.
 
+Long conversations: pass ``lifetimes=Lifetimes(...)`` to enforce (shortened) connection
+lifetimes with ``goAway``, the audio+video session limit and handle expiry, and resume
+sessions by handle (:mod:`screenshare_widget.emulator.sessions`); pass
+``faults=[Fault(...)]`` to drop, close, stall or reject connections
+(:mod:`screenshare_widget.emulator.faults`).
+
 This package never imports ``google.genai``.
 """
 
 from .connection import EmulatorConnection
+from .faults import Fault
 from .recording import ReceivedAudio, ReceivedFrame, ReceivedMessage, ReceivedText, Recording
 from .responder import DefaultResponder
 from .server import LiveEmulator, Script, shared_emulator
+from .sessions import Lifetimes
 from .validation import KNOWN_MODELS
 
 __all__ = [
     "KNOWN_MODELS",
     "DefaultResponder",
     "EmulatorConnection",
+    "Fault",
+    "Lifetimes",
     "LiveEmulator",
     "ReceivedAudio",
     "ReceivedFrame",

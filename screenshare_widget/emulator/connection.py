@@ -10,6 +10,13 @@ service sends it.
 
 While a script runs, the connection's reader keeps reading and recording client messages
 into a bounded inbox that :meth:`EmulatorConnection.next_message` takes from.
+
+Resumption updates follow the service when the setup asked for resumption (and the emulator
+sends handles): a ``sessionResumptionUpdate {newHandle, resumable: true}`` right after
+``setupComplete`` and after each ``turnComplete`` (or ``interrupted``) that ends a reply, and
+``{resumable: false}`` (no handle) when the model starts generating: before the first
+``modelTurn``, ``outputTranscription`` or ``toolCall`` of a reply. Every handle sent with
+``resumable: true``, scripted ones included, resumes the connection's session.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final
 
 from websockets.asyncio.server import ServerConnection
@@ -27,6 +35,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..protocol import OUTPUT_RATE_HZ, SAMPLE_BYTES
 from .recording import ReceivedMessage, Recording
+from .sessions import Session
 from .validation import CLOSE_INVALID, REASON_INVALID_JSON, close_reason, model_name
 from .wire import ClientEvent, InvalidJson, has, parse_client_message, pick, snake
 
@@ -76,7 +85,10 @@ class EmulatorConnection:
     """A client connection after a valid setup.
 
     ``index`` numbers connections from 0; ``setup`` is the raw setup object; ``model`` is its
-    model without ``models/``; ``version`` the API version from the path.
+    model without ``models/``; ``version`` the API version from the path; ``session`` the
+    :class:`~screenshare_widget.emulator.sessions.Session` it belongs to (a new one if not
+    given) and ``resumed`` whether its setup resumed that session with a handle.
+    ``on_handle`` is called with each handle sent with ``resumable: true``.
     """
 
     def __init__(
@@ -88,6 +100,9 @@ class EmulatorConnection:
         version: str,
         recording: Recording,
         resumption_handles: bool,
+        session: Session | None = None,
+        resumed: bool = False,
+        on_handle: Callable[[str], None] | None = None,
     ) -> None:
         self.index = index
         self.setup = setup
@@ -102,6 +117,22 @@ class EmulatorConnection:
         self.resumed_handle: str | None = pick(resumption, "handle")
         self._send_handles = resumption_handles and self.wants_resumption
         self._handles = 0
+        self._on_handle = on_handle
+        #: The session this connection continues or started.
+        self.session = session if session is not None else Session(id=f"emu-connection-{index}")
+        #: Whether the setup resumed :attr:`session` with a handle.
+        self.resumed = resumed
+        #: When ``setupComplete`` went out (the loop's ``time()``), ``None`` before.
+        self.setup_complete_at: float | None = None
+        self._setup_done = asyncio.Event()
+        # Set once the session has received both audio and video (the audio+video limit).
+        self._av_seen = asyncio.Event()
+        if self.session.got_audio and self.session.got_video:
+            self._av_seen.set()
+        # Cleared while stalled: nothing is sent until it is set again.
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._generating = False
         self._send_lock = asyncio.Lock()
         self._inbox: deque[ClientEvent] = deque()
         self._inbox_bytes = 0
@@ -131,10 +162,20 @@ class EmulatorConnection:
                     return
                 async with self._changed:
                     self._queue(event)
-                    self._audio_s += sum(a.seconds for a in event.audio)
+                    received_s = sum(a.seconds for a in event.audio)
+                    self._audio_s += received_s
+                    self._note_media(event, received_s)
                     self._changed.notify_all()
         except ConnectionClosed:
             pass
+
+    def _note_media(self, event: ClientEvent, received_s: float) -> None:
+        session = self.session
+        session.audio_s += received_s
+        session.got_audio = session.got_audio or bool(event.audio)
+        session.got_video = session.got_video or bool(event.frames)
+        if session.got_audio and session.got_video:
+            self._av_seen.set()
 
     def _queue(self, event: ClientEvent) -> None:
         self._inbox.append(event)
@@ -197,9 +238,9 @@ class EmulatorConnection:
     async def send(self, obj: dict[str, Any]) -> None:
         """Send a raw server message as JSON in a binary frame.
 
-        Use camelCase top-level keys only (the SDK crashes on others). After a message with
-        ``serverContent.turnComplete``, a ``sessionResumptionUpdate`` follows when the client
-        asked for resumption. Raises ``ValueError`` for frames over
+        Use camelCase top-level keys only (the SDK crashes on others). When the client asked
+        for resumption, ``sessionResumptionUpdate`` messages go with it as the module says.
+        Waits while the connection is stalled. Raises ``ValueError`` for frames over
         :data:`MAX_SERVER_FRAME_BYTES` and websockets' ``ConnectionClosed`` once closed.
         """
         data = json.dumps(obj, separators=(",", ":")).encode("utf-8")
@@ -207,24 +248,60 @@ class EmulatorConnection:
             raise ValueError(
                 f"server message of {len(data)} bytes is over {MAX_SERVER_FRAME_BYTES} bytes"
             )
+        content = obj.get("serverContent")
+        content = content if isinstance(content, dict) else {}
+        starts_reply = "toolCall" in obj or any(
+            content.get(key) for key in ("modelTurn", "outputTranscription")
+        )
+        turn_complete = bool(content.get("turnComplete"))
+        interrupted = bool(content.get("interrupted"))
         async with self._send_lock:
+            await self._flowing.wait()
+            if starts_reply and not self._generating:
+                self._generating = True
+                if self._send_handles:
+                    await self._send_now({"sessionResumptionUpdate": {"resumable": False}})
+            self._register_handle(obj)  # before the client can see it
             await self._ws.send(data)
             if "setupComplete" in obj:
                 self._setup_complete_sent = True
-            content = obj.get("serverContent")
-            if self._send_handles and isinstance(content, dict) and content.get("turnComplete"):
-                self._handles += 1
-                update = {
-                    "sessionResumptionUpdate": {
-                        "newHandle": f"emu-{self.index}-{self._handles}",
-                        "resumable": True,
-                    }
-                }
-                await self._ws.send(json.dumps(update).encode("utf-8"))
+                if self.setup_complete_at is None:
+                    self.setup_complete_at = asyncio.get_running_loop().time()
+                    self._setup_done.set()
+                if self._send_handles:
+                    await self._send_handle()
+            if turn_complete or (interrupted and self._generating):
+                self._generating = False
+                if self._send_handles:
+                    self._handles += 1
+                    await self._send_handle()
+
+    async def _send_handle(self) -> None:
+        """Send (and register) the next emulator handle ``emu-<connection>-<n>``."""
+        handle = f"emu-{self.index}-{self._handles}"
+        update = {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
+        self._register_handle(update)
+        await self._send_now(update)
+
+    def _register_handle(self, obj: dict[str, Any]) -> None:
+        update = obj.get("sessionResumptionUpdate")
+        if self._on_handle is None or not isinstance(update, dict):
+            return
+        handle = pick(update, "new_handle")
+        if pick(update, "resumable") is True and isinstance(handle, str) and handle:
+            self._on_handle(handle)
+
+    async def _send_now(self, obj: dict[str, Any]) -> None:
+        # The caller holds the send lock.
+        await self._ws.send(json.dumps(obj, separators=(",", ":")).encode("utf-8"))
 
     async def send_raw(self, data: bytes | str) -> None:
-        """Send a frame exactly as given (bytes: binary, str: text), without any checks."""
+        """Send a frame exactly as given (bytes: binary, str: text), without any checks.
+
+        Waits while the connection is stalled.
+        """
         async with self._send_lock:
+            await self._flowing.wait()
             await self._ws.send(data)
 
     async def send_setup_complete(self) -> None:
@@ -235,6 +312,43 @@ class EmulatorConnection:
     def setup_complete_sent(self) -> bool:
         """Whether ``setupComplete`` was sent."""
         return self._setup_complete_sent
+
+    async def wait_setup_complete(self) -> float:
+        """Wait until ``setupComplete`` went out; returns when (the loop's ``time()``)."""
+        await self._setup_done.wait()
+        assert self.setup_complete_at is not None
+        return self.setup_complete_at
+
+    async def wait_audio_and_video(self) -> None:
+        """Wait until the session has received both audio and video (on any connection)."""
+        await self._av_seen.wait()
+
+    @property
+    def session_id(self) -> str:
+        """The id of the session this connection belongs to."""
+        return self.session.id
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the connection is stalled (:meth:`stall`)."""
+        return not self._flowing.is_set()
+
+    async def stall(self, seconds: float) -> None:
+        """Stop reading the socket and sending for ``seconds``, then carry on.
+
+        Client messages and pings stay unread in the socket, so pongs stop too; sends (and
+        :meth:`close`) wait. Cancellation ends the stall early.
+        """
+        transport = self._ws.transport
+        self._flowing.clear()
+        transport.pause_reading()
+        logger.info("connection %d: stalled for %.3f s", self.index, seconds)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            if not transport.is_closing():
+                transport.resume_reading()
+            self._flowing.set()
 
     async def send_audio(
         self, pcm24k: bytes, *, chunk_ms: int = DEFAULT_CHUNK_MS, pace: float | None = None
@@ -299,8 +413,10 @@ class EmulatorConnection:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with a close frame carrying ``code`` and ``reason``; waits for the handshake.
 
-        The reason is cut to 123 UTF-8 bytes, the most a close frame carries.
+        The reason is cut to 123 UTF-8 bytes, the most a close frame carries. Waits while
+        the connection is stalled.
         """
+        await self._flowing.wait()
         reason = close_reason(reason)
         if self._initiated_close is None:
             self._initiated_close = (code, reason)

@@ -5,7 +5,9 @@ Internal module; the types are re-exported from :mod:`screenshare_widget.emulato
 The emulator's thread appends; any thread reads snapshots (every property returns a new
 list). Media payloads are kept up to :data:`MAX_MEDIA_BYTES` in total, dropping the oldest
 first, so a long demo does not grow without bound; the totals behind
-:meth:`Recording.audio_seconds` count everything ever received.
+:meth:`Recording.audio_seconds` count everything ever received. Message summaries and texts
+are kept up to :data:`MAX_MESSAGES` each; per-connection facts (setup, session, close) take
+a few hundred bytes per connection.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Final
 
 #: Largest total of audio and frame payloads kept (bytes); the oldest are dropped first.
 MAX_MEDIA_BYTES: Final = 64 * 1024 * 1024
-#: Most client message summaries kept (messages); the oldest are dropped first.
+#: Most client message summaries, and most texts, kept; the oldest are dropped first.
 MAX_MESSAGES: Final = 200_000
 #: Poll period of :meth:`Recording.wait_for` (seconds).
 POLL_S: Final = 0.01
@@ -67,7 +69,7 @@ class ReceivedText:
     connection: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReceivedMessage:
     """Any client message: its ``kind`` and a summary with base64 payloads as their length."""
 
@@ -109,12 +111,15 @@ class Recording:
         self._setups: list[dict[str, Any]] = []
         self._audio: deque[ReceivedAudio] = deque()
         self._frames: deque[ReceivedFrame] = deque()
-        self._texts: list[ReceivedText] = []
+        self._texts: deque[ReceivedText] = deque(maxlen=self._max_messages)
         self._messages: deque[ReceivedMessage] = deque(maxlen=self._max_messages)
         self._closes: list[tuple[int, int, str]] = []
         self._media_bytes = 0
         self._audio_seconds: dict[int, float] = {}
         self._key_present: dict[int, bool] = {}
+        self._sessions: dict[int, str] = {}
+        self._resumed: dict[int, bool] = {}
+        self._faults: list[tuple[int, str]] = []
 
     # ---- writers (the emulator) -------------------------------------------------------------
 
@@ -157,6 +162,17 @@ class Recording:
         """Record client text."""
         with self._lock:
             self._texts.append(text)
+
+    def add_session(self, connection: int, session: str, *, resumed: bool) -> None:
+        """Record which session an accepted connection belongs to, and if it resumed it."""
+        with self._lock:
+            self._sessions[connection] = session
+            self._resumed[connection] = resumed
+
+    def add_fault(self, connection: int, kind: str) -> None:
+        """Record that a fault of ``kind`` was applied to a connection."""
+        with self._lock:
+            self._faults.append((connection, kind))
 
     def add_close(self, connection: int, code: int, reason: str) -> None:
         """Record a close the emulator initiated or observed."""
@@ -217,6 +233,28 @@ class Recording:
         """``(connection, code, reason)`` for each close, in order."""
         with self._lock:
             return list(self._closes)
+
+    @property
+    def sessions(self) -> dict[int, str]:
+        """Session id of each accepted connection: ``{connection: session_id}``.
+
+        Connections refused at setup (bad key, model or handle, a ``"reject"`` fault) have
+        none. Connections of one session share its id; see :attr:`resumed`.
+        """
+        with self._lock:
+            return dict(self._sessions)
+
+    @property
+    def resumed(self) -> dict[int, bool]:
+        """Whether each accepted connection resumed its session with a handle."""
+        with self._lock:
+            return dict(self._resumed)
+
+    @property
+    def faults(self) -> list[tuple[int, str]]:
+        """``(connection, kind)`` for each fault applied, in order (a stall when it starts)."""
+        with self._lock:
+            return list(self._faults)
 
     def key_present(self, connection: int) -> bool:
         """Whether that connection sent a non-empty ``x-goog-api-key`` (never the key)."""

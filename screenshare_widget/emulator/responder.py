@@ -11,6 +11,14 @@ bursts faster than real time, interleaved with ``outputTranscription`` pieces, t
 ``generationComplete`` and, once the audio would have finished playing, ``turnComplete``
 with ``usageMetadata``. Speech that starts while a reply is still playing interrupts it
 (``interrupted: true``). Text input gets an immediate spoken answer.
+
+What it counts (frames, the latest frame, replies) belongs to the connection's session, so
+after a resume the next reply counts the frames of every connection of the session.
+
+Reply audio timing: the first ``burst_ms`` goes at once, the rest at ``pace`` times real
+time (below 1 is slower than real time, so a client's playback runs dry); with
+``gap_every_ms`` the sender also pauses ``gap_ms`` after every ``gap_every_ms`` of audio,
+for bursts separated by silences.
 """
 
 from __future__ import annotations
@@ -121,8 +129,10 @@ class DefaultResponder:
     """The default behaviour of a :class:`LiveEmulator` connection.
 
     One instance serves any number of connections (the speech cache is shared). The VAD
-    parameters are documented in :mod:`screenshare_widget.emulator.vad`; ``burst_ms``,
-    ``pace`` and ``chunk_ms`` shape the reply audio; ``use_espeak=False`` answers with a
+    parameters are documented in :mod:`screenshare_widget.emulator.vad`. The reply audio
+    goes in ``chunk_ms`` chunks: the first ``burst_ms`` at once, then at ``pace`` times real
+    time (``0.5``: half as fast as it plays); ``gap_every_ms`` (``None``: never) adds a
+    pause of ``gap_ms`` after every that much audio. ``use_espeak=False`` answers with a
     tone instead of speech.
     """
 
@@ -138,12 +148,20 @@ class DefaultResponder:
         burst_ms: int = DEFAULT_BURST_MS,
         pace: float = DEFAULT_PACE,
         chunk_ms: int = DEFAULT_CHUNK_MS,
+        gap_every_ms: int | None = None,
+        gap_ms: int = 0,
         use_espeak: bool = True,
         voice: str = DEFAULT_VOICE,
         wpm: int = DEFAULT_WPM,
     ) -> None:
-        if pace <= 0:
+        if not pace > 0:
             raise ValueError("pace must be positive")
+        if chunk_ms <= 0:
+            raise ValueError("chunk_ms must be positive")
+        if burst_ms < 0 or gap_ms < 0:
+            raise ValueError("burst_ms and gap_ms must not be negative")
+        if gap_every_ms is not None and gap_every_ms <= 0:
+            raise ValueError("gap_every_ms must be positive (or None)")
         self.threshold_dbfs = threshold_dbfs
         self.floor_margin_db = floor_margin_db
         self.start_ms = start_ms
@@ -153,6 +171,8 @@ class DefaultResponder:
         self.burst_ms = burst_ms
         self.pace = pace
         self.chunk_ms = chunk_ms
+        self.gap_every_ms = gap_every_ms
+        self.gap_ms = gap_ms
         self.synthesizer = Synthesizer(use_espeak=use_espeak, voice=voice, wpm=wpm)
 
     def detector(self) -> UtteranceDetector:
@@ -166,26 +186,35 @@ class DefaultResponder:
             floor_window_s=self.floor_window_s,
         )
 
+    def send_at(self, offset_s: float) -> float:
+        """When reply audio at ``offset_s`` (seconds into the reply) is due, in seconds
+        after the reply's first chunk: the burst, then ``pace``, plus the gaps before it."""
+        burst_s = self.burst_ms / 1000
+        due = max(0.0, offset_s - burst_s) / self.pace
+        if self.gap_every_ms is not None and self.gap_ms > 0:
+            # A gap after every gap_every_ms of audio, i.e. before the chunk that crosses it.
+            gaps = math.floor(round(offset_s * 1000, 6) / self.gap_every_ms)
+            due += gaps * self.gap_ms / 1000
+        return due
+
     async def __call__(self, conn: EmulatorConnection) -> None:
         """Serve one connection until it closes; cancellation stops any reply in progress."""
-        await _Session(self, conn).run()
+        await _Turns(self, conn).run()
 
 
-class _Session:
-    """The responder's state for one connection."""
+class _Turns:
+    """The responder's state for one connection; what outlives it is in the session."""
 
     def __init__(self, responder: DefaultResponder, conn: EmulatorConnection) -> None:
         self.r = responder
         self.conn = conn
+        self.session = conn.session
         self.detector = responder.detector()
         aad = pick(pick(conn.setup, "realtime_input_config"), "automatic_activity_detection")
         self.manual = pick(aad, "disabled") is True
         self.in_activity = False
         self.activity_s = 0.0
         self.reply: asyncio.Task[None] | None = None
-        self.replies = 0
-        self.frames = 0
-        self.latest: ReceivedFrame | None = None
         self.pending_audio_s = 0.0
         self.pending_frames = 0
         self.pending_chars = 0
@@ -207,9 +236,9 @@ class _Session:
 
     async def _handle(self, event: ClientEvent) -> None:
         for frame in event.frames:
-            self.frames += 1
+            self.session.frames += 1
+            self.session.latest_frame = frame
             self.pending_frames += 1
-            self.latest = frame
         for audio in event.audio:
             self.pending_audio_s += audio.seconds
             if self.manual:
@@ -252,16 +281,17 @@ class _Session:
         await self.conn.interrupted()
 
     async def _answer_speech(self, seconds: float) -> None:
-        text = f"You spoke for {seconds:.1f} seconds. {frame_summary(self.frames, self.latest)}"
+        text = f"You spoke for {seconds:.1f} seconds. {self._frames_said()}"
         await self._start_reply(f"(spoke for {seconds:.1f} s)", text)
 
     async def _answer_text(self, text: str) -> None:
         said = " ".join(text.split())[:MAX_ECHO_CHARS] or "nothing"
         if not said.endswith((".", "!", "?")):
             said += "."
-        await self._start_reply(
-            None, f"You wrote: {said} {frame_summary(self.frames, self.latest)}"
-        )
+        await self._start_reply(None, f"You wrote: {said} {self._frames_said()}")
+
+    def _frames_said(self) -> str:
+        return frame_summary(self.session.frames, self.session.latest_frame)
 
     async def _start_reply(self, heard: str | None, text: str) -> None:
         await self._barge_in()
@@ -269,10 +299,10 @@ class _Session:
         self.pending_audio_s = 0.0
         self.pending_frames = 0
         self.pending_chars = 0
-        self.replies += 1
+        self.session.replies += 1
         self.reply = asyncio.create_task(
             self._reply(heard, text, prompt),
-            name=f"live-emulator-reply-{self.conn.index}-{self.replies}",
+            name=f"live-emulator-reply-{self.conn.index}-{self.session.replies}",
         )
         self.reply.add_done_callback(_log_failure)
 
@@ -291,12 +321,11 @@ class _Session:
         for piece in pieces:
             starts.append(position / max(1, len(text)))
             position += len(piece)
-        burst_s = self.r.burst_ms / 1000
         first = loop.time()
         offset_s = 0.0
         sent = 0
         for chunk in chunks(pcm, self.r.chunk_ms):
-            delay = first + max(0.0, offset_s - burst_s) / self.r.pace - loop.time()
+            delay = first + self.r.send_at(offset_s) - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             while sent < len(pieces) and starts[sent] <= offset_s / max(total_s, 1e-9):

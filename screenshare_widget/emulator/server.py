@@ -9,6 +9,13 @@ options) exactly like the service, closing with 1007/1008 and the service's reas
 ``setupComplete`` goes out first, and the script (or the default responder) runs while a
 reader records every client message. When the script returns, the connection stays open
 until the client closes it.
+
+Between the setup check and ``setupComplete``, a ``"reject"`` :class:`Fault` may close the
+connection, and the setup's resumption handle picks the session (a refused handle closes
+with 1008; see :mod:`screenshare_widget.emulator.sessions`). Next to the reader and the
+behaviour, a supervisor enforces the :class:`Lifetimes` (``goAway``, the connection's end,
+the audio+video session limit) and the timed faults fire, each in its own named task; the
+reader ending (a close, from either side) cancels them all.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Final
 
@@ -30,8 +37,21 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from .connection import EmulatorConnection, record
+from .faults import Fault, FaultPlan
 from .recording import ReceivedMessage, Recording
 from .responder import DefaultResponder
+from .sessions import (
+    CLOSE_AV_LIMIT,
+    CLOSE_BAD_HANDLE,
+    CLOSE_LIFETIME,
+    REASON_AV_LIMIT,
+    REASON_BAD_HANDLE,
+    REASON_LIFETIME,
+    Lifetimes,
+    Session,
+    SessionStore,
+    duration_string,
+)
 from .tls import Certificate, make_certificate
 from .validation import (
     CLOSE_INTERNAL,
@@ -43,7 +63,7 @@ from .validation import (
     check_setup,
     close_reason,
 )
-from .wire import InvalidJson, parse_client_message
+from .wire import InvalidJson, parse_client_message, pick
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -70,8 +90,12 @@ class LiveEmulator:
     :class:`DefaultResponder` by default). ``script`` is run per connection instead
     (scripted mode). ``api_keys=None`` accepts any non-empty key. ``auto_setup_complete``
     sends ``setupComplete`` before the script runs (always so with the responder).
-    ``session_resumption_handles`` sends a ``sessionResumptionUpdate`` after each completed
-    turn to clients that asked for resumption.
+    ``session_resumption_handles`` sends ``sessionResumptionUpdate`` messages to clients
+    that asked for resumption (after ``setupComplete``, at the start and end of each reply).
+    ``lifetimes`` sets the connection, session and handle time limits (none by default
+    but the 2 h handle lifetime); ``faults`` lists faults to inject (:class:`Fault`).
+    :attr:`recording` holds what was received and which session each connection joined;
+    :attr:`sessions` holds the sessions kept for resumption (use it on the emulator's loop).
 
     Start it with ``async with`` on the current loop, or with :meth:`start_in_thread`.
     """
@@ -86,6 +110,8 @@ class LiveEmulator:
         api_keys: Iterable[str] | None = None,
         auto_setup_complete: bool = True,
         session_resumption_handles: bool = True,
+        lifetimes: Lifetimes | None = None,
+        faults: Iterable[Fault] = (),
     ) -> None:
         self.host = host
         self.port = port
@@ -96,7 +122,11 @@ class LiveEmulator:
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.auto_setup_complete = auto_setup_complete
         self.session_resumption_handles = session_resumption_handles
+        self.lifetimes = lifetimes if lifetimes is not None else Lifetimes()
+        self.faults = tuple(faults)
         self.recording = Recording()
+        self.sessions = SessionStore(self.lifetimes)
+        self._fault_plan = FaultPlan(list(self.faults))
         self._cert: Certificate | None = None
         self._server: Server | None = None
         self._bound_port: int | None = None
@@ -147,6 +177,8 @@ class LiveEmulator:
                 self.port,
                 ssl=cert.server_context(),
                 max_size=None,  # base64 screen frames from clients can be large
+                # The service is not known to ping clients, and a stall must be silence.
+                ping_interval=None,
                 process_request=self._check_path,
                 server_header="live-emulator",
             )
@@ -276,10 +308,16 @@ class LiveEmulator:
         logger.info("connection %d opened (%s, API key present: %s)", index, version, bool(key))
         conn: EmulatorConnection | None = None
         initiated: tuple[int, str] | None = None
+        session: Session | None = None
         try:
             setup, initiated = await self._read_setup(ws, index, version, key)
             if setup is None:
                 return
+            session, resumed, initiated = await self._open_session(ws, index, setup)
+            if session is None:
+                return
+            self.sessions.attach(session, index)
+            self.recording.add_session(index, session.id, resumed=resumed)
             conn = EmulatorConnection(
                 ws,
                 index=index,
@@ -287,6 +325,9 @@ class LiveEmulator:
                 version=version,
                 recording=self.recording,
                 resumption_handles=self.session_resumption_handles,
+                session=session,
+                resumed=resumed,
+                on_handle=lambda handle: self.sessions.issue(session, index, handle),
             )
             if self.script is None or self.auto_setup_complete:
                 await conn.send_setup_complete()
@@ -294,6 +335,8 @@ class LiveEmulator:
         except ConnectionClosed:
             pass
         finally:
+            if session is not None:
+                self.sessions.detach(session, index, asyncio.get_running_loop().time())
             if conn is not None:
                 code, reason = conn.close_record()
             elif initiated is not None:
@@ -336,19 +379,142 @@ class LiveEmulator:
             return None, (rejection.code, reason)
         return setup, None
 
+    async def _open_session(
+        self, ws: ServerConnection, index: int, setup: dict[str, Any]
+    ) -> tuple[Session | None, bool, tuple[int, str] | None]:
+        """``(session, resumed, None)`` for an accepted setup, else close and say how.
+
+        A ``"reject"`` fault closes first; then the setup's handle resumes its session, or
+        closes with 1008 if unknown or expired; no handle starts a new session.
+        """
+        fault = self._fault_plan.rejection(index)
+        if fault is not None:
+            reason = close_reason(fault.reason)
+            logger.info("connection %d: rejected by a fault: %d", index, fault.code)
+            self.recording.add_fault(index, fault.kind)
+            await ws.close(fault.code, reason)
+            return None, False, (fault.code, reason)
+        handle = pick(pick(setup, "session_resumption"), "handle")
+        if not handle:
+            return self.sessions.new(), False, None
+        session = None
+        if isinstance(handle, str):
+            session = self.sessions.resume(handle, asyncio.get_running_loop().time())
+        if session is None:
+            logger.info("connection %d: resumption handle refused", index)
+            await ws.close(CLOSE_BAD_HANDLE, REASON_BAD_HANDLE)
+            return None, False, (CLOSE_BAD_HANDLE, REASON_BAD_HANDLE)
+        logger.info("connection %d resumes %s", index, session.id)
+        return session, True, None
+
     async def _serve(self, conn: EmulatorConnection) -> None:
-        """Run the behaviour next to the reader; the reader ending (a close) cancels it."""
+        """Run the behaviour, the supervisor and the timed faults next to the reader.
+
+        The reader ending (a close, from either side) cancels them and waits for them.
+        """
         behaviour: Script | None = self.script if self.script is not None else self.responder
-        if behaviour is None:
-            return
-        task = asyncio.create_task(
-            self._run_behaviour(behaviour, conn), name=f"live-emulator-script-{conn.index}"
-        )
+        jobs: dict[str, Coroutine[Any, Any, None]] = {}
+        if behaviour is not None:
+            jobs["script"] = self._run_behaviour(behaviour, conn)
+        jobs["supervisor"] = self._guarded(conn, "supervisor", self._supervise(conn))
+        for n, fault in enumerate(self._fault_plan.timed(conn.index)):
+            jobs[f"fault-{n}-{fault.kind}"] = self._guarded(
+                conn, "fault", self._inject(conn, fault)
+            )
+        tasks = [
+            asyncio.create_task(job, name=f"live-emulator-{name}-{conn.index}")
+            for name, job in jobs.items()
+        ]
         try:
             await conn.read_loop()
         finally:
-            task.cancel()
-            await asyncio.wait([task])
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+
+    async def _guarded(
+        self, conn: EmulatorConnection, what: str, job: Coroutine[Any, Any, None]
+    ) -> None:
+        """Run ``job``; a close ends it quietly, any other failure is logged."""
+        try:
+            await job
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("connection %d: the %s failed", conn.index, what)
+
+    async def _supervise(self, conn: EmulatorConnection) -> None:
+        """Enforce :attr:`lifetimes` on one connection, from its ``setupComplete``.
+
+        Sends ``goAway`` ahead of the connection's end and closes it at the end; closes it
+        (and ends the session) when an audio+video session without compression reaches its
+        limit. Sleeps between deadlines, so it is on time whatever the client does.
+        """
+        start = await conn.wait_setup_complete()
+        self.sessions.start(conn.session, conn.index, start)
+        limits = self.lifetimes
+        lead = limits.go_away_lead_s()
+        av_limit = limits.av_limit_s
+        if av_limit is not None and pick(conn.setup, "context_window_compression") is not None:
+            av_limit = None  # compression lifts the limit
+        if limits.connection_s is None and av_limit is None:
+            return
+        loop = asyncio.get_running_loop()
+        end = start + limits.connection_s if limits.connection_s is not None else None
+        go_away = end - lead if end is not None and lead is not None else None
+        av_seen = asyncio.ensure_future(conn.wait_audio_and_video()) if av_limit else None
+        try:
+            while True:
+                now = loop.time()
+                deadlines: list[float] = []
+                if av_limit is not None and av_seen is not None and av_seen.done():
+                    left = av_limit - conn.session.time_s(now)
+                    if left <= 0:
+                        logger.info("connection %d: session limit reached", conn.index)
+                        self.sessions.end_session(conn.session)
+                        await conn.close(CLOSE_AV_LIMIT, REASON_AV_LIMIT)
+                        return
+                    deadlines.append(now + left)
+                if go_away is not None:
+                    if now >= go_away:
+                        assert end is not None
+                        await conn.go_away(duration_string(end - loop.time()))
+                        go_away = None
+                        continue
+                    deadlines.append(go_away)
+                if end is not None:
+                    if now >= end:
+                        logger.info("connection %d: lifetime reached", conn.index)
+                        await conn.close(CLOSE_LIFETIME, REASON_LIFETIME)
+                        return
+                    deadlines.append(end)
+                waiting = av_seen if av_seen is not None and not av_seen.done() else None
+                timeout = max(0.0, min(deadlines) - loop.time()) if deadlines else None
+                if waiting is None:
+                    if timeout is None:
+                        return
+                    await asyncio.sleep(timeout)
+                else:
+                    await asyncio.wait([waiting], timeout=timeout)
+        finally:
+            if av_seen is not None:
+                av_seen.cancel()
+
+    async def _inject(self, conn: EmulatorConnection, fault: Fault) -> None:
+        """Apply a drop, close or stall ``fault.after_s`` after ``setupComplete``."""
+        loop = asyncio.get_running_loop()
+        start = await conn.wait_setup_complete()
+        delay = start + fault.after_s - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        logger.info("connection %d: injecting a %s fault", conn.index, fault.kind)
+        self.recording.add_fault(conn.index, fault.kind)
+        if fault.kind == "drop":
+            conn.abort()
+        elif fault.kind == "close":
+            await conn.close(fault.code, fault.reason)
+        elif fault.kind == "stall":
+            await conn.stall(fault.duration_s)
 
     async def _run_behaviour(self, behaviour: Script, conn: EmulatorConnection) -> None:
         try:

@@ -73,6 +73,16 @@ def level_dbfs(frame: npt.NDArray[np.int16]) -> float:
     return max(SILENCE_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_DBFS
 
 
+def levels_dbfs(frames: npt.NDArray[np.int16]) -> list[float]:
+    """:func:`level_dbfs` of each row of a 2-D array of frames, computed at once."""
+    if frames.size == 0:
+        return [SILENCE_DBFS] * len(frames)
+    power = np.mean(np.square(frames.astype(np.float64) / 32768.0), axis=1)
+    floor_power = 10.0 ** (SILENCE_DBFS / 10.0)
+    levels = 10.0 * np.log10(np.maximum(power, floor_power))
+    return [float(level) for level in levels]
+
+
 class UtteranceDetector:
     """Energy-based end-of-utterance detection on a stream of 16 kHz PCM16 mono."""
 
@@ -94,8 +104,9 @@ class UtteranceDetector:
         self._start_frames = max(1, math.ceil(start_ms / FRAME_MS))
         self._end_frames = max(1, math.ceil(end_ms / FRAME_MS))
         self._min_s = min_utterance_ms / 1000
-        window = max(1, round(floor_window_s * 1000 / FRAME_MS))
-        self._levels: deque[float] = deque(maxlen=window)
+        self._window = max(1, round(floor_window_s * 1000 / FRAME_MS))
+        # The window's ascending minima as (frame index, level): the floor is the first.
+        self._minima: deque[tuple[int, float]] = deque()
         self._initial_frames = round(INITIAL_FLOOR_S * 1000 / FRAME_MS)
         self._peak = SILENCE_DBFS  # loudest frame of the current utterance
         self._pending = b""
@@ -119,7 +130,7 @@ class UtteranceDetector:
     @property
     def floor(self) -> float:
         """The current noise floor estimate (dBFS)."""
-        floor = min(self._levels) if self._levels else INITIAL_FLOOR_DBFS
+        floor = self._minima[0][1] if self._minima else INITIAL_FLOOR_DBFS
         if self._frames < self._initial_frames:
             floor = min(floor, INITIAL_FLOOR_DBFS)
         return floor
@@ -138,9 +149,10 @@ class UtteranceDetector:
         events: list[VadEvent] = []
         if whole == 0:
             return events
+        # Levels are computed for all frames at once: the loop below is pure Python floats.
         samples = np.frombuffer(data[:whole], dtype="<i2").reshape(-1, self._frame_samples)
-        for frame in samples:
-            event = self._frame(level_dbfs(frame))
+        for level in levels_dbfs(samples):
+            event = self._frame(level)
             if event is not None:
                 events.append(event)
         return events
@@ -158,7 +170,12 @@ class UtteranceDetector:
         loud = level > self.threshold
         index = self._frames
         self._frames += 1
-        self._levels.append(level)
+        minima = self._minima
+        while minima and minima[-1][1] >= level:
+            minima.pop()
+        minima.append((index, level))
+        if minima[0][0] <= index - self._window:
+            minima.popleft()
         if not self._in_speech:
             self._loud_run = self._loud_run + 1 if loud else 0
             if loud:

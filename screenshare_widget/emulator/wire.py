@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -48,11 +49,13 @@ class InvalidJson(ValueError):
     """A client frame that is not a JSON object."""
 
 
+@functools.lru_cache(maxsize=1024)  # few distinct keys; recorded summaries share them
 def snake(name: str) -> str:
     """``realtimeInput`` -> ``realtime_input``; snake_case names are returned unchanged."""
     return _CAMEL_RE.sub(r"_\1", name).lower()
 
 
+@functools.lru_cache(maxsize=1024)
 def camel(name: str) -> str:
     """``realtime_input`` -> ``realtimeInput``; camelCase names are returned unchanged."""
     head, *rest = name.split("_")
