@@ -5,16 +5,19 @@ flow in real time the whole way; nothing the user said or heard may be lost or d
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from screenshare_widget import gemini
 from screenshare_widget.config import SessionConfig
-from screenshare_widget.emulator import DefaultResponder, Lifetimes, LiveEmulator
+from screenshare_widget.emulator import Lifetimes
 from screenshare_widget.relay import Relay, RelayState
 
 from .conftest import wait_until
@@ -38,15 +41,33 @@ def rss_mb() -> float:
     return pages * 4096 / 2**20
 
 
+@dataclass
+class Server:
+    url: str
+    cafile: str
+
+
 @pytest.fixture
-def emulator() -> Iterator[LiveEmulator]:
-    responder = DefaultResponder(wpm=380)  # brisk answers keep the test short
-    emu = LiveEmulator(responder=responder, lifetimes=LIFETIMES).start_in_thread()
-    yield emu
-    emu.stop()
+def emulator() -> Iterator[Server]:
+    """The emulator in its own process, so this process's memory is the relay's alone."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "screenshare_widget.emulator",
+         "--connection-s", str(LIFETIMES.connection_s),
+         "--go-away-before-s", str(LIFETIMES.go_away_before_s),
+         "--av-limit-s", str(LIFETIMES.av_limit_s),
+         "--wpm", "380"],  # brisk answers keep the test short
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    url = process.stdout.readline().split()[-1]
+    cafile = process.stdout.readline().split()[-1]
+    yield Server(url, cafile)
+    process.terminate()
+    process.wait(10)
 
 
-def test_an_hour_of_handovers_loses_nothing(emulator: LiveEmulator) -> None:
+def test_an_hour_of_handovers_loses_nothing(emulator: Server) -> None:
     sink = RecordingSink()
     connect = gemini.connector(gemini.client_for_emulator(emulator.url, emulator.cafile))
     relay = Relay(connect, SessionConfig(), sink)
@@ -60,9 +81,8 @@ def test_an_hour_of_handovers_loses_nothing(emulator: LiveEmulator) -> None:
         """Feed audio in real time (40 ms chunks) and a frame every second."""
         start = time.monotonic()
         sent = 0
-        for number in range(EXCHANGES):
-            if number == 1:
-                rss.append(rss_mb())
+        for _ in range(EXCHANGES):
+            rss.append(rss_mb())
             for chunk in exchange:
                 if stop.is_set():
                     return
@@ -103,15 +123,16 @@ def test_an_hour_of_handovers_loses_nothing(emulator: LiveEmulator) -> None:
         "reasons": sorted({h.reason for h in handovers}),
         "turns": len(turns),
         "largest_gap_ms": round(max(gaps), 1) if gaps else None,
-        "rss_mb_start": round(rss[0], 1),
-        "rss_mb_end": round(rss[-1], 1),
-        "connections": emulator.recording.connections,
-        "audio_s_received": round(emulator.recording.audio_seconds(), 1),
+        "rss_mb_per_exchange": [round(r, 1) for r in rss],
+        "connections": relay.counters.connections,
+        "audio_s_sent": round(relay.counters.audio_bytes_sent / 32_000, 2),
     }
     ARTIFACTS.mkdir(exist_ok=True)
     timeline = sorted(
-        [(t.started_at.timestamp(), f"{t.role} {t.text[:40]!r} interrupted={t.interrupted}")
-         for t in turns]
+        [
+            (t.started_at.timestamp(), f"{t.role} {t.text[:40]!r} interrupted={t.interrupted}")
+            for t in turns
+        ]
         + [(h.at.timestamp(), f"handover {h.reason} gap={h.gap_ms}") for h in handovers]
     )
     t0 = timeline[0][0]
@@ -132,9 +153,8 @@ def test_an_hour_of_handovers_loses_nothing(emulator: LiveEmulator) -> None:
     assert all(h.resumed and h.reason == "goAway" for h in handovers)
     assert len(gaps) == len(handovers)
     assert max(gaps) <= 1000
-    # All the audio arrived (the relay buffers what comes during a handover).
-    fed_s = EXCHANGES * sum(len(c) for c in exchange) / 32_000
-    assert emulator.recording.audio_seconds() == pytest.approx(fed_s, abs=0.001)
+    # All the audio went out (the relay holds what comes during a handover), none dropped.
+    assert relay.counters.audio_bytes_sent == EXCHANGES * sum(len(c) for c in exchange)
     assert relay.counters.dropped_audio_bytes == 0
-    # Memory stays flat.
-    assert rss[-1] - rss[0] < 25, rss
+    # Memory stays flat: from the second exchange on (after warm-up), under 5 MB of growth.
+    assert rss[-1] - rss[1] < 5, rss
