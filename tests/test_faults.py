@@ -1,0 +1,154 @@
+"""The fault matrix: the relay with the real SDK against the emulator's injected faults.
+Recoverable ends reconnect (resuming when the service allows); fatal ones stop at once with
+a sentence that says the cause and the fix; repeated failures give up after the budget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from screenshare_widget import gemini
+from screenshare_widget import relay as relay_module
+from screenshare_widget.config import SessionConfig
+from screenshare_widget.emulator import Fault, Lifetimes, LiveEmulator
+from screenshare_widget.relay import Relay, RelayState
+
+from .conftest import wait_until
+from .fakes import RecordingSink
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.05)
+    monkeypatch.setattr(relay_module, "BACKOFF_MAX_S", 0.2)
+
+
+@contextmanager
+def running(emu: LiveEmulator, config: SessionConfig | None = None) -> Iterator[Relay]:
+    """A started relay talking to ``emu``; both are stopped on exit."""
+    emu.start_in_thread()
+    relay = Relay(
+        gemini.connector(gemini.client_for_emulator(emu.url, emu.cafile)),
+        config or SessionConfig(),
+        RecordingSink(),
+    )
+    try:
+        relay.start()
+        yield relay
+    finally:
+        relay.close()
+        emu.stop()
+
+
+def speak(relay: Relay, seconds: float = 0.2) -> None:
+    relay.feed_audio(b"\0\0" * int(16_000 * seconds))
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (Fault("drop", after_s=0.5, connection=0), "1006: "),
+        (Fault("close", after_s=0.5, connection=0), "1011: Internal error occurred."),
+    ],
+    ids=["1006", "1011"],
+)
+def test_drops_reconnect_and_resume(fault: Fault, reason: str) -> None:
+    with running(LiveEmulator(faults=[fault])) as relay:
+        wait_until(lambda: relay.counters.connections == 2, 10, "a second connection")
+        wait_until(lambda: relay.state is RelayState.LIVE, 5)
+        speak(relay)
+        wait_until(lambda: relay.handovers, 5)
+        (handover,) = relay.handovers
+        assert handover.reason.startswith(reason)
+        assert handover.resumed
+        assert relay.error == ""
+
+
+def test_go_away_hands_over_before_the_end() -> None:
+    emu = LiveEmulator(lifetimes=Lifetimes(connection_s=3.0, go_away_before_s=2.5))
+    with running(emu) as relay:
+        speak(relay)
+        wait_until(lambda: len(relay.handovers) >= 2, 10, "two handovers")
+        assert all(h.reason == "goAway" and h.resumed for h in relay.handovers)
+        # The relay moved before the service had to end any connection itself.
+        assert all("lifetime" not in reason for _, _, reason in emu.recording.closes)
+
+
+def test_an_expired_handle_gets_a_fresh_session() -> None:
+    emu = LiveEmulator(
+        lifetimes=Lifetimes(handle_ttl_s=0.01), faults=[Fault("drop", after_s=0.5, connection=0)]
+    )
+    with running(emu) as relay:
+        wait_until(lambda: relay.counters.connections == 2, 10, "a fresh connection")
+        speak(relay)
+        wait_until(lambda: relay.handovers, 5)
+        assert relay.handovers[0].resumed is False
+        assert relay.state is RelayState.LIVE
+        # Connection 1 offered the expired handle and was refused; 2 started afresh.
+        assert len(emu.recording.setups) == 3
+        assert list(emu.recording.resumed.values()) == [False, False]
+
+
+def test_a_stalled_service_is_left_for_a_new_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.2)
+    monkeypatch.setattr(relay_module, "KEEPALIVE_TIMEOUT_S", 0.5)
+    emu = LiveEmulator(faults=[Fault("stall", after_s=0.5, duration_s=30, connection=0)])
+    with running(emu) as relay:
+        wait_until(lambda: relay.counters.connections == 2, 10, "a new connection")
+        speak(relay)
+        wait_until(lambda: relay.handovers, 5)
+        assert relay.handovers[0].reason == "1006: keepalive timeout"
+        assert relay.handovers[0].resumed
+
+
+@pytest.mark.parametrize(
+    ("emulator", "config", "message"),
+    [
+        (
+            LiveEmulator(
+                faults=[Fault("reject", code=1007, reason="Request contains an invalid argument.")]
+            ),
+            None,
+            "rejected the session settings (1007: Request contains an invalid argument.)",
+        ),
+        (LiveEmulator(), SessionConfig(model="gemini-9-nope"), "gemini-9-nope is not available"),
+        (
+            LiveEmulator(api_keys={"another-key"}),
+            None,
+            "API key not valid: set GEMINI_API_KEY or pass client=.",
+        ),
+    ],
+    ids=["1007", "1008-model", "bad-key"],
+)
+def test_fatal_errors_do_not_loop(
+    emulator: LiveEmulator, config: SessionConfig | None, message: str
+) -> None:
+    with running(emulator, config) as relay:
+        wait_until(lambda: relay.state is RelayState.FAILED, 10)
+        assert message in relay.error
+        assert relay.counters.connections == 0
+        assert len(emulator.recording.setups) == 1  # tried once, never again
+
+
+def test_repeated_failures_give_up_after_the_budget() -> None:
+    emu = LiveEmulator(faults=[Fault("reject", code=1011, reason="Internal error occurred.")])
+    with running(emu) as relay:
+        wait_until(lambda: relay.state is RelayState.FAILED, 20)
+        attempts = relay_module.MAX_RECONNECTS + 1
+        assert len(emu.recording.setups) == attempts
+        assert relay.error == (
+            "The Live service closed the connection (1011: Internal error occurred.). "
+            f"Gave up after {relay_module.MAX_RECONNECTS} reconnection attempts."
+        )
+
+
+def test_a_close_after_stop_is_a_clean_end() -> None:
+    with running(LiveEmulator()) as relay:
+        wait_until(lambda: relay.state is RelayState.LIVE, 5)
+        speak(relay)
+        relay.stop()
+        assert relay.state is RelayState.IDLE
+        assert relay.error == ""
+        assert relay.counters.reconnects == 0
