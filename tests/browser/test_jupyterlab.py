@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from screenshare_widget.emulator import LiveEmulator
+from screenshare_widget.emulator import Lifetimes, LiveEmulator
 
 from .chromium import launch_options, write_speech_wav
 from .jupyterlab import (
@@ -258,3 +258,67 @@ def test_conversation_continues_while_a_cell_is_busy(
     print(f"busy cell: {received:.2f} s of audio arrived in a {window[1] - window[0]:.2f} s window")
     assert received >= 0.8 * (window[1] - window[0]), (received, window)
     page.click(".ssw-stop")
+
+
+WATCH_STATUS = """() => {
+  globalThis.__statuses = [];
+  globalThis.__notices = [];
+  const root = document.querySelector('.ssw');
+  const record = () => {
+    const status = root.querySelector('.ssw-status')?.dataset.status;
+    if (status && globalThis.__statuses.at(-1) !== status) globalThis.__statuses.push(status);
+    const notice = root.querySelector('.ssw-notice')?.textContent;
+    if (notice && globalThis.__notices.at(-1) !== notice) globalThis.__notices.push(notice);
+  };
+  new MutationObserver(record).observe(root, {subtree: true, attributes: true, childList: true,
+                                              characterData: true});
+  record();
+}"""
+
+
+def test_a_handover_mid_conversation(page: Any, lab: JupyterLab) -> None:
+    # goAway 4 s into each connection; the relay must wait for the end of the answer.
+    emu = LiveEmulator(lifetimes=Lifetimes(connection_s=20.0, go_away_before_s=16.0))
+    emu.start_in_thread()
+    try:
+        write_notebook(
+            lab.root / "handover.ipynb",
+            [
+                assistant_cell(emu),
+                "import json\n"
+                "print(json.dumps({'handovers': [(h.at.timestamp(), h.reason, h.resumed, h.gap_ms)"
+                " for h in assistant.handovers],"
+                " 'turns': [t.to_record() for t in assistant.transcript]}))",
+            ],
+        )
+        show_widget(page, lab, "handover.ipynb")
+        page.evaluate(WATCH_STATUS)
+        page.click(".ssw-share")
+        page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
+        # First exchange, then the handover, then the next question is answered.
+        assert emu.recording.wait_for(lambda r: r.connections >= 2, 40), "no handover"
+        page.wait_for_function(
+            "document.querySelectorAll(`.ssw-turn[data-role='model']`).length >= 2",
+            timeout=40_000,
+        )
+        statuses = page.evaluate("globalThis.__statuses")
+        assert "reconnecting" in statuses, statuses
+        assert statuses[statuses.index("reconnecting") + 1 :][:1] == ["live"], statuses
+        notices = page.evaluate("globalThis.__notices")
+        assert any("resumed" in n for n in notices), notices
+        assert page.locator(".ssw-status[data-status='live']").count() == 1
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-handover.png"))
+
+        run_cell(page, 1)
+        wait_cell_done(page, 1)
+        data = json.loads(cell_output(page, 1))
+        (at, reason, resumed, gap_ms), *_ = data["handovers"]
+        assert (reason, resumed) == ("goAway", True)
+        assert gap_ms is not None
+        assert gap_ms < 1000
+        models = [t for t in data["turns"] if t["role"] == "model"]
+        assert not models[0]["interrupted"]  # the handover waited for the answer's end
+        assert models[-1]["started_at"] > at  # and the conversation went on after it
+        page.click(".ssw-stop")
+    finally:
+        emu.stop()
