@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from .chromium import launch_options, write_speech_wav
 
@@ -41,15 +41,21 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="package")
-def browser(speech_wav: Path) -> Iterator[Browser]:
+def playwright() -> Iterator[Playwright]:
+    """The one sync Playwright of this package (a second one cannot start beside it)."""
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="package")
+def browser(playwright: Playwright, speech_wav: Path) -> Iterator[Browser]:
     """Debian's chromium, headless, with fake screen and microphone (sync Playwright API)."""
     options = _or_fail(lambda: launch_options(speech_wav))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(**options)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    browser = playwright.chromium.launch(**options)
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 @pytest.fixture

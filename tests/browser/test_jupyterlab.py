@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright
 
 from screenshare_widget.emulator import Lifetimes, LiveEmulator
 
@@ -71,12 +71,12 @@ PAUSE_S = 14.0
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+def browser(playwright: Playwright, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """A chromium of this module's own, whose fake microphone pauses long after asking."""
     wav = write_speech_wav(tmp_path_factory.mktemp("lab-audio") / "ask.wav", silence_s=PAUSE_S)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(**launch_options(wav))
-        yield chromium
-        chromium.close()
+    chromium = playwright.chromium.launch(**launch_options(wav))
+    yield chromium
+    chromium.close()
 
 
 @pytest.fixture
