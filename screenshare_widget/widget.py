@@ -82,6 +82,8 @@ class ScreenShareAssistant(anywidget.AnyWidget):
     jpeg_quality = traitlets.Float(0.7).tag(sync=True)
     #: When the current session went live (seconds since the epoch), 0 when not live.
     live_since = traitlets.Float(0.0, read_only=True).tag(sync=True)
+    #: How the last move to a new connection went: "", "resumed" or "fresh session".
+    connection = traitlets.Unicode("", read_only=True).tag(sync=True)
 
     def __init__(
         self,
@@ -296,6 +298,8 @@ class _Sink:
                     w.set_trait("live_since", time.time())
                 elif state in (RelayState.IDLE, RelayState.FAILED):
                     w.set_trait("live_since", 0.0)
+                if state is RelayState.CONNECTING:  # a new session, not a handover
+                    w.set_trait("connection", "")
                 if error or state in (RelayState.CONNECTING, RelayState.LIVE):
                     w.set_trait("error", error)
 
@@ -320,6 +324,8 @@ class _Sink:
         logger.debug("usage: %s", usage)
 
     def on_handover(self, handover: Handover) -> None:
+        outcome = "resumed" if handover.resumed else "fresh session"
+        self._widget._in_comm_context(lambda: self._widget.set_trait("connection", outcome))
         gap = "" if handover.gap_ms is None else f", {handover.gap_ms / 1000:.1f} s gap"
         if handover.resumed:
             text = f"Reconnected: the conversation resumed ({handover.reason}{gap})."

@@ -194,3 +194,29 @@ def test_media_from_a_stale_capture_is_rejected(widget, backend) -> None:
     wait_until(lambda: backend.sessions[0].audio)
     assert backend.sessions[0].audio == [b"\2\0"]
     assert w.rejected_messages == 2
+
+
+def test_the_widget_shows_how_a_handover_went(widget, backend, monkeypatch) -> None:
+    from screenshare_widget import relay as relay_module
+
+    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
+    w, rec = widget
+    page(w, {"kind": "start", "capture": "c"})
+    wait_until(lambda: w.status == "live")
+    assert w.connection == ""
+    since = w.live_since
+    first = backend.sessions[0]
+    loop = w._relay._loop
+    assert loop is not None
+    loop.call_soon_threadsafe(first.push, ServerMessage(resumption_handle="h", resumable=True))
+    loop.call_soon_threadsafe(first.push, LiveError("dropped", code=1006, fatal=False))
+    wait_until(lambda: len(backend.sessions) == 2 and w.status == "live")
+    page(w, {"kind": "audio", "capture": "c", "seq": 1}, [b"\0\0"])
+    wait_until(lambda: w.connection == "resumed")
+    assert w.live_since == since  # the session clock runs on across the handover
+    notices = [c["text"] for c, _ in rec.sent if c["kind"] == "notice"]
+    assert any(n.startswith("Reconnected: the conversation resumed") for n in notices), notices
+    w.stop()
+    page(w, {"kind": "start", "capture": "d"})
+    wait_until(lambda: w.status == "live")
+    assert w.connection == ""  # a new session starts clean

@@ -132,7 +132,8 @@ const MIC_CONSTRAINTS = {
  * @property {number} max_fps frames per second, clamped to at most 1
  * @property {number} max_size long side of a frame (px)
  * @property {number} jpeg_quality 0..1
- * @property {number} live_since epoch seconds of the current live connection, 0 when not live
+ * @property {number} live_since epoch seconds the session went live, 0 when not live
+ * @property {string} connection how the last handover went: "", "resumed" or "fresh session"
  */
 
 /**
@@ -1167,7 +1168,9 @@ function registerSeam(controller) {
 // ---- view ------------------------------------------------------------------------------------
 
 /** Traits a view shows; it re-renders its header when any of them changes. */
-const VIEW_TRAITS = ["status", "error", "backend", "emulated", "model", "voice", "live_since"];
+const VIEW_TRAITS = [
+  "status", "error", "backend", "emulated", "model", "voice", "live_since", "connection",
+];
 
 /**
  * @param {string} tag
@@ -1193,11 +1196,13 @@ function buildView() {
   share.type = stop.type = "button";
   const status = h("span", "ssw-status");
   const timer = h("span", "ssw-timer");
+  const connection = h("span", "ssw-connection");
+  connection.title = "How the conversation survived its last move to a new connection";
   const backend = h("span", "ssw-backend");
   const engine = h("span", "ssw-engine");
   const backendBox = h("span", "ssw-backend-box");
   backendBox.append(backend, engine);
-  bar.append(share, stop, status, timer, backendBox);
+  bar.append(share, stop, status, timer, connection, backendBox);
 
   const error = h("div", "ssw-error");
   error.setAttribute("role", "alert");
@@ -1229,7 +1234,7 @@ function buildView() {
 
   root.append(bar, error, notice, body);
   return {
-    root, share, stop, status, timer, backend, engine, error, notice,
+    root, share, stop, status, timer, connection, backend, engine, error, notice,
     previewBox, preview, meter, meterFill, transcript,
   };
 }
@@ -1302,7 +1307,9 @@ export default function screenshareWidget() {
 
       const showTimer = () => {
         const since = Number(model.get("live_since")) || 0;
-        const live = model.get("status") === "live" && since > 0;
+        // The session's clock runs on while a connection is being replaced.
+        const status = model.get("status");
+        const live = (status === "live" || status === "reconnecting") && since > 0;
         ui.timer.textContent = live ? formatElapsed(Date.now() / 1000 - since) : "";
         ui.timer.hidden = !live;
         if (live && clock === undefined) clock = setInterval(showTimer, 1000);
@@ -1316,6 +1323,10 @@ export default function screenshareWidget() {
         const status = model.get("status") || "idle";
         ui.status.textContent = status;
         ui.status.dataset.status = status;
+        const connection = model.get("connection") || "";
+        ui.connection.textContent = connection;
+        ui.connection.dataset.connection = connection;
+        ui.connection.hidden = !connection;
         ui.root.dataset.status = status;
         ui.root.dataset.phase = ctl.phase;
         ui.share.disabled = ctl.phase !== "idle";

@@ -307,6 +307,8 @@ def test_a_handover_mid_conversation(page: Any, lab: JupyterLab) -> None:
         notices = page.evaluate("globalThis.__notices")
         assert any("resumed" in n for n in notices), notices
         assert page.locator(".ssw-status[data-status='live']").count() == 1
+        page.wait_for_selector(".ssw-connection[data-connection='resumed']", timeout=10_000)
+        assert page.locator(".ssw-timer").is_visible()
         page.screenshot(path=str(ARTIFACTS / "jupyterlab-handover.png"))
 
         run_cell(page, 1)
