@@ -249,9 +249,13 @@ def _payload(content: dict[str, Any], buffers: list[Any] | None, limit: int) -> 
             raise ProtocolError(f"expected one buffer, got {len(buffers)}")
         raw = buffers[0]
         try:
-            data = bytes(raw)
+            # memoryview takes only bytes-like objects (bytes(n) would make n zero bytes).
+            view = memoryview(raw)
         except TypeError as exc:
             raise ProtocolError(f"buffer of type {type(raw).__name__} is not bytes") from exc
+        if view.nbytes > limit:
+            raise ProtocolError(f"payload of {view.nbytes} bytes is over the {limit} byte limit")
+        data = view.tobytes()
     elif "data" in content:
         text = content["data"]
         if not isinstance(text, str):

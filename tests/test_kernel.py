@@ -17,6 +17,7 @@ from jupyter_client.manager import KernelManager, start_new_kernel
 
 from screenshare_widget.emulator import LiveEmulator
 
+from .conftest import wait_until
 from .media import chunks, fake_jpeg, silence_pcm, speech_pcm
 
 pytestmark = pytest.mark.kernel
@@ -96,15 +97,6 @@ class Kernel:
         self.km.shutdown_kernel(now=True)
 
 
-def wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
-
-
 @pytest.fixture
 def emulator() -> Iterator[LiveEmulator]:
     emu = LiveEmulator().start_in_thread()
@@ -133,10 +125,10 @@ def test_widget_relays_in_a_real_kernel(emulator: LiveEmulator, kernel: Kernel) 
     assert comm_id
 
     kernel.send_custom(comm_id, {"kind": "hello"})
-    wait(lambda: kernel.custom_from_kernel("snapshot"), 10, "a snapshot answering hello")
+    wait_until(lambda: kernel.custom_from_kernel("snapshot"), 10, "a snapshot answering hello")
 
     kernel.send_custom(comm_id, {"kind": "start"})
-    wait(lambda: "live" in kernel.state_updates("status"), 15, "status live")
+    wait_until(lambda: "live" in kernel.state_updates("status"), 15, "status live")
 
     utterance = speech_pcm("What is on my screen right now?") + silence_pcm(1.5)
     sent = chunks(utterance)
@@ -156,7 +148,9 @@ def test_widget_relays_in_a_real_kernel(emulator: LiveEmulator, kernel: Kernel) 
     assert (rec.frames[0].width, rec.frames[0].height) == (1024, 576)
 
     # The emulator answers; model audio and the transcript come back over the comm.
-    wait(lambda: kernel.custom_from_kernel("turn_complete"), 30, "the model's turn to complete")
+    wait_until(
+        lambda: kernel.custom_from_kernel("turn_complete"), 30, "the model's turn to complete"
+    )
     audio_back = b"".join(b for _, bufs in kernel.custom_from_kernel("audio") for b in bufs)
     assert len(audio_back) > 24_000 * 2 * 0.5  # more than half a second of 24 kHz speech
     turns = [c["turn"] for c, _ in kernel.custom_from_kernel("turn")]
@@ -177,5 +171,5 @@ def test_widget_relays_in_a_real_kernel(emulator: LiveEmulator, kernel: Kernel) 
     assert "spoke for" in data["turns"][1]["text"]
 
     kernel.execute("assistant.stop()")
-    wait(lambda: kernel.state_updates("status")[-1:] == ["idle"], 10, "status idle")
+    wait_until(lambda: kernel.state_updates("status")[-1:] == ["idle"], 10, "status idle")
     assert any(c["reason"] == "" for c, _ in kernel.custom_from_kernel("stop"))
