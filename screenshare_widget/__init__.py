@@ -6,11 +6,22 @@
 >>> assistant.transcript.to_pandas()
 """
 
-from .events import Handover
+from .events import Event, Events, Frames, Handover, SentFrame
 from .session import Usage
 from .transcript import Transcript, Turn
 from .widget import ScreenShareAssistant
 
 __version__ = "0.1.0"
 
-__all__ = ["Handover", "ScreenShareAssistant", "Transcript", "Turn", "Usage", "__version__"]
+__all__ = [
+    "Event",
+    "Events",
+    "Frames",
+    "Handover",
+    "ScreenShareAssistant",
+    "SentFrame",
+    "Transcript",
+    "Turn",
+    "Usage",
+    "__version__",
+]

@@ -1,9 +1,41 @@
-"""Session events as plain Python data (frozen dataclasses); no widget or SDK code here."""
+"""Session events and sent frames as plain Python data; no widget or SDK code here.
+
+The relay appends while the conversation runs (on its thread); readers get consistent
+snapshots from any thread. Tables come from the data (``to_pandas()``), never the reverse.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final, Literal, TypeVar, overload
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Frames kept for ``assistant.frames`` (policy: the oldest go first): 10 minutes at 1 fps,
+#: about 10 to 60 MB of JPEG.
+MAX_FRAMES_KEPT: Final = 600
+#: Events kept for ``assistant.events`` (policy: the oldest go first); an hour of talk makes
+#: a few thousand.
+MAX_EVENTS_KEPT: Final = 100_000
+
+EventKind = Literal[
+    "speech_start",  # the microphone carried voice after a pause
+    "speech_end",  # the microphone went quiet
+    "frame_sent",  # a screen frame went to the model
+    "first_audio",  # the first model audio of a turn arrived
+    "interrupted",  # the user barged in
+    "turn_complete",  # the model finished its turn
+    "tool_call",  # the model asked for a tool
+    "handover",  # the conversation moved to a new connection
+    "usage",  # the service reported token usage
+]
 
 
 @dataclass(frozen=True)
@@ -21,3 +53,125 @@ class Handover:
     reason: str
     resumed: bool
     gap_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened in the session, at ``at`` (UTC); ``detail`` is read-only."""
+
+    at: datetime
+    kind: EventKind
+    detail: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class SentFrame:
+    """A screen frame as the model got it: JPEG bytes of ``width`` x ``height`` pixels."""
+
+    at: datetime
+    jpeg: bytes = field(repr=False)
+    width: int
+    height: int
+
+    def _repr_mimebundle_(
+        self, include: object = None, exclude: object = None
+    ) -> dict[str, object]:
+        return {
+            "image/jpeg": base64.b64encode(self.jpeg).decode(),
+            "text/plain": repr(self),
+        }
+
+
+T = TypeVar("T")
+
+
+class _Log(Sequence[T]):
+    """A bounded, thread-safe, append-only sequence with consistent snapshots."""
+
+    def __init__(self, limit: int) -> None:
+        self._lock = threading.Lock()
+        self._items: deque[T] = deque(maxlen=limit)
+
+    def append(self, item: T) -> None:
+        with self._lock:
+            self._items.append(item)
+
+    def snapshot(self) -> list[T]:
+        """A copy of the items as they are now."""
+        with self._lock:
+            return list(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[T]: ...
+    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
+        return self.snapshot()[index]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.snapshot())
+
+
+class Events(_Log[Event]):
+    """Every protocol event of the session, oldest first (at most :data:`MAX_EVENTS_KEPT`)."""
+
+    def __init__(self, limit: int = MAX_EVENTS_KEPT) -> None:
+        super().__init__(limit)
+
+    def __repr__(self) -> str:
+        return f"Events({len(self)} events)"
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per event: at, kind, and one column per detail key."""
+        import pandas as pd
+
+        rows = [{"at": e.at, "kind": e.kind, **e.detail} for e in self.snapshot()]
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            frame = pd.DataFrame(columns=["at", "kind"])
+        frame["at"] = pd.to_datetime(frame["at"], utc=True)
+        return frame
+
+
+class Frames(_Log[SentFrame]):
+    """The screen frames the model was sent, oldest first (at most :data:`MAX_FRAMES_KEPT`).
+
+    Index one to see it as an image in the notebook.
+    """
+
+    def __init__(self, limit: int = MAX_FRAMES_KEPT) -> None:
+        super().__init__(limit)
+
+    def __repr__(self) -> str:
+        return f"Frames({len(self)} frames)"
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per frame: at, width, height, bytes."""
+        import pandas as pd
+
+        rows = [
+            {"at": f.at, "width": f.width, "height": f.height, "bytes": len(f.jpeg)}
+            for f in self.snapshot()
+        ]
+        frame = pd.DataFrame(rows, columns=["at", "width", "height", "bytes"])
+        frame["at"] = pd.to_datetime(frame["at"], utc=True)
+        return frame
+
+    def _repr_html_(self, most: int = 12) -> str:
+        """The latest frames as a strip of thumbnails."""
+        frames = self.snapshot()[-most:]
+        if not frames:
+            return "<em>no frames sent yet</em>"
+        cells = "".join(
+            '<figure style="display:inline-block;margin:2px">'
+            f'<img src="data:image/jpeg;base64,{base64.b64encode(f.jpeg).decode()}" '
+            'style="height:90px;border:1px solid #ccc"/>'
+            f'<figcaption style="font-size:10px">{f.at:%H:%M:%S} {f.width}x{f.height}'
+            "</figcaption></figure>"
+            for f in frames
+        )
+        return f"<div>{len(self)} frames; the latest {len(frames)}:<br/>{cells}</div>"

@@ -24,12 +24,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Final, Protocol, TypeVar
 
 import numpy as np
 
 from .config import SessionConfig
-from .events import Handover
+from .events import Event, EventKind, Events, Frames, Handover, SentFrame
 from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
 from .session import Connector, LiveError, LiveSession, ServerMessage, Usage
 from .transcript import Transcript, Turn
@@ -68,6 +69,8 @@ PAUSE_S: Final = 0.3
 VOICE_RMS: Final = 256.0
 #: How long a cancelled pump waits for its send in flight to finish (s).
 SEND_FINISH_TIMEOUT_S: Final = 1.0
+#: Microphone quiet this long ends a ``speech_end`` event's utterance (s).
+SPEECH_END_S: Final = 0.5
 #: How often a pending handover checks for a pause (s).
 HANDOVER_POLL_S: Final = 0.05
 
@@ -165,6 +168,8 @@ class Relay:
         self._sink = sink
         self._name = name
         self.transcript = Transcript()
+        self.events = Events()
+        self.frames = Frames()
         self.usage: list[Usage] = []
         self.counters = RelayCounters()
         self._state = RelayState.IDLE
@@ -179,6 +184,7 @@ class Relay:
         self._last_voice_at: float | None = None  # monotonic time the mic last carried voice
         # The user spoke since the model's last answer: a handover now would lose the question.
         self._awaiting_answer = False
+        self._speaking = False  # the microphone carries voice (for speech_start/end events)
         self._opened_at: float | None = None  # monotonic time the current connection opened
         # Created on the relay thread.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -188,7 +194,7 @@ class Relay:
         self._audio: deque[bytes] = deque()
         self._audio_bytes = 0
         self._audio_ready: asyncio.Event | None = None
-        self._frame: bytes | None = None
+        self._frame: tuple[bytes, int, int] | None = None  # JPEG, width, height
         self._frame_ready: asyncio.Event | None = None
 
     # ---- public, any thread -----------------------------------------------------------------
@@ -239,11 +245,12 @@ class Relay:
         if loop is not None:
             loop.call_soon_threadsafe(self._put_audio, pcm)
 
-    def feed_frame(self, jpeg: bytes) -> None:
-        """Hand over a screen frame (JPEG). Never blocks; a newer frame replaces a waiting one."""
+    def feed_frame(self, jpeg: bytes, width: int = 0, height: int = 0) -> None:
+        """Hand over a screen frame (JPEG, size in pixels). Never blocks; a newer frame
+        replaces a waiting one."""
         loop = self._loop
         if loop is not None:
-            loop.call_soon_threadsafe(self._put_frame, jpeg)
+            loop.call_soon_threadsafe(self._put_frame, jpeg, width, height)
 
     def run_coroutine(self, coro: Coroutine[Any, Any, _T]) -> Future[_T]:
         """Run ``coro`` on the relay's loop (starting the thread if needed)."""
@@ -310,10 +317,17 @@ class Relay:
             self.counters.dropped_audio_bytes += len(pcm)
             return
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+        now = time.monotonic()
         if samples.size and float(np.sqrt(np.mean(samples * samples))) > VOICE_RMS:
-            self._last_voice_at = time.monotonic()
+            self._last_voice_at = now
+            if not self._speaking:
+                self._speaking = True
+                self._record("speech_start")
             if not self._model_speaking:  # (while it speaks, voice is echo or a barge-in)
                 self._awaiting_answer = True
+        elif self._speaking and now - (self._last_voice_at or now) >= SPEECH_END_S:
+            self._speaking = False
+            self._record("speech_end")
         self._audio.append(pcm)
         self._audio_bytes += len(pcm)
         while self._audio_bytes > MIC_BUFFER_BYTES and len(self._audio) > 1:
@@ -323,13 +337,13 @@ class Relay:
         assert self._audio_ready is not None
         self._audio_ready.set()
 
-    def _put_frame(self, jpeg: bytes) -> None:
+    def _put_frame(self, jpeg: bytes, width: int, height: int) -> None:
         self.counters.frames_in += 1
         if self._state in (RelayState.IDLE, RelayState.CLOSING, RelayState.FAILED):
             return
         if self._frame is not None:
             self.counters.superseded_frames += 1
-        self._frame = jpeg
+        self._frame = (jpeg, width, height)
         assert self._frame_ready is not None
         self._frame_ready.set()
 
@@ -479,6 +493,7 @@ class Relay:
         at, reason, resumed = pending
         handover = Handover(at=at, reason=reason, resumed=resumed, gap_ms=gap_ms)
         self.handovers.append(handover)
+        self._record("handover", reason=reason, resumed=resumed, gap_ms=gap_ms)
         logger.info("handed over to a new connection: %s", handover)
         self._emit(self._sink.on_handover, handover)
 
@@ -528,10 +543,13 @@ class Relay:
         while True:
             await ready.wait()
             ready.clear()
-            jpeg, self._frame = self._frame, None
-            if jpeg is not None:
+            waiting, self._frame = self._frame, None
+            if waiting is not None:
+                jpeg, width, height = waiting
                 await _complete(session.send_frame(jpeg))
                 self.counters.frames_sent += 1
+                self.frames.append(SentFrame(datetime.now(UTC), jpeg, width, height))
+                self._record("frame_sent", width=width, height=height, bytes=len(jpeg))
 
     async def _receive(self, session: LiveSession, go_away: asyncio.Future[float]) -> None:
         """Handle server messages until the connection ends; a goAway sets ``go_away`` to
@@ -569,6 +587,7 @@ class Relay:
     def _handle_message(self, m: ServerMessage) -> None:
         """Apply every field of one server message (they can all come together)."""
         if m.interrupted:
+            self._record("interrupted")
             self._awaiting_answer = True  # the user barged in; an answer to that will come
             self._gen += 1
             self._emit(self._sink.on_interrupted, self._gen)
@@ -578,6 +597,7 @@ class Relay:
         if m.audio:
             if not self._model_speaking:
                 self._model_speaking = True
+                self._record("first_audio")
                 self._turns(self.transcript.model_started())
             self.counters.audio_chunks_out += 1
             self.counters.audio_bytes_out += len(m.audio)
@@ -588,22 +608,34 @@ class Relay:
             self._turns(self.transcript.add_output(text))
         if m.usage is not None:
             self.usage.append(m.usage)
+            self._record(
+                "usage",
+                prompt_tokens=m.usage.prompt_tokens,
+                response_tokens=m.usage.response_tokens,
+                total_tokens=m.usage.total_tokens,
+            )
             self._emit(self._sink.on_usage, m.usage)
         if m.generation_complete and not m.turn_complete:
             # No more audio is coming; the service sends turnComplete only once the audio
             # would have finished playing, possibly after the page played it all.
             self._emit(self._sink.on_turn_complete, self._gen)
         if m.turn_complete:
+            self._record("turn_complete")
             self._awaiting_answer = False
             self._end_model_turn(interrupted=False)
             self._emit(self._sink.on_turn_complete, self._gen)
         if m.resumption_handle:
             self._handle = m.resumption_handle
+        for call in m.tool_calls:
+            self._record("tool_call", id=call.id, name=call.name)
         if m.tool_calls:
             names = ", ".join(call.name for call in m.tool_calls)
             logger.warning("the model asked for tools (%s) but none are registered", names)
         if m.unhandled:
             logger.debug("server message fields not used: %s", ", ".join(m.unhandled))
+
+    def _record(self, kind: EventKind, **detail: object) -> None:
+        self.events.append(Event(datetime.now(UTC), kind, MappingProxyType(detail)))
 
     def _end_model_turn(self, *, interrupted: bool) -> None:
         self._model_speaking = False

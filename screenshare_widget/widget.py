@@ -28,7 +28,7 @@ from .config import (
     SessionConfig,
     dropped_options,
 )
-from .events import Handover
+from .events import Events, Frames, Handover
 from .relay import Relay, RelayCounters, RelayState
 from .session import Connector, Usage
 from .transcript import Transcript, Turn
@@ -137,6 +137,18 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         return self._relay.transcript
 
     @property
+    def events(self) -> Events:
+        """Every protocol event with its time: speech start and end, frame sent, first model
+        audio, interruption, turn complete, tool call, handover, usage (``.to_pandas()``)."""
+        return self._relay.events
+
+    @property
+    def frames(self) -> Frames:
+        """The screen frames the model was actually sent, with their times; index one to see
+        it, or display the whole to see the latest as a strip."""
+        return self._relay.frames
+
+    @property
     def usage(self) -> list[Usage]:
         """Token usage reported by the service, one entry per report."""
         return list(self._relay.usage)
@@ -229,7 +241,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             self._relay.feed_audio(message.pcm)
         elif isinstance(message, protocol.Frame):
             self._uplink["frame_seq"] = message.seq
-            self._relay.feed_frame(message.jpeg)
+            self._relay.feed_frame(message.jpeg, message.width, message.height)
         else:
             self._on_control(message)
 

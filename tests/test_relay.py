@@ -134,7 +134,7 @@ def test_frames_latest_wins(relay: Relay, backend) -> None:
 
     async def burst() -> None:
         for i in range(5):
-            relay._put_frame(b"\xff\xd8\xff" + bytes([i]))
+            relay._put_frame(b"\xff\xd8\xff" + bytes([i]), 8, 4)
 
     relay.run_coroutine(burst()).result(2)
     wait_until(lambda: session.frames)
@@ -425,3 +425,23 @@ def test_go_away_waits_for_the_answer_to_what_the_user_said(relay: Relay, backen
     push(relay, session, ServerMessage(turn_complete=True))
     live(relay, backend, count=2)
     assert relay.transcript[-1].text == "Here it is."
+
+
+def test_protocol_events_are_recorded(relay: Relay, backend) -> None:
+    session = live(relay, backend)
+    relay.feed_audio(b"\x00\x10" * 640)  # voice
+    relay.feed_frame(b"\xff\xd8\xff" + bytes(10), 1024, 576)
+    wait_until(lambda: session.frames)
+    push(relay, session, ServerMessage(audio=b"\0\0", output_transcription="Hi"))
+    push(relay, session, ServerMessage(interrupted=True))
+    push(relay, session, ServerMessage(tool_calls=(ToolCall("c1", "f", {}),)))
+    push(relay, session, ServerMessage(turn_complete=True, usage=Usage(1, 2, 3)))
+    wait_until(lambda: any(e.kind == "usage" for e in relay.events))
+    kinds = [e.kind for e in relay.events]
+    for kind in ("speech_start", "frame_sent", "first_audio", "interrupted", "tool_call",
+                 "turn_complete", "usage"):  # fmt: skip
+        assert kind in kinds, kinds
+    sent = relay.frames[0]
+    assert (sent.width, sent.height, len(sent.jpeg)) == (1024, 576, 13)
+    frame_event = next(e for e in relay.events if e.kind == "frame_sent")
+    assert dict(frame_event.detail) == {"width": 1024, "height": 576, "bytes": 13}

@@ -90,6 +90,9 @@ def test_start_relays_media_and_returns_output_to_the_page(widget, backend) -> N
     session = backend.sessions[0]
     wait_until(lambda: session.audio and session.frames)
     assert session.audio == [b"\1\0" * 640] and session.frames == [JPEG]
+    wait_until(lambda: len(w.frames) == 1)
+    assert (w.frames[0].jpeg, w.frames[0].width, w.frames[0].height) == (JPEG, 8, 4)
+    assert "frame_sent" in w.events.to_pandas()["kind"].tolist()
 
     assert w._relay._loop is not None
     w._relay._loop.call_soon_threadsafe(
