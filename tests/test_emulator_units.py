@@ -572,3 +572,14 @@ def test_vectorised_levels_match_the_scalar_level() -> None:
     frames[3] = 0
     expected = [level_dbfs(frame) for frame in frames]
     assert levels_dbfs(frames) == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_responder_follows_the_instructions_start_rule() -> None:
+    from screenshare_widget.emulator.responder import follow_instruction, instruction_text
+
+    content = {"parts": [{"text": 'Be brief. Start every answer with "Ahoy!"'}], "role": "user"}
+    assert instruction_text(content) == 'Be brief. Start every answer with "Ahoy!"'
+    assert instruction_text("plain") == "plain"
+    assert instruction_text(None) == ""
+    assert follow_instruction(instruction_text(content), "You spoke.") == "Ahoy! You spoke."
+    assert follow_instruction("Be helpful.", "You spoke.") == "You spoke."

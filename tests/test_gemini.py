@@ -220,3 +220,32 @@ async def test_the_key_never_reaches_the_logs(caplog: pytest.LogCaptureFixture) 
     assert any("x-goog-api-key" in r.getMessage() for r in handshake)  # the header was logged
     assert SECRET not in caplog.text
     assert all(SECRET not in r.getMessage() for r in caplog.records)
+
+
+async def test_the_emulator_answers_by_the_instruction_and_its_updates() -> None:
+    from google.genai import types
+
+    async with LiveEmulator() as emu:
+        connect = gemini.connector(gemini.client_for_emulator(emu.url, emu.cafile))
+        config = SessionConfig(system_instruction='Start every answer with "Ahoy!"')
+        async with connect(config, None) as session:
+            await session.send_text("hello")
+            texts = []
+            async for message in session.receive():
+                texts.append(message.output_transcription)
+                if message.turn_complete:
+                    break
+            assert "".join(texts).startswith("Ahoy! You wrote: hello.")
+            raw = session._session  # the SDK session: swap the instruction mid-session
+            await raw.send_context_update(
+                system_instruction=types.Content(
+                    parts=[types.Part(text='Start every answer with "Bonjour!"')]
+                )
+            )
+            await session.send_text("again")
+            texts = []
+            async for message in session.receive():
+                texts.append(message.output_transcription)
+                if message.turn_complete:
+                    break
+            assert "".join(texts).startswith("Bonjour! You wrote: again.")

@@ -87,6 +87,28 @@ def frame_summary(count: int, latest: ReceivedFrame | None) -> str:
     return f"I have received {count} screen {plural}; the latest is {amount}."
 
 
+#: The one rule the emulator follows from a system instruction, so that changing the
+#: instruction visibly and deterministically changes the answers (for offline tests of
+#: instruction swaps and comparisons): ``Start every answer with "<words>"``.
+_START_RULE: Final = re.compile(r'start every answer with "([^"]{1,80})"', re.IGNORECASE)
+
+
+def instruction_text(value: Any) -> str:
+    """The text of a ``systemInstruction`` as the client sent it (a Content or a string)."""
+    if isinstance(value, str):
+        return value
+    parts = pick(value, "parts")
+    if isinstance(parts, list):
+        return "".join(str(pick(p, "text") or "") for p in parts)
+    return ""
+
+
+def follow_instruction(instruction: str, answer: str) -> str:
+    """``answer`` as the instruction's rule shapes it (unchanged without a rule)."""
+    rule = _START_RULE.search(instruction)
+    return f"{rule.group(1).strip()} {answer}" if rule else answer
+
+
 def split_pieces(text: str, most: int = MAX_PIECES) -> list[str]:
     """Split a reply into at most ``most`` transcription pieces; ``"".join`` gives it back."""
     parts = re.split(r"(?<=[.;!?])\s+", text.strip())
@@ -212,6 +234,7 @@ class _Turns:
         self.detector = responder.detector()
         aad = pick(pick(conn.setup, "realtime_input_config"), "automatic_activity_detection")
         self.manual = pick(aad, "disabled") is True
+        self.instruction = instruction_text(pick(conn.setup, "system_instruction"))
         self.in_activity = False
         self.activity_s = 0.0
         self.reply: asyncio.Task[None] | None = None
@@ -259,6 +282,10 @@ class _Turns:
             for text in event.texts:
                 self.pending_chars += len(text.text)
                 await self._answer_text(text.text)
+        elif event.kind == "context_update":
+            update = pick(event.body, "system_instruction")
+            if update is not None:
+                self.instruction = instruction_text(update)
         elif event.kind == "client_content":
             self.pending_chars += sum(len(t.text) for t in event.texts)
             if event.flag("turn_complete") and event.texts:
@@ -294,6 +321,7 @@ class _Turns:
         return frame_summary(self.session.frames, self.session.latest_frame)
 
     async def _start_reply(self, heard: str | None, text: str) -> None:
+        text = follow_instruction(self.instruction, text)
         await self._barge_in()
         prompt = _Prompt(self.pending_audio_s, self.pending_frames, self.pending_chars)
         self.pending_audio_s = 0.0
