@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, Protocol, TypeVar
 
@@ -528,14 +529,28 @@ class Relay:
             while self._audio:
                 pcm = self._audio.popleft()
                 self._audio_bytes -= len(pcm)
-                await _complete(session.send_audio(pcm))
-                self.counters.audio_bytes_sent += len(pcm)
-                now = time.monotonic()
-                if self._pending_handover is not None:
-                    last = self._last_audio_sent
-                    self._finish_handover(None if last is None else (now - last) * 1000)
-                self._last_audio_sent = now
+                try:
+                    await _complete(session.send_audio(pcm), partial(self._sent, len(pcm)))
+                except LiveError:
+                    # The connection broke under this chunk: it goes first on the next one.
+                    self._audio.appendleft(pcm)
+                    self._audio_bytes += len(pcm)
+                    raise
             ready.clear()
+
+    def _sent(self, size: int) -> None:
+        """A microphone chunk of ``size`` bytes went out."""
+        self.counters.audio_bytes_sent += size
+        now = time.monotonic()
+        if self._pending_handover is not None:
+            last = self._last_audio_sent
+            self._finish_handover(None if last is None else (now - last) * 1000)
+        self._last_audio_sent = now
+
+    def _frame_sent(self, jpeg: bytes, width: int, height: int) -> None:
+        self.counters.frames_sent += 1
+        self.frames.append(SentFrame(datetime.now(UTC), jpeg, width, height))
+        self._record("frame_sent", width=width, height=height, bytes=len(jpeg))
 
     async def _send_frames(self, session: LiveSession) -> None:
         ready = self._frame_ready
@@ -546,10 +561,8 @@ class Relay:
             waiting, self._frame = self._frame, None
             if waiting is not None:
                 jpeg, width, height = waiting
-                await _complete(session.send_frame(jpeg))
-                self.counters.frames_sent += 1
-                self.frames.append(SentFrame(datetime.now(UTC), jpeg, width, height))
-                self._record("frame_sent", width=width, height=height, bytes=len(jpeg))
+                done = partial(self._frame_sent, jpeg, width, height)
+                await _complete(session.send_frame(jpeg), done)
 
     async def _receive(self, session: LiveSession, go_away: asyncio.Future[float]) -> None:
         """Handle server messages until the connection ends; a goAway sets ``go_away`` to
@@ -649,17 +662,21 @@ class Relay:
         return [(i, self.transcript[i]) for i in indexes]
 
 
-async def _complete(send: Coroutine[Any, Any, None]) -> None:
+async def _complete(send: Coroutine[Any, Any, None], sent: Callable[[], None]) -> None:
     """Await a send that, once started, finishes even if the pump is cancelled meanwhile
-    (a handover): the chunk it carries is then neither lost nor sent twice. Cancellation
-    waits for it at most :data:`SEND_FINISH_TIMEOUT_S`, then propagates."""
+    (a handover), so the chunk it carries is neither lost nor sent twice; ``sent()`` runs
+    whenever it did complete. Cancellation waits for it at most
+    :data:`SEND_FINISH_TIMEOUT_S`, then propagates."""
     task = asyncio.ensure_future(send)
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(task), SEND_FINISH_TIMEOUT_S)
+        if task.done() and not task.cancelled() and task.exception() is None:
+            sent()
         raise
+    sent()
 
 
 def _backoff(attempt: int) -> float:

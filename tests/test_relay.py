@@ -3,6 +3,9 @@ bounded buffers, reconnects."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -445,3 +448,57 @@ def test_protocol_events_are_recorded(relay: Relay, backend) -> None:
     assert (sent.width, sent.height, len(sent.jpeg)) == (1024, 576, 13)
     frame_event = next(e for e in relay.events if e.kind == "frame_sent")
     assert dict(frame_event.detail) == {"width": 1024, "height": 576, "bytes": 13}
+
+
+def test_a_send_in_flight_at_a_handover_completes_and_counts(relay: Relay, backend) -> None:
+    gate = threading.Event()
+
+    class SlowSession(FakeSession):
+        async def send_audio(self, pcm: bytes) -> None:
+            await asyncio.to_thread(gate.wait, 2)  # the send is under way when the handover comes
+            self.audio.append(pcm)
+
+    @contextlib.asynccontextmanager
+    async def connect(config, handle):  # type: ignore[no-untyped-def]
+        session = SlowSession(len(backend.sessions))
+        backend.sessions.append(session)
+        yield session
+
+    relay._connect = connect
+    session = live(relay, backend)
+    relay.feed_audio(b"\x01\x00" * 8)
+    push(relay, session, ServerMessage(go_away_s=30.0))  # quiet, nothing pending: hand over
+    time.sleep(0.2)
+    gate.set()
+    wait_until(lambda: len(backend.sessions) == 2)
+    wait_until(lambda: relay.counters.audio_bytes_sent == 16)
+    assert session.audio == [b"\x01\x00" * 8]  # sent once, on the old connection
+    assert backend.sessions[1].audio == []
+
+
+def test_a_chunk_whose_send_failed_goes_first_on_the_next_connection(
+    relay: Relay, backend, monkeypatch
+) -> None:
+    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
+    failing = {"left": 1}
+
+    class BrokenOnce(FakeSession):
+        async def send_audio(self, pcm: bytes) -> None:
+            if failing["left"]:
+                failing["left"] -= 1
+                raise LiveError("dropped", code=1006, fatal=False)
+            self.audio.append(pcm)
+
+    @contextlib.asynccontextmanager
+    async def connect(config, handle):  # type: ignore[no-untyped-def]
+        session = BrokenOnce(len(backend.sessions))
+        backend.sessions.append(session)
+        yield session
+
+    relay._connect = connect
+    live(relay, backend)
+    relay.feed_audio(b"\x07\x00" * 4)
+    second = live(relay, backend, count=2)
+    wait_until(lambda: second.audio)
+    assert second.audio == [b"\x07\x00" * 4]
+    assert relay.counters.audio_bytes_sent == 8
