@@ -222,6 +222,17 @@ async def test_the_key_never_reaches_the_logs(caplog: pytest.LogCaptureFixture) 
     assert all(SECRET not in r.getMessage() for r in caplog.records)
 
 
+async def answer(session, text: str) -> str:  # type: ignore[no-untyped-def]
+    """Send ``text``; return the model's transcribed answer once its turn completes."""
+    await session.send_text(text)
+    pieces = []
+    async for message in session.receive():
+        pieces.append(message.output_transcription)
+        if message.turn_complete:
+            return "".join(pieces)
+    raise AssertionError("the session ended before the answer")
+
+
 async def test_the_emulator_answers_by_the_instruction_and_its_updates() -> None:
     from google.genai import types
 
@@ -229,23 +240,11 @@ async def test_the_emulator_answers_by_the_instruction_and_its_updates() -> None
         connect = gemini.connector(gemini.client_for_emulator(emu.url, emu.cafile))
         config = SessionConfig(system_instruction='Start every answer with "Ahoy!"')
         async with connect(config, None) as session:
-            await session.send_text("hello")
-            texts = []
-            async for message in session.receive():
-                texts.append(message.output_transcription)
-                if message.turn_complete:
-                    break
-            assert "".join(texts).startswith("Ahoy! You wrote: hello.")
+            assert (await answer(session, "hello")).startswith("Ahoy! You wrote: hello.")
             raw = session._session  # the SDK session: swap the instruction mid-session
             await raw.send_context_update(
                 system_instruction=types.Content(
                     parts=[types.Part(text='Start every answer with "Bonjour!"')]
                 )
             )
-            await session.send_text("again")
-            texts = []
-            async for message in session.receive():
-                texts.append(message.output_transcription)
-                if message.turn_complete:
-                    break
-            assert "".join(texts).startswith("Bonjour! You wrote: again.")
+            assert (await answer(session, "again")).startswith("Bonjour! You wrote: again.")
