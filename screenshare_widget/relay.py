@@ -46,8 +46,6 @@ _T = TypeVar("_T")
 #: Microphone audio held while the connection is not ready or the network is slow (bytes of
 #: 16 kHz PCM16): about one second. Policy: drop the oldest, counted in ``dropped_audio_bytes``.
 MIC_BUFFER_BYTES: Final = INPUT_RATE_HZ * SAMPLE_BYTES
-#: Screen frames wait in a single slot. Policy: latest wins, counted in ``superseded_frames``.
-FRAME_SLOTS: Final = 1
 #: How often the page is told how far the uplink got (s).
 ACK_INTERVAL_S: Final = 0.5
 #: Reconnect backoff: first delay, cap (s), and attempts before giving up.
@@ -195,6 +193,8 @@ class Relay:
         self._audio: deque[bytes] = deque()
         self._audio_bytes = 0
         self._audio_ready: asyncio.Event | None = None
+        # Screen frames wait in this single slot. Policy: latest wins, counted in
+        # ``superseded_frames``.
         self._frame: tuple[bytes, int, int] | None = None  # JPEG, width, height
         self._frame_ready: asyncio.Event | None = None
 

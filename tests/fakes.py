@@ -66,6 +66,8 @@ class FakeBackend:
     configs: list[tuple[SessionConfig, str | None]] = field(default_factory=list)
     fail_connects: list[LiveError] = field(default_factory=list)
     opened: threading.Event = field(default_factory=threading.Event)
+    #: What each connection is: a FakeSession subclass can misbehave on purpose.
+    session_type: type[FakeSession] = FakeSession
 
     @asynccontextmanager
     async def connect(
@@ -74,7 +76,7 @@ class FakeBackend:
         self.configs.append((config, handle))
         if self.fail_connects:
             raise self.fail_connects.pop(0)
-        session = FakeSession(len(self.sessions))
+        session = self.session_type(len(self.sessions))
         self.sessions.append(session)
         self.opened.set()
         try:

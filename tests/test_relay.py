@@ -4,7 +4,6 @@ bounded buffers, reconnects."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -458,16 +457,12 @@ def test_a_send_in_flight_at_a_handover_completes_and_counts(relay: Relay, backe
             await asyncio.to_thread(gate.wait, 2)  # the send is under way when the handover comes
             self.audio.append(pcm)
 
-    @contextlib.asynccontextmanager
-    async def connect(config, handle):  # type: ignore[no-untyped-def]
-        session = SlowSession(len(backend.sessions))
-        backend.sessions.append(session)
-        yield session
-
-    relay._connect = connect
+    backend.session_type = SlowSession
     session = live(relay, backend)
     relay.feed_audio(b"\x01\x00" * 8)
     push(relay, session, ServerMessage(go_away_s=30.0))  # quiet, nothing pending: hand over
+    # Let the handover begin while the send is blocked (nothing to poll: the relay waits in
+    # silence for the send), then let the send finish.
     time.sleep(0.2)
     gate.set()
     wait_until(lambda: len(backend.sessions) == 2)
@@ -489,13 +484,7 @@ def test_a_chunk_whose_send_failed_goes_first_on_the_next_connection(
                 raise LiveError("dropped", code=1006, fatal=False)
             self.audio.append(pcm)
 
-    @contextlib.asynccontextmanager
-    async def connect(config, handle):  # type: ignore[no-untyped-def]
-        session = BrokenOnce(len(backend.sessions))
-        backend.sessions.append(session)
-        yield session
-
-    relay._connect = connect
+    backend.session_type = BrokenOnce
     live(relay, backend)
     relay.feed_audio(b"\x07\x00" * 4)
     second = live(relay, backend, count=2)
