@@ -35,6 +35,8 @@ EventKind = Literal[
     "tool_call",  # the model asked for a tool
     "handover",  # the conversation moved to a new connection
     "usage",  # the service reported token usage
+    "text",  # text the user typed went to the model
+    "instruction",  # a version of the system instruction reached the model
 ]
 
 

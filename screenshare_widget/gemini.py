@@ -409,6 +409,17 @@ class GeminiSession:
         """Send typed text as realtime input."""
         await self._send(text=text)
 
+    async def end_audio(self) -> None:
+        """Send ``audioStreamEnd``: the microphone stream ended."""
+        await self._send(audio_stream_end=True)
+
+    async def update_instruction(self, text: str) -> None:
+        """Send a ``contextUpdate`` with the new system instruction."""
+        try:
+            await self._session.send_context_update(system_instruction=text)
+        except (errors.APIError, websockets.exceptions.ConnectionClosed, OSError) as exc:
+            raise to_live_error(exc, model=self._model, secret=self._secret) from None
+
     async def ping(self) -> None:
         """Round trip a WebSocket ping; returns when the pong arrives (the caller bounds the
         wait). Cancelling abandons the wait only."""

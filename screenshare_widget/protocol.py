@@ -42,14 +42,16 @@ MAX_TEXT_CHARS: Final = 10_000
 # ---- message kinds ---------------------------------------------------------------------------
 # Kept in sync with static/widget.js.
 
-BrowserKind = Literal["hello", "start", "audio", "frame", "stop", "client_error", "playback"]
+BrowserKind = Literal[
+    "hello", "start", "audio", "frame", "stop", "client_error", "playback", "text"
+]
 KernelKind = Literal[
     "audio", "interrupted", "turn_complete", "turn", "snapshot", "stop", "ack", "notice"
 ]
 
 #: Kinds the browser sends to the kernel.
 BROWSER_KINDS: Final[frozenset[str]] = frozenset(
-    {"hello", "start", "audio", "frame", "stop", "client_error", "playback"}
+    {"hello", "start", "audio", "frame", "stop", "client_error", "playback", "text"}
 )
 #: Kinds the kernel sends to the browser.
 KERNEL_KINDS: Final[frozenset[str]] = frozenset(
@@ -113,6 +115,13 @@ class ClientErrorMsg(TypedDict):
 
     kind: Literal["client_error"]
     message: str
+
+
+class TextMsg(TypedDict):
+    """The user typed ``text`` in the widget's text box: send it to the model."""
+
+    kind: Literal["text"]
+    text: str
 
 
 class PlaybackMsg(TypedDict):
@@ -343,6 +352,13 @@ def parse_browser_message(content: Any, buffers: list[Any] | None = None) -> Bro
         fields["reason"] = _text_field(content, "reason")
     elif kind == "client_error":
         fields["message"] = _text_field(content, "message")
+    elif kind == "text":
+        text = content.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ProtocolError("'text' must be a non-empty string")
+        if len(text) > MAX_TEXT_CHARS:
+            raise ProtocolError(f"text of {len(text)} characters is over {MAX_TEXT_CHARS}")
+        fields["text"] = text
     elif kind == "playback":
         for name in ("played_ms", "queued_ms"):
             value = content.get(name, 0.0)

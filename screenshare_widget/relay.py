@@ -22,16 +22,17 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, Protocol, TypeVar
 
 import numpy as np
 
-from .config import SessionConfig
+from .config import SessionConfig, model_profile
 from .events import Event, EventKind, Events, Frames, Handover, SentFrame
+from .instructions import AppliedBy, Instruction, Instructions
 from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
 from .session import Connector, LiveError, LiveSession, ServerMessage, Usage
 from .transcript import Transcript, Turn
@@ -72,6 +73,12 @@ SEND_FINISH_TIMEOUT_S: Final = 1.0
 SPEECH_END_S: Final = 0.5
 #: How often a pending handover checks for a pause (s).
 HANDOVER_POLL_S: Final = 0.05
+#: Typed texts waiting for the connection. Policy: refuse more, with an error to the caller.
+MAX_PENDING_TEXTS: Final = 32
+#: The handover reason when a new system instruction needs a new connection.
+INSTRUCTION_HANDOVER: Final = "new system instruction"
+#: How long ``ask`` waits for the model's answer by default (s).
+ASK_TIMEOUT_S: Final = 60.0
 
 
 class RelayState(enum.Enum):
@@ -125,6 +132,25 @@ class RelaySink(Protocol):
     def on_handover(self, handover: Handover) -> None:
         """The conversation moved to a new connection."""
 
+    def on_instruction(self, instruction: Instruction) -> None:
+        """A version of the system instruction reached the model (it is applied)."""
+
+
+class RelayTap(Protocol):
+    """Sees what the relay records (a recorder). Called on the relay thread; must not block."""
+
+    def on_event(self, event: Event) -> None:
+        """A session event was recorded."""
+
+    def on_mic(self, pcm: bytes) -> None:
+        """Microphone audio arrived from the page (PCM16 LE mono, 16 kHz)."""
+
+    def on_frame(self, frame: SentFrame) -> None:
+        """A screen frame went to the model."""
+
+    def on_model_audio(self, pcm: bytes) -> None:
+        """Model speech arrived (PCM16 LE mono, 24 kHz)."""
+
 
 @dataclass
 class RelayCounters:
@@ -143,7 +169,33 @@ class RelayCounters:
 
 
 class _Handover(Exception):
-    """The service announced the end of this connection (goAway): move to a new one."""
+    """Move to a new connection: the service announced the end of this one (goAway), or a
+    new system instruction needs a new setup. ``reason`` goes into the :class:`Handover`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SessionEnded(Exception):
+    """The session stopped or failed before the model answered a question."""
+
+
+@dataclass
+class _Text:
+    """Typed text waiting to be sent; ``reply`` waits for the answer (``ask``)."""
+
+    text: str
+    reply: _ReplyWaiter | None = None
+
+
+@dataclass
+class _ReplyWaiter:
+    """Waits for the model turn that answers a text: the first model turn that began after
+    the text was sent (``turn`` is that turn's number, set when it was sent)."""
+
+    future: asyncio.Future[str]
+    turn: int | None = None
 
 
 class Relay:
@@ -163,7 +215,18 @@ class Relay:
         name: str = "screenshare-relay",
     ) -> None:
         self._connect = connect
-        self.config = config
+        self._config = config
+        self._config_lock = threading.Lock()
+        self.instructions = Instructions(config.system_instruction)
+        self._connected_version = 0  # the instruction version the current connection has
+        self._instruction_ready: asyncio.Event | None = None
+        self._texts: deque[_Text] = deque()
+        self._text_ready: asyncio.Event | None = None
+        self._model_turns = 0  # model turns begun so far (answers to texts are counted)
+        self._waiters: list[_ReplyWaiter] = []
+        #: Called (on the relay thread) with each event, mic chunk and sent frame while set.
+        self.tap: RelayTap | None = None
+        self._session: LiveSession | None = None  # the open connection, if any
         self._sink = sink
         self._name = name
         self.transcript = Transcript()
@@ -204,6 +267,56 @@ class Relay:
     def state(self) -> RelayState:
         """The current state."""
         return self._state
+
+    @property
+    def config(self) -> SessionConfig:
+        """The settings the next connection uses."""
+        return self._config
+
+    @config.setter
+    def config(self, config: SessionConfig) -> None:
+        """Change settings for the next connection; a new system instruction goes through
+        :meth:`set_instruction` (it also reaches the running session)."""
+        if config.system_instruction != self._config.system_instruction:
+            self.set_instruction(config.system_instruction)
+        with self._config_lock:
+            self._config = replace(config, system_instruction=self._config.system_instruction)
+
+    def set_instruction(self, text: str) -> Instruction:
+        """Make ``text`` the system instruction; returns its version.
+
+        A running session gets it for its next turn: by a context update where the model
+        supports it, else by a resumption handover at the next pause in the conversation.
+        Without a session, the next connection starts with it. Safe from any thread.
+        """
+        if not isinstance(text, str):
+            raise TypeError("system_instruction must be a string")
+        with self._config_lock:
+            version = self.instructions.add(text)
+            self._config = replace(self._config, system_instruction=text)
+        loop, ready = self._loop, self._instruction_ready
+        if loop is not None and ready is not None:
+            loop.call_soon_threadsafe(ready.set)
+        return version
+
+    def say(self, text: str) -> Future[None]:
+        """Send typed text to the model; returns at once (the future is done once queued).
+
+        The text joins the transcript as a typed user turn. Without a session, one starts
+        (no screen or microphone needed). Safe from any thread.
+        """
+        return self.run_coroutine(self._say(_Text(_check_text(text, len(self._texts)))))
+
+    def ask(self, text: str, timeout: float = ASK_TIMEOUT_S) -> Future[str]:
+        """Send typed text and resolve with the text of the model's answer when its turn
+        completes (or is cut short: then with what it said so far).
+
+        Fails with ``TimeoutError`` after ``timeout`` seconds without an answer and with
+        :class:`SessionEnded` if the session stops or fails first. Cancelling the future
+        stops the wait only: the text was sent. Safe from any thread.
+        """
+        checked = _check_text(text, len(self._texts))
+        return self.run_coroutine(self._ask(checked, timeout))
 
     @property
     def error(self) -> str:
@@ -253,6 +366,16 @@ class Relay:
         if loop is not None:
             loop.call_soon_threadsafe(self._put_frame, jpeg, width, height)
 
+    def end_audio(self) -> Future[None]:
+        """Say the microphone stream ended, so the service answers an utterance still open
+        (a replay's end). Safe from any thread."""
+        return self.run_coroutine(self._end_audio())
+
+    def at_rest(self) -> bool:
+        """Whether the conversation is at a turn boundary: the model is silent, nothing the
+        user said or typed waits for an answer, and the microphone is quiet."""
+        return not self._texts and self._in_pause()
+
     def run_coroutine(self, coro: Coroutine[Any, Any, _T]) -> Future[_T]:
         """Run ``coro`` on the relay's loop (starting the thread if needed)."""
         return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
@@ -270,6 +393,8 @@ class Relay:
                 asyncio.set_event_loop(loop)
                 self._audio_ready = asyncio.Event()
                 self._frame_ready = asyncio.Event()
+                self._instruction_ready = asyncio.Event()
+                self._text_ready = asyncio.Event()
                 loop.call_soon(ready.set)
                 try:
                     loop.run_forever()
@@ -317,9 +442,9 @@ class Relay:
         if self._state in (RelayState.IDLE, RelayState.CLOSING, RelayState.FAILED):
             self.counters.dropped_audio_bytes += len(pcm)
             return
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+        self._tap("on_mic", pcm)
         now = time.monotonic()
-        if samples.size and float(np.sqrt(np.mean(samples * samples))) > VOICE_RMS:
+        if is_voice(pcm):
             self._last_voice_at = now
             if not self._speaking:
                 self._speaking = True
@@ -328,7 +453,9 @@ class Relay:
                 self._awaiting_answer = True
         elif self._speaking and now - (self._last_voice_at or now) >= SPEECH_END_S:
             self._speaking = False
-            self._record("speech_end")
+            # The utterance ended with the last voiced chunk, not when the quiet was noticed.
+            quiet_s = now - (self._last_voice_at or now)
+            self._record("speech_end", at=datetime.now(UTC) - timedelta(seconds=quiet_s))
         self._audio.append(pcm)
         self._audio_bytes += len(pcm)
         while self._audio_bytes > MIC_BUFFER_BYTES and len(self._audio) > 1:
@@ -352,6 +479,68 @@ class Relay:
         self._audio.clear()
         self._audio_bytes = 0
         self._frame = None
+        self._texts.clear()
+
+    async def _end_audio(self) -> None:
+        if self._speaking:
+            self._speaking = False
+            quiet_s = time.monotonic() - (self._last_voice_at or time.monotonic())
+            self._record("speech_end", at=datetime.now(UTC) - timedelta(seconds=quiet_s))
+        session = self._session
+        if session is not None and self._state is RelayState.LIVE:
+            await session.end_audio()
+
+    # ---- typed text (relay loop) ------------------------------------------------------------
+
+    async def _say(self, item: _Text) -> None:
+        if len(self._texts) >= MAX_PENDING_TEXTS:
+            raise RuntimeError(
+                f"{MAX_PENDING_TEXTS} texts already wait for the connection; try again later"
+            )
+        if self._state in (RelayState.IDLE, RelayState.FAILED, RelayState.CLOSING):
+            await self._start()
+        self._turns(self.transcript.add_typed(item.text))
+        self._texts.append(item)
+        assert self._text_ready is not None
+        self._text_ready.set()
+
+    async def _ask(self, text: str, limit_s: float) -> str:
+        waiter = _ReplyWaiter(asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            await self._say(_Text(text, waiter))
+            async with asyncio.timeout(limit_s):
+                return await waiter.future
+        except TimeoutError:
+            raise TimeoutError(f"The model did not answer within {limit_s:g} s.") from None
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _text_sent(self, item: _Text) -> None:
+        if self._texts and self._texts[0] is item:
+            self._texts.popleft()
+        self._awaiting_answer = True
+        self._record("text", text=item.text, chars=len(item.text))
+        if item.reply is not None:
+            item.reply.turn = self._model_turns + 1
+        if self._pending_handover is not None and self._last_audio_sent is None:
+            self._finish_handover(None)
+
+    def _answered(self, turn: Turn) -> None:
+        """Model turn number ``self._model_turns`` ended as ``turn``: resolve the questions it
+        answers."""
+        for waiter in list(self._waiters):
+            if waiter.turn is not None and waiter.turn <= self._model_turns:
+                self._waiters.remove(waiter)
+                if not waiter.future.done():
+                    waiter.future.set_result(turn.text.strip())
+
+    def _abandon_questions(self, why: str) -> None:
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(SessionEnded(why))
+        self._waiters.clear()
 
     # ---- lifecycle (relay loop) -------------------------------------------------------------
 
@@ -395,9 +584,9 @@ class Relay:
                 self._opened_at = None
                 try:
                     await self._connection(handle, ended)
-                except _Handover:
+                except _Handover as handover:
                     attempts = 0
-                    ended = "goAway"
+                    ended = handover.reason
                     self._reconnecting("")
                     continue
                 except LiveError as exc:
@@ -439,6 +628,7 @@ class Relay:
             self._end_model_turn(interrupted=True)
             self._emit(self._sink.on_turns, self._indexed(self.transcript.close_open()))
             self._clear_buffers()
+            self._abandon_questions("The session stopped before the model answered.")
             if self._state is not RelayState.CLOSING:
                 self._set_state(RelayState.CLOSING)
             self._set_state(RelayState.IDLE)
@@ -463,16 +653,22 @@ class Relay:
         self._end_model_turn(interrupted=True)
         self._emit(self._sink.on_turns, self._indexed(self.transcript.close_open()))
         self._clear_buffers()
+        self._abandon_questions(f"The session failed before the model answered: {message}")
         self._set_state(RelayState.FAILED, message)
 
     async def _connection(self, handle: str | None, ended: str | None) -> None:
         """One connection: open it (resuming ``handle``), run the pumps until one ends, close
         it. ``ended`` says why the previous connection ended (None for the first)."""
-        async with self._connect(self.config, handle) as session:
+        with self._config_lock:
+            config, version = self._config, self.instructions.current.version
+        async with self._connect(config, handle) as session:
+            self._session = session
             self.counters.connections += 1
             self._opened_at = time.monotonic()
             if ended is not None:
                 self._pending_handover = (datetime.now(UTC), ended, handle is not None)
+            by: AppliedBy = "handover" if ended == INSTRUCTION_HANDOVER else "setup"
+            self._instruction_applied(version, by)
             self._set_state(RelayState.LIVE)
             go_away: asyncio.Future[float] = asyncio.get_running_loop().create_future()
             try:
@@ -482,9 +678,42 @@ class Relay:
                     group.create_task(self._receive(session, go_away), name="relay.receive")
                     group.create_task(self._keepalive(session), name="relay.keepalive")
                     group.create_task(self._hand_over(go_away), name="relay.hand_over")
+                    group.create_task(self._send_texts(session), name="relay.send_texts")
+                    group.create_task(
+                        self._apply_instructions(session), name="relay.apply_instructions"
+                    )
             except BaseExceptionGroup as group_error:
                 # The first pump to fail ended the others; surface its exception as is.
                 raise _first(group_error) from None
+            finally:
+                self._session = None
+
+    def _instruction_applied(self, version: int, by: AppliedBy) -> None:
+        """The model has instruction ``version`` (and every earlier one) from now on."""
+        self._connected_version = version
+        self.transcript.instruction = version
+        for applied in self.instructions.mark_applied(version, by):
+            if applied.version == version:
+                self._record("instruction", version=version, by=by, text=applied.text)
+                self._emit(self._sink.on_instruction, applied)
+
+    async def _apply_instructions(self, session: LiveSession) -> None:
+        """Give the model each new instruction version: by a context update where the model
+        supports it, else by a handover (``_Handover``) at the next pause."""
+        ready = self._instruction_ready
+        assert ready is not None
+        while True:
+            latest = self.instructions.current
+            if latest.version > self._connected_version:
+                if model_profile(self.config.model).context_update:
+                    await session.update_instruction(latest.text)
+                    self._instruction_applied(latest.version, "context_update")
+                    continue  # a newer version may have come meanwhile
+                while not self._in_pause():  # noqa: ASYNC110 (a pause is a span of time)
+                    await asyncio.sleep(HANDOVER_POLL_S)
+                raise _Handover(INSTRUCTION_HANDOVER)
+            await ready.wait()
+            ready.clear()
 
     def _finish_handover(self, gap_ms: float | None) -> None:
         """Record the pending handover (if any) with the audio gap it caused."""
@@ -549,7 +778,9 @@ class Relay:
 
     def _frame_sent(self, jpeg: bytes, width: int, height: int) -> None:
         self.counters.frames_sent += 1
-        self.frames.append(SentFrame(datetime.now(UTC), jpeg, width, height))
+        frame = SentFrame(datetime.now(UTC), jpeg, width, height)
+        self.frames.append(frame)
+        self._tap("on_frame", frame)
         self._record("frame_sent", width=width, height=height, bytes=len(jpeg))
 
     async def _send_frames(self, session: LiveSession) -> None:
@@ -563,6 +794,18 @@ class Relay:
                 jpeg, width, height = waiting
                 done = partial(self._frame_sent, jpeg, width, height)
                 await _complete(session.send_frame(jpeg), done)
+
+    async def _send_texts(self, session: LiveSession) -> None:
+        """Send typed texts in order; one whose send failed goes first on the next
+        connection."""
+        ready = self._text_ready
+        assert ready is not None
+        while True:
+            await ready.wait()
+            ready.clear()
+            while self._texts:
+                item = self._texts[0]
+                await _complete(session.send_text(item.text), partial(self._text_sent, item))
 
     async def _receive(self, session: LiveSession, go_away: asyncio.Future[float]) -> None:
         """Handle server messages until the connection ends; a goAway sets ``go_away`` to
@@ -585,7 +828,7 @@ class Relay:
         # A pause is a span of time, not an event: poll for it, briefly.
         while loop.time() < deadline and not self._in_pause():  # noqa: ASYNC110
             await asyncio.sleep(HANDOVER_POLL_S)
-        raise _Handover
+        raise _Handover("goAway")
 
     def _in_pause(self) -> bool:
         """A turn boundary: the model is silent, nothing the user said waits for an answer,
@@ -609,15 +852,17 @@ class Relay:
             self._turns(self.transcript.add_input(m.input_transcription))
         if m.audio:
             if not self._model_speaking:
-                self._model_speaking = True
+                self._model_began()
                 self._record("first_audio")
                 self._turns(self.transcript.model_started())
             self.counters.audio_chunks_out += 1
             self.counters.audio_bytes_out += len(m.audio)
+            self._tap("on_model_audio", m.audio)
             self._emit(self._sink.on_audio, m.audio, self._gen)
         text = m.output_transcription or m.text
         if text:
-            self._model_speaking = True
+            if not self._model_speaking:
+                self._model_began()
             self._turns(self.transcript.add_output(text))
         if m.usage is not None:
             self.usage.append(m.usage)
@@ -647,12 +892,32 @@ class Relay:
         if m.unhandled:
             logger.debug("server message fields not used: %s", ", ".join(m.unhandled))
 
-    def _record(self, kind: EventKind, **detail: object) -> None:
-        self.events.append(Event(datetime.now(UTC), kind, MappingProxyType(detail)))
+    def _record(self, kind: EventKind, at: datetime | None = None, **detail: object) -> None:
+        event = Event(at or datetime.now(UTC), kind, MappingProxyType(detail))
+        self.events.append(event)
+        self._tap("on_event", event)
+
+    def _tap(self, method: str, arg: object) -> None:
+        tap = self.tap
+        if tap is not None:
+            try:
+                getattr(tap, method)(arg)
+            except Exception:
+                logger.exception("the recorder failed to take %s", method.removeprefix("on_"))
+
+    def _model_began(self) -> None:
+        self._model_speaking = True
+        self._model_turns += 1
 
     def _end_model_turn(self, *, interrupted: bool) -> None:
-        self._model_speaking = False
-        self._turns(self.transcript.end_exchange(interrupted=interrupted))
+        was_speaking, self._model_speaking = self._model_speaking, False
+        changed = self.transcript.end_exchange(interrupted=interrupted)
+        self._turns(changed)
+        if was_speaking:
+            for index in changed:
+                turn = self.transcript[index]
+                if turn.role == "model":
+                    self._answered(turn)
 
     def _turns(self, indexes: list[int]) -> None:
         if indexes:
@@ -677,6 +942,24 @@ async def _complete(send: Coroutine[Any, Any, None], sent: Callable[[], None]) -
             sent()
         raise
     sent()
+
+
+def is_voice(pcm: bytes) -> bool:
+    """Whether a PCM16 LE chunk carries voice (RMS above :data:`VOICE_RMS`)."""
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32)
+    return bool(samples.size) and float(np.sqrt(np.mean(samples * samples))) > VOICE_RMS
+
+
+def _check_text(text: object, waiting: int) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, not {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("text must not be empty")
+    if waiting >= MAX_PENDING_TEXTS:
+        raise RuntimeError(
+            f"{MAX_PENDING_TEXTS} texts already wait for the connection; try again later"
+        )
+    return text
 
 
 def _backoff(attempt: int) -> float:

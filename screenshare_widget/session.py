@@ -89,6 +89,14 @@ class LiveSession(Protocol):
     async def send_text(self, text: str) -> None:
         """Send typed text as realtime input."""
 
+    async def end_audio(self) -> None:
+        """Say the microphone stream ended (``audioStreamEnd``), so the service's voice
+        activity detection closes an utterance still open."""
+
+    async def update_instruction(self, text: str) -> None:
+        """Replace the system instruction mid-session (a context update); only for models
+        whose profile has ``context_update``."""
+
     async def ping(self) -> None:
         """Return once the service answered a ping; the caller bounds the wait."""
 

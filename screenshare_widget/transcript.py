@@ -30,7 +30,9 @@ class Turn:
 
     ``started_at`` and ``ended_at`` are timezone-aware UTC datetimes: when the first and the
     last piece of the turn arrived. ``ended_at`` is ``None`` while the turn is still open.
-    ``interrupted`` is true for a model turn the user talked over.
+    ``interrupted`` is true for a model turn the user talked over. ``instruction`` is the
+    version of the system instruction the model had when the turn began (see
+    ``assistant.instructions``). ``typed`` is true for text the user sent instead of speech.
     """
 
     role: Role
@@ -38,6 +40,8 @@ class Turn:
     started_at: datetime
     ended_at: datetime | None = None
     interrupted: bool = False
+    instruction: int = 1
+    typed: bool = False
 
     @property
     def done(self) -> bool:
@@ -71,6 +75,8 @@ class Transcript(Sequence[Turn]):
         self._user: int | None = None
         self._model: int | None = None
         self._user_last: datetime | None = None  # when the open user turn last grew
+        #: The instruction version new turns are tagged with (the relay keeps it current).
+        self.instruction = 1
 
     # ---- reading ----------------------------------------------------------------------------
 
@@ -99,20 +105,27 @@ class Transcript(Sequence[Turn]):
         return f"Transcript({len(turns)} turns)"
 
     def to_markdown(self) -> str:
-        """The conversation as markdown, one paragraph per turn."""
+        """The conversation as markdown, one paragraph per turn; a rule marks where the
+        instruction version changed."""
         lines = []
+        version = 1
         for turn in self.snapshot():
+            if turn.instruction != version:
+                version = turn.instruction
+                lines.append(f"--- *instruction v{version}* ---")
             who = "**You**" if turn.role == "user" else "**Assistant**"
             text = turn.text.strip() or "…"
             mark = " *(interrupted)*" if turn.interrupted else ""
-            lines.append(f"{who}: {text}{mark}")
+            typed = " *(typed)*" if turn.typed else ""
+            lines.append(f"{who}{typed}: {text}{mark}")
         return "\n\n".join(lines)
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown() or "*(no turns yet)*"
 
     def to_pandas(self) -> pd.DataFrame:
-        """The turns as a DataFrame: role, text, started_at, ended_at, interrupted, duration_s."""
+        """The turns as a DataFrame: role, text, started_at, ended_at, interrupted,
+        instruction (version), typed, duration_s."""
         import pandas as pd
 
         rows = [
@@ -122,10 +135,14 @@ class Transcript(Sequence[Turn]):
                 "started_at": t.started_at,
                 "ended_at": t.ended_at,
                 "interrupted": t.interrupted,
+                "instruction": t.instruction,
+                "typed": t.typed,
             }
             for t in self.snapshot()
         ]
-        columns = ["role", "text", "started_at", "ended_at", "interrupted"]
+        columns = [
+            "role", "text", "started_at", "ended_at", "interrupted", "instruction", "typed"
+        ]  # fmt: skip
         frame = pd.DataFrame(rows, columns=columns)
         frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
         frame["ended_at"] = pd.to_datetime(frame["ended_at"], utc=True)
@@ -143,7 +160,7 @@ class Transcript(Sequence[Turn]):
         with self._lock:
             self._user_last = at
             if self._user is None:
-                turn = Turn(role="user", text=text, started_at=at)
+                turn = Turn(role="user", text=text, started_at=at, instruction=self.instruction)
                 if self._model is not None:
                     # The model answered before the user's words arrived: put them first.
                     model_start = self._turns[self._model].started_at
@@ -177,10 +194,25 @@ class Transcript(Sequence[Turn]):
         if self._model is not None:
             return [self._model]
         changed = []
-        self._turns.append(Turn(role="model", text="", started_at=at))
+        self._turns.append(Turn(role="model", text="", started_at=at, instruction=self.instruction))
         self._model = len(self._turns) - 1
         changed.append(self._model)
         return changed
+
+    def add_typed(self, text: str, at: datetime | None = None) -> list[int]:
+        """Append text the user typed, as a closed user turn of its own.
+
+        A model turn still open is left open (the service decides whether the text
+        interrupts it); the answer to the text opens a new model turn after this one.
+        """
+        at = at or _now()
+        turn = Turn(
+            role="user", text=text, started_at=at, ended_at=at, instruction=self.instruction,
+            typed=True,
+        )  # fmt: skip
+        with self._lock:
+            self._turns.append(turn)
+            return [len(self._turns) - 1]
 
     def end_exchange(self, *, interrupted: bool = False, at: datetime | None = None) -> list[int]:
         """Close the current exchange: the model's turn completed or was interrupted.

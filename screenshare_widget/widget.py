@@ -8,9 +8,11 @@ buffers (see ``protocol.py``). Message handlers only validate and hand bytes to 
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import logging
+import os
 import pathlib
 import threading
 import time
@@ -29,7 +31,9 @@ from .config import (
     dropped_options,
 )
 from .events import Events, Frames, Handover
-from .relay import Relay, RelayCounters, RelayState
+from .instructions import Instruction, Instructions
+from .recording import Recorder, Recording
+from .relay import ASK_TIMEOUT_S, Relay, RelayCounters, RelayState
 from .session import Connector, Usage
 from .transcript import Transcript, Turn
 
@@ -45,9 +49,14 @@ _STATIC = pathlib.Path(__file__).parent / "static"
 class ScreenShareAssistant(anywidget.AnyWidget):
     """A live voice assistant that sees your shared screen, in a notebook cell.
 
-    Display it, click **Share screen & mic**, and talk. The conversation is Python data:
-    :attr:`transcript` (turns), :attr:`usage` (tokens). Without ``client`` and without a
-    ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``, it runs on the local Live emulator, and says so.
+    Display it, click **Share screen & mic**, and talk, or type: :meth:`say` and
+    ``await`` :meth:`ask` send text from Python. The conversation is Python data:
+    :attr:`transcript` (turns), :attr:`events`, :attr:`frames`, :attr:`usage` (tokens),
+    :attr:`instructions` (the versions of the system instruction). Setting
+    :attr:`system_instruction` while live applies it from the next turn. :meth:`record`
+    saves the session as a folder that :func:`screenshare_widget.compare` replays against
+    other instructions. Without ``client`` and without a ``GEMINI_API_KEY`` /
+    ``GOOGLE_API_KEY``, it runs on the local Live emulator, and says so.
 
     Args:
         system_instruction: How the assistant should behave. Default: a concise screen-share
@@ -72,8 +81,16 @@ class ScreenShareAssistant(anywidget.AnyWidget):
     model = traitlets.Unicode(DEFAULT_MODEL).tag(sync=True)
     #: The prebuilt voice; a change applies to the next connection.
     voice = traitlets.Unicode(DEFAULT_VOICE).tag(sync=True)
-    #: The system instruction; a change applies to the next connection.
+    #: The system instruction. A change while live reaches the model for its next turn (a
+    #: context update, or a resumption handover on models without one) and makes a new
+    #: version in :attr:`instructions`; the widget's instruction box sets it too.
     system_instruction = traitlets.Unicode(DEFAULT_SYSTEM_INSTRUCTION).tag(sync=True)
+    #: The latest version number of the system instruction.
+    instruction_version = traitlets.Int(1, read_only=True).tag(sync=True)
+    #: The version the model has (0 before the first connection).
+    instruction_applied = traitlets.Int(0, read_only=True).tag(sync=True)
+    #: The folder :meth:`record` writes to, "" when not recording.
+    recording = traitlets.Unicode("", read_only=True).tag(sync=True)
     #: Most screen frames per second sent to the model (at most 1).
     max_fps = traitlets.Float(1.0).tag(sync=True)
     #: Longest side of a sent frame, in pixels (the aspect ratio is kept).
@@ -127,6 +144,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         self.rejected_messages = 0
         self.playback: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._recorder: Recorder | None = None
         self.on_msg(self._on_custom_message)
 
     # ---- public API -------------------------------------------------------------------------
@@ -149,6 +167,12 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         return self._relay.frames
 
     @property
+    def instructions(self) -> Instructions:
+        """Every version of the system instruction, with when it was set and how and when
+        the model got it (``.to_pandas()``); turns carry their version."""
+        return self._relay.instructions
+
+    @property
     def usage(self) -> list[Usage]:
         """Token usage reported by the service, one entry per report."""
         return list(self._relay.usage)
@@ -168,6 +192,68 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         """Open the Live session now (the Share button also does this). Returns at once."""
         self._relay.start()
 
+    def say(self, text: str) -> None:
+        """Send ``text`` to the model as if typed in the widget, and return at once.
+
+        It joins the transcript as a typed user turn; the answer arrives like a spoken one
+        (aloud in the cell, transcribed in :attr:`transcript`). Without a running session,
+        one starts (sharing the screen is not needed). Raises ``ValueError`` for empty text.
+        """
+        self._relay.say(text)
+
+    async def ask(self, text: str, *, timeout: float = ASK_TIMEOUT_S) -> str:  # noqa: ASYNC109
+        """Send ``text`` and return the model's answer as text when its turn completes.
+
+        ``await assistant.ask("What is on my screen?")`` in a cell. The relay keeps running
+        meanwhile, and the answer is also spoken in the cell and kept in the transcript.
+        Without a running session, one starts. Raises ``TimeoutError`` after ``timeout``
+        seconds without an answer and ``SessionEnded`` if the session stops first; an answer
+        the user talks over returns what was said until then. Cancelling stops the wait, not
+        the question.
+        """
+        return await asyncio.wrap_future(self._relay.ask(text, timeout))
+
+    def record(self, path: str | os.PathLike[str]) -> Recorder:
+        """Start saving this session into the folder ``path`` (new or empty): microphone
+        audio, model speech, the frames sent, every event and the transcript.
+
+        Recording goes on across Stop and Share until :meth:`stop_recording` (or
+        ``recorder.stop()``, or the end of a ``with assistant.record(...):`` block), which
+        returns the :class:`~screenshare_widget.recording.Recording` to replay with
+        :func:`screenshare_widget.compare`.
+        """
+        with self._lock:
+            if self._recorder is not None and not self._recorder.stopped:
+                raise RuntimeError(
+                    f"already recording to {self._recorder.path}; "
+                    "call assistant.stop_recording() first"
+                )
+            config = self._relay.config
+            recorder = Recorder(
+                path,
+                meta={
+                    "model": config.model,
+                    "voice": config.voice,
+                    "system_instruction": config.system_instruction,
+                },
+                turns=self.transcript.snapshot,
+                on_stop=self._recording_stopped,
+            )
+            self._recorder = recorder
+            self._relay.tap = recorder
+        self.set_trait("recording", str(recorder.path))
+        return recorder
+
+    def stop_recording(self) -> Recording | None:
+        """Finish the recording :meth:`record` started and return it (None if none runs)."""
+        recorder = self._recorder
+        return None if recorder is None else recorder.stop()
+
+    def _recording_stopped(self) -> None:
+        if self._relay.tap is self._recorder:
+            self._relay.tap = None
+        self._in_comm_context(lambda: self.set_trait("recording", ""))
+
     def stop(self) -> None:
         """End the conversation: closes the Live session and ends sharing in the page.
 
@@ -181,6 +267,9 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         relay = getattr(self, "_relay", None)  # absent if __init__ failed
         if relay is not None:
             relay.close()
+        recorder = getattr(self, "_recorder", None)
+        if recorder is not None:
+            recorder.stop()
         super().close()
 
     # ---- traits -----------------------------------------------------------------------------
@@ -196,7 +285,12 @@ class ScreenShareAssistant(anywidget.AnyWidget):
     @traitlets.observe("voice", "model", "system_instruction")
     def _config_changed(self, change: dict[str, Any]) -> None:
         relay = getattr(self, "_relay", None)
-        if relay is not None:
+        if relay is None:
+            return
+        if change["name"] == "system_instruction":
+            version = relay.set_instruction(change["new"])
+            self.set_trait("instruction_version", version.version)
+        else:
             relay.config = dataclasses.replace(relay.config, **{change["name"]: change["new"]})
 
     @traitlets.validate("max_fps")
@@ -269,6 +363,11 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             self.set_trait("error", text)
         elif kind == "playback":
             self.playback = dict(message.fields)
+        elif kind == "text":
+            try:
+                self._relay.say(message.fields["text"])
+            except (RuntimeError, ValueError) as exc:
+                self.set_trait("error", str(exc))
 
     def _reject(self, reason: str) -> None:
         with self._lock:
@@ -347,6 +446,18 @@ class _Sink:
                 "the earlier context; the transcript goes on."
             )
         self._widget._send_to_page({"kind": "notice", "text": text})
+
+    def on_instruction(self, instruction: Instruction) -> None:
+        w = self._widget
+        w._in_comm_context(lambda: w.set_trait("instruction_applied", instruction.version))
+        how = {
+            "context_update": "mid-session",
+            "handover": "on a new connection",
+            "setup": "at connection",
+        }[instruction.applied_by or "setup"]
+        if instruction.applied_by != "setup" or instruction.version > 1:
+            text = f"The model has system instruction v{instruction.version} ({how})."
+            w._send_to_page({"kind": "notice", "text": text})
 
     def on_tick(self) -> None:
         w = self._widget

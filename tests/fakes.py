@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.events import Handover
+from screenshare_widget.instructions import Instruction
 from screenshare_widget.relay import RelayState
 from screenshare_widget.session import LiveError, LiveSession, ServerMessage, Usage
 from screenshare_widget.transcript import Turn
@@ -26,6 +27,8 @@ class FakeSession:
         self.audio: list[bytes] = []
         self.frames: list[bytes] = []
         self.texts: list[str] = []
+        self.instructions: list[str] = []
+        self.audio_ended = 0
         self._inbox: asyncio.Queue[Step] = asyncio.Queue()
         self.closed = False
         self.stalled = False
@@ -42,6 +45,12 @@ class FakeSession:
 
     async def send_text(self, text: str) -> None:
         self.texts.append(text)
+
+    async def end_audio(self) -> None:
+        self.audio_ended += 1
+
+    async def update_instruction(self, text: str) -> None:
+        self.instructions.append(text)
 
     async def ping(self) -> None:
         if self.stalled:
@@ -97,6 +106,7 @@ class RecordingSink:
     usage: list[Usage] = field(default_factory=list)
     ticks: int = 0
     handovers: list[Handover] = field(default_factory=list)
+    instructions: list[Instruction] = field(default_factory=list)
 
     def on_state(self, state: RelayState, error: str) -> None:
         self.states.append((state, error))
@@ -121,3 +131,6 @@ class RecordingSink:
 
     def on_handover(self, handover: Handover) -> None:
         self.handovers.append(handover)
+
+    def on_instruction(self, instruction: Instruction) -> None:
+        self.instructions.append(instruction)

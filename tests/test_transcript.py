@@ -79,6 +79,8 @@ def test_to_pandas_and_markdown() -> None:
         "started_at",
         "ended_at",
         "interrupted",
+        "instruction",
+        "typed",
         "duration_s",
     ]
     assert df["text"].tolist() == ["Hello", "Hi!"]
@@ -98,6 +100,8 @@ def test_turns_are_frozen_and_records_are_json_friendly() -> None:
         "started_at": at(0).timestamp(),
         "ended_at": at(1).timestamp(),
         "interrupted": False,
+        "instruction": 1,
+        "typed": False,
     }
     try:
         turn.text = "x"  # type: ignore[misc]
@@ -113,3 +117,34 @@ def test_sequence_protocol() -> None:
     assert tr[-1].text == "a"
     assert list(tr[0:1]) == [tr[0]]
     assert repr(tr) == "Transcript(1 turns)"
+
+
+def test_turns_carry_the_instruction_version_they_began_under() -> None:
+    tr = Transcript()
+    tr.add_input("first", at(0))
+    tr.add_output("one", at(1))
+    tr.end_exchange(at=at(2))
+    tr.instruction = 2
+    tr.add_input("second", at(3))
+    tr.add_output("two", at(4))
+    assert [t.instruction for t in tr] == [1, 1, 2, 2]
+    assert tr.to_pandas()["instruction"].tolist() == [1, 1, 2, 2]
+    md = tr.to_markdown()
+    assert md.index("Assistant**: one") < md.index("instruction v2") < md.index("You**: second")
+
+
+def test_typed_text_is_a_closed_user_turn_and_the_answer_follows_it() -> None:
+    tr = Transcript()
+    tr.add_input("spoken", at(0))
+    assert tr.add_typed("typed words", at(1)) == [1]
+    typed = tr[1]
+    assert typed.typed and typed.role == "user" and typed.ended_at == at(1)
+    tr.add_output("answer", at(2))
+    tr.end_exchange(at=at(3))
+    assert [(t.role, t.text, t.typed) for t in tr] == [
+        ("user", "spoken", False),
+        ("user", "typed words", True),
+        ("model", "answer", False),
+    ]
+    assert all(t.done for t in tr)
+    assert "**You** *(typed)*: typed words" in tr.to_markdown()

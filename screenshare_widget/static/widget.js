@@ -34,6 +34,7 @@ export const BROWSER_KINDS = Object.freeze([
   "stop",
   "client_error",
   "playback",
+  "text",
 ]);
 /** Kinds the kernel sends to the browser. */
 export const KERNEL_KINDS = Object.freeze([
@@ -153,6 +154,8 @@ const MIC_CONSTRAINTS = {
  * @property {number} started_at
  * @property {number | null} ended_at
  * @property {boolean} interrupted
+ * @property {number} [instruction] the system instruction version it was spoken under
+ * @property {boolean} [typed] typed text rather than speech
  */
 
 /**
@@ -1170,7 +1173,11 @@ function registerSeam(controller) {
 /** Traits a view shows; it re-renders its header when any of them changes. */
 const VIEW_TRAITS = [
   "status", "error", "backend", "emulated", "model", "voice", "live_since", "connection",
+  "instruction_version", "instruction_applied", "recording",
 ];
+
+/** Longest text the text box sends (characters); the kernel refuses longer. */
+const MAX_TEXT_CHARS = 10000;
 
 /**
  * @param {string} tag
@@ -1202,7 +1209,8 @@ function buildView() {
   const engine = h("span", "ssw-engine");
   const backendBox = h("span", "ssw-backend-box");
   backendBox.append(backend, engine);
-  bar.append(share, stop, status, timer, connection, backendBox);
+  const recording = h("span", "ssw-recording");
+  bar.append(share, stop, status, timer, connection, recording, backendBox);
 
   const error = h("div", "ssw-error");
   error.setAttribute("role", "alert");
@@ -1229,13 +1237,39 @@ function buildView() {
   meterRow.append(h("span", "ssw-meter-label", "Mic"), meter);
   const transcript = h("div", "ssw-transcript");
   transcript.setAttribute("aria-live", "polite");
-  side.append(meterRow, transcript);
+  const compose = /** @type {HTMLFormElement} */ (h("form", "ssw-compose"));
+  const textInput = /** @type {HTMLInputElement} */ (h("input", "ssw-text-input"));
+  textInput.type = "text";
+  textInput.placeholder = "Type to the assistant…";
+  textInput.maxLength = MAX_TEXT_CHARS;
+  textInput.setAttribute("aria-label", "Message to the assistant");
+  const send = /** @type {HTMLButtonElement} */ (h("button", "ssw-button ssw-send", "Send"));
+  send.type = "submit";
+  compose.append(textInput, send);
+  side.append(meterRow, transcript, compose);
   body.append(previewBox, side);
 
-  root.append(bar, error, notice, body);
+  const instruction = /** @type {HTMLDetailsElement} */ (h("details", "ssw-instruction"));
+  const instructionSummary = h("summary", "ssw-instruction-summary", "System instruction");
+  const instructionText = /** @type {HTMLTextAreaElement} */ (
+    h("textarea", "ssw-instruction-text")
+  );
+  instructionText.rows = 4;
+  instructionText.setAttribute("aria-label", "System instruction");
+  const instructionRow = h("div", "ssw-instruction-row");
+  const apply = /** @type {HTMLButtonElement} */ (h("button", "ssw-button ssw-apply", "Apply"));
+  apply.type = "button";
+  const revert = /** @type {HTMLButtonElement} */ (h("button", "ssw-button ssw-revert", "Revert"));
+  revert.type = "button";
+  const instructionState = h("span", "ssw-instruction-state");
+  instructionRow.append(apply, revert, instructionState);
+  instruction.append(instructionSummary, instructionText, instructionRow);
+
+  root.append(bar, error, notice, body, instruction);
   return {
-    root, share, stop, status, timer, connection, backend, engine, error, notice,
-    previewBox, preview, meter, meterFill, transcript,
+    root, share, stop, status, timer, connection, recording, backend, engine, error, notice,
+    previewBox, preview, meter, meterFill, transcript, compose, textInput, send, instruction,
+    instructionSummary, instructionText, apply, revert, instructionState,
   };
 }
 
@@ -1251,10 +1285,13 @@ function renderTurn(turn, row = h("div", "ssw-turn")) {
   else delete row.dataset.interrupted;
   if (turn.ended_at == null) row.dataset.partial = "true";
   else delete row.dataset.partial;
-  row.replaceChildren(
-    h("span", "ssw-role", role === "user" ? "You" : "Assistant"),
-    h("span", "ssw-text", turn.text),
-  );
+  if (turn.typed) row.dataset.typed = "true";
+  else delete row.dataset.typed;
+  const label = h("span", "ssw-role", role === "user" ? "You" : "Assistant");
+  const version = Number(turn.instruction) || 1;
+  row.dataset.instruction = String(version);
+  if (version > 1) label.append(h("span", "ssw-version", ` v${version}`));
+  row.replaceChildren(label, h("span", "ssw-text", turn.text));
   return row;
 }
 
@@ -1345,6 +1382,11 @@ export default function screenshareWidget() {
         const engine = [model.get("model"), model.get("voice")].filter(Boolean).join(" · ");
         ui.engine.textContent = engine;
         ui.engine.hidden = !engine;
+        const recording = model.get("recording") || "";
+        ui.recording.textContent = recording ? "● REC" : "";
+        ui.recording.title = recording ? `Recording to ${recording}` : "";
+        ui.recording.hidden = !recording;
+        showInstruction();
 
         const traitError = model.get("error") || "";
         const errors = [ctl.pageError, traitError].filter(Boolean);
@@ -1361,6 +1403,58 @@ export default function screenshareWidget() {
         if (ui.preview.srcObject !== stream) ui.preview.srcObject = stream;
         ui.previewBox.dataset.active = String(!!stream);
         showTimer();
+      };
+
+      // The instruction box follows the kernel's value unless the user is editing it.
+      let editing = false;
+      const showInstruction = () => {
+        const text = model.get("system_instruction") || "";
+        if (!editing && ui.instructionText.value !== text) ui.instructionText.value = text;
+        const latest = Number(model.get("instruction_version")) || 1;
+        const applied = Number(model.get("instruction_applied")) || 0;
+        let state = `v${latest}`;
+        if (applied >= latest) state += " · the model has it";
+        else if (applied > 0) state += ` · waiting for the next turn (the model has v${applied})`;
+        else state += " · used when the session starts";
+        if (editing) state = `edited · Apply to make v${latest + 1}`;
+        ui.instructionState.textContent = state;
+        ui.instructionSummary.textContent = `System instruction (v${latest})`;
+        ui.instruction.dataset.version = String(latest);
+        ui.instruction.dataset.applied = String(applied);
+        ui.apply.disabled = !editing;
+        ui.revert.disabled = !editing;
+      };
+      const onInstructionInput = () => {
+        editing = ui.instructionText.value !== (model.get("system_instruction") || "");
+        showInstruction();
+      };
+      const onApply = () => {
+        model.set("system_instruction", ui.instructionText.value);
+        model.save_changes();
+        editing = false;
+        showInstruction();
+      };
+      const onRevert = () => {
+        editing = false;
+        ui.instructionText.value = model.get("system_instruction") || "";
+        showInstruction();
+      };
+      /** @param {SubmitEvent} event */
+      const onSend = (event) => {
+        event.preventDefault();
+        const text = ui.textInput.value.trim();
+        if (!text) return;
+        ctl.sendToKernel({ kind: "text", text: text.slice(0, MAX_TEXT_CHARS) });
+        ui.textInput.value = "";
+      };
+      // Keys typed here are the user's text, not notebook shortcuts (Shift+Enter, A, B, ...).
+      /** @param {KeyboardEvent} event */
+      const keepKeys = (event) => {
+        event.stopPropagation();
+        if (event.key === "Enter" && event.target === ui.instructionText && event.ctrlKey) {
+          event.preventDefault();
+          if (editing) onApply();
+        }
       };
 
       /** @param {number} level */
@@ -1398,6 +1492,14 @@ export default function screenshareWidget() {
       };
       ui.share.addEventListener("click", onShare);
       ui.stop.addEventListener("click", onStop);
+      ui.compose.addEventListener("submit", onSend);
+      ui.apply.addEventListener("click", onApply);
+      ui.revert.addEventListener("click", onRevert);
+      ui.instructionText.addEventListener("input", onInstructionInput);
+      for (const field of [ui.textInput, ui.instructionText]) {
+        field.addEventListener("keydown", keepKeys);
+      }
+      model.on("change:system_instruction", showInstruction);
       const unsubscribe = [
         ctl.on("state", showState),
         ctl.on("level", showLevel),
@@ -1415,6 +1517,14 @@ export default function screenshareWidget() {
         cleaned = true;
         ui.share.removeEventListener("click", onShare);
         ui.stop.removeEventListener("click", onStop);
+        ui.compose.removeEventListener("submit", onSend);
+        ui.apply.removeEventListener("click", onApply);
+        ui.revert.removeEventListener("click", onRevert);
+        ui.instructionText.removeEventListener("input", onInstructionInput);
+        for (const field of [ui.textInput, ui.instructionText]) {
+          field.removeEventListener("keydown", keepKeys);
+        }
+        model.off("change:system_instruction", showInstruction);
         for (const off of unsubscribe) off();
         for (const trait of VIEW_TRAITS) model.off(`change:${trait}`, showState);
         clearInterval(clock);

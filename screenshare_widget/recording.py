@@ -1,0 +1,403 @@
+"""Sessions saved as folders, to listen to, inspect and replay (``assistant.record(path)``).
+
+A recording folder holds:
+
+``mic.wav``
+    The microphone as it reached the kernel: PCM16 mono at 16 kHz, on the recording's
+    timeline (a pause in the audio, such as sharing stopped, is kept as silence).
+``model.wav``
+    The model's speech as it arrived: PCM16 mono at 24 kHz, answers one after another.
+``frames/000001.jpg``, ...
+    Every screen frame the model was sent.
+``events.jsonl``
+    One JSON object per line. The first line describes the recording (``kind:
+    "recording"``, the model, voice and system instruction); every other line is a session
+    event (``kind`` as in ``assistant.events``) with ``t``, its time in seconds since the
+    recording started. ``frame_sent`` lines name their JPEG file; ``text`` lines carry what
+    the user typed.
+``transcript.jsonl``
+    The turns spoken while recording, written when the recording stops.
+
+Files are flushed about every second while recording, so a crash loses at most that much.
+This module imports no widget or SDK code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Final
+
+from .events import Event, SentFrame
+from .protocol import INPUT_RATE_HZ, OUTPUT_RATE_HZ, SAMPLE_BYTES
+from .transcript import Turn
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+#: The folder layout's version, in the first line of ``events.jsonl``.
+FORMAT: Final = 1
+#: A gap this long (s) between microphone chunks is written as silence, so the audio keeps
+#: the recording's timeline; shorter jitter is not.
+GAP_FILL_S: Final = 0.5
+#: Flush files (and WAV headers) this often while recording (s).
+FLUSH_EVERY_S: Final = 1.0
+_HEADER_BYTES: Final = 44
+
+
+class _WavWriter:
+    """A PCM16 mono WAV file written incrementally; the header is correct after each
+    :meth:`flush`."""
+
+    def __init__(self, path: Path, rate_hz: int) -> None:
+        self._file: IO[bytes] = path.open("wb")
+        self._rate = rate_hz
+        self.data_bytes = 0
+        self._file.write(self._header())
+
+    def _header(self) -> bytes:
+        byte_rate = self._rate * SAMPLE_BYTES
+        return (
+            b"RIFF"
+            + struct.pack("<I", 36 + self.data_bytes)
+            + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, self._rate, byte_rate, SAMPLE_BYTES, 16)
+            + b"data"
+            + struct.pack("<I", self.data_bytes)
+        )
+
+    @property
+    def seconds(self) -> float:
+        return self.data_bytes / (self._rate * SAMPLE_BYTES)
+
+    def write(self, pcm: bytes) -> None:
+        self._file.write(pcm)
+        self.data_bytes += len(pcm)
+
+    def flush(self) -> None:
+        self._file.seek(0)
+        self._file.write(self._header())
+        self._file.seek(0, os.SEEK_END)
+        self._file.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._file.close()
+
+
+class Recorder:
+    """Writes one session into a folder while it runs; see the module docs for the layout.
+
+    Made by ``assistant.record(path)``; the relay calls its ``on_*`` methods on its thread.
+    :meth:`stop` (or leaving a ``with`` block) finishes the files and returns the
+    :class:`Recording`. Stopping twice is harmless.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        meta: dict[str, Any],
+        turns: Callable[[], Sequence[Turn]] = tuple,
+        on_stop: Callable[[], None] | None = None,
+    ) -> None:
+        folder = Path(path)
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise FileExistsError(
+                f"{folder} already exists and is not an empty folder; record into a new one"
+            )
+        (folder / "frames").mkdir(parents=True, exist_ok=True)
+        self.path = folder
+        self.started_at = datetime.now(UTC)
+        self._t0 = time.monotonic()
+        self._turns = turns
+        self._on_stop = on_stop
+        self._first_turn = len(turns())
+        self._lock = threading.Lock()
+        self._closed = False
+        self._mic = _WavWriter(folder / "mic.wav", INPUT_RATE_HZ)
+        self._model = _WavWriter(folder / "model.wav", OUTPUT_RATE_HZ)
+        self._events = (folder / "events.jsonl").open("w", encoding="utf-8")
+        self._frames = 0
+        self._flushed = self._t0
+        header = {"kind": "recording", "format": FORMAT, "started_at": _iso(self.started_at)}
+        self._line({**header, **meta})
+        self._recording: Recording | None = None
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._closed else "recording"
+        return f"Recorder({str(self.path)!r}, {state}, {self._mic.seconds:.1f} s of audio)"
+
+    # ---- the relay's tap (relay thread) ------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        """Append a session event (``frame_sent`` comes through :meth:`on_frame`)."""
+        if event.kind == "frame_sent":
+            return
+        with self._lock:
+            if self._closed:
+                return
+            self._line({"t": self._t(event.at), "kind": event.kind, **event.detail})
+            self._maybe_flush()
+
+    def on_mic(self, pcm: bytes) -> None:
+        """Append microphone audio, after silence for any gap since the last chunk."""
+        with self._lock:
+            if self._closed:
+                return
+            start_s = time.monotonic() - self._t0 - len(pcm) / (INPUT_RATE_HZ * SAMPLE_BYTES)
+            gap_s = start_s - self._mic.seconds
+            if gap_s > GAP_FILL_S:
+                self._mic.write(bytes(round(gap_s * INPUT_RATE_HZ) * SAMPLE_BYTES))
+            self._mic.write(pcm)
+            self._maybe_flush()
+
+    def on_frame(self, frame: SentFrame) -> None:
+        """Save a frame the model was sent, and its ``frame_sent`` line."""
+        with self._lock:
+            if self._closed:
+                return
+            self._frames += 1
+            name = f"frames/{self._frames:06d}.jpg"
+            (self.path / name).write_bytes(frame.jpeg)
+            self._line(
+                {
+                    "t": self._t(frame.at),
+                    "kind": "frame_sent",
+                    "file": name,
+                    "width": frame.width,
+                    "height": frame.height,
+                    "bytes": len(frame.jpeg),
+                }
+            )
+            self._maybe_flush()
+
+    def on_model_audio(self, pcm: bytes) -> None:
+        """Append model speech."""
+        with self._lock:
+            if not self._closed:
+                self._model.write(pcm)
+
+    # ---- finishing ---------------------------------------------------------------------------
+
+    def stop(self) -> Recording:
+        """Finish the files (WAV headers, ``transcript.jsonl``) and return the recording."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._mic.close()
+                self._model.close()
+                self._events.close()
+                turns = list(self._turns())[self._first_turn :]
+                with (self.path / "transcript.jsonl").open("w", encoding="utf-8") as out:
+                    for turn in turns:
+                        out.write(json.dumps(turn.to_record(), ensure_ascii=False) + "\n")
+                if self._on_stop is not None:
+                    self._on_stop()
+        if self._recording is None:
+            self._recording = Recording.load(self.path)
+        return self._recording
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` ran."""
+        return self._closed
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ---- internals (under the lock) ----------------------------------------------------------
+
+    def _t(self, at: datetime) -> float:
+        return round((at - self.started_at).total_seconds(), 4)
+
+    def _line(self, record: dict[str, Any]) -> None:
+        self._events.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+    def _maybe_flush(self) -> None:
+        now = time.monotonic()
+        if now - self._flushed >= FLUSH_EVERY_S:
+            self._flushed = now
+            self._mic.flush()
+            self._model.flush()
+            self._events.flush()
+
+
+@dataclass(frozen=True)
+class RecordedFrame:
+    """A screen frame of a recording, sent ``t`` seconds after the recording started."""
+
+    t: float
+    jpeg: bytes = field(repr=False)
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class RecordedText:
+    """Text the user typed, ``t`` seconds after the recording started."""
+
+    t: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A recorded session, loaded from its folder (see the module docs for the layout).
+
+    ``mic`` is PCM16 LE mono at 16 kHz from the recording's start; ``events`` are the
+    lines of ``events.jsonl`` after the first, as dicts with ``t`` in seconds.
+    """
+
+    path: Path
+    started_at: datetime
+    model: str
+    voice: str
+    system_instruction: str
+    mic: bytes = field(repr=False)
+    frames: tuple[RecordedFrame, ...] = field(repr=False)
+    texts: tuple[RecordedText, ...] = field(repr=False)
+    events: tuple[dict[str, Any], ...] = field(repr=False)
+    turns: tuple[Turn, ...] = field(repr=False)
+
+    @property
+    def duration_s(self) -> float:
+        """How long the recording runs: its audio, or its last event if later (s)."""
+        last = max((e.get("t", 0.0) for e in self.events), default=0.0)
+        return max(len(self.mic) / (INPUT_RATE_HZ * SAMPLE_BYTES), float(last))
+
+    def __repr__(self) -> str:
+        return (
+            f"Recording({str(self.path)!r}, {self.duration_s:.1f} s, {len(self.frames)} frames, "
+            f"{len(self.texts)} texts, {len(self.turns)} turns)"
+        )
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The events as a table: t (s), kind, and one column per detail."""
+        import pandas as pd
+
+        frame = pd.DataFrame(list(self.events))
+        return frame if not frame.empty else pd.DataFrame(columns=["t", "kind"])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Recording:
+        """Read a recording folder; raises ``ValueError`` naming what is missing or broken."""
+        folder = Path(path)
+        events_path = folder / "events.jsonl"
+        if not events_path.is_file():
+            raise ValueError(f"{folder} is not a recording: it has no events.jsonl")
+        lines = []
+        for number, line in enumerate(events_path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if number == 1:
+                    raise ValueError(f"{events_path}: the first line is not JSON") from exc
+                logger.warning("%s line %d is not JSON; skipped", events_path, number)
+                continue
+            if isinstance(record, dict):
+                lines.append(record)
+        if not lines or lines[0].get("kind") != "recording":
+            raise ValueError(f"{events_path} does not start with a recording header")
+        head, events = lines[0], tuple(lines[1:])
+        if head.get("format", FORMAT) > FORMAT:
+            raise ValueError(f"{folder} was written by a newer screenshare-widget")
+        frames = []
+        for e in events:
+            if e.get("kind") == "frame_sent" and isinstance(e.get("file"), str):
+                file = folder / e["file"]
+                if file.is_file():
+                    frames.append(
+                        RecordedFrame(
+                            float(e["t"]),
+                            file.read_bytes(),
+                            int(e.get("width", 0)),
+                            int(e.get("height", 0)),
+                        )  # fmt: skip
+                    )
+                else:
+                    logger.warning("%s: %s is missing; that frame is skipped", folder, e["file"])
+        texts = tuple(
+            RecordedText(float(e["t"]), str(e["text"]))
+            for e in events
+            if e.get("kind") == "text" and isinstance(e.get("text"), str)
+        )
+        return cls(
+            path=folder,
+            started_at=datetime.fromisoformat(head["started_at"]),
+            model=str(head.get("model", "")),
+            voice=str(head.get("voice", "")),
+            system_instruction=str(head.get("system_instruction", "")),
+            mic=_read_wav(folder / "mic.wav", INPUT_RATE_HZ),
+            frames=tuple(frames),
+            texts=texts,
+            events=events,
+            turns=_read_turns(folder / "transcript.jsonl"),
+        )
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def _read_wav(path: Path, rate_hz: int) -> bytes:
+    """The PCM of a mono PCM16 WAV at ``rate_hz`` (b"" if the file is absent)."""
+    if not path.is_file():
+        return b""
+    data = path.read_bytes()
+    if len(data) < _HEADER_BYTES or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError(f"{path} is not a WAV file")
+    channels, rate, bits = struct.unpack("<H I 6x H", data[22:36])
+    if (channels, rate, bits) != (1, rate_hz, 16):
+        raise ValueError(
+            f"{path} is {channels} channel(s) at {rate} Hz, {bits}-bit; "
+            f"expected mono 16-bit at {rate_hz} Hz"
+        )
+    pcm = data[_HEADER_BYTES:]
+    return pcm[: len(pcm) // SAMPLE_BYTES * SAMPLE_BYTES]
+
+
+def _read_turns(path: Path) -> tuple[Turn, ...]:
+    if not path.is_file():
+        return ()
+    turns = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        turns.append(
+            Turn(
+                role="user" if r.get("role") == "user" else "model",
+                text=str(r.get("text", "")),
+                started_at=datetime.fromtimestamp(float(r["started_at"]), UTC),
+                ended_at=None
+                if r.get("ended_at") is None
+                else datetime.fromtimestamp(float(r["ended_at"]), UTC),
+                interrupted=bool(r.get("interrupted", False)),
+                instruction=int(r.get("instruction", 1)),
+                typed=bool(r.get("typed", False)),
+            )
+        )
+    return tuple(turns)
