@@ -4,9 +4,17 @@
 >>> assistant = ScreenShareAssistant()
 >>> assistant            # displays the widget; click "Share screen & mic" and talk
 >>> assistant.transcript.to_pandas()
+>>> assistant.system_instruction = "Answer in one sentence."   # from the next turn
+>>> await assistant.ask("What is on my screen?")
+>>> take = assistant.record("take-1"); ...; assistant.stop_recording()
+>>> screenshare_widget.compare("take-1", instructions=["Be brief.", "Be thorough."])
 """
 
+from .compare import acompare, compare
 from .events import Event, Events, Frames, Handover, SentFrame
+from .instructions import Instruction, Instructions
+from .recording import Recorder, Recording
+from .relay import SessionEnded
 from .session import Usage
 from .transcript import Transcript, Turn
 from .widget import ScreenShareAssistant
@@ -15,6 +23,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Event",
+    "Instruction",
+    "Instructions",
+    "Recorder",
+    "Recording",
+    "SessionEnded",
+    "acompare",
+    "compare",
     "Events",
     "Frames",
     "Handover",

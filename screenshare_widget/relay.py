@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, Protocol, TypeVar
@@ -244,6 +244,7 @@ class Relay:
         self._pending_handover: tuple[datetime, str, bool] | None = None
         self._last_audio_sent: float | None = None  # monotonic time of the last audio sent
         self._last_voice_at: float | None = None  # monotonic time the mic last carried voice
+        self._last_voice_wall: datetime | None = None  # the same, as a UTC datetime
         # The user spoke since the model's last answer: a handover now would lose the question.
         self._awaiting_answer = False
         self._speaking = False  # the microphone carries voice (for speech_start/end events)
@@ -446,16 +447,16 @@ class Relay:
         now = time.monotonic()
         if is_voice(pcm):
             self._last_voice_at = now
+            self._last_voice_wall = datetime.now(UTC)
             if not self._speaking:
                 self._speaking = True
-                self._record("speech_start")
+                self._record("speech_start", at=self._last_voice_wall)
             if not self._model_speaking:  # (while it speaks, voice is echo or a barge-in)
                 self._awaiting_answer = True
         elif self._speaking and now - (self._last_voice_at or now) >= SPEECH_END_S:
             self._speaking = False
             # The utterance ended with the last voiced chunk, not when the quiet was noticed.
-            quiet_s = now - (self._last_voice_at or now)
-            self._record("speech_end", at=datetime.now(UTC) - timedelta(seconds=quiet_s))
+            self._record("speech_end", at=self._last_voice_wall)
         self._audio.append(pcm)
         self._audio_bytes += len(pcm)
         while self._audio_bytes > MIC_BUFFER_BYTES and len(self._audio) > 1:
@@ -484,8 +485,7 @@ class Relay:
     async def _end_audio(self) -> None:
         if self._speaking:
             self._speaking = False
-            quiet_s = time.monotonic() - (self._last_voice_at or time.monotonic())
-            self._record("speech_end", at=datetime.now(UTC) - timedelta(seconds=quiet_s))
+            self._record("speech_end", at=self._last_voice_wall)
         session = self._session
         if session is not None and self._state is RelayState.LIVE:
             await session.end_audio()

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.events import Handover
 from screenshare_widget.instructions import Instruction
-from screenshare_widget.relay import RelayState
+from screenshare_widget.relay import Relay, RelayState
 from screenshare_widget.session import LiveError, LiveSession, ServerMessage, Usage
 from screenshare_widget.transcript import Turn
+
+from .conftest import wait_until
 
 # What a script step can be: a server message to deliver, or an error that ends the connection.
 Step = ServerMessage | LiveError
@@ -134,3 +136,16 @@ class RecordingSink:
 
     def on_instruction(self, instruction: Instruction) -> None:
         self.instructions.append(instruction)
+
+
+def push(relay: Relay, session: FakeSession, step: Step) -> None:
+    """Deliver ``step`` on ``session`` from the test thread."""
+    assert relay._loop is not None
+    relay._loop.call_soon_threadsafe(session.push, step)
+
+
+def live(relay: Relay, backend: FakeBackend, count: int = 1) -> FakeSession:
+    """Start ``relay`` and wait until its ``count``-th connection is live; return it."""
+    relay.start()
+    wait_until(lambda: len(backend.sessions) >= count and relay.state is RelayState.LIVE)
+    return backend.sessions[count - 1]

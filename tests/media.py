@@ -37,6 +37,12 @@ def speech_pcm(text: str, rate: int = 16_000) -> bytes:
     return np.clip(out, -32768, 32767).astype("<i2").tobytes()
 
 
+def tone_pcm(seconds: float, rate: int = 16_000, hz: float = 220.0) -> bytes:
+    """A loud sine (about -12 dBFS): voice to an energy detector."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (8000 * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
+
+
 def silence_pcm(seconds: float, rate: int = 16_000) -> bytes:
     return bytes(2 * int(seconds * rate))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,35 +15,7 @@ from screenshare_widget.relay import Relay, RelayState
 from screenshare_widget.session import LiveError, ServerMessage, ToolCall, Usage
 
 from .conftest import wait_until
-from .fakes import FakeBackend, FakeSession, RecordingSink, Step
-
-
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
-
-
-@pytest.fixture
-def relay(backend: FakeBackend, sink: RecordingSink) -> Iterator[Relay]:
-    r = Relay(backend.connect, SessionConfig(), sink, name="test-relay")
-    yield r
-    r.close()
-
-
-def push(relay: Relay, session: FakeSession, step: Step) -> None:
-    assert relay._loop is not None
-    relay._loop.call_soon_threadsafe(session.push, step)
-
-
-def live(relay: Relay, backend: FakeBackend, count: int = 1) -> FakeSession:
-    relay.start()
-    wait_until(lambda: len(backend.sessions) >= count and relay.state is RelayState.LIVE)
-    return backend.sessions[count - 1]
+from .fakes import FakeSession, live, push
 
 
 def test_states_idle_connecting_live_closing_idle(relay: Relay, backend, sink) -> None:

@@ -1,0 +1,131 @@
+"""Recording a session into a folder and loading it back, through the relay's tap."""
+
+from __future__ import annotations
+
+import json
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from screenshare_widget import recording as recording_module
+from screenshare_widget.recording import Recorder, Recording
+from screenshare_widget.relay import Relay
+from screenshare_widget.session import ServerMessage
+
+from .conftest import wait_until
+from .fakes import FakeBackend, live, push
+from .media import fake_jpeg, silence_pcm, tone_pcm
+
+META = {"model": "gemini-3.8-live", "voice": "Puck", "system_instruction": "be brief"}
+
+
+def recorder_on(relay: Relay, folder: Path) -> Recorder:
+    recorder = Recorder(folder, meta=META, turns=relay.transcript.snapshot)
+    relay.tap = recorder
+    return recorder
+
+
+def test_a_session_round_trips_through_its_folder(
+    relay: Relay, backend: FakeBackend, tmp_path: Path
+) -> None:
+    session = live(relay, backend)
+    recorder = recorder_on(relay, tmp_path / "take")
+    voice = tone_pcm(0.4)
+    for i in range(0, len(voice), 1280):
+        relay.feed_audio(voice[i : i + 1280])
+    relay.feed_frame(fake_jpeg(64, 48, b"one"), 64, 48)
+    wait_until(lambda: relay.counters.frames_sent == 1)
+    relay.say("typed question").result(5)
+    wait_until(lambda: session.texts)
+    push(relay, session, ServerMessage(audio=b"\x01\x00" * 2400, output_transcription="Hi."))
+    push(relay, session, ServerMessage(turn_complete=True))
+    wait_until(lambda: relay.transcript[-1].done and relay.transcript[-1].role == "model")
+
+    loaded = recorder.stop()
+    assert recorder.stopped and recorder.stop() is loaded  # stopping twice is harmless
+    assert loaded == Recording.load(tmp_path / "take")
+    assert (loaded.model, loaded.voice, loaded.system_instruction) == (
+        "gemini-3.8-live",
+        "Puck",
+        "be brief",
+    )
+    assert loaded.mic == voice  # chunks fed at once: no gap to fill
+    assert [(f.jpeg, f.width, f.height) for f in loaded.frames] == [
+        (fake_jpeg(64, 48, b"one"), 64, 48)
+    ]
+    assert [t.text for t in loaded.texts] == ["typed question"]
+    assert [t.text for t in loaded.turns] == ["typed question", "Hi."]
+    kinds = [e["kind"] for e in loaded.events]
+    assert {"speech_start", "frame_sent", "text", "first_audio", "turn_complete"} <= set(kinds)
+    assert all(0 <= e["t"] < 10 for e in loaded.events)
+    with wave.open(str(tmp_path / "take" / "model.wav")) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getnframes()) == (24_000, 1, 2400)
+    assert loaded.to_pandas()["kind"].tolist() == kinds
+    assert "Recording(" in repr(loaded)
+
+
+def test_a_pause_in_the_audio_is_kept_as_silence(
+    relay: Relay, backend: FakeBackend, tmp_path: Path
+) -> None:
+    live(relay, backend)
+    recorder = recorder_on(relay, tmp_path / "take")
+    relay.feed_audio(tone_pcm(0.04))
+    time.sleep(0.8)  # sharing paused: no audio arrives
+    relay.feed_audio(tone_pcm(0.04))
+    wait_until(lambda: relay.counters.audio_chunks_in == 2)
+    loaded = recorder.stop()
+    seconds = len(loaded.mic) / 32_000
+    assert 0.75 <= seconds <= 1.0, seconds  # two 40 ms chunks around ~0.8 s of silence
+    assert loaded.mic.startswith(tone_pcm(0.04)) and loaded.mic.endswith(tone_pcm(0.04))
+    assert silence_pcm(0.5) in loaded.mic
+
+
+def test_files_are_readable_while_recording(
+    relay: Relay, backend: FakeBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recording_module, "FLUSH_EVERY_S", 0.0)
+    live(relay, backend)
+    recorder = recorder_on(relay, tmp_path / "take")
+    relay.feed_audio(tone_pcm(0.1))
+    wait_until(lambda: any(e.kind == "speech_start" for e in relay.events))
+    relay.feed_audio(silence_pcm(0.04))  # the next write flushes
+    wait_until(lambda: relay.counters.audio_chunks_in == 2)
+    time.sleep(0.1)
+    with wave.open(str(tmp_path / "take" / "mic.wav")) as w:
+        assert w.getnframes() == 1600 + 640
+    lines = (tmp_path / "take" / "events.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["kind"] == "recording"
+    assert json.loads(lines[1])["kind"] == "speech_start"
+    recorder.stop()
+
+
+def test_refuses_a_folder_with_files_and_a_folder_that_is_not_a_recording(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "old.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not an empty folder"):
+        Recorder(tmp_path, meta=META)
+    assert (tmp_path / "old.txt").read_text() == "keep me"
+    with pytest.raises(ValueError, match="has no events.jsonl"):
+        Recording.load(tmp_path)
+    (tmp_path / "events.jsonl").write_text('{"kind": "speech_start", "t": 0}\n')
+    with pytest.raises(ValueError, match="recording header"):
+        Recording.load(tmp_path)
+
+
+def test_a_broken_line_or_a_missing_frame_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder(tmp_path / "take", meta=META)
+    recorder.stop()
+    events = tmp_path / "take" / "events.jsonl"
+    with events.open("a") as out:
+        out.write("{not json\n")
+        out.write('{"t": 1.0, "kind": "frame_sent", "file": "frames/000009.jpg"}\n')
+        out.write('{"t": 2.0, "kind": "text", "text": "hello"}\n')
+    loaded = Recording.load(tmp_path / "take")
+    assert loaded.frames == () and [t.text for t in loaded.texts] == ["hello"]
+    assert "line 2 is not JSON" in caplog.text and "000009.jpg is missing" in caplog.text
+    assert loaded.duration_s == 2.0
