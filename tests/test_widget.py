@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ from .fakes import FakeBackend
 JPEG = b"\xff\xd8\xff\xe0" + bytes(32)
 
 
-class Recorder:
+class PageSends:
     def __init__(self) -> None:
         self.sent: list[tuple[dict[str, Any], list[bytes] | None]] = []
 
@@ -30,14 +32,9 @@ class Recorder:
 
 
 @pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-def widget(backend: FakeBackend) -> Iterator[tuple[ScreenShareAssistant, Recorder]]:
+def widget(backend: FakeBackend) -> Iterator[tuple[ScreenShareAssistant, PageSends]]:
     w = ScreenShareAssistant(_connector=backend.connect)
-    rec = Recorder()
+    rec = PageSends()
     w.send = rec  # type: ignore[method-assign]
     yield w, rec
     w.close()
@@ -223,3 +220,62 @@ def test_the_widget_shows_how_a_handover_went(widget, backend, monkeypatch) -> N
     page(w, {"kind": "start", "capture": "d"})
     wait_until(lambda: w.status == "live")
     assert w.connection == ""  # a new session starts clean
+
+
+def test_instruction_changes_reach_the_live_session_and_the_page(widget, backend) -> None:
+    w, rec = widget
+    w.start()
+    wait_until(lambda: w.status == "live")
+    assert (w.instruction_version, w.instruction_applied) == (1, 1)
+    w.system_instruction = 'Start every answer with "Hey"'
+    assert w.instruction_version == 2
+    wait_until(lambda: w.instruction_applied == 2)
+    assert backend.sessions[0].instructions == ['Start every answer with "Hey"']
+    assert [i.version for i in w.instructions] == [1, 2]
+    assert w.instructions.current.applied_by == "context_update"
+    notices = [c["text"] for c, _ in rec.sent if c["kind"] == "notice"]
+    assert "The model has system instruction v2 (mid-session)." in notices
+
+
+def test_page_text_box_and_python_say_send_typed_turns(widget, backend) -> None:
+    w, _ = widget
+    page(w, {"kind": "text", "text": "from the page"})  # starts a session
+    wait_until(lambda: backend.sessions and backend.sessions[0].texts == ["from the page"])
+    w.say("from Python")
+    wait_until(lambda: backend.sessions[0].texts == ["from the page", "from Python"])
+    assert [(t.text, t.typed) for t in w.transcript] == [
+        ("from the page", True),
+        ("from Python", True),
+    ]
+    page(w, {"kind": "text", "text": "   "})
+    assert w.rejected_messages == 1
+    with pytest.raises(ValueError, match="empty"):
+        w.say("")
+
+
+def test_ask_awaits_the_answer_on_the_callers_loop(widget, backend) -> None:
+    w, _ = widget
+
+    async def conversation() -> str:
+        question = asyncio.ensure_future(w.ask("How are you?", timeout=5))
+        while not (backend.sessions and backend.sessions[0].texts):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # the caller's loop stays free meanwhile
+        session = backend.sessions[0]
+        w._relay._loop.call_soon_threadsafe(  # type: ignore[union-attr]
+            session.push, ServerMessage(output_transcription="Fine.", turn_complete=True)
+        )
+        return await question
+
+    assert asyncio.run(conversation()) == "Fine."
+
+
+def test_record_shows_in_the_page_and_stops_with_the_recording(widget, tmp_path: Path) -> None:
+    w, _ = widget
+    recorder = w.record(tmp_path / "take")
+    assert w.recording == str(tmp_path / "take")
+    with pytest.raises(RuntimeError, match="already recording"):
+        w.record(tmp_path / "other")
+    recording = w.stop_recording()
+    assert recording is not None and recording.path == tmp_path / "take"
+    assert w.recording == "" and recorder.stopped and w._relay.tap is None
+    assert w.stop_recording() is recording  # stopping again returns the same
