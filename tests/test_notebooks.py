@@ -42,3 +42,26 @@ def test_quickstart_runs_on_the_emulator(tmp_path: Path, monkeypatch: pytest.Mon
     assert "application/vnd.jupyter.widget-view+json" in code[0].outputs[0]["data"]
     assert "Local Live emulator" in outputs_text(code[1])
     assert "'idle'" in outputs_text(code[-1])
+
+
+def test_prototyping_runs_the_whole_loop_on_the_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nb = run("prototyping.ipynb", tmp_path, monkeypatch)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert errors == []
+    text = {i: outputs_text(c) for i, c in enumerate(code)}
+    assert text[1].startswith("'Sure: You wrote: What is on my screen right now?")
+    assert "Certainly! You wrote: What should I click next?" in text[5]
+    assert "context_update" in text[6]  # the history shows how v2 reached the model
+    assert "instruction v2" in text[7]  # the transcript marks the change
+    # The recording holds both questions, and the comparison answers them per variant.
+    takes = list((tmp_path / "takes").iterdir())
+    assert len(takes) == 1 and (takes[0] / "events.jsonl").is_file()
+    assert "2 texts" in text[8]
+    table = text[9]
+    for prefix in ("Sure: You wrote: What is on my screen", "Certainly! You wrote: What should"):
+        assert prefix in table
+    assert "You wrote: What should I click next?" in table  # the plain variant
+    assert "'idle'" in text[len(code) - 1]
