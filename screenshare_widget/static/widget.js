@@ -1290,7 +1290,11 @@ function renderTurn(turn, row = h("div", "ssw-turn")) {
   const label = h("span", "ssw-role", role === "user" ? "You" : "Assistant");
   const version = Number(turn.instruction) || 1;
   row.dataset.instruction = String(version);
-  if (version > 1) label.append(h("span", "ssw-version", ` v${version}`));
+  if (version > 1) {
+    const tag = h("span", "ssw-version", ` v${version}`);
+    tag.title = `Under system instruction v${version}`;
+    label.append(tag);
+  }
   row.replaceChildren(label, h("span", "ssw-text", turn.text));
   return row;
 }

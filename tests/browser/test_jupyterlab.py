@@ -324,3 +324,65 @@ def test_a_handover_mid_conversation(page: Any, lab: JupyterLab) -> None:
         page.click(".ssw-stop")
     finally:
         emu.stop()
+
+
+def test_instruction_changes_while_live_from_python_and_from_the_widget(
+    page: Any, lab: JupyterLab, emulator: LiveEmulator
+) -> None:
+    write_notebook(
+        lab.root / "instructions.ipynb",
+        [
+            assistant_cell(emulator),
+            "assistant.system_instruction = 'Start every answer with \"Switched\"'\n"
+            "print(assistant.instruction_version)",
+            "import json\n"
+            "print(json.dumps({'turns': [t.to_record() for t in assistant.transcript],"
+            " 'instructions': [(i.version, i.text, i.applied_by)"
+            " for i in assistant.instructions]}))",
+        ],
+    )
+    show_widget(page, lab, "instructions.ipynb")
+    page.click(".ssw-share")
+    page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
+    model_turn = ".ssw-turn[data-role='model']"
+    page.wait_for_selector(f"{model_turn}:not([data-partial]):has-text('pixels')", timeout=40_000)
+    first = page.locator(model_turn).first.inner_text()
+
+    # From Python, while live: the next spoken question is answered under the new rule.
+    run_cell(page, 1)
+    wait_cell_done(page, 1)
+    assert cell_output(page, 1).strip() == "2"
+    page.wait_for_selector(".ssw-instruction[data-applied='2']", timeout=10_000)
+    page.wait_for_selector(f"{model_turn}:has-text('Switched You spoke for')", timeout=40_000)
+    assert page.locator(model_turn).first.inner_text() == first  # the transcript is kept
+
+    # From the widget: edit the instruction box and apply, then type a question.
+    page.click(".ssw-instruction-summary")
+    assert page.input_value(".ssw-instruction-text") == 'Start every answer with "Switched"'
+    page.fill(".ssw-instruction-text", 'Start every answer with "Typed rule"')
+    page.click(".ssw-apply")
+    page.wait_for_selector(".ssw-instruction[data-applied='3']", timeout=10_000)
+    page.fill(".ssw-text-input", "hello from the page")
+    page.press(".ssw-text-input", "Enter")
+    page.wait_for_selector(
+        f"{model_turn}:has-text('Typed rule You wrote: hello from the page')", timeout=30_000
+    )
+    assert page.input_value(".ssw-text-input") == ""
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-instructions.png"))
+
+    run_cell(page, 2)
+    wait_cell_done(page, 2)
+    data = json.loads(cell_output(page, 2))
+    assert [v[:1] + v[2:] for v in data["instructions"]] == [
+        [1, "setup"],
+        [2, "context_update"],
+        [3, "context_update"],
+    ]
+    models = [t for t in data["turns"] if t["role"] == "model"]
+    assert models[0]["text"].startswith("You spoke for") and models[0]["instruction"] == 1
+    switched = [t for t in models if t["text"].startswith("Switched")]
+    assert switched and all(t["instruction"] == 2 for t in switched)
+    typed = [t for t in data["turns"] if t["typed"]]
+    assert [(t["text"], t["role"]) for t in typed] == [("hello from the page", "user")]
+    assert any(t["text"].startswith("Typed rule") and t["instruction"] == 3 for t in models)
+    page.click(".ssw-stop")
