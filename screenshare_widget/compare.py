@@ -26,6 +26,7 @@ from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
 from .recording import Recorder, Recording
 from .relay import Relay, RelayState
 from .session import Connector, Usage
+from .tools import ToolActivity
 from .transcript import Turn
 
 if TYPE_CHECKING:
@@ -326,6 +327,9 @@ class _QuietSink:
 
     def on_instruction(self, instruction: Instruction) -> None:
         """The relay keeps the versions."""
+
+    def on_tool(self, index: int, call: ToolActivity) -> None:
+        """Replays declare no tools."""
 
 
 def _load(recording: Recording | Recorder | str | os.PathLike[str]) -> Recording:

@@ -9,6 +9,7 @@ validates the dict into the SDK's types.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -47,13 +48,18 @@ class ModelProfile:
     proactive_audio: Literal["optional", "always"] | None
     #: Whether the system instruction can be replaced mid-session (``contextUpdate``).
     context_update: bool
+    #: Whether function calls can run while the model keeps talking (``NON_BLOCKING``
+    #: declarations, responses scheduled ``WHEN_IDLE``).
+    async_tools: bool = False
 
 
 MODELS: Final[dict[str, ModelProfile]] = {
     p.name: p
     for p in (
-        ModelProfile("gemini-3.8-live", None, False, "always", True),
-        ModelProfile("gemini-3.8-live-extended-thinking", "level", False, "always", True),
+        ModelProfile("gemini-3.8-live", None, False, "always", True, async_tools=True),
+        ModelProfile(
+            "gemini-3.8-live-extended-thinking", "level", False, "always", True, async_tools=True
+        ),
         ModelProfile("gemini-3.1-flash-live-preview", "level", False, None, False),
         ModelProfile(
             "gemini-2.5-flash-native-audio-preview-12-2025", "budget", True, "optional", False
@@ -98,6 +104,8 @@ class SessionConfig:
     proactive_audio: bool | None = None
     #: Models with thinking: "minimal".."high" for level models, a token count for budget ones.
     thinking: str | int | None = None
+    #: Function declarations of the tools (``FunctionDeclaration`` as plain dicts).
+    tools: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -147,6 +155,8 @@ def live_connect_config(config: SessionConfig, resume_handle: str | None = None)
         out["enable_affective_dialog"] = config.affective_dialog
     if config.proactive_audio is not None and _proactive_accepted(profile, config.proactive_audio):
         out["proactivity"] = {"proactive_audio": config.proactive_audio}
+    if config.tools:
+        out["tools"] = [{"function_declarations": [dict(d) for d in config.tools]}]
     if config.thinking is not None:
         if profile.thinking == "budget" and isinstance(config.thinking, int):
             out["thinking_config"] = {"thinking_budget": config.thinking}

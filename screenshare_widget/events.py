@@ -33,6 +33,7 @@ EventKind = Literal[
     "interrupted",  # the user barged in
     "turn_complete",  # the model finished its turn
     "tool_call",  # the model asked for a tool
+    "tool_result",  # a tool call ended: ok, error (with the reason) or cancelled
     "handover",  # the conversation moved to a new connection
     "usage",  # the service reported token usage
     "text",  # text the user typed went to the model

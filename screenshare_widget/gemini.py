@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -413,6 +413,19 @@ class GeminiSession:
         """Send ``audioStreamEnd``: the microphone stream ended."""
         await self._send(audio_stream_end=True)
 
+    async def send_tool_response(
+        self, call_id: str, name: str, response: dict[str, object], *, when_idle: bool = False
+    ) -> None:
+        """Send a ``toolResponse`` for one function call."""
+        scheduling = types.FunctionResponseScheduling.WHEN_IDLE if when_idle else None
+        reply = types.FunctionResponse(
+            id=call_id or None, name=name, response=response, scheduling=scheduling
+        )
+        try:
+            await self._session.send_tool_response(function_responses=[reply])
+        except (errors.APIError, websockets.exceptions.ConnectionClosed, OSError) as exc:
+            raise to_live_error(exc, model=self._model, secret=self._secret) from None
+
     async def update_instruction(self, text: str) -> None:
         """Send a ``contextUpdate`` with the new system instruction."""
         try:
@@ -456,6 +469,22 @@ class GeminiSession:
                         code=1006,
                         fatal=False,
                     ) from None
+
+
+def declare(fn: Callable[..., Any], *, non_blocking: bool = False) -> dict[str, Any]:
+    """The ``FunctionDeclaration`` of ``fn`` from its signature, type hints and docstring
+    (the SDK's own conversion), as a plain JSON-friendly dict. Raises ``ValueError`` with
+    the reason when a parameter's type cannot be declared."""
+    behavior = types.Behavior.NON_BLOCKING if non_blocking else None
+    try:
+        declaration = types.FunctionDeclaration.from_callable_with_api_option(
+            callable=fn, api_option="GEMINI_API", behavior=behavior
+        )
+    except (TypeError, ValueError, NameError, pydantic.ValidationError) as exc:
+        # NameError: a type hint names something the function's module cannot resolve.
+        name = getattr(fn, "__name__", repr(fn))
+        raise ValueError(f"tool {name} cannot be declared to the model: {exc}") from None
+    return declaration.model_dump(mode="json", exclude_none=True)
 
 
 def connector(client: genai.Client) -> Connector:

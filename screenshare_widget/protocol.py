@@ -46,7 +46,7 @@ BrowserKind = Literal[
     "hello", "start", "audio", "frame", "stop", "client_error", "playback", "text"
 ]
 KernelKind = Literal[
-    "audio", "interrupted", "turn_complete", "turn", "snapshot", "stop", "ack", "notice"
+    "audio", "interrupted", "turn_complete", "turn", "snapshot", "stop", "ack", "notice", "tool"
 ]
 
 #: Kinds the browser sends to the kernel.
@@ -55,7 +55,7 @@ BROWSER_KINDS: Final[frozenset[str]] = frozenset(
 )
 #: Kinds the kernel sends to the browser.
 KERNEL_KINDS: Final[frozenset[str]] = frozenset(
-    {"audio", "interrupted", "turn_complete", "turn", "snapshot", "stop", "ack", "notice"}
+    {"audio", "interrupted", "turn_complete", "turn", "snapshot", "stop", "ack", "notice", "tool"}
 )
 
 

@@ -34,7 +34,8 @@ from .config import SessionConfig, model_profile
 from .events import Event, EventKind, Events, Frames, Handover, SentFrame
 from .instructions import AppliedBy, Instruction, Instructions
 from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
-from .session import Connector, LiveError, LiveSession, ServerMessage, Usage
+from .session import Connector, LiveError, LiveSession, ServerMessage, ToolCall, Usage
+from .tools import ToolActivity, Toolbox, activity, finished
 from .transcript import Transcript, Turn
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,9 @@ class RelaySink(Protocol):
     def on_instruction(self, instruction: Instruction) -> None:
         """A version of the system instruction reached the model (it is applied)."""
 
+    def on_tool(self, index: int, call: ToolActivity) -> None:
+        """Tool call number ``index`` started or ended."""
+
 
 class RelayTap(Protocol):
     """Sees what the relay records (a recorder). Called on the relay thread; must not block."""
@@ -213,6 +217,7 @@ class Relay:
         sink: RelaySink,
         *,
         name: str = "screenshare-relay",
+        toolbox: Toolbox | None = None,
     ) -> None:
         self._connect = connect
         self._config = config
@@ -227,6 +232,11 @@ class Relay:
         #: Called (on the relay thread) with each event, mic chunk and sent frame while set.
         self.tap: RelayTap | None = None
         self._session: LiveSession | None = None  # the open connection, if any
+        #: The user's tools; declared to each new connection.
+        self.toolbox = toolbox if toolbox is not None else Toolbox()
+        #: Every tool call of the session, oldest first, as it stands now.
+        self.tool_calls: list[ToolActivity] = []
+        self._tool_tasks: dict[str, asyncio.Task[None]] = {}  # running calls by id
         self._sink = sink
         self._name = name
         self.transcript = Transcript()
@@ -661,6 +671,13 @@ class Relay:
         it. ``ended`` says why the previous connection ended (None for the first)."""
         with self._config_lock:
             config, version = self._config, self.instructions.current.version
+        try:
+            declarations = self.toolbox.declarations(
+                non_blocking=model_profile(config.model).async_tools
+            )
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise LiveError(f"The tools cannot be used: {exc}", fatal=True) from None
+        config = replace(config, tools=declarations)
         async with self._connect(config, handle) as session:
             self._session = session
             self.counters.connections += 1
@@ -687,6 +704,7 @@ class Relay:
                 raise _first(group_error) from None
             finally:
                 self._session = None
+                await self._cancel_tools("the connection ended")
 
     def _instruction_applied(self, version: int, by: AppliedBy) -> None:
         """The model has instruction ``version`` (and every earlier one) from now on."""
@@ -885,12 +903,63 @@ class Relay:
         if m.resumption_handle:
             self._handle = m.resumption_handle
         for call in m.tool_calls:
-            self._record("tool_call", id=call.id, name=call.name)
-        if m.tool_calls:
-            names = ", ".join(call.name for call in m.tool_calls)
-            logger.warning("the model asked for tools (%s) but none are registered", names)
+            self._record("tool_call", id=call.id, name=call.name, args=dict(call.args))
+            self._start_tool(call)
+        for call_id in m.cancelled_tool_calls:
+            task = self._tool_tasks.get(call_id)
+            if task is not None:
+                task.cancel()
         if m.unhandled:
             logger.debug("server message fields not used: %s", ", ".join(m.unhandled))
+
+    # ---- tools ------------------------------------------------------------------------------
+
+    def _start_tool(self, call: ToolCall) -> None:
+        session = self._session
+        if session is None:
+            return
+        index = len(self.tool_calls)
+        self.tool_calls.append(activity(call.id, call.name, call.args))
+        self._emit(self._sink.on_tool, index, self.tool_calls[index])
+        task = asyncio.get_running_loop().create_task(
+            self._run_tool(session, call, index), name=f"relay.tool.{call.name}"
+        )
+        key = call.id or f"#{index}"
+        self._tool_tasks[key] = task
+        task.add_done_callback(lambda _: self._tool_tasks.pop(key, None))
+
+    async def _run_tool(self, session: LiveSession, call: ToolCall, index: int) -> None:
+        """Call the tool off the receive loop and answer the model; cancellation (a
+        ``toolCallCancellation`` or the connection's end) answers nothing."""
+        started = time.monotonic()
+        try:
+            response = await self.toolbox.call(call.name, call.args)
+        except asyncio.CancelledError:
+            done, detail = finished(self.tool_calls[index], None, started)
+            self.tool_calls[index] = done
+            self._record("tool_result", **detail)
+            self._emit(self._sink.on_tool, index, done)
+            raise
+        done, detail = finished(self.tool_calls[index], response, started)
+        self.tool_calls[index] = done
+        self._record("tool_result", **detail)
+        self._emit(self._sink.on_tool, index, done)
+        when_idle = model_profile(self.config.model).async_tools
+        try:
+            await session.send_tool_response(
+                call.id, call.name, response.payload, when_idle=when_idle
+            )
+        except LiveError as exc:  # the connection broke; its pumps report that
+            logger.warning("the answer of tool %s was not delivered: %s", call.name, exc.message)
+
+    async def _cancel_tools(self, why: str) -> None:
+        tasks = list(self._tool_tasks.values())
+        if tasks:
+            logger.info("cancelling %d tool call(s): %s", len(tasks), why)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     def _record(self, kind: EventKind, at: datetime | None = None, **detail: object) -> None:
         event = Event(at or datetime.now(UTC), kind, MappingProxyType(detail))

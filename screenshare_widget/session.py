@@ -93,6 +93,12 @@ class LiveSession(Protocol):
         """Say the microphone stream ended (``audioStreamEnd``), so the service's voice
         activity detection closes an utterance still open."""
 
+    async def send_tool_response(
+        self, call_id: str, name: str, response: dict[str, object], *, when_idle: bool = False
+    ) -> None:
+        """Answer function call ``call_id``; ``when_idle`` schedules a non-blocking call's
+        answer for when the model is not talking."""
+
     async def update_instruction(self, text: str) -> None:
         """Replace the system instruction mid-session (a context update); only for models
         whose profile has ``context_update``."""

@@ -16,7 +16,7 @@ import os
 import pathlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anywidget
@@ -35,6 +35,7 @@ from .instructions import Instruction, Instructions
 from .recording import Recorder, Recording
 from .relay import ASK_TIMEOUT_S, Relay, RelayCounters, RelayState
 from .session import Connector, Usage
+from .tools import ToolActivity, Toolbox
 from .transcript import Transcript, Turn
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         model: A Gemini Live model. Options it does not accept are never sent.
         voice: One of the 30 prebuilt voices ("Puck", "Kore", ...).
         client: A ``google.genai.Client``. The API key stays in the kernel.
+        tools: Python functions the model may call; they run in this kernel (see
+            :attr:`tools`).
     """
 
     _esm = _STATIC / "widget.js"
@@ -112,6 +115,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         max_fps: float = 1.0,
         max_size: int = 1024,
         jpeg_quality: float = 0.7,
+        tools: Sequence[Callable[..., Any]] = (),
         _connector: Connector | None = None,
     ) -> None:
         instruction = (
@@ -126,9 +130,11 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             max_size=max_size,
             jpeg_quality=jpeg_quality,
         )
-        if _connector is None:
-            from . import gemini
+        from . import gemini
 
+        toolbox = Toolbox(list(tools), declare=gemini.declare)
+        toolbox.declarations()  # a function the model cannot be told about fails here, clearly
+        if _connector is None:
             backend = gemini.resolve_backend(client)
             _connector = gemini.connector(backend.client)
             self.set_trait("backend", backend.description)
@@ -137,7 +143,13 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             self.set_trait("backend", "Injected Live connector")
         for option in dropped_options(config):
             logger.warning("%s is not supported by %s and will not be sent", option, model)
-        self._relay = Relay(_connector, config, _Sink(self), name=f"screenshare-relay-{id(self):x}")
+        self._relay = Relay(
+            _connector,
+            config,
+            _Sink(self),
+            name=f"screenshare-relay-{id(self):x}",
+            toolbox=toolbox,
+        )
         self._comm_context: contextvars.Context | None = None
         self._uplink = {"audio_seq": -1, "frame_seq": -1}
         self._capture = ""  # id of the page's current capture; media from others is stale
@@ -171,6 +183,31 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         """Every version of the system instruction, with when it was set and how and when
         the model got it (``.to_pandas()``); turns carry their version."""
         return self._relay.instructions
+
+    @property
+    def tools(self) -> list[Callable[..., Any]]:
+        """The functions the model may call: a list you can change (append, remove, or
+        assign a new list); changes apply from the next connection or handover.
+
+        Each is declared from its signature, type hints and docstring. Sync functions run in
+        a worker thread, async ones on the relay's loop, each for at most
+        ``screenshare_widget.tools.TOOL_TIMEOUT_S`` seconds. What they return (JSON-able)
+        goes back to the model; an exception goes back as an error with its message.
+        """
+        return self._relay.toolbox.functions  # type: ignore[return-value]
+
+    @tools.setter
+    def tools(self, functions: Sequence[Callable[..., Any]]) -> None:
+        from . import gemini
+
+        Toolbox(list(functions), declare=gemini.declare).declarations()  # fail early
+        self._relay.toolbox.functions[:] = list(functions)
+
+    @property
+    def tool_calls(self) -> list[ToolActivity]:
+        """Every tool call of the session: name, arguments, outcome, result or error, and
+        duration (also in :attr:`events` as ``tool_call`` and ``tool_result``)."""
+        return list(self._relay.tool_calls)
 
     @property
     def usage(self) -> list[Usage]:
@@ -346,6 +383,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
                 {
                     "kind": "snapshot",
                     "turns": [t.to_record() for t in self.transcript],
+                    "tools": [c.to_record() for c in self._relay.tool_calls],
                     "gen": self._relay.generation,
                 }
             )
@@ -458,6 +496,9 @@ class _Sink:
         if instruction.applied_by != "setup" or instruction.version > 1:
             text = f"The model has system instruction v{instruction.version} ({how})."
             w._send_to_page({"kind": "notice", "text": text})
+
+    def on_tool(self, index: int, call: ToolActivity) -> None:
+        self._widget._send_to_page({"kind": "tool", "index": index, "tool": call.to_record()})
 
     def on_tick(self) -> None:
         w = self._widget

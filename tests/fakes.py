@@ -13,6 +13,7 @@ from screenshare_widget.events import Handover
 from screenshare_widget.instructions import Instruction
 from screenshare_widget.relay import Relay, RelayState
 from screenshare_widget.session import LiveError, LiveSession, ServerMessage, Usage
+from screenshare_widget.tools import ToolActivity
 from screenshare_widget.transcript import Turn
 
 from .conftest import wait_until
@@ -30,6 +31,7 @@ class FakeSession:
         self.frames: list[bytes] = []
         self.texts: list[str] = []
         self.instructions: list[str] = []
+        self.tool_responses: list[tuple[str, str, dict[str, object], bool]] = []
         self.audio_ended = 0
         self._inbox: asyncio.Queue[Step] = asyncio.Queue()
         self.closed = False
@@ -53,6 +55,11 @@ class FakeSession:
 
     async def update_instruction(self, text: str) -> None:
         self.instructions.append(text)
+
+    async def send_tool_response(
+        self, call_id: str, name: str, response: dict[str, object], *, when_idle: bool = False
+    ) -> None:
+        self.tool_responses.append((call_id, name, response, when_idle))
 
     async def ping(self) -> None:
         if self.stalled:
@@ -109,6 +116,7 @@ class RecordingSink:
     ticks: int = 0
     handovers: list[Handover] = field(default_factory=list)
     instructions: list[Instruction] = field(default_factory=list)
+    tools: list[tuple[int, ToolActivity]] = field(default_factory=list)
 
     def on_state(self, state: RelayState, error: str) -> None:
         self.states.append((state, error))
@@ -136,6 +144,9 @@ class RecordingSink:
 
     def on_instruction(self, instruction: Instruction) -> None:
         self.instructions.append(instruction)
+
+    def on_tool(self, index: int, call: ToolActivity) -> None:
+        self.tools.append((index, call))
 
 
 def push(relay: Relay, session: FakeSession, step: Step) -> None:

@@ -12,6 +12,11 @@ bursts faster than real time, interleaved with ``outputTranscription`` pieces, t
 with ``usageMetadata``. Speech that starts while a reply is still playing interrupts it
 (``interrupted: true``). Text input gets an immediate spoken answer.
 
+Tools: when the setup declares functions and a typed text names one (``call get_time`` or
+``call describe name=df rows=3``), the responder sends a ``toolCall`` with those arguments
+(numbers as numbers, the rest as strings), waits for the ``toolResponse`` and says what the
+tool returned.
+
 What it counts (frames, the latest frame, replies) belongs to the connection's session, so
 after a resume the next reply counts the frames of every connection of the session.
 
@@ -24,6 +29,7 @@ for bursts separated by silences.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import re
@@ -70,6 +76,38 @@ CHARS_PER_TOKEN: Final = 4
 MAX_ECHO_CHARS: Final = 200
 #: Most ``outputTranscription`` pieces per reply.
 MAX_PIECES: Final = 3
+#: Longest tool response said back (characters of JSON).
+MAX_TOOL_ECHO_CHARS: Final = 300
+
+_TOOL_ARG: Final = re.compile(r'(\w+)=("[^"]*"|\S+)')
+
+
+def declared_functions(setup: Any) -> set[str]:
+    """The names of the functions a setup declares."""
+    names = set()
+    tools = pick(setup, "tools")
+    for tool in tools if isinstance(tools, list) else []:
+        declarations = pick(tool, "function_declarations")
+        for declaration in declarations if isinstance(declarations, list) else []:
+            name = pick(declaration, "name")
+            if isinstance(name, str):
+                names.add(name)
+    return names
+
+
+def tool_request(text: str, functions: set[str]) -> tuple[str, dict[str, Any]] | None:
+    """The call a typed text asks for (``call <name> key=value ...``), if it names a
+    declared function."""
+    words = text.split()
+    for i, word in enumerate(words[:-1]):
+        if word.lower() == "call" and words[i + 1] in functions:
+            rest = " ".join(words[i + 2 :])
+            args: dict[str, Any] = {}
+            for key, value in _TOOL_ARG.findall(rest):
+                value = value.strip('"')
+                args[key] = int(value) if re.fullmatch(r"-?\d+", value) else value
+            return words[i + 1], args
+    return None
 
 
 def frame_summary(count: int, latest: ReceivedFrame | None) -> str:
@@ -235,6 +273,9 @@ class _Turns:
         aad = pick(pick(conn.setup, "realtime_input_config"), "automatic_activity_detection")
         self.manual = pick(aad, "disabled") is True
         self.instruction = instruction_text(pick(conn.setup, "system_instruction"))
+        self.functions = declared_functions(conn.setup)
+        self.tool_calls = 0
+        self.pending_tools: dict[str, str] = {}  # call id -> function name
         self.in_activity = False
         self.activity_s = 0.0
         self.reply: asyncio.Task[None] | None = None
@@ -282,6 +323,14 @@ class _Turns:
             for text in event.texts:
                 self.pending_chars += len(text.text)
                 await self._answer_text(text.text)
+        elif event.kind == "tool_response":
+            responses = pick(event.body, "function_responses")
+            for response in responses if isinstance(responses, list) else []:
+                name = self.pending_tools.pop(str(pick(response, "id")), None)
+                if name is not None:
+                    said = json.dumps(pick(response, "response"), ensure_ascii=False)
+                    said = said[:MAX_TOOL_ECHO_CHARS]
+                    await self._start_reply(None, f"The tool {name} returned {said}.")
         elif event.kind == "context_update":
             update = pick(event.body, "system_instruction")
             if update is not None:
@@ -312,6 +361,14 @@ class _Turns:
         await self._start_reply(f"(spoke for {seconds:.1f} s)", text)
 
     async def _answer_text(self, text: str) -> None:
+        request = tool_request(text, self.functions)
+        if request is not None:
+            self.tool_calls += 1
+            call_id = f"call-{self.conn.index}-{self.tool_calls}"
+            name, args = request
+            self.pending_tools[call_id] = name
+            await self.conn.tool_call([{"id": call_id, "name": name, "args": args}])
+            return
         said = " ".join(text.split())[:MAX_ECHO_CHARS] or "nothing"
         if not said.endswith((".", "!", "?")):
             said += "."

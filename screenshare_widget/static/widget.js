@@ -46,6 +46,7 @@ export const KERNEL_KINDS = Object.freeze([
   "stop",
   "ack",
   "notice",
+  "tool",
 ]);
 
 // ---- media formats and limits ----------------------------------------------------------------
@@ -156,6 +157,17 @@ const MIC_CONSTRAINTS = {
  * @property {boolean} interrupted
  * @property {number} [instruction] the system instruction version it was spoken under
  * @property {boolean} [typed] typed text rather than speech
+ */
+
+/**
+ * A tool call as the kernel sends it.
+ * @typedef {object} ToolCall
+ * @property {string} name
+ * @property {string} args JSON of the arguments (shortened)
+ * @property {string} outcome "running", "ok", "error" or "cancelled"
+ * @property {string} result JSON of the result (shortened)
+ * @property {string} error
+ * @property {number | null} duration_ms
  */
 
 /**
@@ -603,7 +615,7 @@ class Emitter {
 
 /**
  * Everything that exists once per widget model: capture, playback, the frame loop and the
- * transcript. Views subscribe to "state", "level" and "turns".
+ * transcript. Views subscribe to "state", "level", "turns" and "tools".
  */
 class Controller extends Emitter {
   /** @param {WidgetModel} model */
@@ -614,6 +626,8 @@ class Controller extends Emitter {
     this.phase = "idle";
     /** @type {Turn[]} */
     this.turns = [];
+    /** @type {ToolCall[]} */
+    this.tools = [];
     this.pageError = "";
     this.notice = "";
     this.busy = false;
@@ -694,11 +708,19 @@ class Controller extends Emitter {
         break;
       case "snapshot":
         this.turns = Array.isArray(msg.turns) ? msg.turns.filter(isTurn) : [];
+        this.tools = Array.isArray(msg.tools) ? msg.tools.filter(isToolCall) : [];
+        this.emit("tools");
         if (Number.isInteger(msg.gen) && msg.gen > this.generation) {
           this.generation = msg.gen;
           this.playerNode?.port.postMessage({ cmd: "generation", gen: msg.gen });
         }
         this.emit("turns");
+        break;
+      case "tool":
+        if (Number.isInteger(msg.index) && msg.index >= 0 && isToolCall(msg.tool)) {
+          this.tools[msg.index] = msg.tool;
+          this.emit("tools");
+        }
         break;
       case "stop":
         this.stop(typeof msg.reason === "string" ? msg.reason : "", { fromKernel: true });
@@ -1144,6 +1166,14 @@ function emptyStats(generation) {
 }
 
 /**
+ * @param {unknown} call
+ * @returns {call is ToolCall}
+ */
+function isToolCall(call) {
+  return !!call && typeof call === "object" && typeof (/** @type {any} */ (call).name) === "string";
+}
+
+/**
  * @param {unknown} turn
  * @returns {turn is Turn}
  */
@@ -1246,7 +1276,9 @@ function buildView() {
   const send = /** @type {HTMLButtonElement} */ (h("button", "ssw-button ssw-send", "Send"));
   send.type = "submit";
   compose.append(textInput, send);
-  side.append(meterRow, transcript, compose);
+  const tools = h("div", "ssw-tools");
+  tools.setAttribute("aria-label", "Tool calls");
+  side.append(meterRow, transcript, tools, compose);
   body.append(previewBox, side);
 
   const instruction = /** @type {HTMLDetailsElement} */ (h("details", "ssw-instruction"));
@@ -1268,7 +1300,7 @@ function buildView() {
   root.append(bar, error, notice, body, instruction);
   return {
     root, share, stop, status, timer, connection, recording, backend, engine, error, notice,
-    previewBox, preview, meter, meterFill, transcript, compose, textInput, send, instruction,
+    previewBox, preview, meter, meterFill, transcript, tools, compose, textInput, send, instruction,
     instructionSummary, instructionText, apply, revert, instructionState,
   };
 }
@@ -1296,6 +1328,28 @@ function renderTurn(turn, row = h("div", "ssw-turn")) {
     label.append(tag);
   }
   row.replaceChildren(label, h("span", "ssw-text", turn.text));
+  return row;
+}
+
+/** Tool calls the view lists (the latest). */
+const TOOLS_SHOWN = 8;
+
+/** @param {ToolCall} call */
+function renderToolCall(call) {
+  const row = h("div", "ssw-tool");
+  row.dataset.outcome = call.outcome;
+  const head = h("span", "ssw-tool-call", `${call.name}(${call.args === "{}" ? "" : call.args})`);
+  const time =
+    typeof call.duration_ms === "number" ? ` · ${Math.round(call.duration_ms)} ms` : " · running…";
+  const body =
+    call.outcome === "ok"
+      ? `→ ${call.result}`
+      : call.outcome === "error"
+        ? `failed: ${call.error}`
+        : call.outcome === "cancelled"
+          ? "cancelled"
+          : "";
+  row.append(h("span", "ssw-role", "Tool"), head, h("span", "ssw-tool-result", body + time));
   return row;
 }
 
@@ -1486,6 +1540,12 @@ export default function screenshareWidget() {
         if (pinned) box.scrollTop = box.scrollHeight;
       };
 
+      const showTools = () => {
+        const calls = ctl.tools.filter(Boolean).slice(-TOOLS_SHOWN);
+        ui.tools.replaceChildren(...calls.map(renderToolCall));
+        ui.tools.hidden = calls.length === 0;
+      };
+
       const onShare = () => {
         void ctl.start(); // synchronous up to getDisplayMedia: keeps the user activation
       };
@@ -1508,12 +1568,14 @@ export default function screenshareWidget() {
         ctl.on("state", showState),
         ctl.on("level", showLevel),
         ctl.on("turns", showTurns),
+        ctl.on("tools", showTools),
       ];
       for (const trait of VIEW_TRAITS) model.on(`change:${trait}`, showState);
 
       showState();
       showLevel(ctl.level);
       showTurns();
+      showTools();
 
       let cleaned = false;
       const cleanup = () => {
