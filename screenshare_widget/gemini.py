@@ -471,6 +471,17 @@ class GeminiSession:
                     ) from None
 
 
+class _SchemaChoice(logging.Filter):
+    """Drops the SDK's advice to declare tools as JSON schema: declarations here use the
+    ``parameters`` schema on purpose, the form every Live model takes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("use_json_schema is not True")
+
+
+logging.getLogger("google_genai.types").addFilter(_SchemaChoice())
+
+
 def declare(fn: Callable[..., Any], *, non_blocking: bool = False) -> dict[str, Any]:
     """The ``FunctionDeclaration`` of ``fn`` from its signature, type hints and docstring
     (the SDK's own conversion), as a plain JSON-friendly dict. Raises ``ValueError`` with

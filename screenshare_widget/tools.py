@@ -186,3 +186,6 @@ def _result_payload(value: Any) -> dict[str, object]:
 
 def _shorten(text: str, most: int = SHOWN_CHARS) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
+
+
+from .notebook_tools import notebook_tools as notebook_tools  # noqa: E402  (re-export)

@@ -65,3 +65,20 @@ def test_prototyping_runs_the_whole_loop_on_the_emulator(
         assert prefix in table
     assert "You wrote: What should I click next?" in table  # the plain variant
     assert "'idle'" in text[len(code) - 1]
+
+
+def test_tools_notebook_reads_a_dataframe_from_the_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nb = run("tools.ipynb", tmp_path, monkeypatch)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert errors == []
+    text = [outputs_text(c) for c in code]
+    described = text[2]
+    assert described.startswith("'The tool describe_dataframe returned {")
+    assert '"rows": 4' in described and '"units": "int64"' in described
+    assert 'returned {"result": "east"}' in text[3]
+    assert "describe_dataframe" in text[4] and "best_region" in text[4]
+    assert "raised NameError: the notebook has no variable named" in text[5]
+    assert "'idle'" in text[-1]

@@ -77,7 +77,7 @@ MAX_ECHO_CHARS: Final = 200
 #: Most ``outputTranscription`` pieces per reply.
 MAX_PIECES: Final = 3
 #: Longest tool response said back (characters of JSON).
-MAX_TOOL_ECHO_CHARS: Final = 300
+MAX_TOOL_ECHO_CHARS: Final = 160
 
 _TOOL_ARG: Final = re.compile(r'(\w+)=("[^"]*"|\S+)')
 
