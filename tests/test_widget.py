@@ -12,7 +12,7 @@ import pytest
 
 from screenshare_widget import ScreenShareAssistant
 from screenshare_widget.relay import RelayState
-from screenshare_widget.session import LiveError, ServerMessage
+from screenshare_widget.session import LiveError, ServerMessage, ToolCall
 
 from .conftest import wait_until
 from .fakes import FakeBackend
@@ -279,3 +279,72 @@ def test_record_shows_in_the_page_and_stops_with_the_recording(widget, tmp_path:
     assert recording is not None and recording.path == tmp_path / "take"
     assert w.recording == "" and recorder.stopped and w._relay.tap is None
     assert w.stop_recording() is recording  # stopping again returns the same
+
+
+def shape_of(name: str) -> dict[str, int]:
+    """The shape of a notebook table.
+
+    Args:
+        name: The table's variable name.
+    """
+    return {"rows": 3, "columns": len(name)}
+
+
+def clock() -> str:
+    """The kernel's clock."""
+    return "12:00"
+
+
+def test_tools_are_declared_and_a_changed_list_applies_to_the_next_connection(
+    backend: FakeBackend,
+) -> None:
+    w = ScreenShareAssistant(tools=[shape_of], _connector=backend.connect)
+    try:
+        w.start()
+        wait_until(lambda: w.status == "live")
+        assert [d["name"] for d in backend.configs[0][0].tools] == ["shape_of"]
+        w.tools.append(clock)
+        w.stop()
+        w.start()
+        wait_until(lambda: len(backend.configs) == 2 and w.status == "live")
+        assert [d["name"] for d in backend.configs[1][0].tools] == ["shape_of", "clock"]
+
+        class Opaque:
+            """Nothing the model can be told about."""
+
+        def bad(thing: Opaque) -> None:
+            """Cannot be declared."""
+
+        with pytest.raises(ValueError, match="tool bad cannot be declared"):
+            w.tools = [bad]
+        assert w.tools == [shape_of, clock]
+        w.tools = []
+        assert w.tools == []
+    finally:
+        w.close()
+
+
+def test_tool_calls_show_in_the_page_and_in_the_snapshot(backend: FakeBackend) -> None:
+    w = ScreenShareAssistant(tools=[shape_of], _connector=backend.connect)
+    rec = PageSends()
+    w.send = rec  # type: ignore[method-assign]
+    try:
+        w.start()
+        wait_until(lambda: w.status == "live")
+        session = backend.sessions[0]
+        w._relay._loop.call_soon_threadsafe(  # type: ignore[union-attr]
+            session.push, ServerMessage(tool_calls=(ToolCall("c1", "shape_of", {"name": "df"}),))
+        )
+        wait_until(lambda: session.tool_responses)
+        assert session.tool_responses[0][2] == {"rows": 3, "columns": 2}
+        wait_until(lambda: [c["tool"]["outcome"] for c, _ in rec.sent if c["kind"] == "tool"]
+                   == ["running", "ok"])  # fmt: skip
+        shown = [c for c, _ in rec.sent if c["kind"] == "tool"][-1]["tool"]
+        assert shown["name"] == "shape_of" and shown["args"] == '{"name": "df"}'
+        assert shown["result"] == '{"rows": 3, "columns": 2}' and shown["duration_ms"] >= 0
+        page(w, {"kind": "hello"})
+        snapshot = next(c for c, _ in rec.sent if c["kind"] == "snapshot")
+        assert [t["outcome"] for t in snapshot["tools"]] == ["ok"]
+        assert [c.outcome for c in w.tool_calls] == ["ok"]
+    finally:
+        w.close()

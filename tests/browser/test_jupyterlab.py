@@ -386,3 +386,44 @@ def test_instruction_changes_while_live_from_python_and_from_the_widget(
     assert [(t["text"], t["role"]) for t in typed] == [("hello from the page", "user")]
     assert any(t["text"].startswith("Typed rule") and t["instruction"] == 3 for t in models)
     page.click(".ssw-stop")
+
+
+def test_a_tool_call_shows_in_the_widget_and_the_answer_uses_its_result(
+    page: Any, lab: JupyterLab, emulator: LiveEmulator
+) -> None:
+    write_notebook(
+        lab.root / "tools.ipynb",
+        [
+            "import pandas as pd\n"
+            "from screenshare_widget.tools import notebook_tools\n"
+            "sales = pd.DataFrame({'region': ['north', 'south', 'east'], 'units': [12, 8, 14]})\n"
+            + assistant_cell(emulator).replace("(client=", "(tools=notebook_tools(), client="),
+            "import json\nprint(json.dumps([c.to_record() for c in assistant.tool_calls]))",
+        ],
+    )
+    show_widget(page, lab, "tools.ipynb")
+    page.click(".ssw-share")
+    page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
+    model_turn = ".ssw-turn[data-role='model']"
+    page.wait_for_selector(f"{model_turn}:not([data-partial]):has-text('pixels')", timeout=40_000)
+    played = page.evaluate(f"{SEAM}.stats()")["played"]
+
+    page.fill(".ssw-text-input", "call describe_dataframe name=sales")
+    page.press(".ssw-text-input", "Enter")
+    tool = page.wait_for_selector(".ssw-tool[data-outcome='ok']", timeout=20_000)
+    shown = tool.inner_text()
+    assert 'describe_dataframe({"name": "sales"})' in shown, shown
+    assert '"rows": 3' in shown and " ms" in shown, shown
+    answer = page.wait_for_selector(
+        f"{model_turn}:has-text('The tool describe_dataframe returned')", timeout=20_000
+    )
+    assert '"rows": 3' in answer.inner_text()
+    poll(page, f"{SEAM}.stats()", lambda s: s["played"] > played + 24_000, 20, "the answer to play")
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-tools.png"))
+
+    run_cell(page, 1)
+    wait_cell_done(page, 1)
+    (call,) = json.loads(cell_output(page, 1))
+    assert (call["name"], call["outcome"]) == ("describe_dataframe", "ok")
+    assert '"units": "int64"' in call["result"]
+    page.click(".ssw-stop")
