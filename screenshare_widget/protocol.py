@@ -43,7 +43,7 @@ MAX_TEXT_CHARS: Final = 10_000
 # Kept in sync with static/widget.js.
 
 BrowserKind = Literal[
-    "hello", "start", "audio", "frame", "stop", "client_error", "playback", "text"
+    "hello", "start", "audio", "frame", "stop", "client_error", "playback", "text", "confirm"
 ]
 KernelKind = Literal[
     "audio", "interrupted", "turn_complete", "turn", "snapshot", "stop", "ack", "notice", "tool"
@@ -51,7 +51,7 @@ KernelKind = Literal[
 
 #: Kinds the browser sends to the kernel.
 BROWSER_KINDS: Final[frozenset[str]] = frozenset(
-    {"hello", "start", "audio", "frame", "stop", "client_error", "playback", "text"}
+    {"hello", "start", "audio", "frame", "stop", "client_error", "playback", "text", "confirm"}
 )
 #: Kinds the kernel sends to the browser.
 KERNEL_KINDS: Final[frozenset[str]] = frozenset(
@@ -122,6 +122,14 @@ class TextMsg(TypedDict):
 
     kind: Literal["text"]
     text: str
+
+
+class ConfirmMsg(TypedDict):
+    """The user clicked Allow (``allow`` true) or Deny on tool call ``id``."""
+
+    kind: Literal["confirm"]
+    id: str
+    allow: bool
 
 
 class PlaybackMsg(TypedDict):
@@ -359,6 +367,12 @@ def parse_browser_message(content: Any, buffers: list[Any] | None = None) -> Bro
         if len(text) > MAX_TEXT_CHARS:
             raise ProtocolError(f"text of {len(text)} characters is over {MAX_TEXT_CHARS}")
         fields["text"] = text
+    elif kind == "confirm":
+        allow = content.get("allow")
+        if not isinstance(allow, bool):
+            raise ProtocolError("'allow' must be true or false")
+        fields["id"] = _text_field(content, "id")
+        fields["allow"] = allow
     elif kind == "playback":
         for name in ("played_ms", "queued_ms"):
             value = content.get(name, 0.0)

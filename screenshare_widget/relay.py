@@ -919,7 +919,8 @@ class Relay:
         if session is None:
             return
         index = len(self.tool_calls)
-        self.tool_calls.append(activity(call.id, call.name, call.args))
+        confirm = self.toolbox.needs_confirmation(call.name)
+        self.tool_calls.append(activity(call.id, call.name, call.args, confirm=confirm))
         self._emit(self._sink.on_tool, index, self.tool_calls[index])
         task = asyncio.get_running_loop().create_task(
             self._run_tool(session, call, index), name=f"relay.tool.{call.name}"
@@ -933,7 +934,7 @@ class Relay:
         ``toolCallCancellation`` or the connection's end) answers nothing."""
         started = time.monotonic()
         try:
-            response = await self.toolbox.call(call.name, call.args)
+            response = await self.toolbox.call(call.name, call.args, call.id)
         except asyncio.CancelledError:
             done, detail = finished(self.tool_calls[index], None, started)
             self.tool_calls[index] = done

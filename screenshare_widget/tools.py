@@ -17,10 +17,10 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Callable, MutableSequence
+from collections.abc import Awaitable, Callable, MutableSequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -32,6 +32,28 @@ TOOL_TIMEOUT_S: Final = 30.0
 MAX_RESULT_CHARS: Final = 32_000
 #: How much of a result or error the widget shows (characters).
 SHOWN_CHARS: Final = 400
+#: How long a call that needs a confirm click waits for one (s); then it is declined.
+CONFIRM_TIMEOUT_S: Final = 120.0
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_CONFIRM_ATTR: Final = "__screenshare_confirm__"
+
+#: Asks the user to allow one call: (call id, tool name, arguments) -> allowed.
+Confirm = Callable[[str, str, dict[str, Any]], Awaitable[bool]]
+
+
+def needs_confirmation(fn: _F) -> _F:
+    """Mark a tool so that each call waits for the user's Allow click in the widget (for
+    tools that change things). Declined, unanswered or without a widget, the model gets an
+    error saying so."""
+    setattr(fn, _CONFIRM_ATTR, True)
+    return fn
+
+
+def confirmed(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` was marked with :func:`needs_confirmation`."""
+    return bool(getattr(fn, _CONFIRM_ATTR, False))
+
 
 Outcome = Literal["running", "ok", "error", "cancelled"]
 
@@ -50,6 +72,8 @@ class ToolActivity:
     result: str = ""
     error: str = ""
     duration_ms: float | None = None
+    #: The call waits for (or waited for) the user's Allow click.
+    confirm: bool = False
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-friendly dict for the page (long texts shortened)."""
@@ -61,6 +85,7 @@ class ToolActivity:
             "result": _shorten(self.result),
             "error": _shorten(self.error),
             "duration_ms": self.duration_ms,
+            "confirm": self.confirm,
         }
 
 
@@ -87,6 +112,9 @@ class Toolbox:
     functions: MutableSequence[Callable[..., Any]] = field(default_factory=list)
     declare: Callable[..., dict[str, Any]] | None = None
     timeout_s: float = TOOL_TIMEOUT_S
+    #: Asks for the click a :func:`needs_confirmation` tool needs (the widget sets it).
+    confirm: Confirm | None = None
+    confirm_timeout_s: float = CONFIRM_TIMEOUT_S
 
     def by_name(self) -> dict[str, Callable[..., Any]]:
         """The functions by the name the model calls them."""
@@ -109,16 +137,21 @@ class Toolbox:
             raise RuntimeError("this toolbox cannot declare functions")
         return tuple(self.declare(fn, non_blocking=non_blocking) for fn in functions)
 
-    async def call(self, name: str, args: dict[str, Any]) -> Response:
+    def needs_confirmation(self, name: str) -> bool:
+        """Whether calls of tool ``name`` wait for the user's click."""
+        fn = self.by_name().get(name)
+        return fn is not None and confirmed(fn)
+
+    async def call(self, name: str, args: dict[str, Any], call_id: str = "") -> Response:
         """Call tool ``name`` with ``args`` and make the response: ``{"result": ...}`` (or
         the function's own dict) on success, ``{"error": reason}`` otherwise. Cancelling it
         stops waiting; a sync function already running finishes in its thread."""
         try:
-            return Response(_result_payload(await self._invoke(name, args)), ok=True)
+            return Response(_result_payload(await self._invoke(name, args, call_id)), ok=True)
         except ToolError as exc:
             return Response({"error": str(exc)}, ok=False)
 
-    async def _invoke(self, name: str, args: dict[str, Any]) -> Any:
+    async def _invoke(self, name: str, args: dict[str, Any], call_id: str) -> Any:
         fn = self.by_name().get(name)
         if fn is None:
             known = ", ".join(sorted(self.by_name())) or "none"
@@ -127,6 +160,8 @@ class Toolbox:
             inspect.signature(fn).bind(**args)
         except TypeError as exc:
             raise ToolError(f"the arguments do not fit {name}: {exc}") from None
+        if confirmed(fn):
+            await self._ask_user(call_id, name, args)
         try:
             async with asyncio.timeout(self.timeout_s):
                 if inspect.iscoroutinefunction(fn):
@@ -138,10 +173,25 @@ class Toolbox:
             logger.info("tool %s raised %s: %s", name, type(exc).__name__, exc)
             raise ToolError(f"{name} raised {type(exc).__name__}: {exc}") from None
 
+    async def _ask_user(self, call_id: str, name: str, args: dict[str, Any]) -> None:
+        if self.confirm is None:
+            raise ToolError(f"{name} needs the user's confirmation, and no widget can ask")
+        try:
+            async with asyncio.timeout(self.confirm_timeout_s):
+                allowed = await self.confirm(call_id, name, args)
+        except TimeoutError:
+            raise ToolError(
+                f"the user did not confirm {name} within {self.confirm_timeout_s:g} s"
+            ) from None
+        if not allowed:
+            raise ToolError(f"the user declined to run {name}")
 
-def activity(call_id: str, name: str, args: dict[str, Any]) -> ToolActivity:
+
+def activity(
+    call_id: str, name: str, args: dict[str, Any], *, confirm: bool = False
+) -> ToolActivity:
     """A call that just started."""
-    return ToolActivity(call_id, name, dict(args), datetime.now(UTC))
+    return ToolActivity(call_id, name, dict(args), datetime.now(UTC), confirm=confirm)
 
 
 def finished(

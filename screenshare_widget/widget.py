@@ -157,6 +157,8 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         self.playback: dict[str, float] = {}
         self._lock = threading.Lock()
         self._recorder: Recorder | None = None
+        self._confirms: dict[str, asyncio.Future[bool]] = {}  # tool calls awaiting a click
+        toolbox.confirm = self._confirm
         self.on_msg(self._on_custom_message)
 
     # ---- public API -------------------------------------------------------------------------
@@ -401,11 +403,34 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             self.set_trait("error", text)
         elif kind == "playback":
             self.playback = dict(message.fields)
+        elif kind == "confirm":
+            loop = self._relay._loop
+            if loop is not None:
+                loop.call_soon_threadsafe(
+                    self._decide, message.fields["id"], message.fields["allow"]
+                )
         elif kind == "text":
             try:
                 self._relay.say(message.fields["text"])
             except (RuntimeError, ValueError) as exc:
                 self.set_trait("error", str(exc))
+
+    async def _confirm(self, call_id: str, name: str, args: dict[str, Any]) -> bool:
+        """Wait for the user's Allow or Deny on tool call ``call_id`` (relay loop); the page
+        shows the buttons for calls marked ``confirm``."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._confirms[call_id] = future
+        try:
+            return await future
+        finally:
+            self._confirms.pop(call_id, None)
+
+    def _decide(self, call_id: str, allow: bool) -> None:
+        future = self._confirms.get(call_id)
+        if future is None or future.done():
+            self._reject(f"a confirmation for tool call {call_id!r}, which is not waiting")
+            return
+        future.set_result(allow)
 
     def _reject(self, reason: str) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ from screenshare_widget.config import SessionConfig
 from screenshare_widget.emulator import LiveEmulator
 from screenshare_widget.relay import Relay, RelayState
 from screenshare_widget.session import ServerMessage, ToolCall
-from screenshare_widget.tools import MAX_RESULT_CHARS, Toolbox
+from screenshare_widget.tools import MAX_RESULT_CHARS, Toolbox, needs_confirmation
 
 from .conftest import wait_until
 from .fakes import FakeBackend, RecordingSink, live, push
@@ -225,3 +225,45 @@ def test_the_emulator_calls_a_declared_tool_and_says_its_result() -> None:
     finally:
         relay.close()
         emu.stop()
+
+
+# ---- confirmation ------------------------------------------------------------------------------
+
+
+@needs_confirmation
+def delete_table(name: str) -> str:
+    """Delete a table (changes things: each call needs the user's click).
+
+    Args:
+        name: The table's variable name.
+    """
+    return f"deleted {name}"
+
+
+@pytest.mark.parametrize(
+    ("answer", "ok", "expected"),
+    [
+        (True, True, "deleted df"),
+        (False, False, "the user declined to run delete_table"),
+        (None, False, "did not confirm delete_table within 0.1 s"),
+        ("no widget", False, "needs the user's confirmation, and no widget can ask"),
+    ],
+)
+def test_a_tool_that_needs_confirmation_runs_only_when_allowed(
+    answer: object, ok: bool, expected: str
+) -> None:
+    asked: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def confirm(call_id: str, name: str, args: dict[str, Any]) -> bool:
+        asked.append((call_id, name, args))
+        if answer is None:
+            await asyncio.Event().wait()  # nobody clicks
+        return bool(answer)
+
+    box = Toolbox([delete_table], declare=gemini.declare, confirm_timeout_s=0.1)
+    box.confirm = None if answer == "no widget" else confirm
+    assert box.needs_confirmation("delete_table") and not box.needs_confirmation("nope")
+    response = asyncio.run(box.call("delete_table", {"name": "df"}, "c7"))
+    assert response.ok is ok and expected in str(response.payload)
+    if answer != "no widget":
+        assert asked == [("c7", "delete_table", {"name": "df"})]

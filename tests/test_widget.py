@@ -13,6 +13,7 @@ import pytest
 from screenshare_widget import ScreenShareAssistant
 from screenshare_widget.relay import RelayState
 from screenshare_widget.session import LiveError, ServerMessage, ToolCall
+from screenshare_widget.tools import needs_confirmation
 
 from .conftest import wait_until
 from .fakes import FakeBackend
@@ -346,5 +347,47 @@ def test_tool_calls_show_in_the_page_and_in_the_snapshot(backend: FakeBackend) -
         snapshot = next(c for c, _ in rec.sent if c["kind"] == "snapshot")
         assert [t["outcome"] for t in snapshot["tools"]] == ["ok"]
         assert [c.outcome for c in w.tool_calls] == ["ok"]
+    finally:
+        w.close()
+
+
+def test_a_tool_that_needs_confirmation_waits_for_the_click_in_the_page(
+    backend: FakeBackend,
+) -> None:
+    @needs_confirmation
+    def drop(name: str) -> str:
+        """Drop a table.
+
+        Args:
+            name: The table.
+        """
+        return f"dropped {name}"
+
+    w = ScreenShareAssistant(tools=[drop], _connector=backend.connect)
+    rec = PageSends()
+    w.send = rec  # type: ignore[method-assign]
+    try:
+        w.start()
+        wait_until(lambda: w.status == "live")
+        session = backend.sessions[0]
+        for call_id in ("a", "b"):
+            w._relay._loop.call_soon_threadsafe(  # type: ignore[union-attr]
+                session.push, ServerMessage(tool_calls=(ToolCall(call_id, "drop", {"name": "t"}),))
+            )
+        wait_until(lambda: len(w.tool_calls) == 2)
+        shown = [c["tool"] for c, _ in rec.sent if c["kind"] == "tool"]
+        assert all(t["confirm"] and t["outcome"] == "running" for t in shown)
+        assert session.tool_responses == []  # nothing runs before the click
+        page(w, {"kind": "confirm", "id": "a", "allow": True})
+        page(w, {"kind": "confirm", "id": "b", "allow": False})
+        wait_until(lambda: len(session.tool_responses) == 2)
+        responses = {r[0]: r[2] for r in session.tool_responses}
+        assert responses == {
+            "a": {"result": "dropped t"},
+            "b": {"error": "the user declined to run drop"},
+        }
+        page(w, {"kind": "confirm", "id": "a", "allow": True})  # no longer waiting
+        page(w, {"kind": "confirm", "id": "a", "allow": "yes"})  # not a bool
+        wait_until(lambda: w.rejected_messages == 2)
     finally:
         w.close()

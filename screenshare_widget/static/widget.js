@@ -35,6 +35,7 @@ export const BROWSER_KINDS = Object.freeze([
   "client_error",
   "playback",
   "text",
+  "confirm",
 ]);
 /** Kinds the kernel sends to the browser. */
 export const KERNEL_KINDS = Object.freeze([
@@ -168,6 +169,8 @@ const MIC_CONSTRAINTS = {
  * @property {string} result JSON of the result (shortened)
  * @property {string} error
  * @property {number | null} duration_ms
+ * @property {string} [id]
+ * @property {boolean} [confirm] the call waits for (or waited for) an Allow click
  */
 
 /**
@@ -1334,8 +1337,11 @@ function renderTurn(turn, row = h("div", "ssw-turn")) {
 /** Tool calls the view lists (the latest). */
 const TOOLS_SHOWN = 8;
 
-/** @param {ToolCall} call */
-function renderToolCall(call) {
+/**
+ * @param {ToolCall} call
+ * @param {(id: string, allow: boolean) => void} decide
+ */
+function renderToolCall(call, decide) {
   const row = h("div", "ssw-tool");
   row.dataset.outcome = call.outcome;
   const head = h("span", "ssw-tool-call", `${call.name}(${call.args === "{}" ? "" : call.args})`);
@@ -1350,6 +1356,17 @@ function renderToolCall(call) {
           ? "cancelled"
           : "";
   row.append(h("span", "ssw-role", "Tool"), head, h("span", "ssw-tool-result", body + time));
+  if (call.confirm && call.outcome === "running" && call.id) {
+    const id = call.id;
+    const ask = h("span", "ssw-tool-confirm", "Run this in your kernel? ");
+    const allow = /** @type {HTMLButtonElement} */ (h("button", "ssw-button ssw-allow", "Allow"));
+    const deny = /** @type {HTMLButtonElement} */ (h("button", "ssw-button ssw-deny", "Deny"));
+    allow.type = deny.type = "button";
+    allow.addEventListener("click", () => decide(id, true), { once: true });
+    deny.addEventListener("click", () => decide(id, false), { once: true });
+    ask.append(allow, deny);
+    row.append(h("span", ""), ask);
+  }
   return row;
 }
 
@@ -1542,7 +1559,9 @@ export default function screenshareWidget() {
 
       const showTools = () => {
         const calls = ctl.tools.filter(Boolean).slice(-TOOLS_SHOWN);
-        ui.tools.replaceChildren(...calls.map(renderToolCall));
+        /** @type {(id: string, allow: boolean) => void} */
+        const decide = (id, allow) => ctl.sendToKernel({ kind: "confirm", id, allow });
+        ui.tools.replaceChildren(...calls.map((call) => renderToolCall(call, decide)));
         ui.tools.hidden = calls.length === 0;
       };
 

@@ -395,9 +395,16 @@ def test_a_tool_call_shows_in_the_widget_and_the_answer_uses_its_result(
         lab.root / "tools.ipynb",
         [
             "import pandas as pd\n"
-            "from screenshare_widget.tools import notebook_tools\n"
+            "from screenshare_widget.tools import needs_confirmation, notebook_tools\n"
             "sales = pd.DataFrame({'region': ['north', 'south', 'east'], 'units': [12, 8, 14]})\n"
-            + assistant_cell(emulator).replace("(client=", "(tools=notebook_tools(), client="),
+            "@needs_confirmation\n"
+            "def drop_column(column: str) -> str:\n"
+            "    'Drop a column of sales (asks first).'\n"
+            "    sales.drop(columns=[column], inplace=True)\n"
+            "    return f'dropped {column}'\n"
+            + assistant_cell(emulator).replace(
+                "(client=", "(tools=[*notebook_tools(), drop_column], client="
+            ),
             "import json\nprint(json.dumps([c.to_record() for c in assistant.tool_calls]))",
         ],
     )
@@ -421,9 +428,17 @@ def test_a_tool_call_shows_in_the_widget_and_the_answer_uses_its_result(
     poll(page, f"{SEAM}.stats()", lambda s: s["played"] > played + 24_000, 20, "the answer to play")
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-tools.png"))
 
+    # A tool that changes things runs only after the Allow click.
+    page.fill(".ssw-text-input", "call drop_column column=units")
+    page.press(".ssw-text-input", "Enter")
+    page.wait_for_selector(".ssw-tool:has-text('drop_column') .ssw-allow", timeout=20_000)
+    page.click(".ssw-tool:has-text('drop_column') .ssw-allow")
+    page.wait_for_selector(".ssw-tool[data-outcome='ok']:has-text('dropped units')", timeout=20_000)
+
     run_cell(page, 1)
     wait_cell_done(page, 1)
-    (call,) = json.loads(cell_output(page, 1))
-    assert (call["name"], call["outcome"]) == ("describe_dataframe", "ok")
-    assert '"units": "int64"' in call["result"]
+    described, dropped = json.loads(cell_output(page, 1))
+    assert (described["name"], described["outcome"]) == ("describe_dataframe", "ok")
+    assert '"units": "int64"' in described["result"]
+    assert (dropped["name"], dropped["outcome"], dropped["confirm"]) == ("drop_column", "ok", True)
     page.click(".ssw-stop")
