@@ -20,7 +20,10 @@ import time
 from collections.abc import Awaitable, Callable, MutableSequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -87,6 +90,35 @@ class ToolActivity:
             "duration_ms": self.duration_ms,
             "confirm": self.confirm,
         }
+
+
+class ToolCalls(tuple[ToolActivity, ...]):
+    """The session's tool calls, oldest first (a snapshot), with :meth:`to_pandas`."""
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per call: id, name, args, outcome, result, error, duration_ms, confirm,
+        started_at."""
+        import pandas as pd
+
+        columns = ["id", "name", "args", "outcome", "result", "error", "duration_ms",
+                   "confirm", "started_at"]  # fmt: skip
+        rows = [
+            {
+                "id": c.id,
+                "name": c.name,
+                "args": c.args,
+                "outcome": c.outcome,
+                "result": c.result,
+                "error": c.error,
+                "duration_ms": c.duration_ms,
+                "confirm": c.confirm,
+                "started_at": c.started_at,
+            }  # fmt: skip
+            for c in self
+        ]
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
+        return frame
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from .instructions import Instruction, Instructions
 from .recording import Recorder, Recording
 from .relay import ASK_TIMEOUT_S, Relay, RelayCounters, RelayState
 from .session import Connector, Usage
-from .tools import ToolActivity, Toolbox
+from .tools import ToolActivity, Toolbox, ToolCalls
 from .transcript import Transcript, Turn
 
 if TYPE_CHECKING:
@@ -206,10 +206,11 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         self._relay.toolbox.functions[:] = list(functions)
 
     @property
-    def tool_calls(self) -> list[ToolActivity]:
+    def tool_calls(self) -> ToolCalls:
         """Every tool call of the session: name, arguments, outcome, result or error, and
-        duration (also in :attr:`events` as ``tool_call`` and ``tool_result``)."""
-        return list(self._relay.tool_calls)
+        duration (``.to_pandas()``; also in :attr:`events` as ``tool_call`` and
+        ``tool_result``)."""
+        return ToolCalls(self._relay.tool_calls)
 
     @property
     def usage(self) -> list[Usage]:

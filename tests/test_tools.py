@@ -4,6 +4,7 @@ relay (fake session) and through the real SDK against the emulator."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from screenshare_widget import gemini
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.emulator import LiveEmulator
+from screenshare_widget.emulator.wire import pick
 from screenshare_widget.relay import Relay, RelayState
 from screenshare_widget.session import ServerMessage, ToolCall
 from screenshare_widget.tools import MAX_RESULT_CHARS, Toolbox, needs_confirmation
@@ -267,3 +269,62 @@ def test_a_tool_that_needs_confirmation_runs_only_when_allowed(
     assert response.ok is ok and expected in str(response.payload)
     if answer != "no widget":
         assert asked == [("c7", "delete_table", {"name": "df"})]
+
+
+def test_scripted_calls_through_the_real_sdk_get_one_answer_each_except_the_cancelled() -> None:
+    """The emulator sends the calls exactly; every kind of outcome travels back through
+    the SDK's ``send_tool_response``."""
+    answers: dict[str, Any] = {}
+    late: list[object] = []
+    setups: list[dict[str, Any]] = []
+
+    async def script(conn: Any) -> None:
+        setups.append(conn.setup)
+        calls = [
+            ("sync", "table_shape", {"name": "df", "rows": 2}),
+            ("async", "kernel_time", {}),
+            ("raises", "broken", {}),
+            ("hangs", "slow", {}),
+            ("unknown", "nope", {}),
+            ("bad-args", "table_shape", {"rows": 1}),
+            ("cancelled", "forever", {}),
+        ]
+        await conn.tool_call([{"id": i, "name": n, "args": a} for i, n, a in calls])
+        await asyncio.sleep(0.1)
+        await conn.tool_call_cancellation(["cancelled"])
+        while len(answers) < len(calls) - 1:
+            event = await conn.next_event("tool_response", timeout=10)
+            for response in pick(event.body, "function_responses"):
+                answers[pick(response, "id")] = pick(response, "response")
+        with contextlib.suppress(TimeoutError):
+            late.append(await conn.next_event("tool_response", timeout=1.0))
+        await asyncio.Event().wait()
+
+    emu = LiveEmulator(script=script, auto_setup_complete=True).start_in_thread()
+    client = gemini.client_for_emulator(emu.url, emu.cafile)
+    relay = Relay(gemini.connector(client), SessionConfig(), RecordingSink(), toolbox=toolbox(0.5))
+    try:
+        relay.start()
+        wait_until(lambda: len(answers) == 6, 20, "six tool responses")
+        time.sleep(1.2)
+        (setup,) = setups
+        declared = {
+            d["name"]: d for t in pick(setup, "tools") for d in pick(t, "function_declarations")
+        }
+        assert sorted(declared) == sorted(f.__name__ for f in relay.toolbox.functions)
+        shape = pick(declared["table_shape"], "parameters")
+        assert sorted(pick(shape, "properties")) == ["name", "rows"]
+        assert pick(shape, "required") == ["name"]
+        assert answers["sync"]["rows"] == 2 and answers["sync"]["thread"] != relay._name
+        assert answers["async"] == {"result": relay._name}
+        assert answers["raises"] == {"error": "broken raised ValueError: no such table"}
+        assert answers["hangs"] == {"error": "slow did not finish within 0.5 s"}
+        assert "there is no tool named 'nope'" in answers["unknown"]["error"]
+        assert "the arguments do not fit table_shape" in answers["bad-args"]["error"]
+        assert late == []  # the cancelled call got no answer
+        outcomes = {c.id: c.outcome for c in relay.tool_calls}
+        assert outcomes["cancelled"] == "cancelled" and outcomes["sync"] == "ok"
+        assert relay.state is RelayState.LIVE
+    finally:
+        relay.close()
+        emu.stop()

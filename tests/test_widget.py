@@ -347,6 +347,9 @@ def test_tool_calls_show_in_the_page_and_in_the_snapshot(backend: FakeBackend) -
         snapshot = next(c for c, _ in rec.sent if c["kind"] == "snapshot")
         assert [t["outcome"] for t in snapshot["tools"]] == ["ok"]
         assert [c.outcome for c in w.tool_calls] == ["ok"]
+        table = w.tool_calls.to_pandas()
+        assert table[["name", "outcome"]].values.tolist() == [["shape_of", "ok"]]
+        assert table["args"].tolist() == [{"name": "df"}]
     finally:
         w.close()
 
