@@ -150,8 +150,29 @@ def open_notebook(page: Any, lab: JupyterLab, name: str) -> None:
     )
 
 
+def accept_dialogs(page: Any) -> list[str]:
+    """Accept any JupyterLab dialog in the way (a kernel choice on a cold start, say),
+    printing its text for the log; returns the texts."""
+    texts = []
+    dialogs = page.locator(".jp-Dialog")
+    for _ in range(3):
+        if dialogs.count() == 0:
+            break
+        text = dialogs.first.inner_text()
+        print(f"JupyterLab dialog accepted: {text!r}")
+        texts.append(text)
+        accept = dialogs.first.locator(".jp-Dialog-button.jp-mod-accept")
+        if accept.count():
+            accept.first.click()
+        else:
+            page.keyboard.press("Escape")
+        page.wait_for_timeout(300)
+    return texts
+
+
 def run_cell(page: Any, index: int) -> None:
     """Run code cell ``index`` (Shift+Enter in it)."""
+    accept_dialogs(page)
     cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
     cell.locator(".cm-content").click(timeout=10_000)
     page.keyboard.press("Shift+Enter")
