@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .config import DEFAULT_MODEL, DEFAULT_VOICE, SessionConfig
-from .events import Event, Handover
+from .events import Event, Handover, SentFrame
 from .instructions import Instruction
 from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
 from .recording import Recorder, Recording
@@ -330,6 +330,9 @@ class _QuietSink:
 
     def on_tool(self, index: int, call: ToolActivity) -> None:
         """Replays declare no tools."""
+
+    def on_frame(self, frame: SentFrame, seq: int) -> None:
+        """The relay keeps the frames."""
 
 
 def _load(recording: Recording | Recorder | str | os.PathLike[str]) -> Recording:

@@ -69,12 +69,15 @@ class Event:
 
 @dataclass(frozen=True)
 class SentFrame:
-    """A screen frame as the model got it: JPEG bytes of ``width`` x ``height`` pixels."""
+    """A screen frame as the model got it: JPEG bytes of ``width`` x ``height`` pixels, and
+    why the page's frame policy sent it."""
 
     at: datetime
     jpeg: bytes = field(repr=False)
     width: int
     height: int
+    #: Why the page sent it: "first", "change", "speech", "heartbeat" ("" if not said).
+    reason: str = ""
 
     def _repr_mimebundle_(
         self, include: object = None, exclude: object = None
@@ -153,14 +156,20 @@ class Frames(_Log[SentFrame]):
         return f"Frames({len(self)} frames)"
 
     def to_pandas(self) -> pd.DataFrame:
-        """One row per frame: at, width, height, bytes."""
+        """One row per frame: at, width, height, bytes, reason."""
         import pandas as pd
 
         rows = [
-            {"at": f.at, "width": f.width, "height": f.height, "bytes": len(f.jpeg)}
+            {
+                "at": f.at,
+                "width": f.width,
+                "height": f.height,
+                "bytes": len(f.jpeg),
+                "reason": f.reason,
+            }  # fmt: skip
             for f in self.snapshot()
         ]
-        frame = pd.DataFrame(rows, columns=["at", "width", "height", "bytes"])
+        frame = pd.DataFrame(rows, columns=["at", "width", "height", "bytes", "reason"])
         frame["at"] = pd.to_datetime(frame["at"], utc=True)
         return frame
 

@@ -43,19 +43,51 @@ MAX_TEXT_CHARS: Final = 10_000
 # Kept in sync with static/widget.js.
 
 BrowserKind = Literal[
-    "hello", "start", "audio", "frame", "stop", "client_error", "playback", "text", "confirm"
+    "hello",
+    "start",
+    "audio",
+    "frame",
+    "stop",
+    "client_error",
+    "playback",
+    "text",
+    "confirm",
+    "frame_stats",
 ]
 KernelKind = Literal[
-    "audio", "interrupted", "turn_complete", "turn", "snapshot", "stop", "ack", "notice", "tool"
+    "audio",
+    "interrupted",
+    "turn_complete",
+    "turn",
+    "snapshot",
+    "stop",
+    "ack",
+    "notice",
+    "tool",
+    "frame_sent",
 ]
 
 #: Kinds the browser sends to the kernel.
 BROWSER_KINDS: Final[frozenset[str]] = frozenset(
-    {"hello", "start", "audio", "frame", "stop", "client_error", "playback", "text", "confirm"}
-)
+    {
+        "hello", "start", "audio", "frame", "stop", "client_error", "playback", "text",
+        "confirm", "frame_stats",
+    }
+)  # fmt: skip
 #: Kinds the kernel sends to the browser.
 KERNEL_KINDS: Final[frozenset[str]] = frozenset(
-    {"audio", "interrupted", "turn_complete", "turn", "snapshot", "stop", "ack", "notice", "tool"}
+    {
+        "audio",
+        "interrupted",
+        "turn_complete",
+        "turn",
+        "snapshot",
+        "stop",
+        "ack",
+        "notice",
+        "tool",
+        "frame_sent",
+    }  # fmt: skip
 )
 
 
@@ -101,6 +133,21 @@ class FrameMsg(TypedDict, total=False):
     width: int
     height: int
     data: str
+    reason: str
+
+
+class FrameStatsMsg(TypedDict):
+    """The page's frame policy counters (every 2 s while sharing): screen checks, frames sent
+    and checks skipped, and the sends by reason."""
+
+    kind: Literal["frame_stats"]
+    checked: int
+    sent: int
+    skipped: int
+    first: int
+    change: int
+    speech: int
+    heartbeat: int
 
 
 class StopMsg(TypedDict):
@@ -211,6 +258,13 @@ class AckMsg(TypedDict):
     frame_seq: int
 
 
+class FrameSentMsg(TypedDict):
+    """Frame ``seq`` of the current capture went to the model (for the filmstrip)."""
+
+    kind: Literal["frame_sent"]
+    seq: int
+
+
 class NoticeMsg(TypedDict):
     """A transient, human-readable note shown in the cell (for instance a rejected message)."""
 
@@ -245,6 +299,13 @@ class Frame:
     width: int
     height: int
     capture: str = ""
+    #: Why the page's frame policy sent it: "first", "change", "speech" or "heartbeat".
+    reason: str = ""
+
+
+#: What a ``frame_stats`` message counts (the page's frame policy, since the capture began).
+FRAME_STATS_FIELDS: Final = ("checked", "sent", "skipped", "first", "change", "speech",
+                             "heartbeat")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -352,6 +413,7 @@ def parse_browser_message(content: Any, buffers: list[Any] | None = None) -> Bro
             width=width,
             height=height,
             capture=_text_field(content, "capture"),
+            reason=_text_field(content, "reason")[:20],
         )
     fields: dict[str, Any] = {}
     if kind == "start":
@@ -367,6 +429,9 @@ def parse_browser_message(content: Any, buffers: list[Any] | None = None) -> Bro
         if len(text) > MAX_TEXT_CHARS:
             raise ProtocolError(f"text of {len(text)} characters is over {MAX_TEXT_CHARS}")
         fields["text"] = text
+    elif kind == "frame_stats":
+        for name in FRAME_STATS_FIELDS:
+            fields[name] = _int_field(content, name, 0)
     elif kind == "confirm":
         allow = content.get("allow")
         if not isinstance(allow, bool):

@@ -180,6 +180,7 @@ class Recorder:
                     "width": frame.width,
                     "height": frame.height,
                     "bytes": len(frame.jpeg),
+                    "reason": frame.reason,
                 }
             )
             self._maybe_flush()

@@ -139,6 +139,9 @@ class RelaySink(Protocol):
     def on_tool(self, index: int, call: ToolActivity) -> None:
         """Tool call number ``index`` started or ended."""
 
+    def on_frame(self, frame: SentFrame, seq: int) -> None:
+        """Screen frame ``seq`` (as the page numbered it, -1 if unknown) went to the model."""
+
 
 class RelayTap(Protocol):
     """Sees what the relay records (a recorder). Called on the relay thread; must not block."""
@@ -269,7 +272,7 @@ class Relay:
         self._audio_ready: asyncio.Event | None = None
         # Screen frames wait in this single slot. Policy: latest wins, counted in
         # ``superseded_frames``.
-        self._frame: tuple[bytes, int, int] | None = None  # JPEG, width, height
+        self._frame: tuple[bytes, int, int, int, str] | None = None  # JPEG, size, seq, reason
         self._frame_ready: asyncio.Event | None = None
 
     # ---- public, any thread -----------------------------------------------------------------
@@ -370,12 +373,14 @@ class Relay:
         if loop is not None:
             loop.call_soon_threadsafe(self._put_audio, pcm)
 
-    def feed_frame(self, jpeg: bytes, width: int = 0, height: int = 0) -> None:
-        """Hand over a screen frame (JPEG, size in pixels). Never blocks; a newer frame
-        replaces a waiting one."""
+    def feed_frame(
+        self, jpeg: bytes, width: int = 0, height: int = 0, *, seq: int = -1, reason: str = ""
+    ) -> None:
+        """Hand over a screen frame (JPEG, size in pixels; the page's ``seq`` and why it sent
+        it). Never blocks; a newer frame replaces a waiting one."""
         loop = self._loop
         if loop is not None:
-            loop.call_soon_threadsafe(self._put_frame, jpeg, width, height)
+            loop.call_soon_threadsafe(self._put_frame, jpeg, width, height, seq, reason)
 
     def end_audio(self) -> Future[None]:
         """Say the microphone stream ended, so the service answers an utterance still open
@@ -476,13 +481,15 @@ class Relay:
         assert self._audio_ready is not None
         self._audio_ready.set()
 
-    def _put_frame(self, jpeg: bytes, width: int, height: int) -> None:
+    def _put_frame(
+        self, jpeg: bytes, width: int, height: int, seq: int = -1, reason: str = ""
+    ) -> None:
         self.counters.frames_in += 1
         if self._state in (RelayState.IDLE, RelayState.CLOSING, RelayState.FAILED):
             return
         if self._frame is not None:
             self.counters.superseded_frames += 1
-        self._frame = (jpeg, width, height)
+        self._frame = (jpeg, width, height, seq, reason)
         assert self._frame_ready is not None
         self._frame_ready.set()
 
@@ -794,12 +801,13 @@ class Relay:
             self._finish_handover(None if last is None else (now - last) * 1000)
         self._last_audio_sent = now
 
-    def _frame_sent(self, jpeg: bytes, width: int, height: int) -> None:
+    def _frame_sent(self, jpeg: bytes, width: int, height: int, seq: int, reason: str) -> None:
         self.counters.frames_sent += 1
-        frame = SentFrame(datetime.now(UTC), jpeg, width, height)
+        frame = SentFrame(datetime.now(UTC), jpeg, width, height, reason=reason)
         self.frames.append(frame)
         self._tap("on_frame", frame)
-        self._record("frame_sent", width=width, height=height, bytes=len(jpeg))
+        self._emit(self._sink.on_frame, frame, seq)
+        self._record("frame_sent", width=width, height=height, bytes=len(jpeg), reason=reason)
 
     async def _send_frames(self, session: LiveSession) -> None:
         ready = self._frame_ready
@@ -809,8 +817,8 @@ class Relay:
             ready.clear()
             waiting, self._frame = self._frame, None
             if waiting is not None:
-                jpeg, width, height = waiting
-                done = partial(self._frame_sent, jpeg, width, height)
+                jpeg, width, height, seq, reason = waiting
+                done = partial(self._frame_sent, jpeg, width, height, seq, reason)
                 await _complete(session.send_frame(jpeg), done)
 
     async def _send_texts(self, session: LiveSession) -> None:

@@ -27,10 +27,11 @@ from .config import (
     DEFAULT_MODEL,
     DEFAULT_SYSTEM_INSTRUCTION,
     DEFAULT_VOICE,
+    MediaResolution,
     SessionConfig,
     dropped_options,
 )
-from .events import Events, Frames, Handover
+from .events import Events, Frames, Handover, SentFrame
 from .instructions import Instruction, Instructions
 from .recording import Recorder, Recording
 from .relay import ASK_TIMEOUT_S, Relay, RelayCounters, RelayState
@@ -100,6 +101,16 @@ class ScreenShareAssistant(anywidget.AnyWidget):
     max_size = traitlets.Int(1024).tag(sync=True)
     #: JPEG quality of sent frames, 0 to 1.
     jpeg_quality = traitlets.Float(0.7).tag(sync=True)
+    #: The page sends a frame when at least this fraction (0 to 1) of the screen changed
+    #: since the last frame sent (compared on a 64x36 luma thumbnail, 4 times a second).
+    min_change = traitlets.Float(0.01).tag(sync=True)
+    #: On a still screen, a frame goes anyway this often (s).
+    heartbeat_s = traitlets.Float(10.0).tag(sync=True)
+    #: "low", "medium", "high" or "" (the service's default): how many tokens the model
+    #: spends per frame; applies to the next connection.
+    media_resolution = traitlets.Unicode("").tag(sync=True)
+    #: True stops sending frames (the conversation goes on); the widget's Pause video button.
+    video_paused = traitlets.Bool(False).tag(sync=True)
     #: When the current session went live (seconds since the epoch), 0 when not live.
     live_since = traitlets.Float(0.0, read_only=True).tag(sync=True)
     #: How the last move to a new connection went: "", "resumed" or "fresh session".
@@ -115,13 +126,21 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         max_fps: float = 1.0,
         max_size: int = 1024,
         jpeg_quality: float = 0.7,
+        min_change: float = 0.01,
+        heartbeat_s: float = 10.0,
+        media_resolution: str = "",
         tools: Sequence[Callable[..., Any]] = (),
         _connector: Connector | None = None,
     ) -> None:
         instruction = (
             DEFAULT_SYSTEM_INSTRUCTION if system_instruction is None else system_instruction
         )
-        config = SessionConfig(model=model, voice=voice, system_instruction=instruction)
+        config = SessionConfig(
+            model=model,
+            voice=voice,
+            system_instruction=instruction,
+            media_resolution=_resolution(media_resolution),
+        )
         super().__init__(
             model=model,
             voice=voice,
@@ -129,6 +148,9 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             max_fps=max_fps,
             max_size=max_size,
             jpeg_quality=jpeg_quality,
+            min_change=min_change,
+            heartbeat_s=heartbeat_s,
+            media_resolution=media_resolution,
         )
         from . import gemini
 
@@ -155,6 +177,9 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         self._capture = ""  # id of the page's current capture; media from others is stale
         self.rejected_messages = 0
         self.playback: dict[str, float] = {}
+        #: The page's frame policy counters: checked, sent, skipped, and sends by reason
+        #: (first, change, speech, heartbeat), for the current capture.
+        self.frame_policy: dict[str, int] = {}
         self._lock = threading.Lock()
         self._recorder: Recorder | None = None
         self._confirms: dict[str, asyncio.Future[bool]] = {}  # tool calls awaiting a click
@@ -347,6 +372,34 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             raise traitlets.TraitError("max_size must be between 64 and 4096 pixels")
         return value
 
+    @traitlets.validate("min_change")
+    def _validate_change(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not 0 <= value <= 1:
+            raise traitlets.TraitError("min_change must be between 0 and 1 (a screen fraction)")
+        return value
+
+    @traitlets.validate("heartbeat_s")
+    def _validate_heartbeat(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not 1 <= value <= 3600:
+            raise traitlets.TraitError("heartbeat_s must be between 1 and 3600 seconds")
+        return value
+
+    @traitlets.validate("media_resolution")
+    def _validate_resolution(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"])
+        _resolution(value)
+        return value
+
+    @traitlets.observe("media_resolution")
+    def _resolution_changed(self, change: dict[str, Any]) -> None:
+        relay = getattr(self, "_relay", None)
+        if relay is not None:
+            relay.config = dataclasses.replace(
+                relay.config, media_resolution=_resolution(change["new"])
+            )
+
     @traitlets.validate("jpeg_quality")
     def _validate_quality(self, proposal: dict[str, Any]) -> float:
         value = float(proposal["value"])
@@ -375,7 +428,10 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             self._relay.feed_audio(message.pcm)
         elif isinstance(message, protocol.Frame):
             self._uplink["frame_seq"] = message.seq
-            self._relay.feed_frame(message.jpeg, message.width, message.height)
+            self._relay.feed_frame(
+                message.jpeg, message.width, message.height, seq=message.seq,
+                reason=message.reason,
+            )  # fmt: skip
         else:
             self._on_control(message)
 
@@ -404,6 +460,8 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             self.set_trait("error", text)
         elif kind == "playback":
             self.playback = dict(message.fields)
+        elif kind == "frame_stats":
+            self.frame_policy = dict(message.fields)
         elif kind == "confirm":
             loop = self._relay._loop
             if loop is not None:
@@ -523,9 +581,22 @@ class _Sink:
             text = f"The model has system instruction v{instruction.version} ({how})."
             w._send_to_page({"kind": "notice", "text": text})
 
+    def on_frame(self, frame: SentFrame, seq: int) -> None:
+        if seq >= 0:
+            self._widget._send_to_page({"kind": "frame_sent", "seq": seq})
+
     def on_tool(self, index: int, call: ToolActivity) -> None:
         self._widget._send_to_page({"kind": "tool", "index": index, "tool": call.to_record()})
 
     def on_tick(self) -> None:
         w = self._widget
         w._send_to_page({"kind": "ack", **w._uplink})
+
+
+def _resolution(value: str) -> MediaResolution | None:
+    """``media_resolution`` as the config takes it; raises ``TraitError`` for other values."""
+    if value in ("", None):
+        return None
+    if value not in ("low", "medium", "high"):
+        raise traitlets.TraitError("media_resolution must be 'low', 'medium', 'high' or ''")
+    return value  # type: ignore[return-value]

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from screenshare_widget.config import SessionConfig
-from screenshare_widget.events import Handover
+from screenshare_widget.events import Handover, SentFrame
 from screenshare_widget.instructions import Instruction
 from screenshare_widget.relay import Relay, RelayState
 from screenshare_widget.session import LiveError, LiveSession, ServerMessage, Usage
@@ -117,6 +117,7 @@ class RecordingSink:
     handovers: list[Handover] = field(default_factory=list)
     instructions: list[Instruction] = field(default_factory=list)
     tools: list[tuple[int, ToolActivity]] = field(default_factory=list)
+    frames: list[tuple[SentFrame, int]] = field(default_factory=list)
 
     def on_state(self, state: RelayState, error: str) -> None:
         self.states.append((state, error))
@@ -147,6 +148,9 @@ class RecordingSink:
 
     def on_tool(self, index: int, call: ToolActivity) -> None:
         self.tools.append((index, call))
+
+    def on_frame(self, frame: SentFrame, seq: int) -> None:
+        self.frames.append((frame, seq))
 
 
 def push(relay: Relay, session: FakeSession, step: Step) -> None:

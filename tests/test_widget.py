@@ -394,3 +394,29 @@ def test_a_tool_that_needs_confirmation_waits_for_the_click_in_the_page(
         wait_until(lambda: w.rejected_messages == 2)
     finally:
         w.close()
+
+
+def test_frame_policy_settings_counters_and_the_filmstrip_message(widget, backend) -> None:
+    w, rec = widget
+    for name, bad in (("min_change", 1.5), ("heartbeat_s", 0.5), ("media_resolution", "ultra")):
+        with pytest.raises(Exception, match=name):
+            setattr(w, name, bad)
+    w.media_resolution = "low"
+    assert w._relay.config.media_resolution == "low"
+    w.min_change, w.heartbeat_s, w.video_paused = 0.05, 30.0, True
+    page(w, {"kind": "start", "capture": "c1"})
+    wait_until(lambda: w.status == "live")
+    page(w, {"kind": "frame", "capture": "c1", "seq": 7, "width": 4, "height": 3,
+             "reason": "change"}, [JPEG])  # fmt: skip
+    wait_until(lambda: len(w.frames) == 1)
+    assert w.frames[0].reason == "change"
+    assert w.frames.to_pandas()["reason"].tolist() == ["change"]
+    assert backend.configs[0][0].media_resolution == "low"
+    wait_until(lambda: any(c["kind"] == "frame_sent" for c, _ in rec.sent))
+    assert [c for c, _ in rec.sent if c["kind"] == "frame_sent"] == [
+        {"kind": "frame_sent", "seq": 7}
+    ]
+    counts = {"checked": 40, "sent": 3, "skipped": 37, "first": 1, "change": 1, "speech": 0,
+              "heartbeat": 1}  # fmt: skip
+    page(w, {"kind": "frame_stats", **counts})
+    assert w.frame_policy == counts

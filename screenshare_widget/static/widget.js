@@ -36,6 +36,7 @@ export const BROWSER_KINDS = Object.freeze([
   "playback",
   "text",
   "confirm",
+  "frame_stats",
 ]);
 /** Kinds the kernel sends to the browser. */
 export const KERNEL_KINDS = Object.freeze([
@@ -48,6 +49,7 @@ export const KERNEL_KINDS = Object.freeze([
   "ack",
   "notice",
   "tool",
+  "frame_sent",
 ]);
 
 // ---- media formats and limits ----------------------------------------------------------------
@@ -76,6 +78,25 @@ const DEFAULT_MAX_SIZE_PX = 1024;
 const DEFAULT_JPEG_QUALITY = 0.7;
 /** Retry delay while the shared video has no dimensions yet (ms). */
 const FRAME_RETRY_MS = 100;
+/** How often the frame policy looks at the screen (ms). */
+const CHECK_MS = 250;
+/** The change detector compares luma thumbnails of this size (px). */
+export const THUMB_WIDTH = 64;
+export const THUMB_HEIGHT = 36;
+/** A thumbnail pixel whose luma moved by more than this (of 255) counts as changed. */
+export const PIXEL_DELTA = 12;
+/** Defaults of the frame policy traits: the changed fraction of the screen that sends a frame,
+ * and the heartbeat (s) that sends one on a still screen. */
+const DEFAULT_MIN_CHANGE = 0.01;
+const DEFAULT_HEARTBEAT_S = 10;
+/** Microphone level (0..1, as the meter shows it) that counts as speech, and the quiet before
+ * it that makes it the start of an utterance (ms). */
+const SPEECH_LEVEL = 0.4;
+const SPEECH_GAP_MS = 700;
+/** How often the page reports the frame policy's counters to the kernel (ms). */
+const FRAME_STATS_MS = 2_000;
+/** Frames the filmstrip shows (the latest the model got). */
+const FILMSTRIP_FRAMES = 8;
 /** Unacknowledged microphone audio that means the kernel is busy (ms of audio). */
 const ACK_LAG_MS = 1_500;
 /** Silence from the kernel, while live, that means the kernel is busy (ms). */
@@ -97,6 +118,87 @@ const USER_STOP_REASON = "Stopped by the user.";
 const ALL_ENDED_REASON = "Every shared track ended.";
 const MIC_ENDED_NOTICE =
   "The microphone stopped; the assistant still sees your screen. Click Stop to end it.";
+
+/**
+ * Luma (Rec. 601, 0-255) of RGBA pixels.
+ * @param {Uint8ClampedArray | Uint8Array} rgba
+ * @returns {Uint8Array}
+ */
+export function luma(rgba) {
+  const out = new Uint8Array(rgba.length >> 2);
+  for (let i = 0, j = 0; j < out.length; i += 4, j++) {
+    out[j] = (77 * rgba[i] + 150 * rgba[i + 1] + 29 * rgba[i + 2]) >> 8;
+  }
+  return out;
+}
+
+/**
+ * The fraction (0..1) of pixels whose luma differs by more than PIXEL_DELTA; 1 when the two
+ * cannot be compared (none yet, or another size).
+ * @param {Uint8Array | null} a
+ * @param {Uint8Array | null} b
+ */
+export function changedFraction(a, b) {
+  if (!a || !b || a.length !== b.length || a.length === 0) return 1;
+  let changed = 0;
+  for (let i = 0; i < a.length; i++) if (Math.abs(a[i] - b[i]) > PIXEL_DELTA) changed++;
+  return changed / a.length;
+}
+
+/**
+ * When a screen frame goes to the model: when the screen changed beyond `minChange` since the
+ * last frame sent, when the user starts to speak, and as a heartbeat on a still screen; never
+ * sooner than `intervalMs` after the last one, and never while paused. A change that comes
+ * within the interval is sent when it ends (the comparison is with the last frame *sent*).
+ */
+export class FramePolicy {
+  constructor() {
+    this.lastSentAt = -Infinity;
+    /** @type {Uint8Array | null} */
+    this.lastThumb = null;
+    this.speechPending = false;
+    this.counts = { checked: 0, sent: 0, skipped: 0, first: 0, change: 0, speech: 0, heartbeat: 0 };
+  }
+
+  /**
+   * @param {number} now ms
+   * @param {Uint8Array} thumb luma thumbnail of the screen now
+   * @param {{minChange: number, heartbeatMs: number, intervalMs: number, paused: boolean}} o
+   * @returns {"first" | "change" | "speech" | "heartbeat" | null} why to send now, or null
+   */
+  decide(now, thumb, { minChange, heartbeatMs, intervalMs, paused }) {
+    this.counts.checked++;
+    /** @type {"first" | "change" | "speech" | "heartbeat" | null} */
+    let reason = null;
+    if (!paused && now - this.lastSentAt >= intervalMs) {
+      if (!this.lastThumb) reason = "first";
+      else if (changedFraction(thumb, this.lastThumb) >= minChange) reason = "change";
+      else if (this.speechPending) reason = "speech";
+      else if (now - this.lastSentAt >= heartbeatMs) reason = "heartbeat";
+    }
+    if (!reason) this.counts.skipped++;
+    return reason;
+  }
+
+  /**
+   * A frame went out.
+   * @param {number} now
+   * @param {Uint8Array} thumb
+   * @param {"first" | "change" | "speech" | "heartbeat"} reason
+   */
+  sent(now, thumb, reason) {
+    this.lastSentAt = now;
+    this.lastThumb = thumb;
+    this.speechPending = false;
+    this.counts.sent++;
+    this.counts[reason]++;
+  }
+
+  /** The user started to speak: the next check sends a frame (within the interval). */
+  speechStarted() {
+    this.speechPending = true;
+  }
+}
 
 /**
  * What to ask getDisplayMedia for. No system audio (the model would hear itself). The notebook's
@@ -680,6 +782,16 @@ class Controller extends Emitter {
     this.video.muted = true;
     this.video.playsInline = true;
     this.canvas = document.createElement("canvas");
+    this.thumbCanvas = document.createElement("canvas");
+    this.thumbCanvas.width = THUMB_WIDTH;
+    this.thumbCanvas.height = THUMB_HEIGHT;
+    this.framePolicy = new FramePolicy();
+    this.lastVoiceAt = -Infinity;
+    this.lastFrameStatsAt = 0;
+    /** @type {Map<number, string>} object URLs of recently sent frames, by seq */
+    this.recentFrames = new Map();
+    /** @type {{seq: number, url: string}[]} frames the model got, oldest first */
+    this.filmstrip = [];
 
     this.onCustom = this.onCustom.bind(this);
     this.onStatus = this.onStatus.bind(this);
@@ -730,6 +842,9 @@ class Controller extends Emitter {
         break;
       case "ack":
         this.onAck(msg.audio_seq);
+        break;
+      case "frame_sent":
+        this.onFrameSent(msg.seq);
         break;
       case "notice":
         if (typeof msg.text === "string") this.showNotice(msg.text);
@@ -902,6 +1017,7 @@ class Controller extends Emitter {
     this.phase = "live";
     this.audioSeq = 0;
     this.frameSeq = 0;
+    this.framePolicy = new FramePolicy();
     this.ackedAudioSeq = -1;
     this.ackSeen = false;
     this.liveSeenAt = performance.now();
@@ -969,6 +1085,11 @@ class Controller extends Emitter {
     this.sent.audio++;
     this.level = rmsToLevel(rms);
     this.emit("level", this.level);
+    const now = performance.now();
+    if (this.level >= SPEECH_LEVEL) {
+      if (now - this.lastVoiceAt > SPEECH_GAP_MS) this.framePolicy.speechStarted();
+      this.lastVoiceAt = now;
+    }
   }
 
   /** @param {{cmd: string, id?: number, stats: PlayerStats}} data */
@@ -1002,7 +1123,15 @@ class Controller extends Emitter {
     return 1000 / (fps > 0 ? Math.min(fps, MAX_FPS) : MAX_FPS);
   }
 
-  /** Draw the shared screen scaled to `max_size`, encode a JPEG, send it, reschedule. */
+  /** A luma thumbnail of the shared screen now. */
+  screenThumb() {
+    const ctx = this.thumbCanvas.getContext("2d", { willReadFrequently: true });
+    if (!ctx) return new Uint8Array(0);
+    ctx.drawImage(this.video, 0, 0, THUMB_WIDTH, THUMB_HEIGHT);
+    return luma(ctx.getImageData(0, 0, THUMB_WIDTH, THUMB_HEIGHT).data);
+  }
+
+  /** Look at the screen, send a frame if the policy says so, and look again in CHECK_MS. */
   async captureFrame() {
     const attempt = this.attempt;
     const video = this.video;
@@ -1011,34 +1140,91 @@ class Controller extends Emitter {
       this.scheduleFrame(FRAME_RETRY_MS);
       return;
     }
+    try {
+      const now = performance.now();
+      const thumb = this.screenThumb();
+      const minChange = Number(this.model.get("min_change"));
+      const heartbeat = Number(this.model.get("heartbeat_s"));
+      const reason = this.framePolicy.decide(now, thumb, {
+        minChange: minChange >= 0 ? minChange : DEFAULT_MIN_CHANGE,
+        heartbeatMs: 1000 * (heartbeat > 0 ? heartbeat : DEFAULT_HEARTBEAT_S),
+        intervalMs: this.frameIntervalMs(),
+        paused: !!this.model.get("video_paused"),
+      });
+      if (reason) {
+        const sent = await this.sendFrame(attempt, reason);
+        if (attempt !== this.attempt || !this.screenStream) return;
+        if (sent) this.framePolicy.sent(now, thumb, reason);
+      }
+      this.reportFrameStats();
+    } catch (error) {
+      console.warn("[screenshare-widget] frame capture failed:", error);
+    }
+    this.scheduleFrame(CHECK_MS);
+  }
+
+  /**
+   * Draw the shared screen scaled to `max_size`, encode a JPEG and send it.
+   * @param {number} attempt
+   * @param {string} reason why the policy sends it
+   * @returns {Promise<boolean>} whether it went out
+   */
+  async sendFrame(attempt, reason) {
+    const video = this.video;
     const maxSide = Number(this.model.get("max_size")) || DEFAULT_MAX_SIZE_PX;
     const q = Number(this.model.get("jpeg_quality"));
     const quality = q >= 0 && q <= 1 ? q : DEFAULT_JPEG_QUALITY;
     const { width, height } = fitSize(video.videoWidth, video.videoHeight, maxSide);
-    try {
-      this.canvas.width = width;
-      this.canvas.height = height;
-      this.canvas.getContext("2d")?.drawImage(video, 0, 0, width, height);
-      const blob = await new Promise((resolve) => {
+    this.canvas.width = width;
+    this.canvas.height = height;
+    this.canvas.getContext("2d")?.drawImage(video, 0, 0, width, height);
+    const blob = /** @type {Blob | null} */ (
+      await new Promise((resolve) => {
         this.canvas.toBlob(resolve, "image/jpeg", quality);
-      });
-      if (attempt !== this.attempt || !this.screenStream) return;
-      if (blob) {
-        const jpeg = await /** @type {Blob} */ (blob).arrayBuffer();
-        if (attempt !== this.attempt || !this.screenStream) return;
-        const t = performance.timeOrigin + performance.now();
-        this.sendToKernel(
-          { kind: "frame", capture: this.captureId, seq: this.frameSeq++, t, width, height },
-          [jpeg],
-        );
-        this.sent.frames++;
-        this.sent.lastFrame = { width, height, bytes: jpeg.byteLength };
-      }
-    } catch (error) {
-      console.warn("[screenshare-widget] frame capture failed:", error);
+      })
+    );
+    if (attempt !== this.attempt || !this.screenStream || !blob) return false;
+    const jpeg = await blob.arrayBuffer();
+    if (attempt !== this.attempt || !this.screenStream) return false;
+    const t = performance.timeOrigin + performance.now();
+    const seq = this.frameSeq++;
+    this.sendToKernel(
+      { kind: "frame", capture: this.captureId, seq, t, width, height, reason },
+      [jpeg],
+    );
+    this.sent.frames++;
+    this.sent.lastFrame = { width, height, bytes: jpeg.byteLength };
+    this.recentFrames.set(seq, URL.createObjectURL(blob));
+    for (const [old, url] of this.recentFrames) {
+      if (this.recentFrames.size <= FILMSTRIP_FRAMES * 2) break;
+      if (!this.filmstrip.some((f) => f.url === url)) URL.revokeObjectURL(url);
+      this.recentFrames.delete(old);
     }
-    // The next frame is due one interval after this one was sent, so sends never bunch up.
-    this.scheduleFrame(this.frameIntervalMs());
+    return true;
+  }
+
+  /** Every FRAME_STATS_MS, tell the kernel what the frame policy checked, sent and skipped. */
+  reportFrameStats() {
+    const now = performance.now();
+    if (now - this.lastFrameStatsAt < FRAME_STATS_MS) return;
+    this.lastFrameStatsAt = now;
+    this.sendToKernel({ kind: "frame_stats", ...this.framePolicy.counts });
+  }
+
+  /**
+   * The kernel sent frame `seq` to the model: show it in the filmstrip.
+   * @param {unknown} seq
+   */
+  onFrameSent(seq) {
+    if (typeof seq !== "number") return;
+    const url = this.recentFrames.get(seq);
+    if (!url) return;
+    this.filmstrip.push({ seq, url });
+    while (this.filmstrip.length > FILMSTRIP_FRAMES) {
+      const old = /** @type {{seq: number, url: string}} */ (this.filmstrip.shift());
+      if (!this.recentFrames.has(old.seq)) URL.revokeObjectURL(old.url);
+    }
+    this.emit("filmstrip");
   }
 
   /** @param {MediaStreamTrack} track */
@@ -1206,7 +1392,7 @@ function registerSeam(controller) {
 /** Traits a view shows; it re-renders its header when any of them changes. */
 const VIEW_TRAITS = [
   "status", "error", "backend", "emulated", "model", "voice", "live_since", "connection",
-  "instruction_version", "instruction_applied", "recording",
+  "instruction_version", "instruction_applied", "recording", "video_paused",
 ];
 
 /** Longest text the text box sends (characters); the kernel refuses longer. */
@@ -1233,7 +1419,11 @@ function buildView() {
     h("button", "ssw-button ssw-share", "Share screen & mic")
   );
   const stop = /** @type {HTMLButtonElement} */ (h("button", "ssw-button ssw-stop", "Stop"));
-  share.type = stop.type = "button";
+  const pause = /** @type {HTMLButtonElement} */ (
+    h("button", "ssw-button ssw-pause-video", "Pause video")
+  );
+  pause.title = "Stop sending screen frames to the model (the voice conversation goes on)";
+  share.type = stop.type = pause.type = "button";
   const status = h("span", "ssw-status");
   const timer = h("span", "ssw-timer");
   const connection = h("span", "ssw-connection");
@@ -1243,7 +1433,7 @@ function buildView() {
   const backendBox = h("span", "ssw-backend-box");
   backendBox.append(backend, engine);
   const recording = h("span", "ssw-recording");
-  bar.append(share, stop, status, timer, connection, recording, backendBox);
+  bar.append(share, stop, pause, status, timer, connection, recording, backendBox);
 
   const error = h("div", "ssw-error");
   error.setAttribute("role", "alert");
@@ -1300,9 +1490,12 @@ function buildView() {
   instructionRow.append(apply, revert, instructionState);
   instruction.append(instructionSummary, instructionText, instructionRow);
 
-  root.append(bar, error, notice, body, instruction);
+  const filmstrip = h("div", "ssw-filmstrip");
+  filmstrip.title = "The latest frames the model got";
+  root.append(bar, error, notice, body, filmstrip, instruction);
   return {
-    root, share, stop, status, timer, connection, recording, backend, engine, error, notice,
+    root, share, stop, pause, status, timer, connection, recording, backend, engine, error, notice,
+    filmstrip,
     previewBox, preview, meter, meterFill, transcript, tools, compose, textInput, send, instruction,
     instructionSummary, instructionText, apply, revert, instructionState,
   };
@@ -1457,6 +1650,10 @@ export default function screenshareWidget() {
         const engine = [model.get("model"), model.get("voice")].filter(Boolean).join(" · ");
         ui.engine.textContent = engine;
         ui.engine.hidden = !engine;
+        const paused = !!model.get("video_paused");
+        ui.pause.textContent = paused ? "Resume video" : "Pause video";
+        ui.pause.setAttribute("aria-pressed", String(paused));
+        ui.root.dataset.videoPaused = String(paused);
         const recording = model.get("recording") || "";
         ui.recording.textContent = recording ? "● REC" : "";
         ui.recording.title = recording ? `Recording to ${recording}` : "";
@@ -1565,6 +1762,23 @@ export default function screenshareWidget() {
         ui.tools.hidden = calls.length === 0;
       };
 
+      const showFilmstrip = () => {
+        ui.filmstrip.replaceChildren(
+          ...ctl.filmstrip.map(({ seq, url }) => {
+            const img = /** @type {HTMLImageElement} */ (h("img", "ssw-film"));
+            img.src = url;
+            img.alt = `frame ${seq}`;
+            img.dataset.seq = String(seq);
+            return img;
+          }),
+        );
+        ui.filmstrip.hidden = ctl.filmstrip.length === 0;
+      };
+      const onPause = () => {
+        model.set("video_paused", !model.get("video_paused"));
+        model.save_changes();
+      };
+
       const onShare = () => {
         void ctl.start(); // synchronous up to getDisplayMedia: keeps the user activation
       };
@@ -1575,6 +1789,7 @@ export default function screenshareWidget() {
       };
       ui.share.addEventListener("click", onShare);
       ui.stop.addEventListener("click", onStop);
+      ui.pause.addEventListener("click", onPause);
       ui.compose.addEventListener("submit", onSend);
       ui.apply.addEventListener("click", onApply);
       ui.revert.addEventListener("click", onRevert);
@@ -1588,6 +1803,7 @@ export default function screenshareWidget() {
         ctl.on("level", showLevel),
         ctl.on("turns", showTurns),
         ctl.on("tools", showTools),
+        ctl.on("filmstrip", showFilmstrip),
       ];
       for (const trait of VIEW_TRAITS) model.on(`change:${trait}`, showState);
 
@@ -1595,6 +1811,7 @@ export default function screenshareWidget() {
       showLevel(ctl.level);
       showTurns();
       showTools();
+      showFilmstrip();
 
       let cleaned = false;
       const cleanup = () => {
@@ -1602,6 +1819,7 @@ export default function screenshareWidget() {
         cleaned = true;
         ui.share.removeEventListener("click", onShare);
         ui.stop.removeEventListener("click", onStop);
+        ui.pause.removeEventListener("click", onPause);
         ui.compose.removeEventListener("submit", onSend);
         ui.apply.removeEventListener("click", onApply);
         ui.revert.removeEventListener("click", onRevert);

@@ -161,9 +161,39 @@ navigator.mediaDevices.getUserMedia = async (...args) => {
 };
 const original = navigator.mediaDevices.getDisplayMedia.bind(navigator.mediaDevices);
 navigator.mediaDevices.getDisplayMedia = async (...args) => {
-  const stream = await original(...args);
+  // A test may share a canvas of its own instead of chromium's (ever-moving) test pattern.
+  const stream = window.__stillScreen
+    ? window.__stillScreen.captureStream(10)
+    : await original(...args);
   window.__displayStreams.push(stream);
   return stream;
+};
+/** Share a still 1280x720 "document" (redrawn the same, 10 times a second) from now on. */
+window.useStillScreen = () => {
+  const canvas = document.createElement("canvas");
+  canvas.width = 1280;
+  canvas.height = 720;
+  const ctx = canvas.getContext("2d");
+  window.__screenContent = "still";
+  const draw = () => {
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(0, 0, 1280, 720);
+    ctx.fillStyle = "#202020";
+    ctx.font = "36px sans-serif";
+    for (let y = 80; y < 700; y += 60) ctx.fillText("A line of a still document", 60, y);
+    if (window.__screenContent === "changed") {
+      ctx.fillStyle = "#1565c0";
+      ctx.fillRect(640, 0, 640, 720);
+    }
+  };
+  draw();
+  setInterval(draw, 100);
+  window.__stillScreen = canvas;
+};
+/** Change half of the still screen; returns when (epoch ms). */
+window.changeScreen = () => {
+  window.__screenContent = "changed";
+  return performance.timeOrigin + performance.now();
 };
 """
 
@@ -775,3 +805,110 @@ def test_screenshot_live(page: Page) -> None:
     (ARTIFACTS / "widget-live.json").write_text(
         json.dumps({"sent": page.evaluate("window.__screenshareWidget.controllers[0].sent")})
     )
+
+
+def test_frame_policy_decides_by_change_speech_heartbeat_and_rate(page: Page) -> None:
+    result = page.evaluate(
+        """() => {
+          const h = helpers;
+          const rgba = new Uint8ClampedArray([255, 255, 255, 255, 0, 0, 0, 255, 255, 0, 0, 255]);
+          const still = new Uint8Array(100).fill(100);
+          const moved = still.slice(); moved.fill(200, 0, 3);      // 3 % of the pixels
+          const faint = still.slice(); faint.fill(110, 0, 50);     // below PIXEL_DELTA
+          const o = { minChange: 0.02, heartbeatMs: 10000, intervalMs: 1000, paused: false };
+          const p = new h.FramePolicy();
+          const log = [];
+          const step = (now, thumb, extra = {}) => {
+            const reason = p.decide(now, thumb, { ...o, ...extra });
+            if (reason) p.sent(now, thumb, reason);
+            log.push(reason);
+          };
+          step(0, still);                  // first
+          step(250, moved);                // changed, but within 1 s of the last frame: wait
+          step(1000, moved);               // change
+          step(2000, moved);               // nothing new since the last frame sent
+          step(2250, moved);
+          p.speechStarted();
+          step(2500, moved);               // speech
+          step(12500, moved);              // heartbeat
+          step(13750, still, { paused: true });  // paused: nothing
+          return { luma: Array.from(h.luma(rgba)),
+                   fractions: [h.changedFraction(still, moved), h.changedFraction(still, faint),
+                               h.changedFraction(null, still), h.changedFraction(still, still)],
+                   log, counts: p.counts };
+        }"""
+    )
+    assert result["luma"] == [255, 0, 76]
+    assert result["fractions"] == [0.03, 0, 1, 0]
+    assert result["log"] == ["first", None, "change", None, None, "speech", "heartbeat", None]
+    counts = result["counts"]
+    assert (counts["checked"], counts["sent"], counts["skipped"]) == (8, 4, 4)
+    assert (counts["first"], counts["change"], counts["speech"], counts["heartbeat"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
+
+
+def test_a_still_screen_sends_only_heartbeats_and_a_change_goes_within_a_second(
+    page: Page,
+) -> None:
+    page.evaluate("useStillScreen()")
+    share(page, heartbeat_s=1.5)
+    page.wait_for_timeout(4_500)
+    frames = sent(page, "frame")
+    reasons = [f["content"]["reason"] for f in frames]
+    # A stream's very first picture may still be blank: the real content can follow it as
+    # a change. After that, a still screen sends no change.
+    assert reasons[0] == "first" and "change" not in reasons[2:], reasons
+    assert set(reasons[2:]) <= {"heartbeat", "speech"}, reasons
+    times = [f["content"]["t"] for f in frames]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert gaps and min(gaps) >= 990, gaps  # never over 1 fps
+    assert max(gaps) <= 1_500 + 400, gaps  # a heartbeat at the latest (checks every 250 ms)
+    for reason, gap in zip(reasons[1:], gaps, strict=True):
+        if reason == "heartbeat":
+            assert gap >= 1_490, (reasons, gaps)
+
+    changed_at = page.evaluate("changeScreen()")
+    poll(
+        page,
+        f"model.sent.some((m) => m.content.reason === 'change' && m.content.t > {changed_at})",
+        3,
+        "a change frame",
+    )
+    change = next(
+        f
+        for f in sent(page, "frame")
+        if f["content"]["reason"] == "change" and f["content"]["t"] > changed_at
+    )
+    latency = change["content"]["t"] - changed_at
+    print(f"change to send: {latency:.0f} ms")
+    assert 0 < latency <= 1_000, latency
+
+    # The counters reach the kernel; the filmstrip shows what the kernel says the model got.
+    poll(page, "model.sent.some((m) => m.content.kind === 'frame_stats')", 3, "frame stats")
+    counts = sent(page, "frame_stats")[-1]["content"]
+    assert counts["checked"] == counts["sent"] + counts["skipped"]
+    assert counts["checked"] >= 4 * counts["sent"], counts
+    kernel(page, {"kind": "frame_sent", "seq": change["content"]["seq"]})
+    poll(page, "document.querySelectorAll('.ssw-film').length === 1", 2, "the filmstrip")
+    seq = page.get_attribute(".ssw-film", "data-seq")
+    assert seq == str(change["content"]["seq"])
+
+
+def test_pause_video_stops_frames_and_the_voice_goes_on(page: Page) -> None:
+    page.evaluate("useStillScreen()")
+    share(page, heartbeat_s=1.0)
+    poll(page, "model.sent.some((m) => m.content.kind === 'frame')", 3, "the first frame")
+    page.click(".ssw-pause-video")
+    assert page.evaluate("model.get('video_paused')") is True
+    assert page.inner_text(".ssw-pause-video") == "Resume video"
+    frames, audio = len(sent(page, "frame")), len(sent(page, "audio"))
+    page.evaluate("changeScreen()")
+    page.wait_for_timeout(2_500)
+    assert len(sent(page, "frame")) <= frames + 1  # at most one already being encoded
+    assert len(sent(page, "audio")) >= audio + 50
+    page.click(".ssw-pause-video")
+    poll(page, "model.sent.some((m) => m.content.reason === 'change')", 3, "frames again")
