@@ -33,6 +33,7 @@ from .config import (
 )
 from .events import Events, Frames, Handover, SentFrame
 from .instructions import Instruction, Instructions
+from .pricing import LOW_FPS, BudgetGuard, Spend, UsageLog, spend
 from .recording import Recorder, Recording
 from .relay import ASK_TIMEOUT_S, Relay, RelayCounters, RelayState
 from .session import Connector, Usage
@@ -111,6 +112,15 @@ class ScreenShareAssistant(anywidget.AnyWidget):
     media_resolution = traitlets.Unicode("").tag(sync=True)
     #: True stops sending frames (the conversation goes on); the widget's Pause video button.
     video_paused = traitlets.Bool(False).tag(sync=True)
+    #: Tokens the service reported so far in this widget's conversations.
+    tokens = traitlets.Int(0, read_only=True).tag(sync=True)
+    #: Estimated cost so far in USD from :attr:`prices`; -1 while no prices are set.
+    cost_usd = traitlets.Float(-1.0, read_only=True).tag(sync=True)
+    #: A budget in tokens (0: none). At half of it the frame rate drops, at 80 % the video
+    #: pauses, at all of it the session stops; the widget says so each time.
+    budget_tokens = traitlets.Int(0).tag(sync=True)
+    #: The same budget in USD (0: none); it needs :attr:`prices`.
+    budget_usd = traitlets.Float(0.0).tag(sync=True)
     #: When the current session went live (seconds since the epoch), 0 when not live.
     live_since = traitlets.Float(0.0, read_only=True).tag(sync=True)
     #: How the last move to a new connection went: "", "resumed" or "fresh session".
@@ -183,6 +193,8 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         self._lock = threading.Lock()
         self._recorder: Recorder | None = None
         self._confirms: dict[str, asyncio.Future[bool]] = {}  # tool calls awaiting a click
+        self._prices: dict[str, float] = {}
+        self._guard = BudgetGuard()
         toolbox.confirm = self._confirm
         self.on_msg(self._on_custom_message)
 
@@ -238,9 +250,60 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         return ToolCalls(self._relay.tool_calls)
 
     @property
-    def usage(self) -> list[Usage]:
-        """Token usage reported by the service, one entry per report."""
-        return list(self._relay.usage)
+    def usage(self) -> UsageLog:
+        """Token usage reported by the service, one entry per report (``.to_pandas()``
+        gives a column per modality)."""
+        return UsageLog(self._relay.usage)
+
+    @property
+    def prices(self) -> dict[str, float]:
+        """Your price table, in USD per million tokens, keyed ``"input:AUDIO"``,
+        ``"input:IMAGE"``, ``"input:TEXT"``, ``"output:AUDIO"``, ...; empty by default (no
+        prices ship with the package: take them from the current pricing page). Assign a
+        dict to set it; the cost estimate and the USD budget use it."""
+        return dict(self._prices)
+
+    @prices.setter
+    def prices(self, table: dict[str, float]) -> None:
+        spend([], table)  # raises for a bad price
+        self._prices = {str(k): float(v) for k, v in table.items()}
+        self._update_spend()
+
+    @property
+    def spend(self) -> Spend:
+        """Tokens so far by direction and modality, and the cost estimate from
+        :attr:`prices` (None without prices)."""
+        return spend(self._relay.usage, self._prices)
+
+    def _update_spend(self) -> None:
+        """Mirror the spend to the meter and take the budget steps now due (any thread)."""
+        spent = self.spend
+        self._in_comm_context(lambda: self._show_spend(spent))
+        for step in self._guard.check(spent):
+            self._budget_step(step, spent)
+
+    def _show_spend(self, spent: Spend) -> None:
+        with self.hold_trait_notifications():
+            self.set_trait("tokens", spent.total_tokens)
+            self.set_trait("cost_usd", -1.0 if spent.cost_usd is None else spent.cost_usd)
+
+    def _budget_step(self, step: str, spent: Spend) -> None:
+        share = self._guard.share(spent)
+        said = f"Budget {share:.0%} spent ({spent})"
+        if step == "lower_fps":
+            self._in_comm_context(lambda: setattr(self, "max_fps", min(self.max_fps, LOW_FPS)))
+            text = f"{said}: frames slowed to one every {1 / LOW_FPS:.0f} s."
+        elif step == "pause_video":
+            self._in_comm_context(lambda: setattr(self, "video_paused", True))
+            text = f"{said}: video paused (the voice conversation goes on)."
+        else:
+            text = f"{said}: the session stopped. Raise the budget to go on."
+        logger.warning("%s", text)
+        if step == "stop":
+            self._send_to_page({"kind": "stop", "reason": text})
+            self._relay.stop(wait=False)
+        else:
+            self._send_to_page({"kind": "notice", "text": text})
 
     @property
     def handovers(self) -> list[Handover]:
@@ -400,6 +463,20 @@ class ScreenShareAssistant(anywidget.AnyWidget):
                 relay.config, media_resolution=_resolution(change["new"])
             )
 
+    @traitlets.validate("budget_tokens", "budget_usd")
+    def _validate_budget(self, proposal: dict[str, Any]) -> Any:
+        if proposal["value"] < 0:
+            raise traitlets.TraitError(f"{proposal['trait'].name} must not be negative (0: none)")
+        return proposal["value"]
+
+    @traitlets.observe("budget_tokens", "budget_usd")
+    def _budget_changed(self, change: dict[str, Any]) -> None:
+        guard = getattr(self, "_guard", None)
+        if guard is not None:
+            guard.tokens, guard.usd = self.budget_tokens, self.budget_usd
+            guard.reset()
+            self._update_spend()
+
     @traitlets.validate("jpeg_quality")
     def _validate_quality(self, proposal: dict[str, Any]) -> float:
         value = float(proposal["value"])
@@ -555,6 +632,7 @@ class _Sink:
 
     def on_usage(self, usage: Usage) -> None:
         logger.debug("usage: %s", usage)
+        self._widget._update_spend()
 
     def on_handover(self, handover: Handover) -> None:
         outcome = "resumed" if handover.resumed else "fresh session"

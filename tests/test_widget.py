@@ -12,7 +12,7 @@ import pytest
 
 from screenshare_widget import ScreenShareAssistant
 from screenshare_widget.relay import RelayState
-from screenshare_widget.session import LiveError, ServerMessage, ToolCall
+from screenshare_widget.session import LiveError, ServerMessage, ToolCall, Usage
 from screenshare_widget.tools import needs_confirmation
 
 from .conftest import wait_until
@@ -420,3 +420,35 @@ def test_frame_policy_settings_counters_and_the_filmstrip_message(widget, backen
               "heartbeat": 1}  # fmt: skip
     page(w, {"kind": "frame_stats", **counts})
     assert w.frame_policy == counts
+
+
+def test_the_budget_slows_frames_then_pauses_video_then_stops(widget, backend) -> None:
+    w, rec = widget
+    w.prices = {"input:AUDIO": 2.0, "output:AUDIO": 10.0}
+    with pytest.raises(ValueError, match="price"):
+        w.prices = {"input:AUDIO": -1.0}
+    w.budget_tokens = 1000
+    w.start()
+    wait_until(lambda: w.status == "live")
+    session = backend.sessions[0]
+
+    def report(total: int) -> None:
+        usage = Usage(total, 0, total, {"prompt:AUDIO": total})
+        w._relay._loop.call_soon_threadsafe(  # type: ignore[union-attr]
+            session.push, ServerMessage(usage=usage, turn_complete=True)
+        )
+
+    report(600)
+    wait_until(lambda: w.max_fps == 0.2)
+    assert w.tokens == 600 and w.cost_usd == pytest.approx(600 * 2.0 / 1e6)
+    assert not w.video_paused and w.status == "live"
+    report(250)
+    wait_until(lambda: w.video_paused)
+    report(200)
+    wait_until(lambda: w.status == "idle")
+    notices = [c["text"] for c, _ in rec.sent if c["kind"] == "notice"]
+    assert any("Budget 60% spent" in n and "slowed" in n for n in notices), notices
+    assert any("Budget 85% spent" in n and "video paused" in n for n in notices), notices
+    stop = [c["reason"] for c, _ in rec.sent if c["kind"] == "stop"]
+    assert any("Budget 105% spent" in r and "stopped" in r for r in stop), stop
+    assert w.spend.total_tokens == 1050 and w.usage.to_pandas()["total_tokens"].sum() == 1050

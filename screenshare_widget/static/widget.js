@@ -120,6 +120,24 @@ const MIC_ENDED_NOTICE =
   "The microphone stopped; the assistant still sees your screen. Click Stop to end it.";
 
 /**
+ * The token meter's text: "1,234 tokens", the cost when known, and the budget when set.
+ * @param {number} tokens
+ * @param {number} costUsd -1 (or NaN) when unknown
+ * @param {number} budgetTokens 0: none
+ * @param {number} budgetUsd 0: none
+ */
+export function formatSpend(tokens, costUsd, budgetTokens, budgetUsd) {
+  if (!(tokens > 0) && !(budgetTokens > 0) && !(budgetUsd > 0)) return "";
+  let text = `${Math.round(tokens).toLocaleString("en-US")} tokens`;
+  if (budgetTokens > 0) text += ` of ${Math.round(budgetTokens).toLocaleString("en-US")}`;
+  if (costUsd >= 0) {
+    text += ` · ≈$${costUsd < 1 ? costUsd.toFixed(4) : costUsd.toFixed(2)}`;
+    if (budgetUsd > 0) text += ` of $${budgetUsd.toFixed(2)}`;
+  }
+  return text;
+}
+
+/**
  * Luma (Rec. 601, 0-255) of RGBA pixels.
  * @param {Uint8ClampedArray | Uint8Array} rgba
  * @returns {Uint8Array}
@@ -1393,6 +1411,7 @@ function registerSeam(controller) {
 const VIEW_TRAITS = [
   "status", "error", "backend", "emulated", "model", "voice", "live_since", "connection",
   "instruction_version", "instruction_applied", "recording", "video_paused",
+  "tokens", "cost_usd", "budget_tokens", "budget_usd",
 ];
 
 /** Longest text the text box sends (characters); the kernel refuses longer. */
@@ -1433,7 +1452,9 @@ function buildView() {
   const backendBox = h("span", "ssw-backend-box");
   backendBox.append(backend, engine);
   const recording = h("span", "ssw-recording");
-  bar.append(share, stop, pause, status, timer, connection, recording, backendBox);
+  const spend = h("span", "ssw-spend");
+  spend.title = "Tokens the service reported (and the cost estimate from assistant.prices)";
+  bar.append(share, stop, pause, status, timer, connection, recording, spend, backendBox);
 
   const error = h("div", "ssw-error");
   error.setAttribute("role", "alert");
@@ -1495,7 +1516,7 @@ function buildView() {
   root.append(bar, error, notice, body, filmstrip, instruction);
   return {
     root, share, stop, pause, status, timer, connection, recording, backend, engine, error, notice,
-    filmstrip,
+    filmstrip, spend,
     previewBox, preview, meter, meterFill, transcript, tools, compose, textInput, send, instruction,
     instructionSummary, instructionText, apply, revert, instructionState,
   };
@@ -1650,6 +1671,13 @@ export default function screenshareWidget() {
         const engine = [model.get("model"), model.get("voice")].filter(Boolean).join(" · ");
         ui.engine.textContent = engine;
         ui.engine.hidden = !engine;
+        ui.spend.textContent = formatSpend(
+          Number(model.get("tokens")) || 0,
+          Number(model.get("cost_usd")),
+          Number(model.get("budget_tokens")) || 0,
+          Number(model.get("budget_usd")) || 0,
+        );
+        ui.spend.hidden = !ui.spend.textContent;
         const paused = !!model.get("video_paused");
         ui.pause.textContent = paused ? "Resume video" : "Pause video";
         ui.pause.setAttribute("aria-pressed", String(paused));

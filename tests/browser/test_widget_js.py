@@ -912,3 +912,19 @@ def test_pause_video_stops_frames_and_the_voice_goes_on(page: Page) -> None:
     assert len(sent(page, "audio")) >= audio + 50
     page.click(".ssw-pause-video")
     poll(page, "model.sent.some((m) => m.content.reason === 'change')", 3, "frames again")
+
+
+def test_the_token_meter_shows_tokens_cost_and_budget(page: Page) -> None:
+    texts = page.evaluate(
+        """() => [helpers.formatSpend(0, -1, 0, 0), helpers.formatSpend(1234, -1, 0, 0),
+                  helpers.formatSpend(1234, 0.00123, 10000, 0.5),
+                  helpers.formatSpend(2500000, 12.345, 0, 0)]"""
+    )
+    assert texts == [
+        "",
+        "1,234 tokens",
+        "1,234 tokens of 10,000 · ≈$0.0012 of $0.50",
+        "2,500,000 tokens · ≈$12.35",
+    ]
+    page.evaluate("mount(['light'], {tokens: 1500, cost_usd: -1, budget_tokens: 3000})")
+    assert page.inner_text(".ssw-spend") == "1,500 tokens of 3,000"

@@ -1,0 +1,156 @@
+"""Tokens and money: usage by modality, a cost estimate, and the budget guard.
+
+The service reports token usage per turn (``usageMetadata``), broken down by modality. A
+:class:`Spend` adds the reports up; with a price table (USD per million tokens, keyed
+``"input:AUDIO"``, ``"input:IMAGE"``, ``"output:AUDIO"``, ...), it also estimates the cost.
+No prices ship with the package: Live pricing changes and differs by model and tier, so you
+set the table from the current pricing page (``assistant.prices = {...}``).
+
+:class:`BudgetGuard` turns the share of a budget spent into steps taken once each: at half
+the budget lower the frame rate, at 80 % pause the video, at the budget stop the session.
+This module imports no widget or SDK code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Literal
+
+from .session import Usage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Shares of the budget at which the guard acts, and what it does there.
+LOWER_FPS_AT: Final = 0.5
+PAUSE_VIDEO_AT: Final = 0.8
+STOP_AT: Final = 1.0
+#: The frame rate the guard lowers to (frames per second).
+LOW_FPS: Final = 0.2
+
+Step = Literal["lower_fps", "pause_video", "stop"]
+
+
+@dataclass(frozen=True)
+class Spend:
+    """Tokens reported so far, by direction and modality, and the cost estimate.
+
+    ``by_modality`` maps ``"input:AUDIO"``, ``"input:IMAGE"``, ``"output:AUDIO"``, ... to
+    tokens. ``cost_usd`` is None without prices, and ``unpriced`` lists the keys with tokens
+    but no price (their tokens are not in the estimate).
+    """
+
+    prompt_tokens: int = 0
+    response_tokens: int = 0
+    total_tokens: int = 0
+    by_modality: Mapping[str, int] = field(default_factory=dict)
+    cost_usd: float | None = None
+    unpriced: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        cost = "" if self.cost_usd is None else f", about ${self.cost_usd:.4f}"
+        return f"{self.total_tokens:,} tokens{cost}"
+
+
+def modality_key(key: str) -> str:
+    """``Usage.by_modality`` keys ("prompt:AUDIO", "response:AUDIO") as price keys
+    ("input:AUDIO", "output:AUDIO")."""
+    direction, _, modality = key.partition(":")
+    side = {"prompt": "input", "response": "output"}.get(direction, direction)
+    return f"{side}:{modality.upper()}"
+
+
+def spend(usage: Iterable[Usage], prices: Mapping[str, float] | None = None) -> Spend:
+    """Add up ``usage`` reports; with ``prices`` (USD per million tokens) estimate the cost.
+
+    Raises ``ValueError`` for a price that is negative or not a number.
+    """
+    prompt = response = total = 0
+    by: dict[str, int] = {}
+    for report in usage:
+        prompt += report.prompt_tokens
+        response += report.response_tokens
+        total += report.total_tokens
+        for key, count in report.by_modality.items():
+            name = modality_key(key)
+            by[name] = by.get(name, 0) + count
+    cost = None
+    unpriced: list[str] = []
+    if prices:
+        for key, value in prices.items():
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"the price of {key} must be a non-negative number (USD / 1M)")
+        cost = 0.0
+        for key, count in by.items():
+            if key in prices:
+                cost += count * float(prices[key]) / 1_000_000
+            elif count:
+                unpriced.append(key)
+    return Spend(prompt, response, total, by, cost, tuple(sorted(unpriced)))
+
+
+def usage_table(usage: Iterable[Usage]) -> pd.DataFrame:
+    """One row per usage report: prompt, response and total tokens, and one column per
+    modality key (``input:AUDIO``, ...)."""
+    import pandas as pd
+
+    rows = [
+        {
+            "prompt_tokens": u.prompt_tokens,
+            "response_tokens": u.response_tokens,
+            "total_tokens": u.total_tokens,
+            **{modality_key(k): v for k, v in u.by_modality.items()},
+        }
+        for u in usage
+    ]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=["prompt_tokens", "response_tokens", "total_tokens"])
+    return frame.fillna(0).astype(int)
+
+
+class UsageLog(list[Usage]):
+    """Usage reports, oldest first (a snapshot), with :meth:`to_pandas`."""
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per report, with a column per modality (see :func:`usage_table`)."""
+        return usage_table(self)
+
+
+@dataclass
+class BudgetGuard:
+    """Steps to take as a budget is spent, each once until :meth:`reset`.
+
+    ``tokens`` and ``usd`` are the budgets (0: none); the share spent is the larger of the
+    two shares. :meth:`check` returns the steps newly due, in order.
+    """
+
+    tokens: int = 0
+    usd: float = 0.0
+    taken: set[Step] = field(default_factory=set)
+
+    def share(self, spent: Spend) -> float:
+        """The share of the budget spent (0 with no budget)."""
+        shares = [0.0]
+        if self.tokens > 0:
+            shares.append(spent.total_tokens / self.tokens)
+        if self.usd > 0 and spent.cost_usd is not None:
+            shares.append(spent.cost_usd / self.usd)
+        return max(shares)
+
+    def check(self, spent: Spend) -> list[Step]:
+        """The steps newly due for ``spent``."""
+        share = self.share(spent)
+        due: list[Step] = []
+        for step, at in (("lower_fps", LOWER_FPS_AT), ("pause_video", PAUSE_VIDEO_AT),
+                         ("stop", STOP_AT)):  # fmt: skip
+            if share >= at and step not in self.taken:
+                self.taken.add(step)  # type: ignore[arg-type]
+                due.append(step)  # type: ignore[arg-type]
+        return due
+
+    def reset(self) -> None:
+        """Forget the steps taken (a new budget)."""
+        self.taken.clear()
