@@ -403,7 +403,7 @@ def test_go_away_waits_for_the_answer_to_what_the_user_said(relay: Relay, backen
 def test_protocol_events_are_recorded(relay: Relay, backend) -> None:
     session = live(relay, backend)
     relay.feed_audio(b"\x00\x10" * 640)  # voice
-    relay.feed_frame(b"\xff\xd8\xff" + bytes(10), 1024, 576)
+    relay.feed_frame(b"\xff\xd8\xff" + bytes(10), 1024, 576, seq=4, reason="speech")
     wait_until(lambda: session.frames)
     push(relay, session, ServerMessage(audio=b"\0\0", output_transcription="Hi"))
     push(relay, session, ServerMessage(interrupted=True))
@@ -417,7 +417,10 @@ def test_protocol_events_are_recorded(relay: Relay, backend) -> None:
     sent = relay.frames[0]
     assert (sent.width, sent.height, len(sent.jpeg)) == (1024, 576, 13)
     frame_event = next(e for e in relay.events if e.kind == "frame_sent")
-    assert dict(frame_event.detail) == {"width": 1024, "height": 576, "bytes": 13}
+    assert dict(frame_event.detail) == {
+        "width": 1024, "height": 576, "bytes": 13, "reason": "speech"
+    }  # fmt: skip
+    assert sent.reason == "speech"
 
 
 def test_a_send_in_flight_at_a_handover_completes_and_counts(relay: Relay, backend) -> None:
