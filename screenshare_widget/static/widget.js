@@ -165,9 +165,10 @@ export function changedFraction(a, b) {
 
 /**
  * When a screen frame goes to the model: when the screen changed beyond `minChange` since the
- * last frame sent, when the user starts to speak, and as a heartbeat on a still screen; never
- * sooner than `intervalMs` after the last one, and never while paused. A change that comes
- * within the interval is sent when it ends (the comparison is with the last frame *sent*).
+ * last frame sent; when the user starts to speak and anything at all changed since (say, a
+ * word typed); and as a heartbeat on a still screen. Never sooner than `intervalMs` after the
+ * last one, and never while paused. A change that comes within the interval is sent when it
+ * ends (the comparison is with the last frame *sent*).
  */
 export class FramePolicy {
   constructor() {
@@ -189,10 +190,13 @@ export class FramePolicy {
     /** @type {"first" | "change" | "speech" | "heartbeat" | null} */
     let reason = null;
     if (!paused && now - this.lastSentAt >= intervalMs) {
+      const changed = changedFraction(thumb, this.lastThumb);
       if (!this.lastThumb) reason = "first";
-      else if (changedFraction(thumb, this.lastThumb) >= minChange) reason = "change";
-      else if (this.speechPending) reason = "speech";
+      else if (changed >= minChange) reason = "change";
+      else if (this.speechPending && changed > 0) reason = "speech";
       else if (now - this.lastSentAt >= heartbeatMs) reason = "heartbeat";
+      // The user speaks about a screen the model already has: nothing to send for that.
+      if (this.speechPending && changed === 0) this.speechPending = false;
     }
     if (!reason) this.counts.skipped++;
     return reason;

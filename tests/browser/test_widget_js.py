@@ -815,6 +815,7 @@ def test_frame_policy_decides_by_change_speech_heartbeat_and_rate(page: Page) ->
           const still = new Uint8Array(100).fill(100);
           const moved = still.slice(); moved.fill(200, 0, 3);      // 3 % of the pixels
           const faint = still.slice(); faint.fill(110, 0, 50);     // below PIXEL_DELTA
+          const nudged = moved.slice(); nudged[99] = 160;           // 1 % changed
           const o = { minChange: 0.02, heartbeatMs: 10000, intervalMs: 1000, paused: false };
           const p = new h.FramePolicy();
           const log = [];
@@ -827,10 +828,11 @@ def test_frame_policy_decides_by_change_speech_heartbeat_and_rate(page: Page) ->
           step(250, moved);                // changed, but within 1 s of the last frame: wait
           step(1000, moved);               // change
           step(2000, moved);               // nothing new since the last frame sent
-          step(2250, moved);
           p.speechStarted();
-          step(2500, moved);               // speech
-          step(12500, moved);              // heartbeat
+          step(2250, moved);               // speech, but the model has this screen: nothing
+          p.speechStarted();
+          step(2500, nudged);              // speech, and a little changed since: send
+          step(12500, nudged);             // heartbeat
           step(13750, still, { paused: true });  // paused: nothing
           return { luma: Array.from(h.luma(rgba)),
                    fractions: [h.changedFraction(still, moved), h.changedFraction(still, faint),
