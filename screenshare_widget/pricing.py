@@ -121,10 +121,12 @@ class UsageLog(list[Usage]):
 
 @dataclass
 class BudgetGuard:
-    """Steps to take as a budget is spent, each once until :meth:`reset`.
+    """Steps to take as a budget is spent: lowering the frame rate and pausing the video
+    once each until :meth:`reset`, stopping each time a report finds the budget spent (a
+    session started again past the budget stops at its first report).
 
     ``tokens`` and ``usd`` are the budgets (0: none); the share spent is the larger of the
-    two shares. :meth:`check` returns the steps newly due, in order.
+    two shares. :meth:`check` returns the steps due, in order.
     """
 
     tokens: int = 0
@@ -147,7 +149,8 @@ class BudgetGuard:
         for step, at in (("lower_fps", LOWER_FPS_AT), ("pause_video", PAUSE_VIDEO_AT),
                          ("stop", STOP_AT)):  # fmt: skip
             if share >= at and step not in self.taken:
-                self.taken.add(step)  # type: ignore[arg-type]
+                if step != "stop":
+                    self.taken.add(step)  # type: ignore[arg-type]
                 due.append(step)  # type: ignore[arg-type]
         return due
 

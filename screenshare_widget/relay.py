@@ -80,6 +80,9 @@ MAX_PENDING_TEXTS: Final = 32
 INSTRUCTION_HANDOVER: Final = "new system instruction"
 #: How long ``ask`` waits for the model's answer by default (s).
 ASK_TIMEOUT_S: Final = 60.0
+#: A new instruction's handover waits for a pause at most this long; then it goes at the
+#: first moment the model is silent, even if something the user said is still unanswered (s).
+INSTRUCTION_WAIT_S: Final = 20.0
 
 
 class RelayState(enum.Enum):
@@ -704,7 +707,8 @@ class Relay:
                     group.create_task(self._hand_over(go_away), name="relay.hand_over")
                     group.create_task(self._send_texts(session), name="relay.send_texts")
                     group.create_task(
-                        self._apply_instructions(session), name="relay.apply_instructions"
+                        self._apply_instructions(session, config.model),
+                        name="relay.apply_instructions",
                     )
             except BaseExceptionGroup as group_error:
                 # The first pump to fail ended the others; surface its exception as is.
@@ -722,19 +726,24 @@ class Relay:
                 self._record("instruction", version=version, by=by, text=applied.text)
                 self._emit(self._sink.on_instruction, applied)
 
-    async def _apply_instructions(self, session: LiveSession) -> None:
-        """Give the model each new instruction version: by a context update where the model
-        supports it, else by a handover (``_Handover``) at the next pause."""
+    async def _apply_instructions(self, session: LiveSession, model: str) -> None:
+        """Give the model (``model``, this connection's) each new instruction version: by a
+        context update where the model supports it, else by a handover (``_Handover``) at
+        the next pause, or after :data:`INSTRUCTION_WAIT_S` when the model is silent."""
         ready = self._instruction_ready
         assert ready is not None
+        loop = asyncio.get_running_loop()
         while True:
             latest = self.instructions.current
             if latest.version > self._connected_version:
-                if model_profile(self.config.model).context_update:
+                if model_profile(model).context_update:
                     await session.update_instruction(latest.text)
                     self._instruction_applied(latest.version, "context_update")
                     continue  # a newer version may have come meanwhile
-                while not self._in_pause():  # noqa: ASYNC110 (a pause is a span of time)
+                waited_until = loop.time() + INSTRUCTION_WAIT_S
+                while not (  # noqa: ASYNC110 (a pause is a span of time, not an event)
+                    self._in_pause() or (loop.time() > waited_until and not self._model_speaking)
+                ):
                     await asyncio.sleep(HANDOVER_POLL_S)
                 raise _Handover(INSTRUCTION_HANDOVER)
             await ready.wait()

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from screenshare_widget import relay as relay_module
 from screenshare_widget.relay import INSTRUCTION_HANDOVER, Relay, RelayState, SessionEnded
 from screenshare_widget.session import ServerMessage
 
@@ -182,3 +183,18 @@ def test_end_audio_ends_the_utterance_and_tells_the_service(
         "speech_end",
     ]
     assert session.audio_ended == 1
+
+
+def test_an_unanswered_question_holds_the_swap_only_so_long(
+    relay: Relay, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_module, "INSTRUCTION_WAIT_S", 0.5)
+    relay.config = dataclasses.replace(relay.config, model=NO_CONTEXT_UPDATE)
+    live(relay, backend)
+    relay.feed_audio(tone_pcm(0.04))  # the user spoke; the model never answers
+    wait_until(lambda: relay._awaiting_answer)
+    started = time.monotonic()
+    relay.set_instruction("new rule")
+    live(relay, backend, count=2)
+    assert time.monotonic() - started >= 0.45  # it waited for an answer first
+    assert backend.configs[-1][0].system_instruction == "new rule"
