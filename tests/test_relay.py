@@ -374,6 +374,8 @@ def test_a_drop_mid_answer_cuts_the_model_turn_but_not_between_turns(
 def test_go_away_waits_for_a_pause_in_the_users_speech(relay: Relay, backend) -> None:
     session = live(relay, backend)
     loud = b"\x00\x10" * 640  # 40 ms at about -18 dBFS: voice
+    relay.feed_audio(loud)  # already talking when the goAway comes
+    wait_until(lambda: relay._last_voice_at is not None)
     push(relay, session, ServerMessage(go_away_s=30.0))
     stop_talking = time.monotonic() + 0.6
     while time.monotonic() < stop_talking:  # the user keeps talking for 0.6 s
