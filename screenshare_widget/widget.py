@@ -298,6 +298,8 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             text = f"{said}: video paused (the voice conversation goes on)."
         else:
             text = f"{said}: the session stopped. Raise the budget to go on."
+        if step == "stop" and self._relay.state in (RelayState.IDLE, RelayState.CLOSING):
+            return  # nothing runs to stop (say, prices or a budget set while idle)
         logger.warning("%s", text)
         if step == "stop":
             self._send_to_page({"kind": "stop", "reason": text})

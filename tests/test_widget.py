@@ -452,3 +452,19 @@ def test_the_budget_slows_frames_then_pauses_video_then_stops(widget, backend) -
     stop = [c["reason"] for c, _ in rec.sent if c["kind"] == "stop"]
     assert any("Budget 105% spent" in r and "stopped" in r for r in stop), stop
     assert w.spend.total_tokens == 1050 and w.usage.to_pandas()["total_tokens"].sum() == 1050
+
+
+def test_a_budget_spent_while_idle_says_nothing_until_a_session_runs(widget, backend) -> None:
+    w, rec = widget
+    w.budget_tokens = 100
+    w._relay.usage.append(Usage(150, 0, 150))  # an earlier session's report
+    w.prices = {"input:AUDIO": 1.0}  # recomputes the spend while idle
+    assert w.tokens == 150
+    assert [c for c, _ in rec.sent if c["kind"] == "stop"] == []
+    w.start()
+    wait_until(lambda: w.status == "live")
+    w._relay._loop.call_soon_threadsafe(  # type: ignore[union-attr]
+        backend.sessions[0].push, ServerMessage(usage=Usage(10, 0, 10), turn_complete=True)
+    )
+    wait_until(lambda: w.status == "idle")
+    assert any("Budget" in c["reason"] for c, _ in rec.sent if c["kind"] == "stop")
