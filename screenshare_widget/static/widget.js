@@ -1414,8 +1414,8 @@ function registerSeam(controller) {
 /** Traits a view shows; it re-renders its header when any of them changes. */
 const VIEW_TRAITS = [
   "status", "error", "backend", "emulated", "model", "voice", "live_since", "connection",
-  "instruction_version", "instruction_applied", "recording", "video_paused",
-  "tokens", "cost_usd", "budget_tokens", "budget_usd",
+  "system_instruction", "instruction_version", "instruction_applied", "recording",
+  "video_paused", "tokens", "cost_usd", "budget_tokens", "budget_usd",
 ];
 
 /** Longest text the text box sends (characters); the kernel refuses longer. */
@@ -1819,17 +1819,19 @@ export default function screenshareWidget() {
         if (ctl.phase === "idle") ctl.sendToKernel({ kind: "stop", reason: USER_STOP_REASON });
         else ctl.stop(USER_STOP_REASON);
       };
-      ui.share.addEventListener("click", onShare);
-      ui.stop.addEventListener("click", onStop);
-      ui.pause.addEventListener("click", onPause);
-      ui.compose.addEventListener("submit", onSend);
-      ui.apply.addEventListener("click", onApply);
-      ui.revert.addEventListener("click", onRevert);
-      ui.instructionText.addEventListener("input", onInstructionInput);
+      // One abort removes every DOM listener of this view.
+      const listening = new AbortController();
+      const until = { signal: listening.signal };
+      ui.share.addEventListener("click", onShare, until);
+      ui.stop.addEventListener("click", onStop, until);
+      ui.pause.addEventListener("click", onPause, until);
+      ui.compose.addEventListener("submit", onSend, until);
+      ui.apply.addEventListener("click", onApply, until);
+      ui.revert.addEventListener("click", onRevert, until);
+      ui.instructionText.addEventListener("input", onInstructionInput, until);
       for (const field of [ui.textInput, ui.instructionText]) {
-        field.addEventListener("keydown", keepKeys);
+        field.addEventListener("keydown", keepKeys, until);
       }
-      model.on("change:system_instruction", showInstruction);
       const unsubscribe = [
         ctl.on("state", showState),
         ctl.on("level", showLevel),
@@ -1849,17 +1851,7 @@ export default function screenshareWidget() {
       const cleanup = () => {
         if (cleaned) return;
         cleaned = true;
-        ui.share.removeEventListener("click", onShare);
-        ui.stop.removeEventListener("click", onStop);
-        ui.pause.removeEventListener("click", onPause);
-        ui.compose.removeEventListener("submit", onSend);
-        ui.apply.removeEventListener("click", onApply);
-        ui.revert.removeEventListener("click", onRevert);
-        ui.instructionText.removeEventListener("input", onInstructionInput);
-        for (const field of [ui.textInput, ui.instructionText]) {
-          field.removeEventListener("keydown", keepKeys);
-        }
-        model.off("change:system_instruction", showInstruction);
+        listening.abort();
         for (const off of unsubscribe) off();
         for (const trait of VIEW_TRAITS) model.off(`change:${trait}`, showState);
         clearInterval(clock);
