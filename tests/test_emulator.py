@@ -536,6 +536,13 @@ async def test_barge_in_interrupts_the_reply() -> None:
     assert sum(1 for c in contents if c.interrupted) == 1
     said = "".join(c.output_transcription.text or "" for c in contents if c.output_transcription)
     assert "You spoke for 0.8 seconds." in said
+    # What the emulator says it sent is what the SDK got: the same audio, one interruption.
+    sent = emu.recording.sent
+    assert sent[0].keys == ("setupComplete",)
+    assert [s.t for s in sent] == sorted(s.t for s in sent)
+    assert b"".join(s.audio for s in sent) == b"".join(m.data or b"" for _, m in got)
+    assert [s.keys for s in sent if "interrupted" in s.keys] == [("serverContent", "interrupted")]
+    assert any(s.keys == ("serverContent", "modelTurn") and s.audio for s in sent)
 
 
 def heard_text(msg: types.LiveServerMessage) -> str | None:

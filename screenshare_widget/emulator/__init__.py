@@ -23,7 +23,14 @@ This package never imports ``google.genai``.
 
 from .connection import EmulatorConnection
 from .faults import Fault
-from .recording import ReceivedAudio, ReceivedFrame, ReceivedMessage, ReceivedText, Recording
+from .recording import (
+    ReceivedAudio,
+    ReceivedFrame,
+    ReceivedMessage,
+    ReceivedText,
+    Recording,
+    SentMessage,
+)
 from .responder import DefaultResponder
 from .server import LiveEmulator, Script, shared_emulator
 from .sessions import Lifetimes
@@ -41,6 +48,7 @@ __all__ = [
     "ReceivedMessage",
     "ReceivedText",
     "Recording",
+    "SentMessage",
     "Script",
     "shared_emulator",
 ]

@@ -34,7 +34,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..protocol import OUTPUT_RATE_HZ, SAMPLE_BYTES
-from .recording import ReceivedMessage, Recording
+from .recording import ReceivedMessage, Recording, SentMessage
 from .sessions import Session
 from .validation import CLOSE_INVALID, REASON_INVALID_JSON, close_reason, model_name
 from .wire import ClientEvent, InvalidJson, has, parse_client_message, pick, snake
@@ -73,6 +73,23 @@ def audio_message(pcm24k: bytes) -> dict[str, Any]:
             }
         }
     }
+
+
+def sent_message(connection: int, obj: dict[str, Any]) -> SentMessage:
+    """What :class:`Recording` keeps of a server message the emulator just sent."""
+    keys: list[str] = list(obj)[:1]
+    audio = b""
+    content = obj.get("serverContent")
+    if isinstance(content, dict):
+        keys += list(content)
+        turn = content.get("modelTurn")
+        parts = turn.get("parts") if isinstance(turn, dict) else None
+        for part in parts if isinstance(parts, list) else []:
+            inline = part.get("inlineData") if isinstance(part, dict) else None
+            data = inline.get("data") if isinstance(inline, dict) else None
+            if isinstance(data, str) and str(inline.get("mimeType", "")).startswith("audio/"):
+                audio += base64.b64decode(data)
+    return SentMessage(time.time(), connection, tuple(keys), audio)
 
 
 def chunks(pcm: bytes, chunk_ms: int, rate: int = OUTPUT_RATE_HZ) -> list[bytes]:
@@ -263,6 +280,7 @@ class EmulatorConnection:
                     await self._send_now({"sessionResumptionUpdate": {"resumable": False}})
             self._register_handle(obj)  # before the client can see it
             await self._ws.send(data)
+            self._recording.add_sent(sent_message(self.index, obj))
             if "setupComplete" in obj:
                 self._setup_complete_sent = True
                 if self.setup_complete_at is None:
@@ -294,6 +312,7 @@ class EmulatorConnection:
     async def _send_now(self, obj: dict[str, Any]) -> None:
         # The caller holds the send lock.
         await self._ws.send(json.dumps(obj, separators=(",", ":")).encode("utf-8"))
+        self._recording.add_sent(sent_message(self.index, obj))
 
     async def send_raw(self, data: bytes | str) -> None:
         """Send a frame exactly as given (bytes: binary, str: text), without any checks.

@@ -70,6 +70,19 @@ class ReceivedText:
 
 
 @dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A server message the emulator sent: ``t`` is ``time.time()`` just after the send
+    (seconds); ``keys`` its top-level key then, for ``serverContent``, the keys inside it
+    (``("serverContent", "modelTurn")``); ``audio`` the PCM of its audio parts (24 kHz PCM16,
+    empty when it has none)."""
+
+    t: float
+    connection: int
+    keys: tuple[str, ...]
+    audio: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
 class ReceivedMessage:
     """Any client message: its ``kind`` and a summary with base64 payloads as their length."""
 
@@ -113,6 +126,8 @@ class Recording:
         self._frames: deque[ReceivedFrame] = deque()
         self._texts: deque[ReceivedText] = deque(maxlen=self._max_messages)
         self._messages: deque[ReceivedMessage] = deque(maxlen=self._max_messages)
+        self._sent: deque[SentMessage] = deque()
+        self._sent_audio_bytes = 0
         self._closes: list[tuple[int, int, str]] = []
         self._media_bytes = 0
         self._audio_seconds: dict[int, float] = {}
@@ -140,6 +155,17 @@ class Recording:
         """Record a client message summary."""
         with self._lock:
             self._messages.append(message)
+
+    def add_sent(self, message: SentMessage) -> None:
+        """Record a server message the emulator sent (the oldest go past the limits)."""
+        with self._lock:
+            self._sent.append(message)
+            self._sent_audio_bytes += len(message.audio)
+            while self._sent and (
+                len(self._sent) > self._max_messages
+                or self._sent_audio_bytes > self._max_media_bytes
+            ):
+                self._sent_audio_bytes -= len(self._sent.popleft().audio)
 
     def add_audio(self, audio: ReceivedAudio) -> None:
         """Record an audio blob and add its duration to the connection's total."""
@@ -227,6 +253,13 @@ class Recording:
         """Every client message (the most recent :data:`MAX_MESSAGES`)."""
         with self._lock:
             return list(self._messages)
+
+    @property
+    def sent(self) -> list[SentMessage]:
+        """Server messages sent, in order (the most recent :data:`MAX_MESSAGES`, with at most
+        :data:`MAX_MEDIA_BYTES` of audio among them)."""
+        with self._lock:
+            return list(self._sent)
 
     @property
     def closes(self) -> list[tuple[int, int, str]]:
