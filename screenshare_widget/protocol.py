@@ -32,7 +32,7 @@ FRAME_MIME: Final = "image/jpeg"
 
 # ---- limits on what the browser may send (bytes) ----------------------------------------------
 
-#: Largest microphone chunk accepted: 1 s of 16 kHz PCM16. The browser sends 40 ms chunks.
+#: Largest microphone chunk accepted: 1 s of 16 kHz PCM16. The browser sends 100 ms chunks.
 MAX_AUDIO_BYTES: Final = INPUT_RATE_HZ * SAMPLE_BYTES
 #: Largest screen frame accepted. A 1024 px JPEG at quality 0.7 is typically 20 to 150 KB.
 MAX_FRAME_BYTES: Final = 4 * 1024 * 1024

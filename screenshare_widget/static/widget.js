@@ -19,7 +19,8 @@
  *   - `tracks()`: the current (or last) capture's MediaStreamTracks, ended ones included;
  *   - `stats()`: Promise of {played, queued, underruns, dropped, stale, generation, flushedAt},
  *     counts in 24 kHz samples (flushedAt: the audio frame of the last flush, -1 if none);
- *   - `sent`: {audio, frames, lastFrame: {width, height, bytes}} counted since the page loaded.
+ *   - `sent`: {audio, frames, lastFrame: {width, height, bytes}} counted since the page loaded;
+ *   - `startTrace()` and `takeTrace()`: the latency trace the benchmarks read (see LatencyTrace).
  */
 
 // ---- wire protocol ---------------------------------------------------------------------------
@@ -58,8 +59,12 @@ export const KERNEL_KINDS = Object.freeze([
 const INPUT_RATE_HZ = 16_000;
 /** Model PCM16 received from the kernel (Hz). */
 const OUTPUT_RATE_HZ = 24_000;
-/** Duration of one microphone chunk (ms): 640 samples = 1280 bytes at 16 kHz. */
-const CHUNK_MS = 40;
+/**
+ * Duration of one microphone chunk (ms): 1600 samples = 3200 bytes at 16 kHz. Each chunk is a
+ * Jupyter message the kernel handles, so chunk size sets most of its CPU: 100 ms (within the
+ * 50-100 ms Live guides advise) costs about half of 40 ms (bench/results).
+ */
+const CHUNK_MS = 100;
 const CHUNK_SAMPLES = (INPUT_RATE_HZ * CHUNK_MS) / 1000;
 /** Anti-alias low-pass applied before decimating the mic to 16 kHz (Hz). */
 const LOWPASS_CUTOFF_HZ = 7_000;
@@ -369,6 +374,22 @@ export function pcm16ToFloat(data) {
 }
 
 /**
+ * A 32-bit fingerprint of PCM16 audio that names a chunk on both ends of a latency trace (the
+ * benchmarks compute the same one in Python): the byte length plus, over the samples s_i read
+ * as unsigned 16-bit, the sum of s_i * ((i + 1) * 2654435761 mod 2^32), all mod 2^32.
+ * @param {Uint8Array} bytes little-endian PCM16
+ * @returns {number} an unsigned 32-bit integer
+ */
+export function pcmHash(bytes) {
+  let h = bytes.length >>> 0;
+  for (let i = 0, k = 1; i + 1 < bytes.length; i += 2, k++) {
+    const sample = bytes[i] | (bytes[i + 1] << 8);
+    h = (h + (Math.imul(sample, Math.imul(k, 2654435761) >>> 0) >>> 0)) >>> 0;
+  }
+  return h;
+}
+
+/**
  * The bytes of `data` as an ArrayBuffer holding exactly them. JupyterLab's websocket
  * serializer sends a view's whole underlying buffer, so `model.send` must only get these.
  * @param {ArrayBuffer | ArrayBufferView} data
@@ -554,6 +575,11 @@ class SswPlayer extends AudioWorkletProcessor {
     this.flushedAt = -1;
     this.nextReport = 0;
     this.reportedPlayed = 0;
+    // Latency trace (only for chunks and flushes sent with a trace mark): [id, frame] when a
+    // chunk's first sample is rendered; ["flush", frame, samples, playing] for the first
+    // quantum rendered after a flush.
+    this.traced = [];
+    this.flushTrace = null;
     this.port.onmessage = (event) => this.handle(event.data);
   }
   handle(m) {
@@ -563,6 +589,7 @@ class SswPlayer extends AudioWorkletProcessor {
         return;
       }
       this.generation = m.gen;
+      if (m.trace !== undefined) m.samples.trace = m.trace;
       this.queue.push(m.samples);
       this.queued += m.samples.length;
       this.turnOpen = true;
@@ -577,6 +604,7 @@ class SswPlayer extends AudioWorkletProcessor {
         this.turnOpen = false;
       }
     } else if (m.cmd === "flush") {
+      if (m.trace) this.flushTrace = { playing: this.playing && this.queued > 0 };
       this.generation = m.gen;
       this.queue = [];
       this.head = 0;
@@ -588,6 +616,9 @@ class SswPlayer extends AudioWorkletProcessor {
       if (m.gen > this.generation) this.generation = m.gen;
     } else if (m.cmd === "stats") {
       this.port.postMessage({ cmd: "stats", id: m.id, stats: this.stats() });
+    } else if (m.cmd === "trace") {
+      this.port.postMessage({ cmd: "trace", id: m.id, entries: this.traced });
+      this.traced = [];
     }
   }
   stats() {
@@ -601,6 +632,8 @@ class SswPlayer extends AudioWorkletProcessor {
     const out = outputs[0][0];
     const n = out.length;
     let written = 0;
+    const flushTrace = this.flushTrace;
+    this.flushTrace = null;
     if (!this.playing && this.queued > 0 &&
         (this.queued >= this.prerollSamples || !this.turnOpen)) {
       this.playing = true;
@@ -608,6 +641,9 @@ class SswPlayer extends AudioWorkletProcessor {
     if (this.playing) {
       while (written < n && this.queue.length > 0) {
         const chunk = this.queue[0];
+        if (this.head === 0 && chunk.trace !== undefined && this.traced.length < 100000) {
+          this.traced.push([chunk.trace, currentFrame + written]);
+        }
         const take = Math.min(n - written, chunk.length - this.head);
         out.set(chunk.subarray(this.head, this.head + take), written);
         written += take;
@@ -626,6 +662,7 @@ class SswPlayer extends AudioWorkletProcessor {
       }
     }
     out.fill(0, written);
+    if (flushTrace) this.traced.push(["flush", currentFrame, written, flushTrace.playing]);
     for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
     if (currentFrame >= this.nextReport) {
       this.nextReport = currentFrame + this.reportEvery;
@@ -718,6 +755,79 @@ function stopStream(stream) {
 /** @typedef {"idle"|"starting"|"live"} Phase page-side capture state */
 
 /** A tiny topic emitter: `on` returns the function that unsubscribes. */
+/** Render quantum of the Web Audio API (frames). */
+const RENDER_QUANTUM = 128;
+/** A traced model chunk that has not played after this long was dropped or flushed (ms). */
+const TRACE_GIVE_UP_MS = 10_000;
+
+/**
+ * The latency trace the benchmarks read through the test seam; off until `startTrace()`.
+ * Times are wall-clock milliseconds (performance.timeOrigin + performance.now()), so they
+ * compare with the emulator's `time.time()` on the same machine; chunks are named by `pcmHash`.
+ *
+ * - `up`: [sent, hash] per microphone chunk, stamped when the capture worklet's chunk reaches
+ *   the main thread and is sent to the kernel;
+ * - `down`: [received, hash, output] per model chunk: when it reached the page and when its
+ *   first sample left the audio output (AudioContext.getOutputTimestamp), null if it never
+ *   played (flushed or stale);
+ * - `interrupts`: [received, quanta, silentAt, samples, playing] per `interrupted`: render
+ *   quanta from the page getting it to the first quantum rendered after the flush, when that
+ *   quantum left the output, the model samples in it (0: silent), and whether audio was
+ *   playing when it came.
+ */
+class LatencyTrace {
+  constructor() {
+    /** @type {[number, number][]} */
+    this.up = [];
+    /** @type {Map<number, [number, number, number | null]>} */
+    this.down = new Map();
+    this.nextId = 0;
+    /** @type {[number, number][]} [received, playback context frame then] */
+    this.pendingInterrupts = [];
+    /** @type {[number, number, number, number, boolean][]} */
+    this.interrupts = [];
+  }
+
+  /**
+   * Resolve the player's entries against the playback clock and hand over what is final.
+   * @param {any[][]} entries from the player worklet
+   * @param {AudioContext} context
+   */
+  settle(entries, context) {
+    const stamp = context.getOutputTimestamp();
+    const rate = context.sampleRate;
+    /** @param {number} frame */
+    const toWall = (frame) =>
+      performance.timeOrigin +
+      (stamp.performanceTime ?? 0) +
+      (frame / rate - (stamp.contextTime ?? 0)) * 1000;
+    for (const entry of entries) {
+      if (entry[0] === "flush") {
+        const asked = this.pendingInterrupts.shift();
+        if (!asked) continue;
+        const [, frame, samples, playing] = entry;
+        const quanta = (frame - asked[1]) / RENDER_QUANTUM;
+        this.interrupts.push([asked[0], quanta, toWall(frame), samples, playing]);
+      } else {
+        const row = this.down.get(entry[0]);
+        if (row) row[2] = toWall(entry[1]);
+      }
+    }
+    const now = performance.timeOrigin + performance.now();
+    const down = [];
+    for (const [id, row] of this.down) {
+      if (row[2] !== null || now - row[0] > TRACE_GIVE_UP_MS) {
+        down.push(row);
+        this.down.delete(id);
+      }
+    }
+    const taken = { up: this.up, down, interrupts: this.interrupts };
+    this.up = [];
+    this.interrupts = [];
+    return taken;
+  }
+}
+
 class Emitter {
   /** @type {Map<string, Set<(arg?: any) => void>>} */
   #topics = new Map();
@@ -779,6 +889,8 @@ class Controller extends Emitter {
 
     this.generation = 0;
     this.staleDropped = 0; // stale model chunks dropped on the main thread
+    /** @type {LatencyTrace | null} on for benchmarks only */
+    this.trace = null;
     this.attempt = 0; // bumps on every start and stop; in-flight starts compare against it
     this.startSent = false;
     this.captureId = "";
@@ -797,6 +909,8 @@ class Controller extends Emitter {
     /** @type {Map<number, (stats: PlayerStats) => void>} */
     this.statsWaiters = new Map();
     this.statsId = 0;
+    /** @type {Map<number, (entries: any[][]) => void>} */
+    this.traceWaiters = new Map();
     /** @type {PlayerStats} */
     this.lastStats = emptyStats(0);
 
@@ -894,13 +1008,25 @@ class Controller extends Emitter {
     this.generation = gen;
     if (!view || !this.playerNode) return; // not capturing: nobody is listening
     const samples = pcm16ToFloat(view);
-    this.playerNode.port.postMessage({ cmd: "push", gen, samples }, [samples.buffer]);
+    let trace;
+    if (this.trace) {
+      trace = this.trace.nextId++;
+      const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+      this.trace.down.set(trace, [performance.timeOrigin + performance.now(), pcmHash(bytes), null]);
+    }
+    this.playerNode.port.postMessage({ cmd: "push", gen, samples, trace }, [samples.buffer]);
   }
 
   /** @param {unknown} rawGen the new generation: older audio is stale */
   interrupt(rawGen) {
     this.generation = this.genOf(rawGen);
-    this.playerNode?.port.postMessage({ cmd: "flush", gen: this.generation });
+    const context = this.playbackContext;
+    const trace = !!(this.trace && this.playerNode && context);
+    if (trace && context) {
+      const received = performance.timeOrigin + performance.now();
+      this.trace?.pendingInterrupts.push([received, context.currentTime * context.sampleRate]);
+    }
+    this.playerNode?.port.postMessage({ cmd: "flush", gen: this.generation, trace });
   }
 
   /**
@@ -1100,6 +1226,7 @@ class Controller extends Emitter {
   onMicChunk({ pcm, rms }) {
     if (this.phase !== "live") return;
     const t = performance.timeOrigin + performance.now();
+    this.trace?.up.push([t, pcmHash(new Uint8Array(pcm))]);
     this.sendToKernel(
       { kind: "audio", capture: this.captureId, seq: this.audioSeq++, t },
       [exactBuffer(pcm)],
@@ -1114,8 +1241,13 @@ class Controller extends Emitter {
     }
   }
 
-  /** @param {{cmd: string, id?: number, stats: PlayerStats}} data */
+  /** @param {{cmd: string, id?: number, stats: PlayerStats, entries?: any[][]}} data */
   onPlayerMessage(data) {
+    if (data.cmd === "trace") {
+      if (data.id !== undefined) this.traceWaiters.get(data.id)?.(data.entries);
+      this.traceWaiters.delete(data.id);
+      return;
+    }
     const stats = { ...data.stats, stale: data.stats.stale + this.staleDropped };
     this.lastStats = stats;
     if (data.cmd === "stats" && data.id !== undefined) {
@@ -1341,6 +1473,38 @@ class Controller extends Emitter {
     });
   }
 
+  /** Start the latency trace (benchmarks only; see LatencyTrace). */
+  startTrace() {
+    this.trace = new LatencyTrace();
+  }
+
+  /**
+   * What the latency trace holds that is final, taken out of it (see LatencyTrace).
+   * @returns {Promise<{up: any[], down: any[], interrupts: any[]}>}
+   */
+  async takeTrace() {
+    const trace = this.trace;
+    if (!trace) return { up: [], down: [], interrupts: [] };
+    const node = this.playerNode;
+    const context = this.playbackContext;
+    let entries = /** @type {any[][]} */ ([]);
+    if (node && context && context.state !== "closed") {
+      const id = ++this.statsId;
+      entries = await new Promise((resolve) => {
+        this.traceWaiters.set(id, resolve);
+        node.port.postMessage({ cmd: "trace", id });
+        setTimeout(() => {
+          this.traceWaiters.delete(id);
+          resolve([]); // a suspended or closing context answers nothing
+        }, 1000);
+      });
+    }
+    if (context) return trace.settle(entries, context);
+    const up = trace.up;
+    trace.up = [];
+    return { up, down: [], interrupts: [] };
+  }
+
   /** The test seam's view of this controller (see the module docstring). */
   seam() {
     const self = this;
@@ -1357,6 +1521,8 @@ class Controller extends Emitter {
       tracks: () => [...self.tracks()],
       stats: () => self.stats(),
       sent: self.sent,
+      startTrace: () => self.startTrace(),
+      takeTrace: () => self.takeTrace(),
     };
   }
 
