@@ -1,7 +1,8 @@
-"""Run the benchmarks and write ``results.json``, ``results.md`` and ``frames.png``.
+"""Run the benchmarks and write ``results.json``, ``results.md``, ``frames.png`` and
+``session.png``.
 
-python -m bench               # 10 simulated minutes per screen
-python -m bench --minutes 1   # a quick run (CI runs one as a smoke test)
+python -m bench               # 10 simulated minutes per screen, a 10-minute JupyterLab session
+python -m bench --minutes 1   # a quick run (CI runs a shorter one as a smoke test)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from playwright.sync_api import sync_playwright
 
-from . import frames
+from . import frames, session
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Targets from the issue, reported next to the results (never asserted).
@@ -25,12 +26,22 @@ TARGETS = {
     "static_frames_per_min": 6,
     "change_to_send_p95_ms": 1000,
     "fewer_than_fixed": 10,
+    "uplink_p95_ms": 60,
+    "downlink_p95_ms": 150,
+    "barge_in_quanta": 1,
+    "kernel_cpu_pct": 3,
+    "rss_growth_mb": 10,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--minutes", type=float, default=10.0, help="simulated minutes per screen")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=10.0,
+        help="simulated minutes per screen, and the JupyterLab session's length",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
     args = parser.parse_args(argv)
     chromium = shutil.which("chromium")
@@ -46,11 +57,13 @@ def main(argv: list[str] | None = None) -> int:
             version = browser.version
         finally:
             browser.close()
+    session_results = session.run(args.minutes, args.out)
     results = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {platform.python_version()}, chromium {version}",
         "minutes_per_screen": args.minutes,
         "frames": frame_results,
+        "session": session_results,
         "targets": TARGETS,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -58,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(results)
     (args.out / "results.md").write_text(table)
     plot(results, args.out / "frames.png")
+    plot_session(results, args.out / "session.png")
     print(table)
     return 0
 
@@ -68,6 +82,12 @@ def _ms(value: float | None) -> str:
 
 def _met(value: float | None, at_most: float) -> str:
     return "n/a" if value is None else ("yes" if value <= at_most else "no")
+
+
+def _p(row: dict[str, Any], unit: str = " ms") -> str:
+    if not row["n"]:
+        return "none measured"
+    return f"p50 {row['p50']:g}{unit}, p95 {row['p95']:g}{unit} (n={row['n']})"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -108,7 +128,51 @@ def markdown(results: dict[str, Any]) -> str:
             f"| at least {targets['fewer_than_fixed']}x fewer frames than fixed 1 fps "
             f"({screen}) | {fewer:g}x | {met} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [""] + session_markdown(results)) + "\n"
+
+
+def session_markdown(results: dict[str, Any]) -> list[str]:
+    """The JupyterLab session's table: each figure next to its target."""
+    s, t = results["session"], results["targets"]
+    barge = s["barge_in"]
+    rss = s["kernel_rss_mb"]
+    quantum_ms = 128 / 24
+    return [
+        f"A {s['minutes']:g}-minute conversation in JupyterLab with headless chromium, against "
+        f"the emulator (figures after a {s['warm_up_s']:g} s warm-up; {s['replies']} replies, "
+        f"each barged in on by the next question; a cell slept {s['block_s']:g} s halfway):",
+        "",
+        "| measure | measured | target | met |",
+        "|---|---|---|---|",
+        f"| uplink: worklet chunk to emulator | {_p(s['uplink_ms'])} "
+        f"| p95 <= {t['uplink_p95_ms']} ms | {_met(s['uplink_ms']['p95'], t['uplink_p95_ms'])} |",
+        f"| downlink: emulator sends a reply's first chunk to its first sample played "
+        f"| {_p(s['downlink_first_ms'])} | p95 <= {t['downlink_p95_ms']} ms "
+        f"| {_met(s['downlink_first_ms']['p95'], t['downlink_p95_ms'])} |",
+        f"| downlink transit of every chunk, emulator to page | {_p(s['downlink_transit_ms'])} "
+        "| (context) | |",
+        f"| barge-in: render quanta from the page getting `interrupted` to a silent quantum "
+        f"({quantum_ms:.1f} ms each) | {_p(barge['quanta'], '')}, {barge['not_silent']} not "
+        f"silent | <= {t['barge_in_quanta']} quantum "
+        f"| {_met(barge['quanta']['max'], t['barge_in_quanta'])} (max {barge['quanta']['max']}) |",
+        f"| barge-in: emulator sends `interrupted` to silence at the output "
+        f"| {_p(barge['to_silence_at_output_ms'])} | (context) | |",
+        f"| uplink while a cell blocks | {_p(s['blocked_uplink_ms'])} "
+        f"| p95 <= {t['uplink_p95_ms']} ms "
+        f"| {_met(s['blocked_uplink_ms']['p95'], t['uplink_p95_ms'])} |",
+        f"| downlink first chunk while a cell blocks | {_p(s['blocked_downlink_first_ms'])} "
+        f"| p95 <= {t['downlink_p95_ms']} ms "
+        f"| {_met(s['blocked_downlink_first_ms']['p95'], t['downlink_p95_ms'])} |",
+        f"| kernel CPU (share of one core; {s['frames_per_min']:g} frames a minute of the "
+        f"moving test screen) | {_pct(s['kernel_cpu_pct'])} "
+        f"| <= {t['kernel_cpu_pct']} % | {_met(s['kernel_cpu_pct'], t['kernel_cpu_pct'])} |",
+        f"| kernel RSS growth | {rss['growth']:+g} MB ({rss['start']:g} to {rss['end']:g} MB) "
+        f"| <= {t['rss_growth_mb']} MB | {_met(rss['growth'], t['rss_growth_mb'])} |",
+    ]
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g} %"
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -134,6 +198,50 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("frames sent a minute (log)")
     ax.set_title("Frames sent to the model per screen workload")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_session(results: dict[str, Any], path: Path) -> None:
+    """Latency distributions, and the kernel's CPU and RSS over the session."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = results["session"]
+    fig, (lat, cpu, rss) = plt.subplots(1, 3, figsize=(12, 3.6), dpi=110)
+    series = s["latency_series"]
+    for key, label in (
+        ("uplink", "uplink"),
+        ("blocked_uplink", "uplink, cell busy"),
+        ("downlink_first", "downlink, first chunk"),
+    ):
+        values = sorted(series[key])
+        if values:
+            fractions = [(i + 1) / len(values) for i in range(len(values))]
+            lat.step(values, fractions, where="post", label=f"{label} (n={len(values)})")
+    lat.set_xlabel("latency (ms)")
+    lat.set_ylabel("fraction at most")
+    lat.set_title("Audio latency")
+    lat.legend(fontsize=7)
+    kernel = s["kernel_series"]
+    times = [row[0] for row in kernel]
+    cpu.plot(
+        times[1:],
+        [
+            100 * (b[1] - a[1]) / max(b[0] - a[0], 1e-9)
+            for a, b in zip(kernel, kernel[1:], strict=False)
+        ],
+    )
+    cpu.set_xlabel("session time (s)")
+    cpu.set_ylabel("% of one core")
+    cpu.set_title("Kernel CPU")
+    rss.plot(times, [row[2] for row in kernel])
+    rss.set_xlabel("session time (s)")
+    rss.set_ylabel("MB")
+    rss.set_title("Kernel RSS")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -23,21 +23,12 @@ from typing import Any
 
 from playwright.sync_api import Page
 
+from .latency import percentile
+
 STATIC = Path(__file__).resolve().parents[1] / "screenshare_widget" / "static"
 
 #: The simulation, evaluated in the page: ``([widget_js_source, minutes]) => results``.
 SIMULATE = (Path(__file__).with_name("simulate_frames.js")).read_text(encoding="utf-8")
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The ``q`` quantile (0..1) by linear interpolation; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def run(page: Page, minutes: float) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""A small run of the benchmarks keeps them working (their figures are not asserted)."""
+"""The benchmarks' own logic, and a small run of them that keeps them working (their figures
+are not asserted)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,56 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+from bench.latency import pair, pcm_hash, percentile, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_a_short_benchmark_run_writes_its_json_table_and_plot(tmp_path: Path) -> None:
+def test_pcm_hash_follows_its_formula() -> None:
+    rng = np.random.default_rng(7)
+    pcm = rng.integers(0, 256, 3201, dtype=np.uint8).tobytes()  # odd: the last byte is ignored
+    samples = np.frombuffer(pcm[:3200], dtype="<u2")
+    expected = len(pcm)
+    for i, sample in enumerate(samples.tolist()):
+        expected += sample * (((i + 1) * 2654435761) % 2**32)
+    assert pcm_hash(pcm) == expected % 2**32
+    assert pcm_hash(b"") == 0
+    assert pcm_hash(b"\0" * 10) != pcm_hash(b"\0" * 12)  # silence differs by length
+
+
+def test_pairing_goes_in_order_skips_drops_and_repeats() -> None:
+    # Chunks A B A C sent 40 ms apart; the second A was dropped on the way.
+    sent = [(0.00, 1), (0.04, 2), (0.08, 1), (0.12, 3)]
+    received = [(0.01, 1), (0.05, 2), (0.13, 3)]
+    assert pair(sent, received) == [(0, 0), (1, 1), (3, 2)]
+    # A repeat pairs with the next copy, never with one that arrived before it was sent.
+    assert pair([(0.0, 5), (1.0, 5)], [(0.02, 5), (1.03, 5)]) == [(0, 0), (1, 1)]
+    assert pair([(1.0, 5)], [(0.5, 5)]) == []
+    # Nothing arrives later than the transit limit.
+    assert pair([(0.0, 9)], [(6.0, 9)]) == []
+
+
+def test_percentiles_and_summary() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
+    assert percentile([0.0, 10.0], 0.95) == pytest.approx(9.5)
+    values = [float(x) for x in range(101)]
+    assert summary(values) == {"n": 101, "p50": 50.0, "p95": 95.0, "max": 100.0}
+    assert summary([]) == {"n": 0, "p50": None, "p95": None, "max": None}
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_a_short_benchmark_run_writes_its_json_table_and_plots(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--minutes", "0.25", "--out", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=290,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -30,6 +67,18 @@ def test_a_short_benchmark_run_writes_its_json_table_and_plot(tmp_path: Path) ->
         assert row["fixed"]["frames_per_min"] == pytest.approx(60, abs=4)
         assert row["tutorial"]["frames_per_min"] == pytest.approx(1500, rel=0.01)
         assert 0 < row["ours"]["frames_per_min"] <= row["fixed"]["frames_per_min"]
+    # The JupyterLab session measured both directions and sampled the kernel.
+    session = results["session"]
+    assert session["uplink_ms"]["n"] > 0 and session["uplink_ms"]["p50"] > 0
+    assert session["uplink_paired"] >= 0.9 * session["uplink_sent"]
+    assert session["downlink_first_ms"]["n"] > 0
+    assert session["downlink_transit_ms"]["n"] > 0
+    assert session["blocked_uplink_ms"]["n"] > 0
+    assert len(session["kernel_series"]) >= 3
+    assert session["kernel_cpu_pct"] > 0
+    assert session["kernel_rss_mb"]["start"] > 20
     table = (tmp_path / "results.md").read_text()
     assert table.startswith("Frames a minute per policy") and "| static |" in table
-    assert (tmp_path / "frames.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| uplink: worklet chunk to emulator | p50 " in table
+    for plot in ("frames.png", "session.png"):
+        assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -17,6 +17,8 @@ from typing import Any
 
 import nbformat
 
+from screenshare_widget.emulator import LiveEmulator
+
 #: How long JupyterLab may take to answer after start (s); about 2 s here.
 SERVER_START_TIMEOUT_S = 60.0
 
@@ -192,3 +194,37 @@ def wait_cell_done(page: Any, index: int, timeout_ms: float = 60_000) -> None:
         arg=prompt.element_handle(),
         timeout=timeout_ms,
     )
+
+
+def assistant_cell(emulator: LiveEmulator) -> str:
+    """A cell that shows a ScreenShareAssistant talking to ``emulator``."""
+    return (
+        "from screenshare_widget import ScreenShareAssistant\n"
+        "from screenshare_widget.gemini import client_for_emulator\n"
+        f"assistant = ScreenShareAssistant(client=client_for_emulator({emulator.url!r}, "
+        f"{emulator.cafile!r}))\n"
+        "assistant"
+    )
+
+
+def show_widget(page: Any, lab: JupyterLab, artifacts: Path, name: str) -> None:
+    """Open the notebook and run its first cell until the widget shows (once more if the
+    first Shift+Enter after load was swallowed, a known JupyterLab flake); on failure a
+    screenshot goes to ``artifacts``."""
+    open_notebook(page, lab, name)
+    prompt = page.locator(".jp-Notebook .jp-Cell").nth(0).locator(".jp-InputPrompt")
+    for attempt in range(3):
+        run_cell(page, 0)
+        try:
+            page.wait_for_function(
+                "el => /\\[(\\*|\\d+)\\]/.test(el.textContent)",
+                arg=prompt.element_handle(),
+                timeout=5_000,
+            )
+            break
+        except Exception:
+            if attempt == 2:
+                artifacts.mkdir(exist_ok=True)
+                page.screenshot(path=str(artifacts / f"failed-{name}.png"))
+                raise
+    page.wait_for_selector(".ssw-share", timeout=60_000)

@@ -18,9 +18,10 @@ from screenshare_widget.emulator import Lifetimes, LiveEmulator
 from .chromium import launch_options, write_speech_wav
 from .jupyterlab import (
     JupyterLab,
+    assistant_cell,
     cell_output,
-    open_notebook,
     run_cell,
+    show_widget,
     wait_cell_done,
     write_notebook,
 )
@@ -101,38 +102,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
     server.stop()
 
 
-def assistant_cell(emulator: LiveEmulator) -> str:
-    return (
-        "from screenshare_widget import ScreenShareAssistant\n"
-        "from screenshare_widget.gemini import client_for_emulator\n"
-        f"assistant = ScreenShareAssistant(client=client_for_emulator({emulator.url!r}, "
-        f"{emulator.cafile!r}))\n"
-        "assistant"
-    )
-
-
-def show_widget(page: Any, lab: JupyterLab, name: str) -> None:
-    """Open the notebook and run its first cell until the widget shows (once more if the
-    first Shift+Enter after load was swallowed, a known JupyterLab flake)."""
-    open_notebook(page, lab, name)
-    prompt = page.locator(".jp-Notebook .jp-Cell").nth(0).locator(".jp-InputPrompt")
-    for attempt in range(3):
-        run_cell(page, 0)
-        try:
-            page.wait_for_function(
-                "el => /\\[(\\*|\\d+)\\]/.test(el.textContent)",
-                arg=prompt.element_handle(),
-                timeout=5_000,
-            )
-            break
-        except Exception:
-            if attempt == 2:
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / f"failed-{name}.png"))
-                raise
-    page.wait_for_selector(".ssw-share", timeout=60_000)
-
-
 def poll(page: Any, expression: str, predicate: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     value = None
@@ -154,7 +123,7 @@ def test_share_talk_hear_and_stop(page: Any, lab: JupyterLab, emulator: LiveEmul
             "import json\nprint(json.dumps([t.to_record() for t in assistant.transcript]))",
         ],
     )
-    show_widget(page, lab, "flow.ipynb")
+    show_widget(page, lab, ARTIFACTS, "flow.ipynb")
     assert emulator.url.removeprefix("https://") in page.inner_text(".ssw-backend")
 
     page.click(".ssw-share")
@@ -238,7 +207,7 @@ def test_conversation_continues_while_a_cell_is_busy(
         lab.root / "busy.ipynb",
         [assistant_cell(emulator), "import time\ntime.sleep(15)\nprint('slept')"],
     )
-    show_widget(page, lab, "busy.ipynb")
+    show_widget(page, lab, ARTIFACTS, "busy.ipynb")
     page.click(".ssw-share")
     page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
     connection = rec.connections - 1
@@ -291,7 +260,7 @@ def test_a_handover_mid_conversation(page: Any, lab: JupyterLab) -> None:
                 " 'turns': [t.to_record() for t in assistant.transcript]}))",
             ],
         )
-        show_widget(page, lab, "handover.ipynb")
+        show_widget(page, lab, ARTIFACTS, "handover.ipynb")
         page.evaluate(WATCH_STATUS)
         page.click(".ssw-share")
         page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
@@ -341,7 +310,7 @@ def test_instruction_changes_while_live_from_python_and_from_the_widget(
             " for i in assistant.instructions]}))",
         ],
     )
-    show_widget(page, lab, "instructions.ipynb")
+    show_widget(page, lab, ARTIFACTS, "instructions.ipynb")
     page.click(".ssw-share")
     page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
     model_turn = ".ssw-turn[data-role='model']"
@@ -408,7 +377,7 @@ def test_a_tool_call_shows_in_the_widget_and_the_answer_uses_its_result(
             "import json\nprint(json.dumps([c.to_record() for c in assistant.tool_calls]))",
         ],
     )
-    show_widget(page, lab, "tools.ipynb")
+    show_widget(page, lab, ARTIFACTS, "tools.ipynb")
     page.click(".ssw-share")
     page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
     model_turn = ".ssw-turn[data-role='model']"

@@ -1,0 +1,290 @@
+"""Audio latency, barge-in and the kernel's cost in a real JupyterLab session.
+
+JupyterLab runs on 127.0.0.1 and Debian's chromium opens a notebook in it headless, with the
+fake screen (a moving test pattern) and a fake microphone that asks "What is on my screen
+right now?" then pauses :data:`QUESTION_PAUSE_S`, in a loop. The pause is shorter than the
+emulator's spoken reply, so each next question barges in on the reply. The notebook shows
+the widget, shares, and the conversation runs for the session's length; halfway through, a
+cell sleeps for :func:`block_seconds` while the conversation goes on.
+
+The emulator runs in this process, not in the kernel, so the kernel's CPU and memory are
+the product's alone. Times come from both ends on one machine's wall clock: the page's
+latency trace (``startTrace``/``takeTrace`` on the widget's test seam) and the emulator's
+record of what it received and sent, paired by chunk fingerprint (:mod:`bench.latency`).
+
+- **uplink**: a microphone chunk reaching the page's main thread from the capture worklet
+  (and sent to the kernel) to the emulator receiving it;
+- **downlink**: the emulator sending a reply's first audio chunk to that chunk's first sample
+  leaving the page's audio output (``getOutputTimestamp``; the 100 ms pre-roll included);
+  also the transit of every chunk, emulator to page;
+- **barge-in**: render quanta from the page getting ``interrupted`` to the first quantum
+  rendered after the player's flush (and whether it was silent), and the emulator sending
+  ``interrupted`` to that quantum leaving the output;
+- **kernel**: CPU (percent of one core) and RSS of the kernel process, sampled every
+  :data:`SAMPLE_S`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page, sync_playwright
+
+from screenshare_widget.emulator import LiveEmulator, Recording
+from tests.browser.chromium import launch_options, write_speech_wav
+from tests.browser.jupyterlab import (
+    JupyterLab,
+    assistant_cell,
+    cell_output,
+    run_cell,
+    show_widget,
+    wait_cell_done,
+    write_notebook,
+)
+
+from .latency import CLOCK_SLACK_S, MAX_TRANSIT_S, pair, pcm_hash, summary
+
+SEAM = "globalThis.__screenshareWidget.controllers[0]"
+#: Silence after each question (s): shorter than a reply, so every reply is barged in on.
+QUESTION_PAUSE_S = 3.0
+#: How often the kernel is sampled and the traces are collected (s).
+SAMPLE_S = 5.0
+#: The start of the session left out of the steady figures (s, at most a tenth of it).
+WARM_UP_S = 30.0
+#: Longest a cell blocks (s); shorter sessions block a fifth of their length.
+MAX_BLOCK_S = 20.0
+
+
+def block_seconds(duration_s: float) -> float:
+    """How long the busy cell sleeps in a session of ``duration_s`` seconds."""
+    return max(3.0, min(MAX_BLOCK_S, duration_s / 5))
+
+
+def kernel_sample(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system, all threads) and RSS (MB) of process ``pid``, from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    rss_mb = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss_mb = int(line.split()[1]) / 1024
+    return cpu_s, rss_mb
+
+
+@dataclass
+class Collected:
+    """Both ends' records, gathered while the session runs (times in seconds)."""
+
+    up: list[tuple[float, int]] = field(default_factory=list)  # page: sent, fingerprint
+    down: list[tuple[float, int, float | None]] = field(default_factory=list)  # page
+    page_interrupts: list[list[Any]] = field(default_factory=list)
+    received: list[tuple[float, int]] = field(default_factory=list)  # emulator: mic audio
+    sent: list[tuple[float, int, bool]] = field(default_factory=list)  # emulator: audio, first
+    interrupted: list[float] = field(default_factory=list)  # emulator: interrupted sent
+    frames: list[float] = field(default_factory=list)  # emulator: frames received
+    kernel: list[tuple[float, float, float]] = field(default_factory=list)  # t, cpu s, MB
+    _received_until: float = 0.0
+    _sent_until: float = 0.0
+    _frames_until: float = 0.0
+    _in_reply: bool = False
+
+    def take(self, page: Page, recording: Recording, connection: int) -> None:
+        """Move what is final out of the page's trace and the emulator's record."""
+        trace = page.evaluate(f"{SEAM}.takeTrace()")
+        self.up += [(t / 1000, int(h)) for t, h in trace["up"]]
+        self.down += [
+            (t / 1000, int(h), None if out is None else out / 1000) for t, h, out in trace["down"]
+        ]
+        self.page_interrupts += trace["interrupts"]
+        for audio in recording.audio:
+            if audio.connection == connection and audio.t > self._received_until:
+                self.received.append((audio.t, pcm_hash(audio.data)))
+                self._received_until = audio.t
+        for frame in recording.frames:
+            if frame.connection == connection and frame.t > self._frames_until:
+                self.frames.append(frame.t)
+                self._frames_until = frame.t
+        for message in recording.sent:
+            if message.connection != connection or message.t <= self._sent_until:
+                continue
+            self._sent_until = message.t
+            if message.audio:
+                self.sent.append((message.t, pcm_hash(message.audio), not self._in_reply))
+                self._in_reply = True
+            if "interrupted" in message.keys:
+                self.interrupted.append(message.t)
+            if "interrupted" in message.keys or "turnComplete" in message.keys:
+                self._in_reply = False
+
+
+def run(minutes: float, artifacts: Path) -> dict[str, Any]:
+    """Run a session of ``minutes`` and return its figures (see the module docstring)."""
+    duration_s = minutes * 60
+    block_s = block_seconds(duration_s)
+    with tempfile.TemporaryDirectory(prefix="ssw-bench-") as tmp:
+        work = Path(tmp)
+        (work / "root").mkdir()
+        wav = write_speech_wav(work / "ask.wav", silence_s=QUESTION_PAUSE_S)
+        emulator = LiveEmulator().start_in_thread()
+        lab = JupyterLab.start(work / "root", work / "state")
+        try:
+            with sync_playwright() as driver:
+                browser = driver.chromium.launch(**launch_options(wav))
+                try:
+                    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+                    collected, window = _converse(
+                        page, lab, emulator, duration_s, block_s, artifacts
+                    )
+                finally:
+                    browser.close()
+        finally:
+            lab.stop()
+            emulator.stop()
+    return analyse(collected, window, duration_s)
+
+
+def _converse(
+    page: Page,
+    lab: JupyterLab,
+    emulator: LiveEmulator,
+    duration_s: float,
+    block_s: float,
+    artifacts: Path,
+) -> tuple[Collected, tuple[float, float]]:
+    write_notebook(
+        lab.root / "bench.ipynb",
+        [
+            assistant_cell(emulator),
+            "import os\nprint(os.getpid())",
+            f"import time\ntime.sleep({block_s:g})",
+        ],
+    )
+    show_widget(page, lab, artifacts, "bench.ipynb")
+    run_cell(page, 1)
+    wait_cell_done(page, 1)
+    pid = int(cell_output(page, 1).strip())
+    page.click(".ssw-share")
+    page.wait_for_selector(".ssw-status[data-status='live']", timeout=60_000)
+    page.evaluate(f"{SEAM}.startTrace()")
+    recording = emulator.recording
+    connection = recording.connections - 1
+    collected = Collected()
+    started = time.time()
+    collected.kernel.append((started, *kernel_sample(pid)))
+    block_at = started + duration_s / 2
+    window = (0.0, 0.0)
+    while (now := time.time()) < started + duration_s:
+        if not window[1] and now >= block_at:
+            run_cell(page, 2)
+            begun = time.time()
+            wait_cell_done(page, 2, timeout_ms=(block_s + 60) * 1000)
+            window = (begun, time.time())
+        page.wait_for_timeout(max(0.0, min(SAMPLE_S, started + duration_s - time.time())) * 1000)
+        collected.kernel.append((time.time(), *kernel_sample(pid)))
+        collected.take(page, recording, connection)
+    page.wait_for_timeout(MAX_TRANSIT_S * 1000)  # let what is in flight land
+    collected.take(page, recording, connection)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artifacts / "bench-session.png"))
+    page.click(".ssw-stop")
+    return collected, window
+
+
+def analyse(c: Collected, window: tuple[float, float], duration_s: float) -> dict[str, Any]:
+    """Figures from the collected records; ``window`` is when the busy cell ran (s)."""
+    begin = c.kernel[0][0] + min(WARM_UP_S, duration_s / 10) if c.kernel else 0.0
+
+    def blocked(t: float) -> bool:
+        return window[0] + 0.5 <= t <= window[1]
+
+    c.down.sort(
+        key=lambda row: row[0]
+    )  # each take hands over what settled, not always in arrival order
+    c.page_interrupts.sort(key=lambda row: float(row[0]))
+    up_all = [
+        (c.up[i][0], (c.received[j][0] - c.up[i][0]) * 1000) for i, j in pair(c.up, c.received)
+    ]
+    down_keys = [(t, h) for t, h, _ in c.down]
+    down_pairs = pair([(t, h) for t, h, _ in c.sent], down_keys)
+    transit = [(c.sent[i][0], (c.down[j][0] - c.sent[i][0]) * 1000) for i, j in down_pairs]
+    first = [
+        (c.sent[i][0], (out - c.sent[i][0]) * 1000)
+        for i, j in down_pairs
+        if c.sent[i][2] and (out := c.down[j][2]) is not None
+    ]
+    barge_ins = _barge_ins(c)
+
+    def split(rows: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+        steady = [ms for t, ms in rows if t >= begin and not blocked(t)]
+        busy = [ms for t, ms in rows if blocked(t)]
+        return steady, busy
+
+    up, up_busy = split(up_all)
+    down_first, down_busy = split(first)
+    kernel = [row for row in c.kernel if row[0] >= begin] or c.kernel
+    steady_s = max(kernel[-1][0] - kernel[0][0], 1e-9)
+    frames = sum(1 for t in c.frames if kernel[0][0] <= t <= kernel[-1][0])
+    cpu_pct = (
+        100 * (kernel[-1][1] - kernel[0][1]) / (kernel[-1][0] - kernel[0][0])
+        if len(kernel) > 1
+        else None
+    )
+    return {
+        "minutes": round(duration_s / 60, 2),
+        "warm_up_s": round(min(WARM_UP_S, duration_s / 10), 1),
+        "block_s": round(window[1] - window[0], 1),
+        "uplink_ms": summary(up),
+        "uplink_sent": len(c.up),
+        "uplink_paired": len(up_all),
+        "downlink_first_ms": summary(down_first),
+        "downlink_transit_ms": summary(split(transit)[0]),
+        "replies": sum(1 for _, _, is_first in c.sent if is_first),
+        "blocked_uplink_ms": summary(up_busy),
+        "blocked_downlink_first_ms": summary(down_busy),
+        "barge_in": barge_ins,
+        "frames_per_min": round(60 * frames / steady_s, 1),
+        "kernel_cpu_pct": None if cpu_pct is None else round(cpu_pct, 2),
+        "kernel_rss_mb": {
+            "start": round(kernel[0][2], 1),
+            "end": round(kernel[-1][2], 1),
+            "growth": round(kernel[-1][2] - kernel[0][2], 1),
+        },
+        "kernel_series": [
+            [round(t - c.kernel[0][0], 1), round(cpu, 3), round(rss, 1)] for t, cpu, rss in c.kernel
+        ],
+        "latency_series": {
+            "uplink": [round(ms, 1) for ms in up],
+            "downlink_first": [round(ms, 1) for ms in down_first],
+            "blocked_uplink": [round(ms, 1) for ms in up_busy],
+        },
+    }
+
+
+def _barge_ins(c: Collected) -> dict[str, Any]:
+    """Pair each ``interrupted`` the emulator sent with the page's flush that followed."""
+    received = [(row[0] / 1000, 0) for row in c.page_interrupts]
+    pairs = pair([(t, 0) for t in c.interrupted], received)
+    quanta: list[float] = []
+    heard_ms: list[float] = []
+    loud = 0
+    for i, j in pairs:
+        _, q, silent_at, samples, playing = c.page_interrupts[j]
+        if not playing:
+            continue  # the reply had already played out: nothing to silence
+        quanta.append(float(q))
+        heard_ms.append(silent_at - c.interrupted[i] * 1000)
+        loud += samples > 0
+    return {
+        "n": len(quanta),
+        "interrupted": len(c.interrupted),
+        "quanta": summary(quanta),
+        "not_silent": loud,
+        "to_silence_at_output_ms": summary(heard_ms),
+        "slack_s": CLOCK_SLACK_S,
+    }
