@@ -21,6 +21,8 @@ from playwright.sync_api import sync_playwright
 from . import frames, session
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: Screenshots of the session (the widget at the end, or the page when it failed); not kept.
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 #: Targets from the issue, reported next to the results (never asserted).
 TARGETS = {
     "static_frames_per_min": 6,
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             version = browser.version
         finally:
             browser.close()
-    session_results = session.run(args.minutes, args.out)
+    session_results = session.run(args.minutes, ARTIFACTS)
     results = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {platform.python_version()}, chromium {version}",
@@ -166,7 +168,8 @@ def session_markdown(results: dict[str, Any]) -> list[str]:
         f"| kernel CPU (share of one core; {s['frames_per_min']:g} frames a minute of the "
         f"moving test screen) | {_pct(s['kernel_cpu_pct'])} "
         f"| <= {t['kernel_cpu_pct']} % | {_met(s['kernel_cpu_pct'], t['kernel_cpu_pct'])} |",
-        f"| kernel RSS growth | {rss['growth']:+g} MB ({rss['start']:g} to {rss['end']:g} MB) "
+        f"| kernel RSS growth | {rss['growth']:+g} MB ({rss['start']:g} to {rss['end']:g} MB; "
+        f"the frames kept for `assistant.frames` hold {s['frames_kept_mb']:g} MB) "
         f"| <= {t['rss_growth_mb']} MB | {_met(rss['growth'], t['rss_growth_mb'])} |",
     ]
 

@@ -36,6 +36,7 @@ from typing import Any
 from playwright.sync_api import Page, sync_playwright
 
 from screenshare_widget.emulator import LiveEmulator, Recording
+from screenshare_widget.events import MAX_FRAMES_KEPT
 from tests.browser.chromium import launch_options, write_speech_wav
 from tests.browser.jupyterlab import (
     JupyterLab,
@@ -87,7 +88,7 @@ class Collected:
     received: list[tuple[float, int]] = field(default_factory=list)  # emulator: mic audio
     sent: list[tuple[float, int, bool]] = field(default_factory=list)  # emulator: audio, first
     interrupted: list[float] = field(default_factory=list)  # emulator: interrupted sent
-    frames: list[float] = field(default_factory=list)  # emulator: frames received
+    frames: list[tuple[float, int]] = field(default_factory=list)  # emulator: t, bytes
     kernel: list[tuple[float, float, float]] = field(default_factory=list)  # t, cpu s, MB
     _received_until: float = 0.0
     _sent_until: float = 0.0
@@ -95,7 +96,8 @@ class Collected:
     _in_reply: bool = False
 
     def take(self, page: Page, recording: Recording, connection: int) -> None:
-        """Move what is final out of the page's trace and the emulator's record."""
+        """Move what is final out of the page's trace and the emulator's record (from
+        ``connection`` on: a handover continues the session on the next)."""
         trace = page.evaluate(f"{SEAM}.takeTrace()")
         self.up += [(t / 1000, int(h)) for t, h in trace["up"]]
         self.down += [
@@ -103,15 +105,15 @@ class Collected:
         ]
         self.page_interrupts += trace["interrupts"]
         for audio in recording.audio:
-            if audio.connection == connection and audio.t > self._received_until:
+            if audio.connection >= connection and audio.t > self._received_until:
                 self.received.append((audio.t, pcm_hash(audio.data)))
                 self._received_until = audio.t
         for frame in recording.frames:
-            if frame.connection == connection and frame.t > self._frames_until:
-                self.frames.append(frame.t)
+            if frame.connection >= connection and frame.t > self._frames_until:
+                self.frames.append((frame.t, len(frame.data)))
                 self._frames_until = frame.t
         for message in recording.sent:
-            if message.connection != connection or message.t <= self._sent_until:
+            if message.connection < connection or message.t <= self._sent_until:
                 continue
             self._sent_until = message.t
             if message.audio:
@@ -229,7 +231,8 @@ def analyse(c: Collected, window: tuple[float, float], duration_s: float) -> dic
     down_first, down_busy = split(first)
     kernel = [row for row in c.kernel if row[0] >= begin] or c.kernel
     steady_s = max(kernel[-1][0] - kernel[0][0], 1e-9)
-    frames = sum(1 for t in c.frames if kernel[0][0] <= t <= kernel[-1][0])
+    frames = sum(1 for t, _ in c.frames if kernel[0][0] <= t <= kernel[-1][0])
+    kept = c.frames[-MAX_FRAMES_KEPT:]  # what ``assistant.frames`` holds at the end
     cpu_pct = (
         100 * (kernel[-1][1] - kernel[0][1]) / (kernel[-1][0] - kernel[0][0])
         if len(kernel) > 1
@@ -249,6 +252,7 @@ def analyse(c: Collected, window: tuple[float, float], duration_s: float) -> dic
         "blocked_downlink_first_ms": summary(down_busy),
         "barge_in": barge_ins,
         "frames_per_min": round(60 * frames / steady_s, 1),
+        "frames_kept_mb": round(sum(size for _, size in kept) / 2**20, 1),
         "kernel_cpu_pct": None if cpu_pct is None else round(cpu_pct, 2),
         "kernel_rss_mb": {
             "start": round(kernel[0][2], 1),
