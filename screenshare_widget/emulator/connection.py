@@ -86,7 +86,9 @@ def sent_message(connection: int, obj: dict[str, Any]) -> SentMessage:
         parts = turn.get("parts") if isinstance(turn, dict) else None
         for part in parts if isinstance(parts, list) else []:
             inline = part.get("inlineData") if isinstance(part, dict) else None
-            data = inline.get("data") if isinstance(inline, dict) else None
+            if not isinstance(inline, dict):
+                continue
+            data = inline.get("data")
             if isinstance(data, str) and str(inline.get("mimeType", "")).startswith("audio/"):
                 audio += base64.b64decode(data)
     return SentMessage(time.time(), connection, tuple(keys), audio)
