@@ -1024,7 +1024,8 @@ class Controller extends Emitter {
     const trace = !!(this.trace && this.playerNode && context);
     if (trace && context) {
       const received = performance.timeOrigin + performance.now();
-      this.trace?.pendingInterrupts.push([received, context.currentTime * context.sampleRate]);
+      const frame = Math.round(context.currentTime * context.sampleRate);
+      this.trace?.pendingInterrupts.push([received, frame]);
     }
     this.playerNode?.port.postMessage({ cmd: "flush", gen: this.generation, trace });
   }
