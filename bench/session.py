@@ -134,19 +134,21 @@ def run(minutes: float, artifacts: Path) -> dict[str, Any]:
         (work / "root").mkdir()
         wav = write_speech_wav(work / "ask.wav", silence_s=QUESTION_PAUSE_S)
         emulator = LiveEmulator().start_in_thread()
-        lab = JupyterLab.start(work / "root", work / "state")
         try:
-            with sync_playwright() as driver:
-                browser = driver.chromium.launch(**launch_options(wav))
-                try:
-                    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-                    collected, window = _converse(
-                        page, lab, emulator, duration_s, block_s, artifacts
-                    )
-                finally:
-                    browser.close()
+            lab = JupyterLab.start(work / "root", work / "state")
+            try:
+                with sync_playwright() as driver:
+                    browser = driver.chromium.launch(**launch_options(wav))
+                    try:
+                        context = browser.new_context(viewport={"width": 1280, "height": 800})
+                        collected, window = _converse(
+                            context.new_page(), lab, emulator, duration_s, block_s, artifacts
+                        )
+                    finally:
+                        browser.close()
+            finally:
+                lab.stop()
         finally:
-            lab.stop()
             emulator.stop()
     return analyse(collected, window, duration_s)
 

@@ -754,7 +754,6 @@ function stopStream(stream) {
 
 /** @typedef {"idle"|"starting"|"live"} Phase page-side capture state */
 
-/** A tiny topic emitter: `on` returns the function that unsubscribes. */
 /** Render quantum of the Web Audio API (frames). */
 const RENDER_QUANTUM = 128;
 /** A traced model chunk that has not played after this long was dropped or flushed (ms). */
@@ -828,6 +827,7 @@ class LatencyTrace {
   }
 }
 
+/** A tiny topic emitter: `on` returns the function that unsubscribes. */
 class Emitter {
   /** @type {Map<string, Set<(arg?: any) => void>>} */
   #topics = new Map();
