@@ -151,7 +151,8 @@ def session_markdown(results: dict[str, Any]) -> list[str]:
         f"| downlink: emulator sends a reply's first chunk to its first sample played "
         f"| {_p(s['downlink_first_ms'])} | p95 <= {t['downlink_p95_ms']} ms "
         f"| {_met(s['downlink_first_ms']['p95'], t['downlink_p95_ms'])} |",
-        f"| downlink transit of every chunk, emulator to page | {_p(s['downlink_transit_ms'])} "
+        f"| downlink transit of every chunk, emulator to page | {_p(s['downlink_transit_ms'])}; "
+        f"{s['downlink_paired']} of {s['downlink_sent']} chunks sent paired with one the page got "
         "| (context) | |",
         f"| barge-in: render quanta from the page getting `interrupted` to a silent quantum "
         f"({quantum_ms:.1f} ms each) | {_p(barge['quanta'], '')}, {barge['not_silent']} not "

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ SAMPLE_S = 5.0
 WARM_UP_S = 30.0
 #: Longest a cell blocks (s); shorter sessions block a fifth of their length.
 MAX_BLOCK_S = 20.0
+#: After the busy cell, what it held up drains; the steady figures leave this long out (s).
+BLOCK_WAKE_S = 1.0
 
 
 def block_seconds(duration_s: float) -> float:
@@ -95,10 +98,12 @@ class Collected:
     _frames_until: float = 0.0
     _in_reply: bool = False
 
-    def take(self, page: Page, recording: Recording, connection: int) -> None:
+    def take(
+        self, page: Page, recording: Recording, connection: int, *, last: bool = False
+    ) -> None:
         """Move what is final out of the page's trace and the emulator's record (from
         ``connection`` on: a handover continues the session on the next)."""
-        trace = page.evaluate(f"{SEAM}.takeTrace()")
+        trace = page.evaluate(f"{SEAM}.takeTrace({'true' if last else 'false'})")
         self.up += [(t / 1000, int(h)) for t, h in trace["up"]]
         self.down += [
             (t / 1000, int(h), None if out is None else out / 1000) for t, h, out in trace["down"]
@@ -193,7 +198,7 @@ def _converse(
         collected.kernel.append((time.time(), *kernel_sample(pid)))
         collected.take(page, recording, connection)
     page.wait_for_timeout(MAX_TRANSIT_S * 1000)  # let what is in flight land
-    collected.take(page, recording, connection)
+    collected.take(page, recording, connection, last=True)
     artifacts.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(artifacts / "bench-session.png"))
     page.click(".ssw-stop")
@@ -204,12 +209,14 @@ def analyse(c: Collected, window: tuple[float, float], duration_s: float) -> dic
     """Figures from the collected records; ``window`` is when the busy cell ran (s)."""
     begin = c.kernel[0][0] + min(WARM_UP_S, duration_s / 10) if c.kernel else 0.0
 
-    def blocked(t: float) -> bool:
+    def blocked(t: float) -> bool:  # the cell is surely sleeping
         return window[0] + 0.5 <= t <= window[1]
 
-    c.down.sort(
-        key=lambda row: row[0]
-    )  # each take hands over what settled, not always in arrival order
+    def steady(t: float) -> bool:  # warmed up, and clear of the busy cell and its wake
+        return t >= begin and not window[0] <= t <= window[1] + BLOCK_WAKE_S
+
+    # Each take hands over what settled, not always in arrival order.
+    c.down.sort(key=lambda row: row[0])
     c.page_interrupts.sort(key=lambda row: float(row[0]))
     up_all = [
         (c.up[i][0], (c.received[j][0] - c.up[i][0]) * 1000) for i, j in pair(c.up, c.received)
@@ -222,12 +229,10 @@ def analyse(c: Collected, window: tuple[float, float], duration_s: float) -> dic
         for i, j in down_pairs
         if c.sent[i][2] and (out := c.down[j][2]) is not None
     ]
-    barge_ins = _barge_ins(c)
+    barge_ins = _barge_ins(c, steady)
 
     def split(rows: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
-        steady = [ms for t, ms in rows if t >= begin and not blocked(t)]
-        busy = [ms for t, ms in rows if blocked(t)]
-        return steady, busy
+        return [ms for t, ms in rows if steady(t)], [ms for t, ms in rows if blocked(t)]
 
     up, up_busy = split(up_all)
     down_first, down_busy = split(first)
@@ -249,6 +254,9 @@ def analyse(c: Collected, window: tuple[float, float], duration_s: float) -> dic
         "uplink_paired": len(up_all),
         "downlink_first_ms": summary(down_first),
         "downlink_transit_ms": summary(split(transit)[0]),
+        "downlink_sent": len(c.sent),
+        "downlink_received": len(c.down),
+        "downlink_paired": len(down_pairs),
         "replies": sum(1 for _, _, is_first in c.sent if is_first),
         "blocked_uplink_ms": summary(up_busy),
         "blocked_downlink_first_ms": summary(down_busy),
@@ -272,8 +280,9 @@ def analyse(c: Collected, window: tuple[float, float], duration_s: float) -> dic
     }
 
 
-def _barge_ins(c: Collected) -> dict[str, Any]:
-    """Pair each ``interrupted`` the emulator sent with the page's flush that followed."""
+def _barge_ins(c: Collected, steady: Callable[[float], bool]) -> dict[str, Any]:
+    """Pair each ``interrupted`` the emulator sent with the page's flush that followed; the
+    figures count those sent at ``steady`` times while a reply was playing."""
     received = [(row[0] / 1000, 0) for row in c.page_interrupts]
     pairs = pair([(t, 0) for t in c.interrupted], received)
     quanta: list[float] = []
@@ -281,8 +290,8 @@ def _barge_ins(c: Collected) -> dict[str, Any]:
     loud = 0
     for i, j in pairs:
         _, q, silent_at, samples, playing = c.page_interrupts[j]
-        if not playing:
-            continue  # the reply had already played out: nothing to silence
+        if not playing or not steady(c.interrupted[i]):
+            continue  # nothing to silence (the reply had played out), or not steady
         quanta.append(float(q))
         heard_ms.append(silent_at - c.interrupted[i] * 1000)
         loud += samples > 0

@@ -39,7 +39,7 @@ logger.addHandler(logging.NullHandler())
 _T = TypeVar("_T")
 
 #: Microphone audio goes to each variant in chunks this long (s), like the page's.
-CHUNK_S: Final = 0.04
+CHUNK_S: Final = 0.1
 #: Silence played after the recording's audio, so an utterance at its very end ends (s).
 TAIL_SILENCE_S: Final = 1.0
 #: A variant is done once the conversation stayed at rest this long after the replay (s).
@@ -374,7 +374,7 @@ def _prompt_times(recording: Recording) -> list[float]:
 
 
 def _schedule(recording: Recording) -> list[tuple[float, str, object]]:
-    """Everything to play, in time order: 40 ms audio chunks, frames and texts."""
+    """Everything to play, in time order: audio in CHUNK_S chunks, frames and texts."""
     items: list[tuple[float, str, object]] = []
     chunk = round(CHUNK_S * INPUT_RATE_HZ) * SAMPLE_BYTES
     audio = recording.mic + bytes(round(TAIL_SILENCE_S * INPUT_RATE_HZ) * SAMPLE_BYTES)

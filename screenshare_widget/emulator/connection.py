@@ -45,7 +45,8 @@ logger.addHandler(logging.NullHandler())
 #: Largest server frame sent (bytes): the SDK's client drops the connection above 1 MiB.
 MAX_SERVER_FRAME_BYTES: Final = 1024 * 1024 - 1024
 #: Unread client messages kept for :meth:`EmulatorConnection.next_message`: at most this
-#: many messages (10,000 is about 400 s of 40 ms audio chunks) and this many media bytes.
+#: many messages (10,000 is about 1,000 s of the page's 100 ms audio chunks) and this many
+#: media bytes.
 #: The oldest are dropped first; everything stays in the recording regardless.
 INBOX_LIMIT: Final = 10_000
 INBOX_MAX_BYTES: Final = 64 * 1024 * 1024
@@ -81,7 +82,7 @@ def sent_message(connection: int, obj: dict[str, Any]) -> SentMessage:
     audio = b""
     content = obj.get("serverContent")
     if isinstance(content, dict):
-        keys += list(content)
+        keys += [key for key, value in content.items() if value not in (None, False)]
         turn = content.get("modelTurn")
         parts = turn.get("parts") if isinstance(turn, dict) else None
         for part in parts if isinstance(parts, list) else []:
@@ -324,6 +325,7 @@ class EmulatorConnection:
         async with self._send_lock:
             await self._flowing.wait()
             await self._ws.send(data)
+            self._recording.add_sent(SentMessage(time.time(), self.index, ("raw",)))
 
     async def send_setup_complete(self) -> None:
         """Send ``setupComplete``: it must be the first server message after the setup."""

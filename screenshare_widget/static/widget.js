@@ -61,8 +61,9 @@ const INPUT_RATE_HZ = 16_000;
 const OUTPUT_RATE_HZ = 24_000;
 /**
  * Duration of one microphone chunk (ms): 1600 samples = 3200 bytes at 16 kHz. Each chunk is a
- * Jupyter message the kernel handles, so chunk size sets most of its CPU: 100 ms (within the
- * 50-100 ms Live guides advise) costs about half of 40 ms (bench/results).
+ * Jupyter message the kernel handles, so chunk size sets much of its CPU: 100 ms (the top of
+ * the 50-100 ms Live guides advise) cost about half of 40 ms in the session benchmark. The
+ * price: a chunk's first sample waits up to 100 ms to leave, and voice is judged per chunk.
  */
 const CHUNK_MS = 100;
 const CHUNK_SAMPLES = (INPUT_RATE_HZ * CHUNK_MS) / 1000;
@@ -575,11 +576,11 @@ class SswPlayer extends AudioWorkletProcessor {
     this.flushedAt = -1;
     this.nextReport = 0;
     this.reportedPlayed = 0;
-    // Latency trace (only for chunks and flushes sent with a trace mark): [id, frame] when a
-    // chunk's first sample is rendered; ["flush", frame, samples, playing] for the first
+    // Latency trace (only for chunks and flushes sent with a trace id): [id, frame] when a
+    // chunk's first sample is rendered; ["flush", id, frame, samples, playing] for the first
     // quantum rendered after a flush.
     this.traced = [];
-    this.flushTrace = null;
+    this.flushTraces = [];
     this.port.onmessage = (event) => this.handle(event.data);
   }
   handle(m) {
@@ -604,7 +605,9 @@ class SswPlayer extends AudioWorkletProcessor {
         this.turnOpen = false;
       }
     } else if (m.cmd === "flush") {
-      if (m.trace) this.flushTrace = { playing: this.playing && this.queued > 0 };
+      if (m.trace !== undefined) {
+        this.flushTraces.push({ id: m.trace, playing: this.playing && this.queued > 0 });
+      }
       this.generation = m.gen;
       this.queue = [];
       this.head = 0;
@@ -632,8 +635,8 @@ class SswPlayer extends AudioWorkletProcessor {
     const out = outputs[0][0];
     const n = out.length;
     let written = 0;
-    const flushTrace = this.flushTrace;
-    this.flushTrace = null;
+    const flushTraces = this.flushTraces;
+    if (flushTraces.length) this.flushTraces = [];
     if (!this.playing && this.queued > 0 &&
         (this.queued >= this.prerollSamples || !this.turnOpen)) {
       this.playing = true;
@@ -662,7 +665,7 @@ class SswPlayer extends AudioWorkletProcessor {
       }
     }
     out.fill(0, written);
-    if (flushTrace) this.traced.push(["flush", currentFrame, written, flushTrace.playing]);
+    for (const f of flushTraces) this.traced.push(["flush", f.id, currentFrame, written, f.playing]);
     for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
     if (currentFrame >= this.nextReport) {
       this.nextReport = currentFrame + this.reportEvery;
@@ -781,18 +784,22 @@ class LatencyTrace {
     /** @type {Map<number, [number, number, number | null]>} */
     this.down = new Map();
     this.nextId = 0;
-    /** @type {[number, number][]} [received, playback context frame then] */
-    this.pendingInterrupts = [];
+    /** @type {Map<number, [number, number]>} per flush id: [received, playback frame then] */
+    this.pendingInterrupts = new Map();
+    /** @type {any[][]} player entries whose request timed out; settled with the next ones */
+    this.orphans = [];
     /** @type {[number, number, number, number, boolean][]} */
     this.interrupts = [];
   }
 
   /**
-   * Resolve the player's entries against the playback clock and hand over what is final.
+   * Resolve the player's entries against the playback clock and hand over what is final
+   * (with `all`, every model chunk received, played or not).
    * @param {any[][]} entries from the player worklet
    * @param {AudioContext} context
+   * @param {boolean} all
    */
-  settle(entries, context) {
+  settle(entries, context, all) {
     const stamp = context.getOutputTimestamp();
     const rate = context.sampleRate;
     /** @param {number} frame */
@@ -800,11 +807,14 @@ class LatencyTrace {
       performance.timeOrigin +
       (stamp.performanceTime ?? 0) +
       (frame / rate - (stamp.contextTime ?? 0)) * 1000;
-    for (const entry of entries) {
+    const pending = [...this.orphans, ...entries];
+    this.orphans = [];
+    for (const entry of pending) {
       if (entry[0] === "flush") {
-        const asked = this.pendingInterrupts.shift();
+        const [, id, frame, samples, playing] = entry;
+        const asked = this.pendingInterrupts.get(id);
         if (!asked) continue;
-        const [, frame, samples, playing] = entry;
+        this.pendingInterrupts.delete(id);
         const quanta = (frame - asked[1]) / RENDER_QUANTUM;
         this.interrupts.push([asked[0], quanta, toWall(frame), samples, playing]);
       } else {
@@ -815,7 +825,7 @@ class LatencyTrace {
     const now = performance.timeOrigin + performance.now();
     const down = [];
     for (const [id, row] of this.down) {
-      if (row[2] !== null || now - row[0] > TRACE_GIVE_UP_MS) {
+      if (all || row[2] !== null || now - row[0] > TRACE_GIVE_UP_MS) {
         down.push(row);
         this.down.delete(id);
       }
@@ -1021,11 +1031,12 @@ class Controller extends Emitter {
   interrupt(rawGen) {
     this.generation = this.genOf(rawGen);
     const context = this.playbackContext;
-    const trace = !!(this.trace && this.playerNode && context);
-    if (trace && context) {
+    let trace;
+    if (this.trace && this.playerNode && context) {
+      trace = this.trace.nextId++;
       const received = performance.timeOrigin + performance.now();
       const frame = Math.round(context.currentTime * context.sampleRate);
-      this.trace?.pendingInterrupts.push([received, frame]);
+      this.trace.pendingInterrupts.set(trace, [received, frame]);
     }
     this.playerNode?.port.postMessage({ cmd: "flush", gen: this.generation, trace });
   }
@@ -1245,7 +1256,9 @@ class Controller extends Emitter {
   /** @param {{cmd: string, id?: number, stats: PlayerStats, entries?: any[][]}} data */
   onPlayerMessage(data) {
     if (data.cmd === "trace") {
-      if (data.id !== undefined) this.traceWaiters.get(data.id)?.(data.entries);
+      const waiter = data.id === undefined ? undefined : this.traceWaiters.get(data.id);
+      if (waiter) waiter(data.entries ?? []);
+      else this.trace?.orphans.push(...(data.entries ?? [])); // its request had timed out
       this.traceWaiters.delete(data.id);
       return;
     }
@@ -1474,16 +1487,18 @@ class Controller extends Emitter {
     });
   }
 
-  /** Start the latency trace (benchmarks only; see LatencyTrace). */
+  /** Start the latency trace (benchmarks only; see LatencyTrace); a trace on goes on. */
   startTrace() {
-    this.trace = new LatencyTrace();
+    this.trace ??= new LatencyTrace();
   }
 
   /**
-   * What the latency trace holds that is final, taken out of it (see LatencyTrace).
+   * What the latency trace holds that is final, taken out of it (see LatencyTrace); with
+   * `all`, model chunks that have not played yet too (their output null).
+   * @param {boolean} [all]
    * @returns {Promise<{up: any[], down: any[], interrupts: any[]}>}
    */
-  async takeTrace() {
+  async takeTrace(all = false) {
     const trace = this.trace;
     if (!trace) return { up: [], down: [], interrupts: [] };
     const node = this.playerNode;
@@ -1500,7 +1515,7 @@ class Controller extends Emitter {
         }, 1000);
       });
     }
-    if (context) return trace.settle(entries, context);
+    if (context) return trace.settle(entries, context, all);
     const up = trace.up;
     trace.up = [];
     return { up, down: [], interrupts: [] };
@@ -1523,7 +1538,7 @@ class Controller extends Emitter {
       stats: () => self.stats(),
       sent: self.sent,
       startTrace: () => self.startTrace(),
-      takeTrace: () => self.takeTrace(),
+      takeTrace: (/** @type {boolean} */ all) => self.takeTrace(all),
     };
   }
 

