@@ -130,8 +130,9 @@ class Collected:
                 self._in_reply = False
 
 
-def run(minutes: float, artifacts: Path) -> dict[str, Any]:
-    """Run a session of ``minutes`` and return its figures (see the module docstring)."""
+def run(minutes: float, artifacts: Path, chunk_ms: int = 100) -> dict[str, Any]:
+    """Run a session of ``minutes`` with microphone chunks of ``chunk_ms`` and return its
+    figures (see the module docstring)."""
     duration_s = minutes * 60
     block_s = block_seconds(duration_s)
     with tempfile.TemporaryDirectory(prefix="ssw-bench-") as tmp:
@@ -147,15 +148,16 @@ def run(minutes: float, artifacts: Path) -> dict[str, Any]:
                     try:
                         context = browser.new_context(viewport={"width": 1280, "height": 800})
                         collected, window = _converse(
-                            context.new_page(), lab, emulator, duration_s, block_s, artifacts
-                        )
+                            context.new_page(), lab, emulator, duration_s, block_s, chunk_ms,
+                            artifacts,
+                        )  # fmt: skip
                     finally:
                         browser.close()
             finally:
                 lab.stop()
         finally:
             emulator.stop()
-    return analyse(collected, window, duration_s)
+    return {"chunk_ms": chunk_ms, **analyse(collected, window, duration_s)}
 
 
 def _converse(
@@ -164,13 +166,14 @@ def _converse(
     emulator: LiveEmulator,
     duration_s: float,
     block_s: float,
+    chunk_ms: int,
     artifacts: Path,
 ) -> tuple[Collected, tuple[float, float]]:
     write_notebook(
         lab.root / "bench.ipynb",
         [
             assistant_cell(emulator),
-            "import os\nprint(os.getpid())",
+            f"import os\nassistant.audio_chunk_ms = {chunk_ms}\nprint(os.getpid())",
             f"import time\ntime.sleep({block_s:g})",
         ],
     )
@@ -200,7 +203,7 @@ def _converse(
     page.wait_for_timeout(MAX_TRANSIT_S * 1000)  # let what is in flight land
     collected.take(page, recording, connection, last=True)
     artifacts.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(artifacts / "bench-session.png"))
+    page.screenshot(path=str(artifacts / f"bench-session-{chunk_ms}ms.png"))
     page.click(".ssw-stop")
     return collected, window
 

@@ -112,6 +112,10 @@ class ScreenShareAssistant(anywidget.AnyWidget):
     media_resolution = traitlets.Unicode("").tag(sync=True)
     #: True stops sending frames (the conversation goes on); the widget's Pause video button.
     video_paused = traitlets.Bool(False).tag(sync=True)
+    #: Length of each microphone message, in ms (20 to 250; applies from the next Share).
+    #: Each is a message the kernel handles: shorter chunks reach the model sooner and cost
+    #: the kernel more CPU (see the README's Performance section).
+    audio_chunk_ms = traitlets.Int(100).tag(sync=True)
     #: Tokens the service reported so far in this widget's conversations.
     tokens = traitlets.Int(0, read_only=True).tag(sync=True)
     #: Estimated cost so far in USD from :attr:`prices`; -1 while no prices are set.
@@ -139,6 +143,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         min_change: float = 0.01,
         heartbeat_s: float = 10.0,
         media_resolution: str = "",
+        audio_chunk_ms: int = 100,
         tools: Sequence[Callable[..., Any]] = (),
         _connector: Connector | None = None,
     ) -> None:
@@ -161,6 +166,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             min_change=min_change,
             heartbeat_s=heartbeat_s,
             media_resolution=media_resolution,
+            audio_chunk_ms=audio_chunk_ms,
         )
         from . import gemini
 
@@ -449,6 +455,13 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         value = float(proposal["value"])
         if not 1 <= value <= 3600:
             raise traitlets.TraitError("heartbeat_s must be between 1 and 3600 seconds")
+        return value
+
+    @traitlets.validate("audio_chunk_ms")
+    def _validate_chunk(self, proposal: dict[str, Any]) -> int:
+        value = int(proposal["value"])
+        if not 20 <= value <= 250:
+            raise traitlets.TraitError("audio_chunk_ms must be between 20 and 250 ms")
         return value
 
     @traitlets.validate("media_resolution")

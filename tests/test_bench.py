@@ -77,6 +77,9 @@ def test_a_short_benchmark_run_writes_its_json_table_and_plots(tmp_path: Path) -
     assert len(session["kernel_series"]) >= 3
     assert session["kernel_cpu_pct"] > 0
     assert session["kernel_rss_mb"]["start"] > 20
+    compared = results["session_compared"]
+    assert (session["chunk_ms"], compared["chunk_ms"]) == (100, 40)
+    assert compared["uplink_ms"]["n"] > 0 and compared["kernel_cpu_pct"] > 0
     table = (tmp_path / "results.md").read_text()
     assert table.startswith("Frames a minute per policy") and "| static |" in table
     assert "| uplink: worklet chunk to emulator | p50 " in table

@@ -398,9 +398,17 @@ def test_a_tool_that_needs_confirmation_waits_for_the_click_in_the_page(
 
 def test_frame_policy_settings_counters_and_the_filmstrip_message(widget, backend) -> None:
     w, rec = widget
-    for name, bad in (("min_change", 1.5), ("heartbeat_s", 0.5), ("media_resolution", "ultra")):
+    for name, bad in (
+        ("min_change", 1.5),
+        ("heartbeat_s", 0.5),
+        ("media_resolution", "ultra"),
+        ("audio_chunk_ms", 10),
+        ("audio_chunk_ms", 1000),
+    ):
         with pytest.raises(Exception, match=name):
             setattr(w, name, bad)
+    assert w.audio_chunk_ms == 100
+    w.audio_chunk_ms = 40
     w.media_resolution = "low"
     assert w._relay.config.media_resolution == "low"
     w.min_change, w.heartbeat_s, w.video_paused = 0.05, 30.0, True

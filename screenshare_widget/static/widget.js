@@ -60,13 +60,16 @@ const INPUT_RATE_HZ = 16_000;
 /** Model PCM16 received from the kernel (Hz). */
 const OUTPUT_RATE_HZ = 24_000;
 /**
- * Duration of one microphone chunk (ms): 1600 samples = 3200 bytes at 16 kHz. Each chunk is a
- * Jupyter message the kernel handles, so chunk size sets much of its CPU: 100 ms (the top of
- * the 50-100 ms Live guides advise) cost about half of 40 ms in the session benchmark. The
- * price: a chunk's first sample waits up to 100 ms to leave, and voice is judged per chunk.
+ * Default duration of one microphone chunk (ms; the `audio_chunk_ms` trait): 1600 samples =
+ * 3200 bytes at 16 kHz. Each chunk is a Jupyter message the kernel handles, so chunk size sets
+ * much of its CPU: 100 ms (the top of the 50-100 ms Live guides advise) costs the kernel about
+ * half of what 40 ms does (the session benchmark compares them). The price: a chunk's first
+ * sample waits up to that long to leave, and voice is judged per chunk.
  */
 const CHUNK_MS = 100;
-const CHUNK_SAMPLES = (INPUT_RATE_HZ * CHUNK_MS) / 1000;
+/** Accepted `audio_chunk_ms` values (ms), as the kernel validates them. */
+const MIN_CHUNK_MS = 20;
+const MAX_CHUNK_MS = 250;
 /** Anti-alias low-pass applied before decimating the mic to 16 kHz (Hz). */
 const LOWPASS_CUTOFF_HZ = 7_000;
 /** Transition band of that filter (Hz); sets the number of FIR taps. */
@@ -905,6 +908,7 @@ class Controller extends Emitter {
     this.startSent = false;
     this.captureId = "";
     this.audioSeq = 0;
+    this.chunkMs = CHUNK_MS; // the capture's chunk length, from `audio_chunk_ms` at each Share
     this.frameSeq = 0;
     this.ackedAudioSeq = -1;
     this.ackSeen = false;
@@ -1071,7 +1075,7 @@ class Controller extends Emitter {
     let busy = false;
     if (this.phase === "live" && this.model.get("status") === "live") {
       const now = performance.now();
-      const lagMs = (this.audioSeq - 1 - this.ackedAudioSeq) * CHUNK_MS;
+      const lagMs = (this.audioSeq - 1 - this.ackedAudioSeq) * this.chunkMs;
       const quietMs = now - Math.max(this.lastAckAt, this.liveSeenAt);
       busy = (this.ackSeen && lagMs > ACK_LAG_MS) || quietMs > ACK_SILENCE_MS;
     }
@@ -1129,6 +1133,8 @@ class Controller extends Emitter {
       return;
     }
     const attempt = ++this.attempt;
+    const chunkMs = Math.round(Number(this.model.get("audio_chunk_ms")));
+    this.chunkMs = chunkMs >= MIN_CHUNK_MS && chunkMs <= MAX_CHUNK_MS ? chunkMs : CHUNK_MS;
     this.phase = "starting";
     this.allTracks = [];
     this.emit("state");
@@ -1212,7 +1218,7 @@ class Controller extends Emitter {
       processorOptions: {
         taps: resamplerTaps(capture.sampleRate),
         outRate: INPUT_RATE_HZ,
-        chunkSamples: CHUNK_SAMPLES,
+        chunkSamples: (INPUT_RATE_HZ * this.chunkMs) / 1000,
       },
     });
     this.captureNode.port.onmessage = (event) => this.onMicChunk(event.data);

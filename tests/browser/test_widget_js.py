@@ -678,6 +678,16 @@ def test_kernel_stop_ends_capture_and_shows_the_reason(page: Page) -> None:
     assert sent(page, "stop") == []
 
 
+def test_audio_chunk_ms_sets_the_microphone_message_length(page: Page) -> None:
+    share(page, audio_chunk_ms=40)
+    poll(page, "model.sent.filter((m) => m.content.kind === 'audio').length >= 20", 3,
+         "0.8 s of 40 ms chunks")  # fmt: skip
+    audio = sent(page, "audio")
+    assert {m["buffers"][0]["bytes"] for m in audio} == {1280}  # 640 samples at 16 kHz
+    elapsed_ms = audio[-1]["at"] - audio[0]["at"]
+    assert abs(len(audio) - (elapsed_ms / 40 + 1)) <= 0.15 * len(audio), (len(audio), elapsed_ms)
+
+
 def test_lagging_ack_shows_the_busy_notice(page: Page) -> None:
     share(page)
     page.evaluate("model.set('status', 'live')")
