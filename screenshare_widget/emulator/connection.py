@@ -76,8 +76,8 @@ def audio_message(pcm24k: bytes) -> dict[str, Any]:
     }
 
 
-def sent_message(connection: int, obj: dict[str, Any]) -> SentMessage:
-    """What :class:`Recording` keeps of a server message the emulator just sent."""
+def sent_message(connection: int, obj: dict[str, Any], t: float) -> SentMessage:
+    """What :class:`Recording` keeps of a server message the emulator sent at ``t``."""
     keys: list[str] = list(obj)[:1]
     audio = b""
     content = obj.get("serverContent")
@@ -92,7 +92,7 @@ def sent_message(connection: int, obj: dict[str, Any]) -> SentMessage:
             data = inline.get("data")
             if isinstance(data, str) and str(inline.get("mimeType", "")).startswith("audio/"):
                 audio += base64.b64decode(data)
-    return SentMessage(time.time(), connection, tuple(keys), audio)
+    return SentMessage(t, connection, tuple(keys), audio)
 
 
 def chunks(pcm: bytes, chunk_ms: int, rate: int = OUTPUT_RATE_HZ) -> list[bytes]:
@@ -282,8 +282,9 @@ class EmulatorConnection:
                 if self._send_handles:
                     await self._send_now({"sessionResumptionUpdate": {"resumable": False}})
             self._register_handle(obj)  # before the client can see it
+            t = time.time()  # before the send: the client may read it before the send returns
             await self._ws.send(data)
-            self._recording.add_sent(sent_message(self.index, obj))
+            self._recording.add_sent(sent_message(self.index, obj, t))
             if "setupComplete" in obj:
                 self._setup_complete_sent = True
                 if self.setup_complete_at is None:
@@ -314,8 +315,9 @@ class EmulatorConnection:
 
     async def _send_now(self, obj: dict[str, Any]) -> None:
         # The caller holds the send lock.
+        t = time.time()
         await self._ws.send(json.dumps(obj, separators=(",", ":")).encode("utf-8"))
-        self._recording.add_sent(sent_message(self.index, obj))
+        self._recording.add_sent(sent_message(self.index, obj, t))
 
     async def send_raw(self, data: bytes | str) -> None:
         """Send a frame exactly as given (bytes: binary, str: text), without any checks.
@@ -324,8 +326,9 @@ class EmulatorConnection:
         """
         async with self._send_lock:
             await self._flowing.wait()
+            t = time.time()
             await self._ws.send(data)
-            self._recording.add_sent(SentMessage(time.time(), self.index, ("raw",)))
+            self._recording.add_sent(SentMessage(t, self.index, ("raw",)))
 
     async def send_setup_complete(self) -> None:
         """Send ``setupComplete``: it must be the first server message after the setup."""

@@ -71,10 +71,13 @@ class ReceivedText:
 
 @dataclass(frozen=True, slots=True)
 class SentMessage:
-    """A server message the emulator sent: ``t`` is ``time.time()`` just after the send
-    (seconds); ``keys`` its (first) top-level key then, for ``serverContent``, the keys inside
-    it that are set (``("serverContent", "modelTurn")``), or ``("raw",)`` for a frame sent as
-    is; ``audio`` the PCM of its audio parts (24 kHz PCM16, empty when it has none)."""
+    """A server message the emulator sent.
+
+    ``t`` is ``time.time()`` as it was handed to the socket (seconds); ``keys`` its (first)
+    top-level key then, for ``serverContent``, the keys inside it that are set
+    (``("serverContent", "modelTurn")``), or ``("raw",)`` for a frame sent as is; ``audio``
+    the PCM of its audio parts (24 kHz PCM16, empty when it has none).
+    """
 
     t: float
     connection: int
