@@ -5,7 +5,8 @@ fake screen (a moving test pattern) and a fake microphone that asks "What is on 
 right now?" then pauses :data:`QUESTION_PAUSE_S`, in a loop. The pause is shorter than the
 emulator's spoken reply, so each next question barges in on the reply. The notebook shows
 the widget, shares, and the conversation runs for the session's length; halfway through, a
-cell sleeps for :func:`block_seconds` while the conversation goes on.
+cell sleeps for :func:`block_seconds` while the conversation goes on. The page sends
+microphone chunks of ``chunk_ms`` (the widget's ``audio_chunk_ms``).
 
 The emulator runs in this process, not in the kernel, so the kernel's CPU and memory are
 the product's alone. Times come from both ends on one machine's wall clock: the page's
@@ -15,8 +16,9 @@ record of what it received and sent, paired by chunk fingerprint (:mod:`bench.la
 - **uplink**: a microphone chunk reaching the page's main thread from the capture worklet
   (and sent to the kernel) to the emulator receiving it;
 - **downlink**: the emulator sending a reply's first audio chunk to that chunk's first sample
-  leaving the page's audio output (``getOutputTimestamp``; the 100 ms pre-roll included);
-  also the transit of every chunk, emulator to page;
+  leaving the page's audio output (``getOutputTimestamp``; the player's 100 ms pre-roll is
+  filled at once by the emulator's first 100 ms chunk); also the transit of every chunk,
+  emulator to page;
 - **barge-in**: render quanta from the page getting ``interrupted`` to the first quantum
   rendered after the player's flush (and whether it was silent), and the emulator sending
   ``interrupted`` to that quantum leaving the output;
