@@ -177,6 +177,7 @@ def session_markdown(results: dict[str, Any]) -> list[str]:
         f"| kernel CPU (share of one core; {s['frames_per_min']:g} frames a minute of the "
         f"moving test screen) | {_pct(s['kernel_cpu_pct'])} "
         f"| <= {t['kernel_cpu_pct']} % | {_met(s['kernel_cpu_pct'], t['kernel_cpu_pct'])} |",
+        f"| kernel CPU by thread | {_threads(s['kernel_cpu_by_thread'])} | (context) | |",
         f"| kernel CPU with {c['chunk_ms']} ms chunks ({c['minutes']:g}-minute session) "
         f"| {_pct(c['kernel_cpu_pct'])} | <= {t['kernel_cpu_pct']} % "
         f"| {_met(c['kernel_cpu_pct'], t['kernel_cpu_pct'])} |",
@@ -194,6 +195,10 @@ def session_markdown(results: dict[str, Any]) -> list[str]:
 def _plus(s: dict[str, Any]) -> str:
     p50 = s["uplink_ms"]["p50"]
     return "n/a" if p50 is None else f"{s['chunk_ms'] + p50:g} ms"
+
+
+def _threads(groups: dict[str, float]) -> str:
+    return "; ".join(f"{group} {pct:g} %" for group, pct in groups.items()) or "n/a"
 
 
 def _pct(value: float | None) -> str:

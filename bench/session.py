@@ -23,11 +23,12 @@ record of what it received and sent, paired by chunk fingerprint (:mod:`bench.la
   rendered after the player's flush (and whether it was silent), and the emulator sending
   ``interrupted`` to that quantum leaving the output;
 - **kernel**: CPU (percent of one core) and RSS of the kernel process, sampled every
-  :data:`SAMPLE_S`.
+  :data:`SAMPLE_S`, and its CPU by thread (:func:`cpu_by_thread`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -83,6 +84,54 @@ def kernel_sample(pid: int) -> tuple[float, float]:
     return cpu_s, rss_mb
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of process ``pid``, by thread id, from /proc;
+    a thread that ended meanwhile is left out."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def thread_group(name: str | None) -> str:
+    """What a kernel thread of Python name ``name`` (None: a native thread) does, in a word
+    or three."""
+    if name is None:
+        return "ZMQ I/O and other native threads"
+    if name.startswith("screenshare-relay"):
+        return "relay (SDK, pumps, sends to the page)"
+    if name.startswith("subshell-"):
+        return "ipykernel subshell (the page's messages)"
+    return {
+        "Shell channel": "ipykernel shell channel",
+        "IOPub": "ipykernel IOPub",
+        "MainThread": "kernel main thread",
+    }.get(name, "other Python threads")
+
+
+def cpu_by_thread(
+    names: dict[int, str], before: dict[int, float], after: dict[int, float], seconds: float
+) -> dict[str, float]:
+    """Percent of one core each group of threads (:func:`thread_group` of its name in
+    ``names``) took between two :func:`thread_cpu` samples ``seconds`` apart, largest
+    first."""
+    groups: dict[str, float] = {}
+    for tid, cpu in after.items():
+        group = thread_group(names.get(tid))
+        groups[group] = groups.get(group, 0.0) + cpu - before.get(tid, 0.0)
+    return {
+        group: round(100 * cpu / seconds, 2)
+        for group, cpu in sorted(groups.items(), key=lambda item: -item[1])
+        if cpu > 0
+    }
+
+
 @dataclass
 class Collected:
     """Both ends' records, gathered while the session runs (times in seconds)."""
@@ -95,10 +144,17 @@ class Collected:
     interrupted: list[float] = field(default_factory=list)  # emulator: interrupted sent
     frames: list[tuple[float, int]] = field(default_factory=list)  # emulator: t, bytes
     kernel: list[tuple[float, float, float]] = field(default_factory=list)  # t, cpu s, MB
+    threads: list[dict[int, float]] = field(default_factory=list)  # with each kernel row
+    thread_names: dict[int, str] = field(default_factory=dict)  # thread id: Python name
     _received_until: float = 0.0
     _sent_until: float = 0.0
     _frames_until: float = 0.0
     _in_reply: bool = False
+
+    def sample_kernel(self, t: float, pid: int) -> None:
+        """Sample the kernel's CPU, RSS and CPU by thread at time ``t``."""
+        self.kernel.append((t, *kernel_sample(pid)))
+        self.threads.append(thread_cpu(pid))
 
     def take(
         self, page: Page, recording: Recording, connection: int, *, last: bool = False
@@ -177,6 +233,8 @@ def _converse(
             assistant_cell(emulator),
             f"import os\nassistant.audio_chunk_ms = {chunk_ms}\nprint(os.getpid())",
             f"import time\ntime.sleep({block_s:g})",
+            "import json, threading\n"
+            "print(json.dumps({t.native_id: t.name for t in threading.enumerate()}))",
         ],
     )
     show_widget(page, lab, artifacts, "bench.ipynb")
@@ -189,8 +247,12 @@ def _converse(
     recording = emulator.recording
     connection = recording.connections - 1
     collected = Collected()
+    run_cell(page, 3)  # the relay's thread runs now: name the threads
+    wait_cell_done(page, 3)
+    names = json.loads(cell_output(page, 3).strip())
+    collected.thread_names = {int(tid): name for tid, name in names.items()}
     started = time.time()
-    collected.kernel.append((started, *kernel_sample(pid)))
+    collected.sample_kernel(started, pid)
     block_at = started + duration_s / 2
     window = (0.0, 0.0)
     while (now := time.time()) < started + duration_s:
@@ -200,7 +262,7 @@ def _converse(
             wait_cell_done(page, 2, timeout_ms=(block_s + 60) * 1000)
             window = (begun, time.time())
         page.wait_for_timeout(max(0.0, min(SAMPLE_S, started + duration_s - time.time())) * 1000)
-        collected.kernel.append((time.time(), *kernel_sample(pid)))
+        collected.sample_kernel(time.time(), pid)
         collected.take(page, recording, connection)
     page.wait_for_timeout(MAX_TRANSIT_S * 1000)  # let what is in flight land
     collected.take(page, recording, connection, last=True)
@@ -241,7 +303,8 @@ def analyse(c: Collected, window: tuple[float, float], duration_s: float) -> dic
 
     up, up_busy = split(up_all)
     down_first, down_busy = split(first)
-    kernel = [row for row in c.kernel if row[0] >= begin] or c.kernel
+    first_row = next((i for i, row in enumerate(c.kernel) if row[0] >= begin), 0)
+    kernel = c.kernel[first_row:]
     steady_s = max(kernel[-1][0] - kernel[0][0], 1e-9)
     frames = sum(1 for t, _ in c.frames if kernel[0][0] <= t <= kernel[-1][0])
     kept = c.frames[-MAX_FRAMES_KEPT:]  # what ``assistant.frames`` holds at the end
@@ -269,6 +332,13 @@ def analyse(c: Collected, window: tuple[float, float], duration_s: float) -> dic
         "frames_per_min": round(60 * frames / steady_s, 1),
         "frames_kept_mb": round(sum(size for _, size in kept) / 2**20, 1),
         "kernel_cpu_pct": None if cpu_pct is None else round(cpu_pct, 2),
+        "kernel_cpu_by_thread": (
+            cpu_by_thread(
+                c.thread_names, c.threads[first_row], c.threads[-1], kernel[-1][0] - kernel[0][0]
+            )
+            if len(kernel) > 1 and len(c.threads) == len(c.kernel)
+            else {}
+        ),
         "kernel_rss_mb": {
             "start": round(kernel[0][2], 1),
             "end": round(kernel[-1][2], 1),

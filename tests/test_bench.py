@@ -4,14 +4,18 @@ are not asserted)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.latency import pair, pcm_hash, percentile, summary
+from bench.session import cpu_by_thread, thread_cpu, thread_group
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +53,43 @@ def test_percentiles_and_summary() -> None:
     assert summary([]) == {"n": 0, "p50": None, "p95": None, "max": None}
 
 
+def test_kernel_cpu_is_split_by_what_each_thread_does() -> None:
+    names = {1: "MainThread", 2: "IOPub", 3: "screenshare-relay-7f", 4: "subshell-ab12"}
+    before = {1: 1.0, 2: 2.0, 3: 0.5, 4: 1.0, 9: 0.2}
+    # Thread 5 began after the first sample; thread 9 has no Python name (ZMQ's).
+    after = {1: 1.0, 2: 2.5, 3: 2.5, 4: 2.0, 5: 0.25, 9: 0.3}
+    assert cpu_by_thread(names, before, after, seconds=20.0) == {
+        "relay (SDK, pumps, sends to the page)": 10.0,
+        "ipykernel subshell (the page's messages)": 5.0,
+        "ipykernel IOPub": 2.5,
+        "ZMQ I/O and other native threads": 1.75,  # threads 5 and 9
+    }
+    assert thread_group("Shell channel") == "ipykernel shell channel"
+    assert thread_group("Thread-7") == "other Python threads"
+
+
+def test_thread_cpu_reads_every_thread_of_a_process() -> None:
+    stop = threading.Event()
+
+    def spin() -> None:
+        deadline = time.thread_time() + 0.2
+        while time.thread_time() < deadline:
+            pass
+        stop.wait()
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        time.sleep(0.4)
+        cpu = thread_cpu(os.getpid())
+    finally:
+        stop.set()
+        worker.join()
+    assert os.getpid() in cpu  # the main thread's id is the process id
+    assert worker.native_id is not None
+    assert cpu[worker.native_id] >= 0.1  # it spun for 0.2 s of CPU
+
+
 @pytest.mark.browser
 @pytest.mark.timeout(300)
 def test_a_short_benchmark_run_writes_its_json_table_and_plots(tmp_path: Path) -> None:
@@ -76,6 +117,7 @@ def test_a_short_benchmark_run_writes_its_json_table_and_plots(tmp_path: Path) -
     assert session["blocked_uplink_ms"]["n"] > 0
     assert len(session["kernel_series"]) >= 3
     assert session["kernel_cpu_pct"] > 0
+    assert "relay (SDK, pumps, sends to the page)" in session["kernel_cpu_by_thread"]
     assert session["kernel_rss_mb"]["start"] > 20
     compared = results["session_compared"]
     assert (session["chunk_ms"], compared["chunk_ms"]) == (100, 40)
