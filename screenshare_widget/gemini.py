@@ -315,6 +315,10 @@ def _usage(meta: types.UsageMetadata) -> Usage:
         for item in details or ():
             modality = getattr(item.modality, "value", item.modality) or "UNSPECIFIED"
             by_modality[f"{prefix}:{modality}"] = int(item.token_count or 0)
+    if meta.thoughts_token_count:
+        by_modality["response:THOUGHTS"] = int(meta.thoughts_token_count)
+    if meta.tool_use_prompt_token_count:
+        by_modality["prompt:TOOL_USE"] = int(meta.tool_use_prompt_token_count)
     return Usage(
         prompt_tokens=int(meta.prompt_token_count or 0),
         response_tokens=int(meta.response_token_count or 0),

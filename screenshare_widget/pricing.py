@@ -54,6 +54,45 @@ class Spend:
         return f"{self.total_tokens:,} tokens{cost}"
 
 
+#: What prices can be set for: the service's modalities, plus the model's thinking
+#: (``output:THOUGHTS``) and the prompt its tool use added (``input:TOOL_USE``).
+MODALITIES: Final = (
+    "AUDIO", "IMAGE", "VIDEO", "TEXT", "DOCUMENT", "THOUGHTS", "TOOL_USE",
+    "MODALITY_UNSPECIFIED", "UNSPECIFIED",
+)  # fmt: skip
+
+
+def check_prices(table: object) -> dict[str, float]:
+    """``table`` as a valid price table: keys ``"input:<MODALITY>"`` or
+    ``"output:<MODALITY>"`` (any case; ``prompt``/``response`` are taken for ``input``/
+    ``output``), values in USD per million tokens. Raises ``TypeError`` for a table that is
+    not a mapping, ``ValueError`` for an unknown key or a price that is negative, not finite
+    or not a number."""
+    if not isinstance(table, Mapping):
+        raise TypeError(
+            f"prices must be a dict like {{'input:AUDIO': 3.0}}, not {type(table).__name__}"
+        )
+    checked: dict[str, float] = {}
+    for raw, value in table.items():
+        side, _, kind = str(raw).partition(":")
+        key = modality_key(f"{side.strip().lower()}:{kind.strip()}")
+        direction, _, modality = key.partition(":")
+        if direction not in ("input", "output") or modality not in MODALITIES:
+            raise ValueError(
+                f"unknown price key {raw!r}: keys are 'input:<MODALITY>' or "
+                f"'output:<MODALITY>' with a modality among {', '.join(MODALITIES)}"
+            )
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ValueError(f"the price of {raw} must be a non-negative number (USD / 1M)")
+        checked[key] = float(value)
+    return checked
+
+
 def modality_key(key: str) -> str:
     """``Usage.by_modality`` keys ("prompt:AUDIO", "response:AUDIO") as price keys
     ("input:AUDIO", "output:AUDIO")."""
@@ -65,7 +104,7 @@ def modality_key(key: str) -> str:
 def spend(usage: Iterable[Usage], prices: Mapping[str, float] | None = None) -> Spend:
     """Add up ``usage`` reports; with ``prices`` (USD per million tokens) estimate the cost.
 
-    Raises ``ValueError`` for a price that is negative or not a number.
+    Raises as :func:`check_prices` does for a bad table.
     """
     prompt = response = total = 0
     by: dict[str, int] = {}
@@ -79,9 +118,7 @@ def spend(usage: Iterable[Usage], prices: Mapping[str, float] | None = None) -> 
     cost = None
     unpriced: list[str] = []
     if prices:
-        for key, value in prices.items():
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"the price of {key} must be a non-negative number (USD / 1M)")
+        prices = check_prices(prices)
         cost = 0.0
         for key, count in by.items():
             if key in prices:
@@ -92,12 +129,13 @@ def spend(usage: Iterable[Usage], prices: Mapping[str, float] | None = None) -> 
 
 
 def usage_table(usage: Iterable[Usage]) -> pd.DataFrame:
-    """One row per usage report: prompt, response and total tokens, and one column per
-    modality key (``input:AUDIO``, ...)."""
+    """One row per usage report: when it came (``at``, UTC), prompt, response and total
+    tokens, and one column per modality key (``input:AUDIO``, ...)."""
     import pandas as pd
 
     rows = [
         {
+            "at": u.at,
             "prompt_tokens": u.prompt_tokens,
             "response_tokens": u.response_tokens,
             "total_tokens": u.total_tokens,
@@ -107,8 +145,11 @@ def usage_table(usage: Iterable[Usage]) -> pd.DataFrame:
     ]
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["prompt_tokens", "response_tokens", "total_tokens"])
-    return frame.fillna(0).astype(int)
+        return pd.DataFrame(columns=["at", "prompt_tokens", "response_tokens", "total_tokens"])
+    at = pd.to_datetime(frame.pop("at"), utc=True)
+    frame = frame.fillna(0).astype(int)
+    frame.insert(0, "at", at)
+    return frame
 
 
 class UsageLog(list[Usage]):

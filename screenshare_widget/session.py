@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from .config import SessionConfig
@@ -21,13 +22,17 @@ from .config import SessionConfig
 class Usage:
     """Token counts reported by the service for one turn.
 
-    ``by_modality`` maps "prompt:AUDIO", "prompt:IMAGE", "response:AUDIO", ... to counts.
+    ``by_modality`` maps "prompt:AUDIO", "prompt:IMAGE", "response:AUDIO", ... to counts;
+    "response:THOUGHTS" counts the model's thinking and "prompt:TOOL_USE" the prompt its
+    tool use added (both are in ``total_tokens`` only). ``at`` is when the report arrived
+    (UTC; None until the relay stamps it).
     """
 
     prompt_tokens: int = 0
     response_tokens: int = 0
     total_tokens: int = 0
     by_modality: dict[str, int] = field(default_factory=dict)
+    at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,9 @@ async def test_every_server_field_converts(caplog: pytest.LogCaptureFixture) -> 
             {
                 "promptTokenCount": 30,
                 "responseTokenCount": 5,
-                "totalTokenCount": 35,
+                "thoughtsTokenCount": 7,
+                "toolUsePromptTokenCount": 4,
+                "totalTokenCount": 46,
                 "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 30}],
             }
         )
@@ -90,8 +92,10 @@ async def test_every_server_field_converts(caplog: pytest.LogCaptureFixture) -> 
     assert got[1].generation_complete
     assert got[2].turn_complete
     assert got[2].usage is not None
-    assert got[2].usage.total_tokens == 35
-    assert got[2].usage.by_modality == {"prompt:AUDIO": 30}
+    assert got[2].usage.total_tokens == 46
+    assert got[2].usage.by_modality == {
+        "prompt:AUDIO": 30, "response:THOUGHTS": 7, "prompt:TOOL_USE": 4
+    }  # fmt: skip
     assert got[3].interrupted
     assert (got[4].resumption_handle, got[4].resumable) == ("h-1", True)
     assert (got[5].resumption_handle, got[5].resumable) == (None, False)
