@@ -13,6 +13,7 @@
 from .compare import acompare, compare
 from .events import Event, Events, Frames, Handover, SentFrame
 from .instructions import Instruction, Instructions
+from .pricing import Spend, UsageLog
 from .recording import Recorder, Recording
 from .relay import SessionEnded
 from .session import Usage
@@ -35,8 +36,10 @@ __all__ = [
     "Handover",
     "ScreenShareAssistant",
     "SentFrame",
+    "Spend",
     "Transcript",
     "Turn",
     "Usage",
+    "UsageLog",
     "__version__",
 ]

@@ -38,6 +38,7 @@ EventKind = Literal[
     "usage",  # the service reported token usage
     "text",  # text the user typed went to the model
     "instruction",  # a version of the system instruction reached the model
+    "budget",  # a budget step: frames slowed, video paused, session stopped, or undone
 ]
 
 

@@ -900,14 +900,17 @@ class Relay:
                 self._model_began()
             self._turns(self.transcript.add_output(text))
         if m.usage is not None:
-            self.usage.append(m.usage)
+            usage = replace(m.usage, at=datetime.now(UTC))
+            self.usage.append(usage)
             self._record(
                 "usage",
-                prompt_tokens=m.usage.prompt_tokens,
-                response_tokens=m.usage.response_tokens,
-                total_tokens=m.usage.total_tokens,
+                at=usage.at,
+                prompt_tokens=usage.prompt_tokens,
+                response_tokens=usage.response_tokens,
+                total_tokens=usage.total_tokens,
+                by_modality=dict(usage.by_modality),
             )
-            self._emit(self._sink.on_usage, m.usage)
+            self._emit(self._sink.on_usage, usage)
         if m.generation_complete and not m.turn_complete:
             # No more audio is coming; the service sends turnComplete only once the audio
             # would have finished playing, possibly after the page played it all.
@@ -978,6 +981,10 @@ class Relay:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+
+    def record(self, kind: EventKind, **detail: object) -> None:
+        """Add an event from outside the relay, stamped now (any thread)."""
+        self._record(kind, None, **detail)
 
     def _record(self, kind: EventKind, at: datetime | None = None, **detail: object) -> None:
         event = Event(at or datetime.now(UTC), kind, MappingProxyType(detail))

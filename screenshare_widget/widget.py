@@ -12,11 +12,14 @@ import asyncio
 import contextvars
 import dataclasses
 import logging
+import math
 import os
 import pathlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anywidget
@@ -33,7 +36,16 @@ from .config import (
 )
 from .events import Events, Frames, Handover, SentFrame
 from .instructions import Instruction, Instructions
-from .pricing import LOW_FPS, BudgetGuard, Spend, UsageLog, spend
+from .pricing import (
+    LOW_FPS,
+    LOWER_FPS_AT,
+    PAUSE_VIDEO_AT,
+    BudgetGuard,
+    Spend,
+    UsageLog,
+    check_prices,
+    spend,
+)
 from .recording import Recorder, Recording
 from .relay import ASK_TIMEOUT_S, Relay, RelayCounters, RelayState
 from .session import Connector, Usage
@@ -201,6 +213,8 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         self._confirms: dict[str, asyncio.Future[bool]] = {}  # tool calls awaiting a click
         self._prices: dict[str, float] = {}
         self._guard = BudgetGuard()
+        self._fps_before_budget: float | None = None  # max_fps before the budget lowered it
+        self._paused_by_budget = False
         toolbox.confirm = self._confirm
         self.on_msg(self._on_custom_message)
 
@@ -262,17 +276,19 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         return UsageLog(self._relay.usage)
 
     @property
-    def prices(self) -> dict[str, float]:
+    def prices(self) -> Mapping[str, float]:
         """Your price table, in USD per million tokens, keyed ``"input:AUDIO"``,
-        ``"input:IMAGE"``, ``"input:TEXT"``, ``"output:AUDIO"``, ...; empty by default (no
-        prices ship with the package: take them from the current pricing page). Assign a
-        dict to set it; the cost estimate and the USD budget use it."""
-        return dict(self._prices)
+        ``"input:IMAGE"``, ``"input:TEXT"``, ``"output:AUDIO"``, ``"output:THOUGHTS"``, ...
+        (see :data:`~screenshare_widget.pricing.MODALITIES`); empty by default (no prices
+        ship with the package: take them from the current pricing page). Read-only: assign
+        a whole dict to change it (``TypeError`` for a table that is not a mapping,
+        ``ValueError`` for an unknown key or a bad price); the cost estimate and the USD
+        budget follow at once."""
+        return MappingProxyType(self._prices)
 
     @prices.setter
-    def prices(self, table: dict[str, float]) -> None:
-        spend([], table)  # raises for a bad price
-        self._prices = {str(k): float(v) for k, v in table.items()}
+    def prices(self, table: Mapping[str, float]) -> None:
+        self._prices = check_prices(table)
         self._update_spend()
 
     @property
@@ -297,16 +313,21 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         share = self._guard.share(spent)
         said = f"Budget {share:.0%} spent ({spent})"
         if step == "lower_fps":
-            self._in_comm_context(lambda: setattr(self, "max_fps", min(self.max_fps, LOW_FPS)))
+            if self.max_fps > LOW_FPS:
+                self._fps_before_budget = self.max_fps
+                self._in_comm_context(lambda: setattr(self, "max_fps", LOW_FPS))
             text = f"{said}: frames slowed to one every {1 / LOW_FPS:.0f} s."
         elif step == "pause_video":
-            self._in_comm_context(lambda: setattr(self, "video_paused", True))
+            if not self.video_paused:
+                self._paused_by_budget = True
+                self._in_comm_context(lambda: setattr(self, "video_paused", True))
             text = f"{said}: video paused (the voice conversation goes on)."
         else:
             text = f"{said}: the session stopped. Raise the budget to go on."
         if step == "stop" and self._relay.state in (RelayState.IDLE, RelayState.CLOSING):
             return  # nothing runs to stop (say, prices or a budget set while idle)
         logger.warning("%s", text)
+        self._relay.record("budget", step=step, share=round(share, 4), text=text)
         if step == "stop":
             self._send_to_page({"kind": "stop", "reason": text})
             self._relay.stop(wait=False)
@@ -480,17 +501,49 @@ class ScreenShareAssistant(anywidget.AnyWidget):
 
     @traitlets.validate("budget_tokens", "budget_usd")
     def _validate_budget(self, proposal: dict[str, Any]) -> Any:
-        if proposal["value"] < 0:
-            raise traitlets.TraitError(f"{proposal['trait'].name} must not be negative (0: none)")
-        return proposal["value"]
+        value = proposal["value"]
+        if not math.isfinite(value) or value < 0:
+            raise traitlets.TraitError(
+                f"{proposal['trait'].name} must be a non-negative number (0: none)"
+            )
+        return value
 
     @traitlets.observe("budget_tokens", "budget_usd")
     def _budget_changed(self, change: dict[str, Any]) -> None:
         guard = getattr(self, "_guard", None)
-        if guard is not None:
-            guard.tokens, guard.usd = self.budget_tokens, self.budget_usd
-            guard.reset()
-            self._update_spend()
+        if guard is None:
+            return
+        if change["name"] == "budget_usd" and change["new"] > 0 and not self._prices:
+            warnings.warn(
+                "budget_usd takes effect once assistant.prices is set (no prices ship with "
+                "the package); until then only budget_tokens limits the session",
+                UserWarning,
+                stacklevel=2,
+            )
+        guard.tokens, guard.usd = self.budget_tokens, self.budget_usd
+        guard.reset()
+        self._undo_budget_steps(guard.share(self.spend))
+        self._update_spend()
+
+    def _undo_budget_steps(self, share: float) -> None:
+        """A new budget: undo the slowing and the pause it no longer calls for (unless you
+        changed ``max_fps`` or ``video_paused`` yourself meanwhile), and say so."""
+        undone: list[str] = []
+        if self._paused_by_budget and share < PAUSE_VIDEO_AT:
+            self._paused_by_budget = False
+            if self.video_paused:
+                self.video_paused = False
+                undone.append("video resumed")
+        before = self._fps_before_budget
+        if before is not None and share < LOWER_FPS_AT:
+            self._fps_before_budget = None
+            if self.max_fps == LOW_FPS:
+                self.max_fps = before
+                undone.append(f"frames back to at most {before:g} a second")
+        if undone:
+            text = f"New budget, {share:.0%} spent: {' and '.join(undone)}."
+            self._relay.record("budget", step="undo", share=round(share, 4), text=text)
+            self._send_to_page({"kind": "notice", "text": text})
 
     @traitlets.validate("jpeg_quality")
     def _validate_quality(self, proposal: dict[str, Any]) -> float:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import traitlets
 
 from screenshare_widget import ScreenShareAssistant
 from screenshare_widget.relay import RelayState
@@ -460,6 +461,38 @@ def test_the_budget_slows_frames_then_pauses_video_then_stops(widget, backend) -
     stop = [c["reason"] for c, _ in rec.sent if c["kind"] == "stop"]
     assert any("Budget 105% spent" in r and "stopped" in r for r in stop), stop
     assert w.spend.total_tokens == 1050 and w.usage.to_pandas()["total_tokens"].sum() == 1050
+    # Python sees each step too, in the events.
+    steps = [(e.detail["step"], e.detail["share"]) for e in w.events if e.kind == "budget"]
+    assert steps == [("lower_fps", 0.6), ("pause_video", 0.85), ("stop", 1.05)]
+    assert all(u.at is not None for u in w.usage)
+    # A larger budget undoes the steps it no longer calls for.
+    w.budget_tokens = 1500  # 70 % spent: frames stay slow, the video resumes
+    assert not w.video_paused and w.max_fps == 0.2
+    w.budget_tokens = 0  # no budget
+    assert w.max_fps == 1.0
+    undone = [e.detail["text"] for e in w.events if e.detail.get("step") == "undo"]
+    assert undone == [
+        "New budget, 70% spent: video resumed.",
+        "New budget, 0% spent: frames back to at most 1 a second.",
+    ]
+
+
+def test_prices_are_read_only_and_checked(widget) -> None:
+    w, _ = widget
+    w.prices = {"input:audio": 3, "output:AUDIO": 12.0}
+    assert dict(w.prices) == {"input:AUDIO": 3.0, "output:AUDIO": 12.0}
+    with pytest.raises(TypeError):
+        w.prices["input:IMAGE"] = 1.0  # type: ignore[index]
+    with pytest.raises(ValueError, match="unknown price key 'audio'"):
+        w.prices = {"audio": 1.0}
+    with pytest.raises(TypeError, match="prices must be a dict"):
+        w.prices = None  # type: ignore[assignment]
+    assert dict(w.prices) == {"input:AUDIO": 3.0, "output:AUDIO": 12.0}  # unchanged
+    with pytest.raises(traitlets.TraitError, match="budget_usd"):
+        w.budget_usd = float("nan")
+    w.prices = {}
+    with pytest.warns(UserWarning, match="budget_usd takes effect once assistant.prices"):
+        w.budget_usd = 0.5
 
 
 def test_a_budget_spent_while_idle_says_nothing_until_a_session_runs(widget, backend) -> None:
