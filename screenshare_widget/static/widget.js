@@ -1428,6 +1428,8 @@ class Controller extends Emitter {
   stop(reason, { fromKernel = false } = {}) {
     const wasActive = this.phase !== "idle" || this.captureContext !== null;
     const announce = this.startSent && !fromKernel;
+    // The last counts, so `frame_policy` in Python matches the frames the model got.
+    if (this.startSent) this.sendToKernel({ kind: "frame_stats", ...this.framePolicy.counts });
     this.teardown();
     if (fromKernel && reason) this.showNotice(reason, { sticky: true });
     if (!wasActive) return;

@@ -911,6 +911,10 @@ def test_a_still_screen_sends_only_heartbeats_and_a_change_goes_within_a_second(
     poll(page, "document.querySelectorAll('.ssw-film').length === 1", 2, "the filmstrip")
     seq = page.get_attribute(".ssw-film", "data-seq")
     assert seq == str(change["content"]["seq"])
+    # Stopping reports the last counts: every frame sent is in them.
+    page.click(".ssw-stop")
+    last = sent(page, "frame_stats")[-1]["content"]
+    assert last["sent"] == len(sent(page, "frame")), (last, len(sent(page, "frame")))
 
 
 def test_pause_video_stops_frames_and_the_voice_goes_on(page: Page) -> None:
