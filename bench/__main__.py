@@ -198,7 +198,8 @@ def _plus(s: dict[str, Any]) -> str:
 
 
 def _threads(groups: dict[str, float]) -> str:
-    return "; ".join(f"{group} {pct:g} %" for group, pct in groups.items()) or "n/a"
+    shown = [f"{group} {pct:g} %" for group, pct in groups.items() if pct >= 0.05]
+    return "; ".join(shown) or "n/a"
 
 
 def _pct(value: float | None) -> str:
