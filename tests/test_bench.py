@@ -69,18 +69,19 @@ def test_kernel_cpu_is_split_by_what_each_thread_does() -> None:
 
 
 def test_thread_cpu_reads_every_thread_of_a_process() -> None:
-    stop = threading.Event()
+    spun, stop = threading.Event(), threading.Event()
 
     def spin() -> None:
         deadline = time.thread_time() + 0.2
         while time.thread_time() < deadline:
             pass
+        spun.set()
         stop.wait()
 
     worker = threading.Thread(target=spin)
     worker.start()
     try:
-        time.sleep(0.4)
+        assert spun.wait(timeout=30), "the worker never spun its 0.2 s"
         cpu = thread_cpu(os.getpid())
     finally:
         stop.set()
