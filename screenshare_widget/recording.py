@@ -230,7 +230,8 @@ class Recorder:
     # ---- internals (under the lock) ----------------------------------------------------------
 
     def _t(self, at: datetime) -> float:
-        return round((at - self.started_at).total_seconds(), 4)
+        # Speech is dated when it was captured, which can be just before the recording began.
+        return max(0.0, round((at - self.started_at).total_seconds(), 4))
 
     def _line(self, record: dict[str, Any]) -> None:
         self._events.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")

@@ -16,20 +16,26 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Final, Literal, overload
 
 if TYPE_CHECKING:
     import pandas as pd
 
 Role = Literal["user", "model"]
 
+#: Speech that starts this long after an unclaimed utterance ended begins a new utterance
+#: (s): a cough that was never transcribed does not stretch the next user turn.
+UTTERANCE_GAP_S: Final = 2.0
+
 
 @dataclass(frozen=True)
 class Turn:
     """One turn of the conversation.
 
-    ``started_at`` and ``ended_at`` are timezone-aware UTC datetimes: when the first and the
-    last piece of the turn arrived. ``ended_at`` is ``None`` while the turn is still open.
+    ``started_at`` and ``ended_at`` are timezone-aware UTC datetimes. For a spoken user turn
+    they are when the user began and stopped speaking (as the page captured it); otherwise,
+    when the first and the last piece of the turn arrived. ``ended_at`` is ``None`` while the
+    turn is still open.
     ``interrupted`` is true for a model turn the user talked over. ``instruction`` is the
     version of the system instruction the model had when the turn began (see
     ``assistant.instructions``). ``typed`` is true for text the user sent instead of speech.
@@ -75,6 +81,12 @@ class Transcript(Sequence[Turn]):
         self._user: int | None = None
         self._model: int | None = None
         self._user_last: datetime | None = None  # when the open user turn last grew
+        # Speech no user turn has claimed yet: when it began and ended (None: still going).
+        self._next_start: datetime | None = None
+        self._next_end: datetime | None = None
+        # The speech going on belongs to the open user turn, which was spoken until then.
+        self._speech_for_open = False
+        self._user_spoke_until: datetime | None = None
         #: The instruction version new turns are tagged with (the relay keeps it current).
         self.instruction = 1
 
@@ -152,6 +164,27 @@ class Transcript(Sequence[Turn]):
     # ---- writing (the relay) ----------------------------------------------------------------
     # Each writer returns the indexes of the turns it changed, for mirroring to the page.
 
+    def speech_started(self, at: datetime) -> None:
+        """The user began to speak at ``at`` (the page's capture time): the user turn this
+        speech becomes starts then. Speech while the model talks belongs to the next turn."""
+        with self._lock:
+            if self._user is not None and self._model is None:
+                self._speech_for_open = True  # more of the open user turn
+                return
+            self._speech_for_open = False
+            gap = self._next_end is not None and (at - self._next_end).total_seconds()
+            if self._next_start is None or (gap and gap > UTTERANCE_GAP_S):
+                self._next_start = at
+            self._next_end = None
+
+    def speech_ended(self, at: datetime) -> None:
+        """The user stopped speaking at ``at`` (the end of the last voiced audio)."""
+        with self._lock:
+            if self._speech_for_open and self._user is not None:
+                self._user_spoke_until = at
+            elif self._next_start is not None:
+                self._next_end = at
+
     def add_input(self, text: str, at: datetime | None = None) -> list[int]:
         """Append a piece of the user's transcribed speech."""
         if not text:
@@ -160,11 +193,19 @@ class Transcript(Sequence[Turn]):
         with self._lock:
             self._user_last = at
             if self._user is None:
-                turn = Turn(role="user", text=text, started_at=at, instruction=self.instruction)
+                started = at
+                if self._next_start is not None and self._next_start <= at:
+                    started = self._next_start
+                    self._user_spoke_until = self._next_end
+                    self._speech_for_open = self._next_end is None  # still speaking
+                self._next_start = self._next_end = None
+                turn = Turn(
+                    role="user", text=text, started_at=started, instruction=self.instruction
+                )
                 if self._model is not None:
                     # The model answered before the user's words arrived: put them first.
                     model_start = self._turns[self._model].started_at
-                    turn = replace(turn, started_at=min(at, model_start))
+                    turn = replace(turn, started_at=min(started, model_start))
                     self._turns.insert(self._model, turn)
                     self._user, self._model = self._model, self._model + 1
                     return [self._user, self._model]
@@ -236,13 +277,14 @@ class Transcript(Sequence[Turn]):
         changed = []
         if self._user is not None:
             old = self._turns[self._user]
-            ended = max(self._user_last or at, old.started_at)
-            self._turns[self._user] = replace(old, ended_at=ended)
+            ended = self._user_spoke_until or self._user_last or at
+            self._turns[self._user] = replace(old, ended_at=max(ended, old.started_at))
             changed.append(self._user)
         if self._model is not None:
             old = self._turns[self._model]
             self._turns[self._model] = replace(old, ended_at=at, interrupted=interrupted)
             changed.append(self._model)
         self._user = self._model = None
-        self._user_last = None
+        self._user_last = self._user_spoke_until = None
+        self._speech_for_open = False
         return changed

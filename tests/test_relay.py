@@ -467,3 +467,35 @@ def test_a_chunk_whose_send_failed_goes_first_on_the_next_connection(
     wait_until(lambda: second.audio)
     assert second.audio == [b"\x07\x00" * 4]
     assert relay.counters.audio_bytes_sent == 8
+
+
+def test_user_turns_are_dated_by_when_the_page_captured_the_speech(relay: Relay, backend) -> None:
+    """The page stamps each chunk with its capture time; the speech events and the user's turn
+    carry it, however late the chunks or the transcription reach the kernel."""
+    session = live(relay, backend)
+    chunk_s = 0.1
+    voiced = (b"\x00\x40" * 1600, True)  # 100 ms at about -6 dBFS
+    quiet = (b"\x00\x00" * 1600, False)
+    spoke_at = time.time() - 3.0  # the page captured this 3 s ago (a slow uplink, say)
+    script = [voiced] * 10 + [quiet] * 8
+    for i, (pcm, _) in enumerate(script):
+        relay.feed_audio(pcm, (spoke_at + (i + 1) * chunk_s) * 1000)
+    wait_until(lambda: any(e.kind == "speech_end" for e in relay.events))
+    start = next(e for e in relay.events if e.kind == "speech_start")
+    end = next(e for e in relay.events if e.kind == "speech_end")
+    assert start.at.timestamp() == pytest.approx(spoke_at, abs=0.01)
+    assert end.at.timestamp() == pytest.approx(spoke_at + 1.0, abs=0.01)
+    push(relay, session, ServerMessage(input_transcription="What is this?"))
+    push(relay, session, ServerMessage(output_transcription="A chart.", turn_complete=True))
+    wait_until(lambda: len(relay.transcript) == 2 and relay.transcript[0].done)
+    user = relay.transcript[0]
+    assert user.started_at == start.at and user.ended_at == end.at
+    assert (user.ended_at - user.started_at).total_seconds() == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_skewed_page_clock_is_not_trusted(relay: Relay, backend) -> None:
+    live(relay, backend)
+    relay.feed_audio(b"\x00\x40" * 1600, (time.time() + 3600) * 1000)  # an hour ahead
+    wait_until(lambda: any(e.kind == "speech_start" for e in relay.events))
+    start = next(e for e in relay.events if e.kind == "speech_start")
+    assert abs(start.at.timestamp() - time.time()) < 2

@@ -148,3 +148,60 @@ def test_typed_text_is_a_closed_user_turn_and_the_answer_follows_it() -> None:
     ]
     assert all(t.done for t in tr)
     assert "**You** *(typed)*: typed words" in tr.to_markdown()
+
+
+def test_a_spoken_user_turn_spans_the_speech_not_the_transcription() -> None:
+    tr = Transcript()
+    tr.speech_started(at(0.2))
+    tr.speech_ended(at(2.0))
+    tr.add_input("What is on my screen?", at(2.9))  # transcribed after the speech ended
+    tr.add_output("A plot.", at(3.1))
+    tr.end_exchange(at=at(5))
+    user = tr[0]
+    assert (user.started_at, user.ended_at) == (at(0.2), at(2.0))
+    assert tr.to_pandas()["duration_s"].tolist()[0] == 1.8
+
+
+def test_speech_still_going_when_transcribed_ends_the_turn_when_it_ends() -> None:
+    tr = Transcript()
+    tr.speech_started(at(0))
+    tr.add_input("What is", at(0.8))  # streaming transcription while the user speaks
+    tr.speech_ended(at(1.5))
+    tr.speech_started(at(2.0))  # a second breath in the same turn
+    tr.add_input(" this?", at(2.4))
+    tr.speech_ended(at(2.6))
+    tr.add_output("A map.", at(3))
+    tr.end_exchange(at=at(4))
+    assert (tr[0].started_at, tr[0].ended_at) == (at(0), at(2.6))
+
+
+def test_a_barge_in_belongs_to_the_next_user_turn() -> None:
+    tr = Transcript()
+    tr.speech_started(at(0))
+    tr.add_input("Tell me a story", at(1))
+    tr.speech_ended(at(1.2))
+    tr.add_output("Once upon a time", at(2))
+    tr.speech_started(at(3.0))  # the user talks over the answer
+    tr.end_exchange(interrupted=True, at=at(3.4))
+    tr.add_input("Stop", at(3.6))
+    tr.speech_ended(at(3.5))
+    tr.add_output("Sure.", at(4))
+    tr.end_exchange(at=at(5))
+    first, _, second, _ = tr
+    assert (first.started_at, first.ended_at) == (at(0), at(1.2))
+    assert (second.started_at, second.ended_at) == (at(3.0), at(3.5))
+
+
+def test_an_untranscribed_sound_long_before_does_not_stretch_a_turn() -> None:
+    tr = Transcript()
+    tr.speech_started(at(0))  # a cough, never transcribed
+    tr.speech_ended(at(0.3))
+    tr.speech_started(at(10))
+    tr.speech_ended(at(11))
+    tr.add_input("Hello", at(11.5))
+    tr.end_exchange(at=at(12))
+    assert (tr[0].started_at, tr[0].ended_at) == (at(10), at(11))
+    typed = Transcript()
+    typed.speech_started(at(0))
+    typed.add_typed("hi", at(1))  # typed turns keep their own time
+    assert typed[0].started_at == typed[0].ended_at == at(1)
