@@ -207,12 +207,17 @@ def to_live_error(exc: BaseException, *, model: str = "", secret: str = "") -> L
             f"The session settings are not valid: {scrub(str(exc), secret).splitlines()[0]}",
             reason=scrub(str(exc), secret),
             fatal=True,
+            blames=_SETTINGS,
         )
     return LiveError(
         f"The Live connection failed ({type(exc).__name__}: {scrub(str(exc), secret)}).",
         reason=scrub(str(exc), secret),
         fatal=False,
     )
+
+
+#: The settings a rejected setup may be put down to (the assistant's trait names).
+_SETTINGS: Final = ("model", "voice", "media_resolution", "tools")
 
 
 def _close_error(code: int, reason: str, model: str) -> LiveError:
@@ -233,6 +238,7 @@ def _close_error(code: int, reason: str, model: str) -> LiveError:
             code=code,
             reason=reason,
             fatal=True,
+            blames=_SETTINGS,
         )
     if code == 1008 and "not found" in lowered and "models/" in lowered:
         return LiveError(
@@ -241,6 +247,7 @@ def _close_error(code: int, reason: str, model: str) -> LiveError:
             code=code,
             reason=reason,
             fatal=True,
+            blames=("model",),
         )
     if code == 1008:
         return LiveError(

@@ -39,6 +39,12 @@ MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 #: Largest text field accepted (characters).
 MAX_TEXT_CHARS: Final = 10_000
 
+# ---- liveness --------------------------------------------------------------------------------
+
+#: How often the page says it is there (``beat``), in seconds; kept in sync with
+#: ``BEAT_MS`` in static/widget.js.
+BEAT_INTERVAL_S: Final = 2.0
+
 # ---- message kinds ---------------------------------------------------------------------------
 # Kept in sync with static/widget.js.
 
@@ -53,6 +59,7 @@ BrowserKind = Literal[
     "text",
     "confirm",
     "frame_stats",
+    "beat",
 ]
 KernelKind = Literal[
     "audio",
@@ -65,13 +72,14 @@ KernelKind = Literal[
     "notice",
     "tool",
     "frame_sent",
+    "capture",
 ]
 
 #: Kinds the browser sends to the kernel.
 BROWSER_KINDS: Final[frozenset[str]] = frozenset(
     {
         "hello", "start", "audio", "frame", "stop", "client_error", "playback", "text",
-        "confirm", "frame_stats",
+        "confirm", "frame_stats", "beat",
     }
 )  # fmt: skip
 #: Kinds the kernel sends to the browser.
@@ -87,6 +95,7 @@ KERNEL_KINDS: Final[frozenset[str]] = frozenset(
         "notice",
         "tool",
         "frame_sent",
+        "capture",
     }  # fmt: skip
 )
 
@@ -150,11 +159,25 @@ class FrameStatsMsg(TypedDict):
     heartbeat: int
 
 
-class StopMsg(TypedDict):
-    """The user clicked Stop, or every shared track ended."""
+class StopMsg(TypedDict, total=False):
+    """The user clicked Stop, every shared track ended, or no view of the widget is left in
+    the page. ``capture`` is the capture it ends ("" when the page captured nothing): the
+    kernel ignores a stop for a capture that is no longer the current one."""
 
     kind: Literal["stop"]
     reason: str
+    capture: str
+
+
+class BeatMsg(TypedDict):
+    """The page is there (every :data:`BEAT_INTERVAL_S`, from the moment its model exists,
+    whether or not it captures or shows a view). ``page`` names the page's controller;
+    ``capture`` is its running capture ("" when none); ``views`` counts its views."""
+
+    kind: Literal["beat"]
+    page: str
+    capture: str
+    views: int
 
 
 class ClientErrorMsg(TypedDict):
@@ -263,6 +286,14 @@ class FrameSentMsg(TypedDict):
 
     kind: Literal["frame_sent"]
     seq: int
+
+
+class CaptureMsg(TypedDict):
+    """Capture ``capture`` now feeds the session: a page still capturing under another id
+    stops (sharing moved to another view of the same assistant)."""
+
+    kind: Literal["capture"]
+    capture: str
 
 
 class NoticeMsg(TypedDict):
@@ -420,6 +451,11 @@ def parse_browser_message(content: Any, buffers: list[Any] | None = None) -> Bro
         fields["capture"] = _text_field(content, "capture")
     elif kind == "stop":
         fields["reason"] = _text_field(content, "reason")
+        fields["capture"] = _text_field(content, "capture")
+    elif kind == "beat":
+        fields["page"] = _text_field(content, "page")[:64]
+        fields["capture"] = _text_field(content, "capture")
+        fields["views"] = _int_field(content, "views", 0)
     elif kind == "client_error":
         fields["message"] = _text_field(content, "message")
     elif kind == "text":

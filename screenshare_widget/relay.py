@@ -70,7 +70,7 @@ PAUSE_S: Final = 0.3
 VOICE_RMS: Final = 256.0
 #: How long a cancelled pump waits for its send in flight to finish (s).
 SEND_FINISH_TIMEOUT_S: Final = 1.0
-#: Microphone quiet this long ends a ``speech_end`` event's utterance (s).
+#: Microphone quiet this long (on the page's clock) ends a ``speech_end`` event's utterance (s).
 SPEECH_END_S: Final = 0.5
 #: How often a pending handover checks for a pause (s).
 HANDOVER_POLL_S: Final = 0.05
@@ -252,6 +252,8 @@ class Relay:
         self.counters = RelayCounters()
         self._state = RelayState.IDLE
         self._error = ""
+        #: The error that ended the last session in FAILED (None since the next start).
+        self.failure: LiveError | None = None
         self._state_lock = threading.Lock()
         self._gen = 0
         self._handle: str | None = None
@@ -359,22 +361,36 @@ class Relay:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 future.result(timeout)
 
-    def close(self) -> None:
-        """Stop the session and end the relay's thread."""
-        self.stop()
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the session and end the relay's thread. With ``wait`` (and off the relay's
+        thread), block until both ended, at most about twice :data:`CLOSE_TIMEOUT_S`;
+        without, return at once. Idempotent."""
         with self._thread_lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            if threading.current_thread() is not thread:
-                thread.join(CLOSE_TIMEOUT_S)
+        if loop is None or thread is None:
+            return
 
-    def feed_audio(self, pcm: bytes) -> None:
-        """Hand over microphone audio (PCM16 LE mono, 16 kHz). Never blocks."""
+        async def finish() -> None:
+            try:
+                await self._stop()
+            finally:
+                loop.stop()
+
+        try:
+            asyncio.run_coroutine_threadsafe(finish(), loop)
+        except RuntimeError:  # the loop already closed
+            return
+        if wait and threading.current_thread() is not thread:
+            thread.join(2 * CLOSE_TIMEOUT_S)
+
+    def feed_audio(self, pcm: bytes, t_ms: float = 0.0) -> None:
+        """Hand over microphone audio (PCM16 LE mono, 16 kHz); ``t_ms`` is when the page
+        captured its end (ms since the epoch, 0 for now), so speech is dated when it was
+        spoken, not when it arrived. Never blocks."""
         loop = self._loop
         if loop is not None:
-            loop.call_soon_threadsafe(self._put_audio, pcm)
+            loop.call_soon_threadsafe(self._put_audio, pcm, t_ms)
 
     def feed_frame(
         self, jpeg: bytes, width: int = 0, height: int = 0, *, seq: int = -1, reason: str = ""
@@ -456,25 +472,30 @@ class Relay:
 
     # ---- buffers (relay loop) ---------------------------------------------------------------
 
-    def _put_audio(self, pcm: bytes) -> None:
+    def _put_audio(self, pcm: bytes, t_ms: float = 0.0) -> None:
         self.counters.audio_chunks_in += 1
         if self._state in (RelayState.IDLE, RelayState.CLOSING, RelayState.FAILED):
             self.counters.dropped_audio_bytes += len(pcm)
             return
         self._tap("on_mic", pcm)
-        now = time.monotonic()
+        began, ended = _chunk_span(pcm, t_ms)
         if is_voice(pcm):
-            self._last_voice_at = now
-            self._last_voice_wall = datetime.now(UTC)
+            self._last_voice_wall = ended
+            self._last_voice_at = time.monotonic()
             if not self._speaking:
                 self._speaking = True
-                self._record("speech_start", at=self._last_voice_wall)
+                self._record("speech_start", at=began)
+                self.transcript.speech_started(began)
             if not self._model_speaking:  # (while it speaks, voice is echo or a barge-in)
                 self._awaiting_answer = True
-        elif self._speaking and now - (self._last_voice_at or now) >= SPEECH_END_S:
-            self._speaking = False
-            # The utterance ended with the last voiced chunk, not when the quiet was noticed.
-            self._record("speech_end", at=self._last_voice_wall)
+        elif (
+            # Quiet is measured on the page's clock, not by arrival: chunks held up by a
+            # busy kernel arrive in a burst, and a pause in sending is quiet too.
+            self._speaking
+            and self._last_voice_wall is not None
+            and (ended - self._last_voice_wall).total_seconds() >= SPEECH_END_S
+        ):
+            self._speech_ended()
         self._audio.append(pcm)
         self._audio_bytes += len(pcm)
         while self._audio_bytes > MIC_BUFFER_BYTES and len(self._audio) > 1:
@@ -502,10 +523,16 @@ class Relay:
         self._frame = None
         self._texts.clear()
 
+    def _speech_ended(self) -> None:
+        """The utterance ended with the last voiced chunk, not when the quiet was noticed."""
+        self._speaking = False
+        self._record("speech_end", at=self._last_voice_wall)
+        if self._last_voice_wall is not None:
+            self.transcript.speech_ended(self._last_voice_wall)
+
     async def _end_audio(self) -> None:
         if self._speaking:
-            self._speaking = False
-            self._record("speech_end", at=self._last_voice_wall)
+            self._speech_ended()
         session = self._session
         if session is not None and self._state is RelayState.LIVE:
             await session.end_audio()
@@ -570,6 +597,7 @@ class Relay:
                 return
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._task)
+        self.failure = None
         self._set_state(RelayState.CONNECTING)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="relay.run")
 
@@ -669,6 +697,7 @@ class Relay:
         if attempts >= MAX_RECONNECTS and not exc.fatal:
             message = f"{message} Gave up after {attempts} reconnection attempts."
         logger.error("Live session failed: %s", message)
+        self.failure = exc
         self._finish_handover(None)
         self._end_model_turn(interrupted=True)
         self._emit(self._sink.on_turns, self._indexed(self.transcript.close_open()))
@@ -686,7 +715,9 @@ class Relay:
                 non_blocking=model_profile(config.model).async_tools
             )
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise LiveError(f"The tools cannot be used: {exc}", fatal=True) from None
+            raise LiveError(
+                f"The tools cannot be used: {exc}", fatal=True, blames=("tools",)
+            ) from None
         config = replace(config, tools=declarations)
         async with self._connect(config, handle) as session:
             self._session = session
@@ -1036,6 +1067,20 @@ async def _complete(send: Coroutine[Any, Any, None], sent: Callable[[], None]) -
             sent()
         raise
     sent()
+
+
+#: A page's chunk time further than this from the kernel's clock is not trusted (s): the
+#: browser runs on another machine whose clock is off.
+CLOCK_SKEW_S: Final = 5.0
+
+
+def _chunk_span(pcm: bytes, t_ms: float) -> tuple[datetime, datetime]:
+    """When a 16 kHz PCM16 chunk began and ended, from the page's capture time of its end
+    (ms since the epoch); the kernel's clock stands in for a missing or skewed one."""
+    now = time.time()
+    end = t_ms / 1000 if t_ms and abs(t_ms / 1000 - now) <= CLOCK_SKEW_S else now
+    length = len(pcm) / (INPUT_RATE_HZ * SAMPLE_BYTES)
+    return datetime.fromtimestamp(end - length, UTC), datetime.fromtimestamp(end, UTC)
 
 
 def is_voice(pcm: bytes) -> bool:

@@ -72,14 +72,26 @@ class LiveError(Exception):
     ``code`` is the WebSocket close code (1000 normal, 1006 dropped, 1007 invalid argument,
     1008 policy/not found, 1011 internal) or 0 when the connection never opened.
     ``fatal`` errors (bad key, unknown model, rejected option) are not worth retrying.
+    ``blames`` names the settings a change of which may mend it.
     """
 
-    def __init__(self, message: str, *, code: int = 0, reason: str = "", fatal: bool) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int = 0,
+        reason: str = "",
+        fatal: bool,
+        blames: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.reason = reason
         self.fatal = fatal
+        #: The settings (the assistant's trait names) the error puts down to: changing one
+        #: of them clears the error.
+        self.blames = blames
 
 
 class LiveSession(Protocol):

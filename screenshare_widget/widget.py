@@ -9,6 +9,7 @@ buffers (see ``protocol.py``). Message handlers only validate and hand bytes to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import logging
@@ -18,7 +19,9 @@ import pathlib
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,7 @@ from .config import (
 )
 from .events import Events, Frames, Handover, SentFrame
 from .instructions import Instruction, Instructions
+from .liveness import DEAF_AFTER_S, PAGE_TIMEOUT_S, PageWatch
 from .pricing import (
     LOW_FPS,
     LOWER_FPS_AT,
@@ -61,6 +65,12 @@ logger.addHandler(logging.NullHandler())
 _STATIC = pathlib.Path(__file__).parent / "static"
 
 
+def _asset(name: str) -> str | pathlib.Path:
+    """A static file for anywidget: its text, or its path when hot reload is on."""
+    path = _STATIC / name
+    return path if os.environ.get("ANYWIDGET_HMR") else path.read_text(encoding="utf-8")
+
+
 class ScreenShareAssistant(anywidget.AnyWidget):
     """A live voice assistant that sees your shared screen, in a notebook cell.
 
@@ -81,10 +91,18 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         client: A ``google.genai.Client``. The API key stays in the kernel.
         tools: Python functions the model may call; they run in this kernel (see
             :attr:`tools`).
+        page_timeout_s: A running session ends when the page that shows it has not been
+            heard from for this long (s): its tab or browser closed, or the kernel lost it.
+            The page says it is there every 2 s, muted or not. The time a cell holds the
+            thread that hears the page does not count. A session started from Python
+            (:meth:`say`, :meth:`ask`, :meth:`start`) with no page open is not watched.
     """
 
-    _esm = _STATIC / "widget.js"
-    _css = _STATIC / "widget.css"
+    # As text, not paths: anywidget ties every instance to a file's change signal for hot
+    # reload, which keeps every assistant alive (and its session with it) for good. With
+    # ANYWIDGET_HMR=1 (developing the page) the paths come back, and hot reload with them.
+    _esm = _asset("widget.js")
+    _css = _asset("widget.css")
 
     #: "idle", "connecting", "live", "reconnecting", "closing" or "error".
     status = traitlets.Unicode("idle", read_only=True).tag(sync=True)
@@ -141,6 +159,9 @@ class ScreenShareAssistant(anywidget.AnyWidget):
     live_since = traitlets.Float(0.0, read_only=True).tag(sync=True)
     #: How the last move to a new connection went: "", "resumed" or "fresh session".
     connection = traitlets.Unicode("", read_only=True).tag(sync=True)
+    #: How many other assistants in this kernel have a session running (each is billed);
+    #: every such widget says so.
+    others_live = traitlets.Int(0, read_only=True).tag(sync=True)
 
     def __init__(
         self,
@@ -157,6 +178,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         media_resolution: str = "",
         audio_chunk_ms: int = 100,
         tools: Sequence[Callable[..., Any]] = (),
+        page_timeout_s: float = PAGE_TIMEOUT_S,
         _connector: Connector | None = None,
     ) -> None:
         instruction = (
@@ -196,10 +218,18 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         self._relay = Relay(
             _connector,
             config,
-            _Sink(self),
+            _Sink(self),  # holds the widget weakly: a dropped widget can be collected
             name=f"screenshare-relay-{id(self):x}",
             toolbox=toolbox,
         )
+        # Nothing the relay's thread holds keeps the widget alive, so a widget that is
+        # collected (closed, or dropped by a host that holds widgets weakly) ends its session.
+        weakref.finalize(self, _release, self._relay)
+        self._watch = PageWatch(page_timeout_s)
+        # The loop of the thread that last handled a page message, and since when a probe
+        # posted to it has waited (monotonic s): a cell blocking that thread is not silence.
+        self._handler_loop: asyncio.AbstractEventLoop | None = None
+        self._probe_since: float | None = None
         self._comm_context: contextvars.Context | None = None
         self._uplink = {"audio_seq": -1, "frame_seq": -1}
         self._capture = ""  # id of the page's current capture; media from others is stale
@@ -215,7 +245,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         self._guard = BudgetGuard()
         self._fps_before_budget: float | None = None  # max_fps before the budget lowered it
         self._paused_by_budget = False
-        toolbox.confirm = self._confirm
+        toolbox.confirm = _weak_confirm(weakref.WeakMethod(self._confirm))
         self.on_msg(self._on_custom_message)
 
     # ---- public API -------------------------------------------------------------------------
@@ -261,6 +291,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
 
         Toolbox(list(functions), declare=gemini.declare).declarations()  # fail early
         self._relay.toolbox.functions[:] = list(functions)
+        self._mended("tools")
 
     @property
     def tool_calls(self) -> ToolCalls:
@@ -394,7 +425,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
                     "system_instruction": config.system_instruction,
                 },
                 turns=self.transcript.snapshot,
-                on_stop=self._recording_stopped,
+                on_stop=_weak_call(weakref.WeakMethod(self._recording_stopped)),
             )
             self._recorder = recorder
             self._relay.tap = recorder
@@ -420,10 +451,12 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         self._relay.stop()
 
     def close(self) -> None:
-        """Stop and release the relay's thread, then close the widget."""
+        """Stop and release the relay's thread, then close the widget (its views in the
+        page end their sharing)."""
         relay = getattr(self, "_relay", None)  # absent if __init__ failed
         if relay is not None:
             relay.close()
+            _LIVE.update(self, False)
         recorder = getattr(self, "_recorder", None)
         if recorder is not None:
             recorder.stop()
@@ -449,6 +482,18 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             self.set_trait("instruction_version", version.version)
         else:
             relay.config = dataclasses.replace(relay.config, **{change["name"]: change["new"]})
+        self._mended(change["name"])
+
+    def _mended(self, setting: str) -> None:
+        """``setting`` changed: an error that blames it no longer holds, so it goes (and the
+        failed session's status with it)."""
+        failure = self._relay.failure
+        if failure is None or setting not in failure.blames:
+            return
+        if self._relay.state is RelayState.FAILED and self.error == failure.message:
+            self._relay.failure = None
+            self.set_trait("error", "")
+            self._relay.stop(wait=False)  # error -> idle
 
     @traitlets.validate("max_fps")
     def _validate_fps(self, proposal: dict[str, Any]) -> float:
@@ -498,6 +543,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             relay.config = dataclasses.replace(
                 relay.config, media_resolution=_resolution(change["new"])
             )
+            self._mended("media_resolution")
 
     @traitlets.validate("budget_tokens", "budget_usd")
     def _validate_budget(self, proposal: dict[str, Any]) -> Any:
@@ -563,14 +609,18 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         except protocol.ProtocolError as exc:
             self._reject(str(exc))
             return
-        if isinstance(message, protocol.AudioChunk | protocol.Frame) and (
-            message.capture and message.capture != self._capture
-        ):
-            self._reject("media from a stale view (an earlier capture)")
-            return
+        if isinstance(message, protocol.AudioChunk | protocol.Frame):
+            self._watch.heard(time.monotonic(), message.capture)
+            if message.capture and message.capture != self._capture:
+                self._reject("media from a stale view (an earlier capture)")
+                return
+        else:
+            self._watch.heard(time.monotonic(), message.fields.get("capture", ""))
+            with contextlib.suppress(RuntimeError):  # no loop runs on this thread
+                self._handler_loop = asyncio.get_running_loop()
         if isinstance(message, protocol.AudioChunk):
             self._uplink["audio_seq"] = message.seq
-            self._relay.feed_audio(message.pcm)
+            self._relay.feed_audio(message.pcm, message.t_ms)
         elif isinstance(message, protocol.Frame):
             self._uplink["frame_seq"] = message.seq
             self._relay.feed_frame(
@@ -592,12 +642,20 @@ class ScreenShareAssistant(anywidget.AnyWidget):
                 }
             )
         elif kind == "start":
-            self._capture = message.fields["capture"]
+            capture = message.fields["capture"]
+            self._capture = capture
+            self._watch.own(time.monotonic(), capture)
             self._uplink = {"audio_seq": -1, "frame_seq": -1}
             if self.error and self._relay.state is not RelayState.FAILED:
                 self.set_trait("error", "")
+            # A page still sharing under another id (another window) stops.
+            self.send({"kind": "capture", "capture": capture})
             self._relay.start()
         elif kind == "stop":
+            capture = message.fields["capture"]
+            if capture and capture != self._capture:
+                self._reject("a stop from a stale view (an earlier capture)")
+                return
             self._relay.stop(wait=False)
         elif kind == "client_error":
             text = message.fields["message"] or "The page reported an error."
@@ -659,15 +717,64 @@ class ScreenShareAssistant(anywidget.AnyWidget):
     def _send_to_page(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         self._in_comm_context(lambda: self.send(content, buffers))
 
+    # ---- the page's liveness (relay thread) -------------------------------------------------
+
+    def _watch_page(self) -> None:
+        """End the session if the page that owns it went silent (each relay tick)."""
+        now = time.monotonic()
+        if self._watch.check(now, deaf=self._handler_deaf(now)):
+            self._page_lost(self._watch.silent_s)
+
+    def _handler_deaf(self, now: float) -> bool:
+        """Whether the thread that handles the page's messages has been held (by a cell)
+        since the last tick: a probe posted to its loop has waited over DEAF_AFTER_S."""
+        loop = self._handler_loop
+        if loop is None:
+            return False  # no loop to probe (a plain thread): silence is silence
+        waiting = self._probe_since
+        if waiting is not None:
+            return now - waiting > DEAF_AFTER_S
+        self._probe_since = now
+        try:
+            loop.call_soon_threadsafe(self._probe_answered)
+        except RuntimeError:  # that loop closed
+            self._handler_loop = self._probe_since = None
+        return False
+
+    def _probe_answered(self) -> None:
+        self._probe_since = None
+
+    def _page_lost(self, silent_s: float) -> None:
+        text = (
+            f"No page showing this assistant was heard from for {silent_s:.0f} s (its tab "
+            "or browser closed, or it lost the kernel), so the session was stopped: nothing "
+            "is captured or billed now. Display the assistant and click Share to start again."
+        )
+        logger.warning("%s", text)
+        self._relay.record("page_lost", silent_s=round(silent_s, 1), text=text)
+        self._in_comm_context(lambda: self.set_trait("error", text))
+        self._send_to_page({"kind": "stop", "reason": text})
+        self._relay.stop(wait=False)
+
 
 class _Sink:
-    """The relay's output, mirrored into the widget (runs on the relay thread)."""
+    """The relay's output, mirrored into the widget (runs on the relay thread).
+
+    It holds the widget weakly: once the widget is gone, the relay's output goes nowhere.
+    """
 
     def __init__(self, widget: ScreenShareAssistant) -> None:
-        self._widget = widget
+        self._ref = weakref.ref(widget)
 
     def on_state(self, state: RelayState, error: str) -> None:
-        w = self._widget
+        w = self._ref()
+        if w is None:
+            return
+        if state is RelayState.CONNECTING:  # a new session, not a handover
+            w._watch.session_started(time.monotonic())
+        elif state in (RelayState.IDLE, RelayState.FAILED):
+            w._watch.session_ended()
+        _LIVE.update(w, state in (RelayState.CONNECTING, RelayState.LIVE, RelayState.RECONNECTING))
 
         def apply() -> None:
             with w.hold_trait_notifications():
@@ -686,25 +793,32 @@ class _Sink:
             w._send_to_page({"kind": "stop", "reason": error})
 
     def on_audio(self, pcm: bytes, gen: int) -> None:
-        self._widget._send_to_page({"kind": "audio", "gen": gen}, [pcm])
+        w = self._ref()
+        if w is not None:
+            w._send_to_page({"kind": "audio", "gen": gen}, [pcm])
 
     def on_interrupted(self, gen: int) -> None:
-        self._widget._send_to_page({"kind": "interrupted", "gen": gen})
+        self._send({"kind": "interrupted", "gen": gen})
 
     def on_turn_complete(self, gen: int) -> None:
-        self._widget._send_to_page({"kind": "turn_complete", "gen": gen})
+        self._send({"kind": "turn_complete", "gen": gen})
 
     def on_turns(self, changed: list[tuple[int, Turn]]) -> None:
         for index, turn in changed:
-            self._widget._send_to_page({"kind": "turn", "index": index, "turn": turn.to_record()})
+            self._send({"kind": "turn", "index": index, "turn": turn.to_record()})
 
     def on_usage(self, usage: Usage) -> None:
         logger.debug("usage: %s", usage)
-        self._widget._update_spend()
+        w = self._ref()
+        if w is not None:
+            w._update_spend()
 
     def on_handover(self, handover: Handover) -> None:
+        w = self._ref()
+        if w is None:
+            return
         outcome = "resumed" if handover.resumed else "fresh session"
-        self._widget._in_comm_context(lambda: self._widget.set_trait("connection", outcome))
+        w._in_comm_context(lambda: w.set_trait("connection", outcome))
         gap = "" if handover.gap_ms is None else f", {handover.gap_ms / 1000:.1f} s gap"
         if handover.resumed:
             text = f"Reconnected: the conversation resumed ({handover.reason}{gap})."
@@ -713,10 +827,12 @@ class _Sink:
                 f"Reconnected with a fresh session ({handover.reason}{gap}): the model lost "
                 "the earlier context; the transcript goes on."
             )
-        self._widget._send_to_page({"kind": "notice", "text": text})
+        w._send_to_page({"kind": "notice", "text": text})
 
     def on_instruction(self, instruction: Instruction) -> None:
-        w = self._widget
+        w = self._ref()
+        if w is None:
+            return
         w._in_comm_context(lambda: w.set_trait("instruction_applied", instruction.version))
         how = {
             "context_update": "mid-session",
@@ -729,14 +845,77 @@ class _Sink:
 
     def on_frame(self, frame: SentFrame, seq: int) -> None:
         if seq >= 0:
-            self._widget._send_to_page({"kind": "frame_sent", "seq": seq})
+            self._send({"kind": "frame_sent", "seq": seq})
 
     def on_tool(self, index: int, call: ToolActivity) -> None:
-        self._widget._send_to_page({"kind": "tool", "index": index, "tool": call.to_record()})
+        self._send({"kind": "tool", "index": index, "tool": call.to_record()})
 
     def on_tick(self) -> None:
-        w = self._widget
-        w._send_to_page({"kind": "ack", **w._uplink})
+        w = self._ref()
+        if w is not None:
+            w._send_to_page({"kind": "ack", **w._uplink})
+            w._watch_page()
+
+    def _send(self, content: dict[str, Any]) -> None:
+        w = self._ref()
+        if w is not None:
+            w._send_to_page(content)
+
+
+class _LiveRegistry:
+    """The assistants of this kernel that have a session running, so that each of their
+    widgets can say how many others are billed beside it (``others_live``; 0 for an
+    assistant with no session running)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: weakref.WeakSet[ScreenShareAssistant] = weakref.WeakSet()
+
+    def update(self, widget: ScreenShareAssistant, live: bool) -> None:
+        """``widget`` has a session running (``live``) or not; tell every widget concerned."""
+        with self._lock:
+            if live == (widget in self._live):
+                return
+            if live:
+                self._live.add(widget)
+            else:
+                self._live.discard(widget)
+            members = list(self._live)
+        for member in {*members, widget}:
+            others = len(members) - 1 if member in members else 0
+            member._in_comm_context(partial(member.set_trait, "others_live", others))
+
+
+_LIVE = _LiveRegistry()
+
+
+def _release(relay: Relay) -> None:
+    """A collected widget's relay: end its session and thread without waiting (the
+    collector may run on any thread, the relay's own included)."""
+    relay.close(wait=False)
+
+
+def _weak_confirm(
+    method: weakref.WeakMethod[Callable[[str, str, dict[str, Any]], Awaitable[bool]]],
+) -> Callable[[str, str, dict[str, Any]], Awaitable[bool]]:
+    """The widget's confirmation, called through a weak reference (a gone widget denies)."""
+
+    async def confirm(call_id: str, name: str, args: dict[str, Any]) -> bool:
+        bound = method()
+        return False if bound is None else await bound(call_id, name, args)
+
+    return confirm
+
+
+def _weak_call(method: weakref.WeakMethod[Callable[[], None]]) -> Callable[[], None]:
+    """``method()`` through a weak reference; nothing once its object is gone."""
+
+    def call() -> None:
+        bound = method()
+        if bound is not None:
+            bound()
+
+    return call
 
 
 def _resolution(value: str) -> MediaResolution | None:

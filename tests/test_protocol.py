@@ -44,8 +44,11 @@ def test_frame() -> None:
 def test_controls() -> None:
     assert parse_browser_message({"kind": "hello"}) == Control("hello", {})
     assert parse_browser_message({"kind": "stop", "reason": "user"}) == Control(
-        "stop", {"reason": "user"}
+        "stop", {"reason": "user", "capture": ""}
     )
+    assert parse_browser_message(
+        {"kind": "beat", "page": "p", "capture": "c", "views": 2}
+    ) == Control("beat", {"page": "p", "capture": "c", "views": 2})
     msg = parse_browser_message(
         {"kind": "playback", "played_ms": 10, "queued_ms": 2.5, "underruns": 0, "dropped_chunks": 1}
     )

@@ -1,0 +1,306 @@
+"""What outlives the page: the kernel's watch on the page, live assistants side by side, a
+collected widget, and errors that a changed setting mends (no kernel, no browser)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from ipywidgets.widgets import widget as ipywidget
+
+from screenshare_widget import ScreenShareAssistant
+from screenshare_widget.liveness import PageWatch
+from screenshare_widget.relay import RelayState
+from screenshare_widget.session import LiveError
+
+from .conftest import MS, wait_until
+from .fakes import FakeBackend
+
+#: The page timeout these tests use (s): short, so that a lost page shows quickly.
+TIMEOUT_S = 0.6
+
+
+class PageSends:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def __call__(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        self.sent.append(content)
+
+
+def make(backend: FakeBackend, **kwargs: Any) -> tuple[ScreenShareAssistant, PageSends]:
+    kwargs.setdefault("page_timeout_s", TIMEOUT_S)
+    w = ScreenShareAssistant(_connector=backend.connect, **kwargs)
+    rec = PageSends()
+    w.send = rec  # type: ignore[method-assign]
+    return w, rec
+
+
+@pytest.fixture
+def widget(backend: FakeBackend) -> Iterator[tuple[ScreenShareAssistant, PageSends]]:
+    w, rec = make(backend)
+    yield w, rec
+    w.close()
+
+
+def page(w: ScreenShareAssistant, content: dict[str, Any], buffers: list[bytes] | None = None):
+    w._on_custom_message(w, content, buffers or [])
+
+
+def beat(w: ScreenShareAssistant, capture: str = "", page_id: str = "p1") -> None:
+    page(w, {"kind": "beat", "page": page_id, "capture": capture, "views": 1})
+
+
+def keep_beating(w: ScreenShareAssistant, seconds: float, capture: str = "", **kw: Any) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        beat(w, capture, **kw)
+        time.sleep(50 * MS)
+
+
+# ---- the watch itself (pure) -----------------------------------------------------------------
+
+
+def test_a_watch_ends_a_session_whose_owner_went_silent() -> None:
+    watch = PageWatch(10.0)
+    watch.own(0.0, "cap")
+    watch.session_started(0.0)
+    watch.heard(4.0, "cap")
+    assert not watch.check(5.0)
+    assert not watch.check(13.9)  # 9.9 s since the owner was heard
+    assert watch.check(14.1)
+    assert watch.silent_s == pytest.approx(10.1)
+    assert not watch.armed and not watch.check(30.0)  # it fires once
+
+
+def test_only_the_owners_capture_keeps_the_session() -> None:
+    watch = PageWatch(10.0)
+    watch.own(0.0, "cap")
+    watch.session_started(0.0)
+    for t in range(1, 10):
+        watch.heard(float(t), "")  # another page's beats, or the same page without capture
+        assert not watch.check(float(t))
+    assert watch.check(10.5)
+
+
+def test_deaf_time_is_not_silence() -> None:
+    watch = PageWatch(10.0)
+    watch.own(0.0, "cap")
+    watch.session_started(0.0)
+    assert not watch.check(5.0)
+    for t in range(6, 60):  # a cell holds the thread that hears the page for 54 s
+        assert not watch.check(float(t), deaf=True)
+    assert not watch.check(63.0)  # 5 + 4 s counted
+    assert watch.check(64.5)
+
+
+def test_a_session_started_from_python_is_watched_only_with_a_page_about() -> None:
+    headless = PageWatch(10.0)
+    headless.session_started(100.0)
+    assert not headless.armed and not headless.check(1000.0)
+
+    watch = PageWatch(10.0)
+    watch.heard(95.0)
+    watch.session_started(100.0)  # from Python: any page counts
+    assert watch.armed and watch.owner is None
+    watch.heard(104.0, "")
+    assert not watch.check(110.0)
+    assert watch.check(114.5)
+
+
+def test_an_owner_from_an_earlier_session_does_not_carry_over() -> None:
+    watch = PageWatch(10.0)
+    watch.own(0.0, "old")
+    watch.session_started(0.0)
+    watch.session_ended()
+    watch.heard(50.0)
+    watch.session_started(51.0)  # from Python, later
+    assert watch.owner is None
+    with pytest.raises(ValueError, match="must be positive"):
+        PageWatch(0)
+
+
+# ---- the widget: the session belongs to a live page -----------------------------------------
+
+
+def test_a_session_whose_page_went_silent_ends_and_says_why(widget, backend) -> None:
+    w, rec = widget
+    page(w, {"kind": "start", "capture": "c1"})
+    wait_until(lambda: w.status == "live")
+    started = time.monotonic()
+    wait_until(lambda: w.status == "idle", 5, "the session to end")
+    assert time.monotonic() - started >= TIMEOUT_S - 0.1
+    assert backend.sessions[0].closed
+    assert "No page showing this assistant was heard from" in w.error
+    lost = [e for e in w.events if e.kind == "page_lost"]
+    assert len(lost) == 1 and lost[0].detail["silent_s"] >= TIMEOUT_S
+    assert any(m["kind"] == "stop" and "No page" in m["reason"] for m in rec.sent)
+    # A page that comes back can share again: the error goes with the new session.
+    page(w, {"kind": "start", "capture": "c2"})
+    wait_until(lambda: w.status == "live")
+    assert w.error == ""
+
+
+def test_beats_and_media_of_the_owner_keep_the_session(widget, backend) -> None:
+    w, _ = widget
+    page(w, {"kind": "start", "capture": "c1"})
+    wait_until(lambda: w.status == "live")
+    keep_beating(w, 3 * TIMEOUT_S, capture="c1")
+    assert w.status == "live"
+    deadline = time.monotonic() + 3 * TIMEOUT_S
+    seq = 0
+    while time.monotonic() < deadline:  # a page that sends only audio is there too
+        page(w, {"kind": "audio", "capture": "c1", "seq": seq}, [b"\0\0" * 160])
+        seq += 1
+        time.sleep(50 * MS)
+    assert w.status == "live"
+    assert not [e for e in w.events if e.kind == "page_lost"]
+
+
+def test_another_page_without_the_capture_does_not_keep_it(widget, backend) -> None:
+    w, _ = widget
+    page(w, {"kind": "start", "capture": "c1"})
+    wait_until(lambda: w.status == "live")
+    # The page that shared closed; a reopened notebook beats, sharing nothing.
+    keep_beating(w, 4 * TIMEOUT_S, capture="", page_id="reopened")
+    assert w.status == "idle"
+    assert "No page" in w.error
+
+
+def test_a_session_from_python_with_no_page_is_not_watched(widget, backend) -> None:
+    w, _ = widget
+    w.start()
+    wait_until(lambda: w.status == "live")
+    time.sleep(3 * TIMEOUT_S)
+    assert w.status == "live" and w.error == ""
+
+
+def test_a_session_from_python_ends_when_the_page_about_goes(widget, backend) -> None:
+    w, _ = widget
+    beat(w)
+    w.say("hello")
+    wait_until(lambda: w.status == "live")
+    keep_beating(w, 3 * TIMEOUT_S)
+    assert w.status == "live"
+    wait_until(lambda: w.status == "idle", 5, "the session to end")
+    assert "No page" in w.error
+
+
+def test_a_cell_holding_the_pages_thread_is_not_the_pages_silence(backend) -> None:
+    """The page's messages handled on a loop (the kernel's main loop without subshells) that a
+    blocking cell holds: they queue; the session must outlive the cell."""
+    w, _ = make(backend, page_timeout_s=2.0)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-shell", daemon=True)
+    thread.start()
+
+    async def deliver(content: dict[str, Any]) -> None:
+        page(w, content)
+
+    try:
+        asyncio.run_coroutine_threadsafe(deliver({"kind": "start", "capture": "c1"}), loop)
+        wait_until(lambda: w.status == "live")
+        held = threading.Event()
+        loop.call_soon_threadsafe(lambda: (held.set(), time.sleep(7.0)))
+        held.wait(5)
+        time.sleep(6.0)  # the cell runs; the page's beats would queue behind it
+        assert w.status == "live", w.error
+        # The cell ends; the page is really gone: the session ends once the silence counts.
+        wait_until(lambda: w.status == "idle", 10, "the session to end after the cell")
+    finally:
+        w.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_a_stop_from_a_stale_capture_is_ignored(widget, backend) -> None:
+    w, rec = widget
+    page(w, {"kind": "start", "capture": "old"})
+    wait_until(lambda: w.status == "live")
+    page(w, {"kind": "start", "capture": "new"})  # sharing moved to another window
+    assert {"kind": "capture", "capture": "new"} in rec.sent
+    page(w, {"kind": "stop", "reason": "No view", "capture": "old"})
+    time.sleep(0.2)
+    assert w.status == "live" and w.rejected_messages == 1
+    page(w, {"kind": "stop", "reason": "Stopped by the user.", "capture": "new"})
+    wait_until(lambda: w.status == "idle")
+
+
+# ---- several assistants, a collected one ------------------------------------------------------
+
+
+def test_each_live_assistant_says_how_many_others_are_live(backend) -> None:
+    first, _ = make(backend)
+    second, _ = make(backend)
+    try:
+        first.start()
+        wait_until(lambda: first.status == "live")
+        assert (first.others_live, second.others_live) == (0, 0)
+        second.start()
+        wait_until(lambda: second.status == "live")
+        wait_until(lambda: (first.others_live, second.others_live) == (1, 1))
+        first.stop()
+        wait_until(lambda: (first.others_live, second.others_live) == (0, 0))
+        first.start()
+        wait_until(lambda: (first.others_live, second.others_live) == (1, 1))
+        second.close()
+        assert first.others_live == 0
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_collected_assistant_ends_its_session(backend) -> None:
+    w, _ = make(backend)
+    w.start()
+    relay = w._relay
+    wait_until(lambda: relay.state is RelayState.LIVE)
+    thread = relay._thread
+    assert thread is not None
+    ref = weakref.ref(w)
+    # A host that lets go of a widget (ipywidgets and the comm manager hold every widget until
+    # it is closed; marimo re-runs cells): nothing of ours may keep it, or its session, alive.
+    ipywidget._instances.pop(w.model_id, None)
+    w.comm.on_msg(None)
+    del w
+    for _ in range(3):
+        gc.collect()
+    assert ref() is None, gc.get_referrers(ref()) if ref() else None
+    wait_until(lambda: backend.sessions[0].closed, 5, "the session to close")
+    thread.join(10)
+    assert not thread.is_alive()
+    assert relay.state is RelayState.IDLE
+
+
+# ---- errors that a changed setting mends ------------------------------------------------------
+
+
+def test_an_unknown_model_error_goes_when_the_model_is_changed(widget, backend) -> None:
+    w, rec = widget
+    message = "The model x is not available for the Live API (1008): pass model=..."
+    backend.fail_connects = [LiveError(message, code=1008, fatal=True, blames=("model",))]
+    page(w, {"kind": "start", "capture": "c1"})
+    wait_until(lambda: w.status == "error")
+    assert w.error == message
+    w.voice = "Kore"  # not what the error blames
+    assert w.error == message
+    w.model = "gemini-live-2.5-flash-native-audio"
+    wait_until(lambda: w.status == "idle")
+    assert w.error == ""
+
+
+def test_an_error_not_about_settings_stays(widget, backend) -> None:
+    w, _ = widget
+    message = "API key not valid: set GEMINI_API_KEY or pass client=."
+    backend.fail_connects = [LiveError(message, code=1007, fatal=True)]
+    page(w, {"kind": "start", "capture": "c1"})
+    wait_until(lambda: w.status == "error")
+    w.model = "gemini-live-2.5-flash-native-audio"
+    assert w.status == "error" and w.error == message
