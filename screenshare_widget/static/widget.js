@@ -38,6 +38,7 @@ export const BROWSER_KINDS = Object.freeze([
   "text",
   "confirm",
   "frame_stats",
+  "beat",
 ]);
 /** Kinds the kernel sends to the browser. */
 export const KERNEL_KINDS = Object.freeze([
@@ -51,6 +52,7 @@ export const KERNEL_KINDS = Object.freeze([
   "notice",
   "tool",
   "frame_sent",
+  "capture",
 ]);
 
 // ---- media formats and limits ----------------------------------------------------------------
@@ -127,6 +129,68 @@ const USER_STOP_REASON = "Stopped by the user.";
 const ALL_ENDED_REASON = "Every shared track ended.";
 const MIC_ENDED_NOTICE =
   "The microphone stopped; the assistant still sees your screen. Click Stop to end it.";
+
+// ---- lifecycle: capture belongs to a visible view, the session to a live page ----------------
+
+/** How often the page tells the kernel it is there (ms), capturing or not; kept in sync with
+ * BEAT_INTERVAL_S in screenshare_widget/protocol.py. The kernel ends a session whose page went
+ * silent (see screenshare_widget/liveness.py). */
+const BEAT_MS = 2_000;
+/** With no view of the model left in the page, capture stops after this long unless a view
+ * comes back (ms): a re-render keeps the session; a closed tab or a cleared output ends the
+ * sharing within a second. */
+const VIEWLESS_GRACE_MS = 400;
+/** Sends in a row that throw before the page counts its kernel connection as gone. */
+const MAX_SEND_FAILURES = 3;
+/** Kernel statuses (JupyterLab's kernel connection) after which this model's comm is dead. */
+const KERNEL_GONE_STATUSES = ["restarting", "autorestarting", "dead"];
+const NO_VIEW_REASON = "No view of the assistant is left in the page, so sharing stopped.";
+const KERNEL_RESTARTED = "The kernel restarted: run the cell again.";
+const KERNEL_DIED = "The kernel died: restart it and run the cell again.";
+const KERNEL_LOST =
+  "The connection to the kernel is gone (its notebook was closed or the kernel stopped): " +
+  "run the cell again.";
+const MOVED_REASON = "Sharing moved to another view of this assistant.";
+const NOT_SHARED_NOTICE =
+  "Live, but this page shares nothing: click Share to send your screen and voice from here, " +
+  "or Stop to end the session.";
+
+/**
+ * Call `tick` every BEAT_MS until the returned function is called. A worker's timer keeps time
+ * in a background tab, where Chrome wakes a page's own timers once a minute after five hidden
+ * minutes; where workers are refused (a strict CSP), the page's timer does it.
+ * @param {() => void} tick
+ * @returns {() => void} stops the beat
+ */
+function startBeat(tick) {
+  /** @type {ReturnType<typeof setInterval> | undefined} */
+  let timer;
+  /** @type {Worker | null} */
+  let worker = null;
+  const fallback = () => {
+    worker?.terminate();
+    worker = null;
+    timer ??= setInterval(tick, BEAT_MS);
+  };
+  try {
+    const source = `setInterval(() => postMessage(0), ${BEAT_MS});`;
+    const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+    worker = new Worker(url);
+    worker.onmessage = () => {
+      if (worker) worker.onmessage = tick;
+      URL.revokeObjectURL(url); // the worker has loaded
+      tick();
+    };
+    worker.onerror = fallback;
+  } catch {
+    fallback();
+  }
+  return () => {
+    worker?.terminate();
+    worker = null;
+    clearInterval(timer);
+  };
+}
 
 /**
  * The token meter's text: "1,234 tokens", the cost when known, and the budget when set.
@@ -270,6 +334,7 @@ const MIC_CONSTRAINTS = {
  * @property {number} jpeg_quality 0..1
  * @property {number} live_since epoch seconds the session went live, 0 when not live
  * @property {string} connection how the last handover went: "", "resumed" or "fresh session"
+ * @property {number} others_live other assistants of the same kernel with a session running
  */
 
 /**
@@ -943,11 +1008,98 @@ class Controller extends Emitter {
     /** @type {{seq: number, url: string}[]} frames the model got, oldest first */
     this.filmstrip = [];
 
+    /** Names this controller to the kernel (a page, in the kernel's eyes). */
+    this.pageId = newCaptureId();
+    /** @type {Set<string>} ids of the captures this controller started */
+    this.ownCaptures = new Set();
+    this.views = 0; // views of this model rendered in the page now
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.viewlessTimer = undefined;
+    /** Why this model's kernel is gone ("" while it is there): nothing can be shared then. */
+    this.kernelGone = "";
+    this.sendFailures = 0;
+    this.lastError = String(model.get("error") || "");
+
     this.onCustom = this.onCustom.bind(this);
     this.onStatus = this.onStatus.bind(this);
+    this.onError = this.onError.bind(this);
+    this.onCommLive = this.onCommLive.bind(this);
+    this.onKernelStatus = this.onKernelStatus.bind(this);
     model.on("msg:custom", this.onCustom);
     model.on("change:status", this.onStatus);
+    model.on("change:error", this.onError);
+    // ipywidgets marks every model's comm dead when its kernel restarts.
+    model.on("comm_live_update", this.onCommLive);
+    /** @type {any} JupyterLab's kernel connection, when the widget manager has one */
+    this.kernel = kernelOf(model);
+    this.kernel?.statusChanged?.connect?.(this.onKernelStatus);
     this.sendToKernel({ kind: "hello" });
+    this.stopBeat = startBeat(() => this.sendBeat());
+  }
+
+  // -- lifecycle --
+
+  /** A view of this model was rendered. */
+  viewAdded() {
+    this.views++;
+    clearTimeout(this.viewlessTimer);
+  }
+
+  /** A view of this model went away; with none left, sharing ends unless one comes back. */
+  viewRemoved() {
+    this.views = Math.max(0, this.views - 1);
+    if (this.views > 0) return;
+    clearTimeout(this.viewlessTimer);
+    this.viewlessTimer = setTimeout(() => {
+      if (this.views === 0 && this.phase !== "idle") this.stop(NO_VIEW_REASON);
+    }, VIEWLESS_GRACE_MS);
+  }
+
+  /** Tell the kernel this page is there, and which capture it runs. */
+  sendBeat() {
+    const capture = this.phase === "live" ? this.captureId : "";
+    this.sendToKernel({ kind: "beat", page: this.pageId, capture, views: this.views });
+  }
+
+  onCommLive() {
+    // Only a disconnect fires this after the model exists; a kernel that still answers
+    // (a future widget manager reconnecting) keeps the session.
+    const status = this.kernel?.status;
+    if (status === "idle" || status === "busy") return;
+    this.onKernelLost(KERNEL_RESTARTED);
+  }
+
+  /**
+   * @param {unknown} _sender
+   * @param {string} status
+   */
+  onKernelStatus(_sender, status) {
+    if (!KERNEL_GONE_STATUSES.includes(status)) return;
+    this.onKernelLost(status === "dead" ? KERNEL_DIED : KERNEL_RESTARTED);
+  }
+
+  /**
+   * This model's kernel is gone: end capture (no message can reach it), say why, and keep
+   * Share off; a new cell run makes a new model.
+   * @param {string} reason
+   */
+  onKernelLost(reason) {
+    if (this.kernelGone) return;
+    this.kernelGone = reason;
+    this.stopBeat();
+    this.stop("", { fromKernel: true });
+    this.emit("state");
+  }
+
+  onError() {
+    const error = String(this.model.get("error") || "");
+    // The kernel's stop reason repeats its error as a notice: it goes when the error does.
+    if (!error && this.notice && this.notice === this.lastError) {
+      clearTimeout(this.noticeTimer);
+      this.notice = "";
+      this.emit("state");
+    }
+    this.lastError = error;
   }
 
   // -- kernel messages --
@@ -989,6 +1141,12 @@ class Controller extends Emitter {
         break;
       case "stop":
         this.stop(typeof msg.reason === "string" ? msg.reason : "", { fromKernel: true });
+        break;
+      case "capture":
+        // Another page (or a view in another window) took over the session's sharing.
+        if (this.phase !== "idle" && !this.ownCaptures.has(msg.capture)) {
+          this.stop(MOVED_REASON, { fromKernel: true });
+        }
         break;
       case "ack":
         this.onAck(msg.audio_seq);
@@ -1106,10 +1264,16 @@ class Controller extends Emitter {
    * @param {ArrayBuffer[]} [buffers] exact ArrayBuffers only
    */
   sendToKernel(content, buffers) {
+    if (this.kernelGone) return;
     try {
       this.model.send(content, undefined, buffers);
+      this.sendFailures = 0;
     } catch (error) {
-      console.warn("[screenshare-widget] could not send to the kernel:", error);
+      // A send throws only once the comm or its kernel connection is closed for good.
+      if (++this.sendFailures >= MAX_SEND_FAILURES) {
+        console.warn("[screenshare-widget] the kernel connection is gone:", error);
+        this.onKernelLost(KERNEL_LOST);
+      }
     }
   }
 
@@ -1124,7 +1288,7 @@ class Controller extends Emitter {
 
   /** The Share click handler. getDisplayMedia is its first await (transient user activation). */
   async start() {
-    if (this.phase !== "idle") return;
+    if (this.phase !== "idle" || this.kernelGone) return;
     this.pageError = "";
     this.notice = "";
     const problem = unsupportedReason();
@@ -1189,6 +1353,7 @@ class Controller extends Emitter {
     this.liveSeenAt = performance.now();
     // Media carries this capture's id, so the kernel can drop what a stale view still sends.
     this.captureId = newCaptureId();
+    this.ownCaptures.add(this.captureId);
     this.sendToKernel({ kind: "start", capture: this.captureId });
     this.startSent = true;
     // Media flows only after `start`, so the kernel never sees audio before it.
@@ -1433,7 +1598,7 @@ class Controller extends Emitter {
     this.teardown();
     if (fromKernel && reason) this.showNotice(reason, { sticky: true });
     if (!wasActive) return;
-    if (announce) this.sendToKernel({ kind: "stop", reason });
+    if (announce) this.sendToKernel({ kind: "stop", reason, capture: this.captureId });
     this.emit("state");
   }
 
@@ -1552,9 +1717,30 @@ class Controller extends Emitter {
 
   dispose() {
     this.stop("The widget was closed.");
+    this.stopBeat();
     clearTimeout(this.noticeTimer);
+    clearTimeout(this.viewlessTimer);
+    this.kernel?.statusChanged?.disconnect?.(this.onKernelStatus);
     this.model.off("msg:custom", this.onCustom);
     this.model.off("change:status", this.onStatus);
+    this.model.off("change:error", this.onError);
+    this.model.off("comm_live_update", this.onCommLive);
+  }
+}
+
+/**
+ * The kernel connection of the model's widget manager (JupyterLab, Notebook 7), if any; its
+ * status tells when the kernel restarts or dies.
+ * @param {WidgetModel} model
+ * @returns {any}
+ */
+function kernelOf(model) {
+  try {
+    const manager = /** @type {any} */ (model).widget_manager;
+    const kernel = manager?.kernel ?? manager?.context?.sessionContext?.session?.kernel;
+    return kernel && typeof kernel.statusChanged?.connect === "function" ? kernel : null;
+  } catch {
+    return null;
   }
 }
 
@@ -1605,7 +1791,7 @@ function registerSeam(controller) {
 const VIEW_TRAITS = [
   "status", "error", "backend", "emulated", "model", "voice", "live_since", "connection",
   "system_instruction", "instruction_version", "instruction_applied", "recording",
-  "video_paused", "tokens", "cost_usd", "budget_tokens", "budget_usd",
+  "video_paused", "tokens", "cost_usd", "budget_tokens", "budget_usd", "others_live",
 ];
 
 /** Longest text the text box sends (characters); the kernel refuses longer. */
@@ -1654,6 +1840,8 @@ function buildView() {
   error.setAttribute("role", "alert");
   const notice = h("div", "ssw-notice");
   notice.setAttribute("role", "status");
+  const others = h("div", "ssw-others");
+  others.setAttribute("role", "status");
 
   const body = h("div", "ssw-body");
   const previewBox = h("div", "ssw-preview-box");
@@ -1707,9 +1895,10 @@ function buildView() {
 
   const filmstrip = h("div", "ssw-filmstrip");
   filmstrip.title = "The latest frames the model got";
-  root.append(bar, error, notice, body, filmstrip, instruction);
+  root.append(bar, error, notice, others, body, filmstrip, instruction);
   return {
     root, share, stop, pause, status, timer, connection, recording, backend, engine, error, notice,
+    others,
     filmstrip, spend,
     previewBox, preview, meter, meterFill, transcript, tools, compose, textInput, send, instruction,
     instructionSummary, instructionText, apply, revert, instructionState,
@@ -1818,6 +2007,7 @@ export default function screenshareWidget() {
 
     render({ model, el, signal }) {
       const ctl = ensureController(model);
+      ctl.viewAdded();
       const ui = buildView();
       el.replaceChildren(ui.root);
       /** @type {HTMLElement[]} */
@@ -1829,7 +2019,8 @@ export default function screenshareWidget() {
         const since = Number(model.get("live_since")) || 0;
         // The session's clock runs on while a connection is being replaced.
         const status = model.get("status");
-        const live = (status === "live" || status === "reconnecting") && since > 0;
+        const running = status === "live" || status === "reconnecting";
+        const live = running && since > 0 && !ctl.kernelGone;
         ui.timer.textContent = live ? formatElapsed(Date.now() / 1000 - since) : "";
         ui.timer.hidden = !live;
         if (live && clock === undefined) clock = setInterval(showTimer, 1000);
@@ -1840,7 +2031,8 @@ export default function screenshareWidget() {
       };
 
       const showState = () => {
-        const status = model.get("status") || "idle";
+        // A kernel that is gone cannot say it stopped: its last status would stay up.
+        const status = ctl.kernelGone ? "disconnected" : model.get("status") || "idle";
         ui.status.textContent = status;
         ui.status.dataset.status = status;
         const connection = model.get("connection") || "";
@@ -1849,10 +2041,11 @@ export default function screenshareWidget() {
         ui.connection.hidden = !connection;
         ui.root.dataset.status = status;
         ui.root.dataset.phase = ctl.phase;
-        ui.share.disabled = ctl.phase !== "idle";
+        ui.share.disabled = ctl.phase !== "idle" || !!ctl.kernelGone;
         ui.share.setAttribute("aria-busy", String(ctl.phase === "starting"));
         const kernelActive = ["connecting", "live", "reconnecting"].includes(status);
         ui.stop.disabled = ctl.phase === "idle" && !kernelActive;
+        ui.root.dataset.kernel = ctl.kernelGone ? "gone" : "ok";
 
         const emulated = !!model.get("emulated");
         let backend = model.get("backend") || "";
@@ -1882,16 +2075,23 @@ export default function screenshareWidget() {
         ui.recording.hidden = !recording;
         showInstruction();
 
-        const traitError = model.get("error") || "";
-        const errors = [ctl.pageError, traitError].filter(Boolean);
+        const traitError = ctl.kernelGone ? "" : model.get("error") || "";
+        const errors = [ctl.kernelGone, ctl.pageError, traitError].filter(Boolean);
         ui.error.textContent = [...new Set(errors)].join(" ");
         ui.error.hidden = errors.length === 0;
         let notice = ctl.busy ? BUSY_NOTICE : ctl.notice;
+        if (!notice && ctl.phase === "idle" && kernelActive) notice = NOT_SHARED_NOTICE;
         // A failing kernel also sends its error as the stop reason: show it once.
         if (errors.includes(notice)) notice = "";
         ui.notice.textContent = notice;
         ui.notice.hidden = !notice;
         ui.notice.dataset.busy = String(ctl.busy);
+        const others = ctl.kernelGone ? 0 : Number(model.get("others_live")) || 0;
+        ui.others.textContent = others
+          ? `${others === 1 ? "Another assistant" : `${others} other assistants`} in this ` +
+            "kernel also run a live session; each one is billed. Stop those you do not use."
+          : "";
+        ui.others.hidden = !others;
 
         const stream = ctl.screenStream;
         if (ui.preview.srcObject !== stream) ui.preview.srcObject = stream;
@@ -2041,6 +2241,7 @@ export default function screenshareWidget() {
       const cleanup = () => {
         if (cleaned) return;
         cleaned = true;
+        ctl.viewRemoved();
         listening.abort();
         for (const off of unsubscribe) off();
         for (const trait of VIEW_TRAITS) model.off(`change:${trait}`, showState);

@@ -1,0 +1,316 @@
+"""Nothing outlives what the user can see, in JupyterLab with chromium's fake screen and mic.
+
+One test per way a user leaves a live session: closing the notebook's tab (and reopening it),
+clearing the output, re-running the cell, restarting the kernel, closing the browser page.
+Each checks the captured tracks' ``readyState`` and audio contexts in the page, and the
+session in the kernel (the emulator's connection, and the assistants' status).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from screenshare_widget.emulator import LiveEmulator
+from screenshare_widget.liveness import PAGE_TIMEOUT_S
+from screenshare_widget.protocol import BEAT_INTERVAL_S
+
+from .jupyterlab import (
+    JupyterLab,
+    accept_dialogs,
+    cell_output,
+    open_notebook,
+    run_cell,
+    show_widget,
+    wait_cell_done,
+    write_notebook,
+)
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+#: The promise: no view left, no capture, within this long (s).
+CAPTURE_ENDS_S = 1.0
+#: The longest a session may outlive its page: the timeout, a beat, and the relay's tick.
+SESSION_ENDS_S = PAGE_TIMEOUT_S + BEAT_INTERVAL_S + 1.0
+
+#: Remember controller ``i``'s tracks and audio contexts, to look at them after it is gone.
+KEEP = """(i) => {
+  const c = globalThis.__screenshareWidget.controllers[i];
+  globalThis.__kept = {tracks: c.tracks(), contexts: [c.captureContext, c.playbackContext]};
+  return globalThis.__kept.tracks.map((t) => t.kind + ':' + t.readyState);
+}"""
+KEPT = """() => ({
+  tracks: globalThis.__kept.tracks.map((t) => t.readyState),
+  contexts: globalThis.__kept.contexts.map((c) => (c ? c.state : 'none')),
+})"""
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[LiveEmulator]:
+    emu = LiveEmulator().start_in_thread()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    root = tmp_path_factory.mktemp("lifecycle-root")
+    server = JupyterLab.start(root, tmp_path_factory.mktemp("lifecycle-state"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    yield context.new_page()
+    context.close()
+
+
+def cells(emulator: LiveEmulator, *more: str) -> list[str]:
+    """Cell 0 shows a new assistant (each one kept in ``shown``); cell 1 prints their
+    statuses, errors and events; then ``more``."""
+    return [
+        "from screenshare_widget import ScreenShareAssistant\n"
+        "from screenshare_widget.gemini import client_for_emulator\n"
+        "shown = globals().setdefault('shown', [])\n"
+        "assistant = ScreenShareAssistant(client=client_for_emulator("
+        f"{emulator.url!r}, {emulator.cafile!r}))\n"
+        "shown.append(assistant)\n"
+        "assistant",
+        "import json\n"
+        "print('STATE', json.dumps([{'status': a.status, 'error': a.error, "
+        "'events': [e.kind for e in a.events]} for a in shown]))",
+        *more,
+    ]
+
+
+def kernel_state(page: Page, index: int = 1) -> list[dict[str, Any]]:
+    """Run the state cell and read what it printed."""
+    import json
+
+    run_cell(page, index)
+    wait_cell_done(page, index)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = cell_output(page, index)
+        match = re.search(r"STATE (\[.*\])", text)
+        if match:
+            return list(json.loads(match[1]))
+        page.wait_for_timeout(100)
+    pytest.fail(f"the state cell printed nothing: {cell_output(page, index)!r}")
+
+
+def share(page: Page, emulator: LiveEmulator, view: int = 0) -> None:
+    """Click Share in view ``view`` and wait until the emulator hears the microphone."""
+    before = emulator.recording.audio_seconds()
+    page.locator(".ssw-share").nth(view).click()
+    page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
+    assert emulator.recording.wait_for(lambda r: r.audio_seconds() >= before + 1.0, 30), (
+        "no microphone audio reached the emulator"
+    )
+
+
+def open_connections(emulator: LiveEmulator, since: int) -> set[int]:
+    """The emulator's connections opened since connection ``since`` and not yet closed."""
+    rec = emulator.recording
+    closed = {index for index, _, _ in rec.closes}
+    return set(range(since, rec.connections)) - closed
+
+
+def wait_capture_ended(page: Page, timeout: float = 10.0) -> float:
+    """Wait until every kept track ended and both audio contexts closed; the time it took."""
+    started = time.monotonic()
+    state: Any = None
+    while time.monotonic() - started < timeout:
+        state = page.evaluate(KEPT)
+        if all(s == "ended" for s in state["tracks"]) and all(
+            c in ("closed", "none") for c in state["contexts"]
+        ):
+            return time.monotonic() - started
+        page.wait_for_timeout(20)
+    pytest.fail(f"capture still running {timeout} s after its view went: {state}")
+
+
+def wait_session_ended(emulator: LiveEmulator, since: int, timeout: float) -> float:
+    """Wait until the emulator saw every connection since ``since`` close; the time taken."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if not open_connections(emulator, since):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    pytest.fail(f"the Live session was still open {timeout} s later")
+
+
+def save(page: Page) -> None:
+    """Save the notebook (outputs included) and wait until it is clean."""
+    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+s")
+    page.wait_for_function(
+        "() => !document.querySelector('.lm-TabBar-tab.lm-mod-current.jp-mod-dirty')",
+        timeout=10_000,
+    )
+
+
+def clear_output(page: Page, index: int) -> None:
+    """Clear the output of cell ``index`` from its context menu, as a user would."""
+    prompt = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-InputPrompt")
+    prompt.click()  # select the cell: the menu acts on the selected cells
+    prompt.click(button="right")
+    item = page.locator(".lm-Menu:visible .lm-Menu-item", has_text="Clear Cell Output")
+    item.first.click()
+
+
+def test_closing_the_notebook_tab_ends_capture_and_reopening_shares_again(
+    page: Page, lab: JupyterLab, emulator: LiveEmulator
+) -> None:
+    write_notebook(lab.root / "close-tab.ipynb", cells(emulator))
+    since = emulator.recording.connections
+    show_widget(page, lab, ARTIFACTS, "close-tab.ipynb")
+    share(page, emulator)
+    assert page.evaluate(KEEP, 0) == ["video:live", "audio:live"]
+    save(page)  # so that the reopened notebook shows the widget again
+
+    page.locator(
+        "#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon"
+    ).click()
+    took = wait_capture_ended(page)
+    print(f"closing the tab: capture ended {took:.2f} s after")
+    assert took <= CAPTURE_ENDS_S + 0.5, took
+
+    # Reopen it: the widget shows again, and Share works again in the same kernel.
+    open_notebook(page, lab, "close-tab.ipynb")
+    page.wait_for_selector(".ssw-share", timeout=30_000)
+    share(page, emulator)
+    assert kernel_state(page)[0]["status"] == "live"
+    assert len(open_connections(emulator, since)) == 1
+    page.locator(".ssw-stop").first.click()
+    wait_session_ended(emulator, since, 10)
+
+
+def test_clearing_the_output_ends_capture_unless_another_view_shows_it(
+    page: Page, lab: JupyterLab, emulator: LiveEmulator
+) -> None:
+    write_notebook(lab.root / "clear.ipynb", cells(emulator, "assistant  # a second view"))
+    since = emulator.recording.connections
+    show_widget(page, lab, ARTIFACTS, "clear.ipynb")
+    share(page, emulator)
+    page.evaluate(KEEP, 0)
+    run_cell(page, 2)
+    page.wait_for_function("() => document.querySelectorAll('.ssw-share').length === 2")
+
+    # One view goes, another still shows the assistant: the session goes on.
+    clear_output(page, 0)
+    try:
+        page.wait_for_function(
+            "() => document.querySelectorAll('.ssw-share').length === 1", timeout=10_000
+        )
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "failed-clear-output.png"))
+        raise
+    heard = emulator.recording.audio_seconds()
+    page.wait_for_timeout(2_000)
+    assert page.evaluate(KEPT)["tracks"] == ["live", "live"]
+    assert emulator.recording.audio_seconds() > heard + 1.0
+
+    # The last view goes: capture ends at once, and the session with it.
+    clear_output(page, 2)
+    took = wait_capture_ended(page)
+    print(f"clearing the output: capture ended {took:.2f} s after")
+    assert took <= CAPTURE_ENDS_S + 0.5, took
+    session = wait_session_ended(emulator, since, 10)
+    print(f"clearing the output: the session ended {took + session:.2f} s after")
+    state = kernel_state(page)
+    assert state[0]["status"] == "idle", state
+
+
+def test_rerunning_the_cell_ends_the_earlier_capture_and_session(
+    page: Page, lab: JupyterLab, emulator: LiveEmulator
+) -> None:
+    write_notebook(lab.root / "rerun.ipynb", cells(emulator))
+    since = emulator.recording.connections
+    show_widget(page, lab, ARTIFACTS, "rerun.ipynb")
+    share(page, emulator)
+    page.evaluate(KEEP, 0)
+
+    run_cell(page, 0)  # a new assistant replaces the output
+    took = wait_capture_ended(page)
+    print(f"re-running the cell: the earlier capture ended {took:.2f} s after")
+    assert took <= CAPTURE_ENDS_S + 1.0, took
+    wait_session_ended(emulator, since, 10)
+    state = kernel_state(page)
+    assert [s["status"] for s in state] == ["idle", "idle"], state
+    # The new assistant shares as the first did.
+    share(page, emulator)
+    assert [s["status"] for s in kernel_state(page)] == ["idle", "live"]
+    page.locator(".ssw-stop").first.click()
+    wait_session_ended(emulator, since, 10)
+
+
+def test_restarting_the_kernel_ends_capture_and_says_so(
+    page: Page, lab: JupyterLab, emulator: LiveEmulator
+) -> None:
+    write_notebook(lab.root / "restart.ipynb", cells(emulator))
+    since = emulator.recording.connections
+    show_widget(page, lab, ARTIFACTS, "restart.ipynb")
+    share(page, emulator)
+    page.evaluate(KEEP, 0)
+
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Kernel$")).click()
+    page.locator(".lm-Menu-item", has_text=re.compile(r"^Restart Kernel…")).first.click()
+    page.locator(".jp-Dialog-button.jp-mod-accept").click()
+    took = wait_capture_ended(page)
+    print(f"restarting the kernel: capture ended {took:.2f} s after the restart")
+    assert took <= CAPTURE_ENDS_S + 0.5, took
+    view = page.locator(".ssw").first
+    page.wait_for_function(
+        "() => document.querySelector('.ssw-error')?.textContent.includes("
+        "'The kernel restarted: run the cell again')",
+        timeout=5_000,
+    )
+    assert view.locator(".ssw-share").is_disabled()
+    assert view.locator(".ssw-status").inner_text() == "disconnected"
+    wait_session_ended(emulator, since, 15)  # the old kernel, and its session, are gone
+    accept_dialogs(page)
+
+
+def test_closing_the_browser_page_ends_the_session_in_the_page_timeout(
+    page: Page, browser: Browser, lab: JupyterLab, emulator: LiveEmulator
+) -> None:
+    write_notebook(lab.root / "close-page.ipynb", cells(emulator))
+    since = emulator.recording.connections
+    show_widget(page, lab, ARTIFACTS, "close-page.ipynb")
+    share(page, emulator)
+    save(page)
+
+    page.close()
+    closed_at = time.monotonic()
+    took = wait_session_ended(emulator, since, SESSION_ENDS_S + 10)
+    print(f"closing the browser page: the session ended {took:.1f} s after")
+    assert took >= PAGE_TIMEOUT_S - 1.0, took  # not before the documented time
+    assert took <= SESSION_ENDS_S, took
+    assert time.monotonic() - closed_at >= took
+
+    # A page that comes back shows why, and can share again.
+    again = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    try:
+        open_notebook(again, lab, "close-page.ipynb")
+        again.wait_for_selector(".ssw-share", timeout=30_000)
+        state = kernel_state(again)
+        assert state[0]["status"] == "idle", state
+        assert "No page showing this assistant was heard from" in state[0]["error"]
+        assert "page_lost" in state[0]["events"]
+        assert "No page showing this assistant" in again.inner_text(".ssw-error")
+        share(again, emulator)
+        again.locator(".ssw-stop").first.click()
+        wait_session_ended(emulator, since, 10)
+    finally:
+        again.context.close()
