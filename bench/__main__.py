@@ -3,6 +3,10 @@
 
 python -m bench               # 10 simulated minutes per screen, a 10-minute JupyterLab session
 python -m bench --minutes 1   # a quick run (CI runs a shorter one as a smoke test)
+
+Results go to ``test-artifacts/bench/`` (not tracked). ``--update-results`` writes them over
+the committed ``bench/results/`` that the README quotes: do that only for a full run whose
+figures you put in the README.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from playwright.sync_api import sync_playwright
 
 from . import frames, session
 
+#: The committed results the README quotes (written only with ``--update-results``).
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Screenshots of the session (the widget at the end, or the page when it failed); not kept.
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+#: Where a run's results go by default (not tracked).
+SCRATCH = ARTIFACTS / "bench"
 #: Microphone chunk length (ms) of the comparison session (the page's default is 100).
 COMPARED_CHUNK_MS = 40
 #: Targets from the issue, reported next to the results (never asserted).
@@ -46,8 +53,18 @@ def main(argv: list[str] | None = None) -> int:
         default=10.0,
         help="simulated minutes per screen, and the JupyterLab session's length",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--out", type=Path, default=SCRATCH, help=f"where the results go (default: {SCRATCH})"
+    )
+    where.add_argument(
+        "--update-results",
+        action="store_true",
+        help=f"write over the committed results the README quotes ({RESULTS})",
+    )
     args = parser.parse_args(argv)
+    if args.update_results:
+        args.out = RESULTS
     chromium = shutil.which("chromium")
     if chromium is None:
         print("chromium is missing: apt-get install chromium (./dev bench does)", file=sys.stderr)
@@ -80,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     plot(results, args.out / "frames.png")
     plot_session(results, args.out / "session.png")
     print(table)
+    print(f"results written to {args.out}", file=sys.stderr)
     return 0
 
 

@@ -33,3 +33,24 @@ def test_kinds_match(js_name: str, python_kinds: frozenset[str]) -> None:
 
 def test_widget_js_says_it_is_kept_in_sync() -> None:
     assert "kept in sync with screenshare_widget/protocol.py" in WIDGET_JS.read_text()
+
+
+def test_the_status_values_agree_everywhere() -> None:
+    """The relay's states are what the README, the quickstart, the trait's docs and the
+    page's Status type list, in that order."""
+    from screenshare_widget.relay import RelayState
+
+    values = [state.value for state in RelayState]
+    root = Path(protocol.__file__).parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    quickstart = (root / "notebooks" / "quickstart.ipynb").read_text(encoding="utf-8")
+    widget_py = (root / "screenshare_widget" / "widget.py").read_text(encoding="utf-8")
+    sentences = {
+        "README.md": re.search(r"assistant\.status\s+# (.*)", readme),
+        "quickstart.ipynb": re.search(r"`status` is one of (.*?);", quickstart),
+        "widget.py": re.search(r"#: (\"idle\".*)\.", widget_py),
+        "widget.js": re.search(r"@typedef \{(\"idle\".*?)\} Status", WIDGET_JS.read_text()),
+    }
+    for where, match in sentences.items():
+        assert match is not None, f"no list of status values found in {where}"
+        assert re.findall(r"[a-z]+", match[1].replace(" or ", " ")) == values, where
