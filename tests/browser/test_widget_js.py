@@ -101,6 +101,23 @@ window.mount = (themes = ["light"], traits = {}) => {
   return model.sent.length;
 };
 
+/** Like mount, but each view can go and come back: `addView()` renders one more and
+ * returns its index; `views[i]()` removes view i (anywidget's render cleanup). */
+window.mountViews = (count = 1, traits = {}) => {
+  window.model = new FakeModel({ ...TRAITS, ...traits });
+  window.def = widget();
+  window.disposeModel = window.def.initialize({ model: window.model });
+  window.views = [];
+  for (let i = 0; i < count; i++) window.addView();
+};
+window.addView = () => {
+  const el = document.createElement("div");
+  el.className = "view theme-light";
+  document.getElementById("views").append(el);
+  window.views.push(window.def.render({ model: window.model, el }));
+  return window.views.length - 1;
+};
+
 /** `samples` of a sine at 24 kHz as PCM16, starting at sample `start` (phase-continuous). */
 window.sinePcm = (samples, start = 0, hz = 440, amplitude = 0.5) => {
   const pcm = new Int16Array(samples);
@@ -997,3 +1014,126 @@ def test_the_latency_trace_names_chunks_and_times_playback_and_barge_in(page: Pa
     rest = page.evaluate("window.__screenshareWidget.controllers[0].takeTrace(true)")
     assert len(rest["down"]) == 20 - len(played)  # 2 s in 100 ms chunks
     assert all(out is None for _, _, out in rest["down"])
+
+
+# ---- lifecycle: capture belongs to a visible view ---------------------------------------------
+
+
+def share_in_views(page: Page, count: int = 1, **traits: Any) -> str:
+    """Mount ``count`` views, click Share in the first; the capture id of ``start``."""
+    page.evaluate("([count, traits]) => mountViews(count, traits)", [count, traits])
+    page.locator(".ssw-share").first.click()
+    start = poll(page, "model.sent.find((m) => m.content.kind === 'start')", 10, "start")
+    poll(page, "window.__screenshareWidget.controllers[0].sent.audio >= 2", 3, "audio")
+    return str(start["content"]["capture"])
+
+
+def tracks_live(page: Page) -> bool:
+    return bool(
+        page.evaluate(
+            """window.__screenshareWidget.controllers[0].tracks()
+                 .every((t) => t.readyState === 'live')"""
+        )
+    )
+
+
+def test_capture_ends_with_the_last_view_and_a_rerender_keeps_it(page: Page) -> None:
+    capture = share_in_views(page, 2)
+    page.evaluate("views[0]()")  # one of two views goes: the other still shows it
+    page.wait_for_timeout(1_000)
+    assert tracks_live(page)
+    page.evaluate("views[1](); addView()")  # a re-render: the view comes straight back
+    page.wait_for_timeout(1_000)
+    assert tracks_live(page) and sent(page, "stop") == []
+    gone = page.evaluate("performance.now()")
+    page.evaluate("views[2]()")  # the last view goes
+    wait_all_ended(page)
+    took = page.evaluate("performance.now()") - gone
+    assert took <= 1_000, took
+    contexts = page.evaluate(
+        """(() => { const c = window.__screenshareWidget.controllers[0];
+                    return [c.captureContext, c.playbackContext]; })()"""
+    )
+    assert contexts == [None, None]
+    stops = sent(page, "stop")
+    assert [m["content"]["capture"] for m in stops] == [capture]
+    assert "No view of the assistant is left" in stops[0]["content"]["reason"]
+    # A view shown again later starts idle, and can share again.
+    page.evaluate("addView()")
+    assert page.locator(".ssw-share").last.is_enabled()
+
+
+def test_a_kernel_restart_ends_capture_disables_share_and_says_so(page: Page) -> None:
+    share_in_views(page)
+    page.evaluate("model.emit('comm_live_update')")  # what ipywidgets does on a restart
+    wait_all_ended(page)
+    view = page.locator(".ssw").first
+    assert "The kernel restarted: run the cell again." in view.locator(".ssw-error").inner_text()
+    assert view.locator(".ssw-share").is_disabled()
+    assert view.locator(".ssw-stop").is_disabled()
+    assert view.locator(".ssw-status").inner_text() == "disconnected"
+    sent_before = page.evaluate("model.sent.length")
+    page.evaluate("model.set('status', 'live')")  # a stale status changes nothing
+    page.locator(".ssw-share").first.click(force=True)
+    page.wait_for_timeout(300)
+    assert page.evaluate("model.sent.length") == sent_before  # nothing goes to a dead kernel
+    assert sent(page, "stop") == []
+
+
+def test_a_kernel_connection_that_refuses_sends_ends_capture(page: Page) -> None:
+    share_in_views(page)
+    page.evaluate("() => { model.send = () => { throw new Error('Kernel is disposed'); }; }")
+    wait_all_ended(page)
+    error = page.locator(".ssw-error").first.inner_text()
+    assert "The connection to the kernel is gone" in error
+    assert page.locator(".ssw-share").first.is_disabled()
+
+
+def test_the_page_beats_whether_or_not_it_shares(page: Page) -> None:
+    page.evaluate("mountViews(1)")
+    first = poll(page, "model.sent.find((m) => m.content.kind === 'beat')", 4, "a beat")
+    assert first["content"]["capture"] == "" and first["content"]["views"] == 1
+    page.locator(".ssw-share").first.click()
+    start = poll(page, "model.sent.find((m) => m.content.kind === 'start')", 10, "start")
+    capture = start["content"]["capture"]
+    beat = poll(
+        page,
+        f"model.sent.find((m) => m.content.kind === 'beat' && m.content.capture === '{capture}')",
+        5,
+        "a beat that names the capture",
+    )
+    assert beat["content"]["page"] == first["content"]["page"]
+
+
+def test_sharing_taken_over_elsewhere_stops_here_without_stopping_the_session(
+    page: Page,
+) -> None:
+    capture = share_in_views(page)
+    kernel(page, {"kind": "capture", "capture": capture})  # our own: nothing happens
+    page.wait_for_timeout(200)
+    assert tracks_live(page)
+    kernel(page, {"kind": "capture", "capture": "another-window"})
+    wait_all_ended(page)
+    assert sent(page, "stop") == []  # the session goes on, from the other page
+    assert "Sharing moved to another view" in page.locator(".ssw-notice").inner_text()
+
+
+def test_a_page_that_shares_nothing_in_a_live_session_says_so(page: Page) -> None:
+    page.evaluate("mountViews(1, {status: 'live', live_since: Date.now() / 1000})")
+    notice = page.locator(".ssw-notice")
+    assert "Live, but this page shares nothing" in notice.inner_text()
+    assert page.locator(".ssw-share").is_enabled() and page.locator(".ssw-stop").is_enabled()
+    page.evaluate("model.set('others_live', 1)")
+    assert "Another assistant in this kernel also run" in page.locator(".ssw-others").inner_text()
+
+
+def test_an_error_that_goes_takes_its_notice_with_it(page: Page) -> None:
+    share_in_views(page)
+    error = "The model x is not available for the Live API (1008): pass model=..."
+    page.evaluate("(e) => model.set('error', e)", error)
+    kernel(page, {"kind": "stop", "reason": error})
+    wait_all_ended(page)
+    assert page.locator(".ssw-error").inner_text() == error
+    page.evaluate("model.set('error', '')")
+    assert page.locator(".ssw-error").is_hidden()
+    assert page.locator(".ssw-notice").is_hidden()
