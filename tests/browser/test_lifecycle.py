@@ -181,13 +181,17 @@ def test_closing_the_notebook_tab_ends_capture_and_reopening_shares_again(
     page.locator(
         "#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon"
     ).click()
+    closed = time.monotonic()
     took = wait_capture_ended(page)
     print(f"closing the tab: capture ended {took:.2f} s after")
     assert took <= CAPTURE_ENDS_S + 0.5, took
+    wait_session_ended(emulator, since, SESSION_ENDS_S)
+    print(f"closing the tab: the session ended {time.monotonic() - closed:.2f} s after")
 
     # Reopen it: the widget shows again, and Share works again in the same kernel.
     open_notebook(page, lab, "close-tab.ipynb")
     page.wait_for_selector(".ssw-share", timeout=30_000)
+    assert kernel_state(page)[0]["status"] == "idle"
     share(page, emulator)
     assert kernel_state(page)[0]["status"] == "live"
     assert len(open_connections(emulator, since)) == 1
@@ -245,7 +249,8 @@ def test_rerunning_the_cell_ends_the_earlier_capture_and_session(
     took = wait_capture_ended(page)
     print(f"re-running the cell: the earlier capture ended {took:.2f} s after")
     assert took <= CAPTURE_ENDS_S + 1.0, took
-    wait_session_ended(emulator, since, 10)
+    session = wait_session_ended(emulator, since, 10)
+    print(f"re-running the cell: the earlier session ended {took + session:.2f} s after")
     state = kernel_state(page)
     assert [s["status"] for s in state] == ["idle", "idle"], state
     # The new assistant shares as the first did.
