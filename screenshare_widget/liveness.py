@@ -32,10 +32,11 @@ DEAF_AFTER_S: Final = 0.25
 class PageWatch:
     """How long the page that owns the running session has been silent.
 
-    The owner is the capture that started the session (the page's Share): only that
+    The owner is the capture that shares into the session (the page's Share): only that
     capture's media and beats count. A session started from Python (``say``, ``ask``,
-    ``start``) has no capture: any page of the widget counts, and a kernel where no page has
-    been heard from recently (a script, a test, nbconvert) is not watched at all.
+    ``start``) with no Share has no owner: any page of the widget counts, and while no page
+    is heard from (a script, a test, nbconvert) it is not watched; the first page heard from
+    arms it.
 
     Not thread-safe by itself: :meth:`heard` and :meth:`own` may race with :meth:`check`,
     but each only stores floats and strings, so the worst case is one check's delay.
@@ -48,25 +49,38 @@ class PageWatch:
         self.armed = False
         #: The capture that owns the session, None for a session started from Python.
         self.owner: str | None = None
-        self._owner_fresh = False  # :meth:`own` was called since the last session start
+        self._running = False  # a session runs (between session_started and session_ended)
+        self._fired = False  # this session's page was lost: do not arm again
+        self._owner_fresh = False  # :meth:`own` came for the session about to start
         self._page_at: float | None = None  # any page, any message
         self._owner_at: float | None = None  # the owner's capture
         self._checked_at = 0.0
         self._silent = 0.0
+
+    @property
+    def last_heard(self) -> float | None:
+        """When any page was last heard from (monotonic s), None if never."""
+        return self._page_at
 
     def heard(self, now: float, capture: str = "") -> None:
         """A message from a page arrived at ``now``; ``capture`` is the capture it carries."""
         self._page_at = now
         if capture and capture == self.owner:
             self._owner_at = now
+        if self._running and not self.armed and not self._fired and self.owner is None:
+            self._arm(now)  # a page appeared for a session started from Python
 
     def own(self, now: float, capture: str) -> None:
-        """The page's capture ``capture`` feeds the session from now on (a Share)."""
+        """The page's capture ``capture`` feeds the session from now on (a Share): of the
+        session running, or else of the one about to start."""
         self.owner = capture or None
-        self._owner_fresh = True
-        self._owner_at = now
-        self._page_at = now
-        self._silent = 0.0
+        self._owner_at = self._page_at = now
+        if self._running:
+            self._owner_fresh = False
+            self._fired = False
+            self._arm(now)
+        else:
+            self._owner_fresh = True
 
     def session_started(self, now: float) -> None:
         """A new session began (not a handover): watch it, unless nothing owns it and no
@@ -74,14 +88,21 @@ class PageWatch:
         if not self._owner_fresh:
             self.owner = None
         self._owner_fresh = False
-        self._checked_at = now
-        self._silent = 0.0
+        self._running = True
+        self._fired = False
         recent = self._page_at is not None and now - self._page_at < self.timeout_s
-        self.armed = self.owner is not None or recent
+        self.armed = False
+        if self.owner is not None or recent:
+            self._arm(now)
 
     def session_ended(self) -> None:
         """The session stopped or failed: nothing to watch."""
-        self.armed = False
+        self._running = self.armed = False
+
+    def _arm(self, now: float) -> None:
+        self.armed = True
+        self._checked_at = now
+        self._silent = 0.0
 
     @property
     def silent_s(self) -> float:
@@ -91,9 +112,10 @@ class PageWatch:
     def check(self, now: float, *, deaf: bool = False) -> bool:
         """Count the silence since the last check and say whether the session must end.
 
-        ``deaf`` says the kernel could not have heard the page meanwhile (a blocked thread):
-        that time does not count. Returns True once the owner (or, for a session started
-        from Python, every page) was silent for :attr:`timeout_s`; the watch then disarms.
+        ``deaf`` says the kernel could not have heard the page meanwhile (a blocked thread,
+        a cell that holds the page's messages): that time does not count. Returns True once
+        the owner (or, for a session started from Python, every page) was silent for
+        :attr:`timeout_s`; the watch then disarms for the rest of the session.
         """
         if not self.armed:
             return False
@@ -106,4 +128,5 @@ class PageWatch:
         if self._silent < self.timeout_s:
             return False
         self.armed = False
+        self._fired = True
         return True

@@ -225,6 +225,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         # Nothing the relay's thread holds keeps the widget alive, so a widget that is
         # collected (closed, or dropped by a host that holds widgets weakly) ends its session.
         weakref.finalize(self, _release, self._relay)
+        _CELLS.register()
         self._watch = PageWatch(page_timeout_s)
         # The loop of the thread that last handled a page message, and since when a probe
         # posted to it has waited (monotonic s): a cell blocking that thread is not silence.
@@ -726,8 +727,14 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             self._page_lost(self._watch.silent_s)
 
     def _handler_deaf(self, now: float) -> bool:
-        """Whether the thread that handles the page's messages has been held (by a cell)
-        since the last tick: a probe posted to its loop has waited over DEAF_AFTER_S."""
+        """Whether the kernel may have been unable to hear the page since the last tick:
+        a cell runs and no page message was handled since it began (kernels without comm
+        subshells hold the page's messages until the cell ends, even an ``await``-ing one),
+        or a probe posted to the loop that handles them has waited over DEAF_AFTER_S."""
+        began = _CELLS.running_since
+        last = self._watch.last_heard
+        if began is not None and (last is None or last < began):
+            return True
         loop = self._handler_loop
         if loop is None:
             return False  # no loop to probe (a plain thread): silence is silence
@@ -745,11 +752,19 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         self._probe_since = None
 
     def _page_lost(self, silent_s: float) -> None:
-        text = (
-            f"No page showing this assistant was heard from for {silent_s:.0f} s (its tab "
-            "or browser closed, or it lost the kernel), so the session was stopped: nothing "
-            "is captured or billed now. Display the assistant and click Share to start again."
-        )
+        why = "(its tab or browser closed, or it lost the kernel)"
+        if self._watch.owner is not None:
+            text = (
+                f"The page sharing with this assistant was not heard from for {silent_s:.0f} s "
+                f"{why}, so the session was stopped: nothing is captured or billed now. "
+                "Click Share to start again."
+            )
+        else:
+            text = (
+                f"No page of this assistant was heard from for {silent_s:.0f} s {why}, so "
+                "the session was stopped: nothing is billed now. Display the assistant and "
+                "click Share, or call say() or ask(), to start again."
+            )
         logger.warning("%s", text)
         self._relay.record("page_lost", silent_s=round(silent_s, 1), text=text)
         self._in_comm_context(lambda: self.set_trait("error", text))
@@ -772,7 +787,7 @@ class _Sink:
             return
         if state is RelayState.CONNECTING:  # a new session, not a handover
             w._watch.session_started(time.monotonic())
-        elif state in (RelayState.IDLE, RelayState.FAILED):
+        elif state in (RelayState.CLOSING, RelayState.IDLE, RelayState.FAILED):
             w._watch.session_ended()
         _LIVE.update(w, state in (RelayState.CONNECTING, RelayState.LIVE, RelayState.RECONNECTING))
 
@@ -868,31 +883,67 @@ class _LiveRegistry:
     assistant with no session running)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Reentrant: a collection (and so _release) may run inside update on this thread.
+        self._lock = threading.RLock()
         self._live: weakref.WeakSet[ScreenShareAssistant] = weakref.WeakSet()
 
-    def update(self, widget: ScreenShareAssistant, live: bool) -> None:
-        """``widget`` has a session running (``live``) or not; tell every widget concerned."""
-        with self._lock:
-            if live == (widget in self._live):
-                return
-            if live:
-                self._live.add(widget)
-            else:
-                self._live.discard(widget)
+    def update(self, widget: ScreenShareAssistant | None, live: bool = False) -> None:
+        """``widget`` has a session running (``live``) or not; tell every widget concerned
+        (``None``: one was collected, recount)."""
+        with self._lock:  # held while writing, so that two relays' updates do not cross
+            if widget is not None:
+                if live == (widget in self._live):
+                    return
+                if live:
+                    self._live.add(widget)
+                else:
+                    self._live.discard(widget)
             members = list(self._live)
-        for member in {*members, widget}:
-            others = len(members) - 1 if member in members else 0
-            member._in_comm_context(partial(member.set_trait, "others_live", others))
+            for member in {*members, *([widget] if widget is not None else [])}:
+                others = len(members) - 1 if member in members else 0
+                if member.others_live != others:
+                    member._in_comm_context(partial(member.set_trait, "others_live", others))
 
 
 _LIVE = _LiveRegistry()
+
+
+class _CellClock:
+    """When the kernel's current cell began (monotonic s; None between cells), from
+    IPython's ``pre_execute`` and ``post_execute`` events, registered once per kernel."""
+
+    def __init__(self) -> None:
+        self.running_since: float | None = None
+        self._registered = False
+
+    def register(self) -> None:
+        if self._registered:
+            return
+        self._registered = True
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return
+        shell = get_ipython()
+        if shell is not None:
+            shell.events.register("pre_execute", self._began)
+            shell.events.register("post_execute", self._ended)
+
+    def _began(self) -> None:
+        self.running_since = time.monotonic()
+
+    def _ended(self) -> None:
+        self.running_since = None
+
+
+_CELLS = _CellClock()
 
 
 def _release(relay: Relay) -> None:
     """A collected widget's relay: end its session and thread without waiting (the
     collector may run on any thread, the relay's own included)."""
     relay.close(wait=False)
+    _LIVE.update(None)
 
 
 def _weak_confirm(

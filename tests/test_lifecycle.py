@@ -15,6 +15,7 @@ import pytest
 from ipywidgets.widgets import widget as ipywidget
 
 from screenshare_widget import ScreenShareAssistant
+from screenshare_widget import widget as widget_module
 from screenshare_widget.liveness import PageWatch
 from screenshare_widget.relay import RelayState
 from screenshare_widget.session import LiveError
@@ -126,6 +127,42 @@ def test_an_owner_from_an_earlier_session_does_not_carry_over() -> None:
         PageWatch(0)
 
 
+def test_a_share_that_joins_a_running_session_owns_it() -> None:
+    watch = PageWatch(10.0)
+    watch.session_started(0.0)  # from Python, before any page was heard from
+    assert not watch.armed
+    watch.own(5.0, "cap")  # the user shares into it
+    assert watch.armed and watch.owner == "cap"
+    watch.heard(8.0, "cap")
+    assert not watch.check(17.0)
+    assert watch.check(18.5)
+
+
+def test_a_page_that_appears_arms_a_session_from_python() -> None:
+    watch = PageWatch(10.0)
+    watch.session_started(0.0)
+    assert not watch.armed
+    watch.heard(30.0)  # the widget is displayed: its page beats
+    assert watch.armed
+    assert not watch.check(39.0)
+    assert watch.check(40.5)
+    watch.heard(41.0)  # once lost, it stays lost for this session
+    assert not watch.armed
+
+
+def test_a_session_from_python_after_a_share_has_no_owner() -> None:
+    watch = PageWatch(10.0)
+    watch.heard(0.0)
+    watch.session_started(0.0)
+    watch.own(1.0, "cap")
+    watch.session_ended()  # the page's Stop
+    watch.heard(20.0, "")  # the page, idle, beats on
+    watch.session_started(21.0)  # ask() from Python
+    assert watch.owner is None and watch.armed
+    watch.heard(29.0, "")
+    assert not watch.check(35.0)
+
+
 # ---- the widget: the session belongs to a live page -----------------------------------------
 
 
@@ -137,10 +174,10 @@ def test_a_session_whose_page_went_silent_ends_and_says_why(widget, backend) -> 
     wait_until(lambda: w.status == "idle", 5, "the session to end")
     assert time.monotonic() - started >= TIMEOUT_S - 0.1
     assert backend.sessions[0].closed
-    assert "No page showing this assistant was heard from" in w.error
+    assert w.error.startswith("The page sharing with this assistant was not heard from for")
     lost = [e for e in w.events if e.kind == "page_lost"]
     assert len(lost) == 1 and lost[0].detail["silent_s"] >= TIMEOUT_S
-    assert any(m["kind"] == "stop" and "No page" in m["reason"] for m in rec.sent)
+    assert any(m["kind"] == "stop" and m["reason"] == w.error for m in rec.sent)
     # A page that comes back can share again: the error goes with the new session.
     page(w, {"kind": "start", "capture": "c2"})
     wait_until(lambda: w.status == "live")
@@ -170,7 +207,7 @@ def test_another_page_without_the_capture_does_not_keep_it(widget, backend) -> N
     # The page that shared closed; a reopened notebook beats, sharing nothing.
     keep_beating(w, 4 * TIMEOUT_S, capture="", page_id="reopened")
     assert w.status == "idle"
-    assert "No page" in w.error
+    assert "The page sharing with this assistant was not heard from" in w.error
 
 
 def test_a_session_from_python_with_no_page_is_not_watched(widget, backend) -> None:
@@ -189,7 +226,7 @@ def test_a_session_from_python_ends_when_the_page_about_goes(widget, backend) ->
     keep_beating(w, 3 * TIMEOUT_S)
     assert w.status == "live"
     wait_until(lambda: w.status == "idle", 5, "the session to end")
-    assert "No page" in w.error
+    assert w.error.startswith("No page of this assistant was heard from for")
 
 
 def test_a_cell_holding_the_pages_thread_is_not_the_pages_silence(backend) -> None:
@@ -218,6 +255,21 @@ def test_a_cell_holding_the_pages_thread_is_not_the_pages_silence(backend) -> No
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def test_a_running_cell_that_holds_the_pages_messages_is_not_silence(widget, backend) -> None:
+    """ipykernel 6, or comm subshells off: the page's messages wait until the cell ends,
+    even one that awaits (``await assistant.ask(...)``) with the loop free."""
+    w, _ = widget
+    page(w, {"kind": "start", "capture": "c1"})
+    wait_until(lambda: w.status == "live")
+    widget_module._CELLS.running_since = time.monotonic()  # a cell begins
+    try:
+        time.sleep(4 * TIMEOUT_S)
+        assert w.status == "live", w.error
+    finally:
+        widget_module._CELLS.running_since = None  # it ends: the page's silence counts now
+    wait_until(lambda: w.status == "idle", 5, "the session to end after the cell")
 
 
 def test_a_stop_from_a_stale_capture_is_ignored(widget, backend) -> None:
@@ -257,6 +309,28 @@ def test_each_live_assistant_says_how_many_others_are_live(backend) -> None:
         second.close()
 
 
+def test_a_share_into_a_session_from_python_is_watched(widget, backend) -> None:
+    w, _ = widget
+    w.start()  # before any page was heard from: not watched
+    wait_until(lambda: w.status == "live")
+    page(w, {"kind": "start", "capture": "c1"})  # the user shares into it, then closes the tab
+    wait_until(lambda: w.status == "idle", 5, "the session to end")
+    assert "The page sharing with this assistant" in w.error
+
+
+def test_a_question_from_python_after_a_share_is_not_cut_by_the_old_page(widget, backend) -> None:
+    w, _ = widget
+    beat(w)
+    page(w, {"kind": "start", "capture": "c1"})
+    wait_until(lambda: w.status == "live")
+    page(w, {"kind": "stop", "reason": "Stopped by the user.", "capture": "c1"})
+    wait_until(lambda: w.status == "idle")
+    w.say("and now from Python")
+    wait_until(lambda: w.status == "live")
+    keep_beating(w, 3 * TIMEOUT_S)  # the page, idle, is there
+    assert w.status == "live", w.error
+
+
 def test_a_collected_assistant_ends_its_session(backend) -> None:
     w, _ = make(backend)
     w.start()
@@ -277,6 +351,22 @@ def test_a_collected_assistant_ends_its_session(backend) -> None:
     thread.join(10)
     assert not thread.is_alive()
     assert relay.state is RelayState.IDLE
+
+
+def test_a_collected_assistant_no_longer_counts_as_live(backend) -> None:
+    survivor, _ = make(backend)
+    try:
+        survivor.start()
+        gone, _ = make(backend)
+        gone.start()
+        wait_until(lambda: survivor.others_live == 1)
+        ipywidget._instances.pop(gone.model_id, None)
+        gone.comm.on_msg(None)
+        del gone
+        gc.collect()
+        wait_until(lambda: survivor.others_live == 0, 5, "the survivor to count again")
+    finally:
+        survivor.close()
 
 
 # ---- errors that a changed setting mends ------------------------------------------------------
