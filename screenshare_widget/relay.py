@@ -266,6 +266,7 @@ class Relay:
         # The user spoke since the model's last answer: a handover now would lose the question.
         self._awaiting_answer = False
         self._speaking = False  # the microphone carries voice (for speech_start/end events)
+        self._clock_offset: float | None = None  # the kernel's clock minus the page's (s)
         self._opened_at: float | None = None  # monotonic time the current connection opened
         # Created on the relay thread.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -478,7 +479,7 @@ class Relay:
             self.counters.dropped_audio_bytes += len(pcm)
             return
         self._tap("on_mic", pcm)
-        began, ended = _chunk_span(pcm, t_ms)
+        began, ended = self._chunk_span(pcm, t_ms)
         if is_voice(pcm):
             self._last_voice_wall = ended
             self._last_voice_at = time.monotonic()
@@ -523,12 +524,35 @@ class Relay:
         self._frame = None
         self._texts.clear()
 
+    def _chunk_span(self, pcm: bytes, t_ms: float) -> tuple[datetime, datetime]:
+        """When a 16 kHz PCM16 chunk began and ended, from the page's capture time of its
+        end (ms since the epoch; 0 for now). The page's clock is corrected by its offset
+        from the kernel's, taken as the smallest seen this session (arrival only adds to
+        it), when that is over :data:`CLOCK_SKEW_S`."""
+        now = time.time()
+        end = now
+        if t_ms:
+            page = t_ms / 1000
+            offset = now - page
+            if self._clock_offset is None or offset < self._clock_offset:
+                self._clock_offset = offset
+            skew = self._clock_offset
+            end = page + (skew if abs(skew) > CLOCK_SKEW_S else 0.0)
+        length = len(pcm) / (INPUT_RATE_HZ * SAMPLE_BYTES)
+        return datetime.fromtimestamp(end - length, UTC), datetime.fromtimestamp(end, UTC)
+
     def _speech_ended(self) -> None:
         """The utterance ended with the last voiced chunk, not when the quiet was noticed."""
         self._speaking = False
         self._record("speech_end", at=self._last_voice_wall)
         if self._last_voice_wall is not None:
             self.transcript.speech_ended(self._last_voice_wall)
+
+    def _end_speech(self) -> None:
+        """The session ends: speech going on ends with it, and the next begins afresh."""
+        if self._speaking:
+            self._speech_ended()
+        self._last_voice_wall = None
 
     async def _end_audio(self) -> None:
         if self._speaking:
@@ -598,6 +622,7 @@ class Relay:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._task)
         self.failure = None
+        self._clock_offset = None  # a new session may come from another page
         self._set_state(RelayState.CONNECTING)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="relay.run")
 
@@ -674,6 +699,7 @@ class Relay:
                     return
         except asyncio.CancelledError:
             self._end_model_turn(interrupted=True)
+            self._end_speech()
             self._emit(self._sink.on_turns, self._indexed(self.transcript.close_open()))
             self._clear_buffers()
             self._abandon_questions("The session stopped before the model answered.")
@@ -700,6 +726,7 @@ class Relay:
         self.failure = exc
         self._finish_handover(None)
         self._end_model_turn(interrupted=True)
+        self._end_speech()
         self._emit(self._sink.on_turns, self._indexed(self.transcript.close_open()))
         self._clear_buffers()
         self._abandon_questions(f"The session failed before the model answered: {message}")
@@ -1069,18 +1096,9 @@ async def _complete(send: Coroutine[Any, Any, None], sent: Callable[[], None]) -
     sent()
 
 
-#: A page's chunk time further than this from the kernel's clock is not trusted (s): the
-#: browser runs on another machine whose clock is off.
+#: A page clock further than this from the kernel's is corrected (s): the browser runs on
+#: another machine whose clock is off. Closer, it is taken as it is.
 CLOCK_SKEW_S: Final = 5.0
-
-
-def _chunk_span(pcm: bytes, t_ms: float) -> tuple[datetime, datetime]:
-    """When a 16 kHz PCM16 chunk began and ended, from the page's capture time of its end
-    (ms since the epoch); the kernel's clock stands in for a missing or skewed one."""
-    now = time.time()
-    end = t_ms / 1000 if t_ms and abs(t_ms / 1000 - now) <= CLOCK_SKEW_S else now
-    length = len(pcm) / (INPUT_RATE_HZ * SAMPLE_BYTES)
-    return datetime.fromtimestamp(end - length, UTC), datetime.fromtimestamp(end, UTC)
 
 
 def is_voice(pcm: bytes) -> bool:

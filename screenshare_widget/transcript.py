@@ -271,6 +271,8 @@ class Transcript(Sequence[Turn]):
         """
         at = at or _now()
         with self._lock:
+            # Speech no turn claimed belongs to this session, not to the next one.
+            self._next_start = self._next_end = None
             return self._end(interrupted=self._model is not None, at=at)
 
     def _end(self, *, interrupted: bool, at: datetime) -> list[int]:

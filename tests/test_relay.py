@@ -493,9 +493,38 @@ def test_user_turns_are_dated_by_when_the_page_captured_the_speech(relay: Relay,
     assert (user.ended_at - user.started_at).total_seconds() == pytest.approx(1.0, abs=0.01)
 
 
-def test_a_skewed_page_clock_is_not_trusted(relay: Relay, backend) -> None:
+def test_a_skewed_page_clock_is_corrected(relay: Relay, backend) -> None:
+    """A browser whose clock is an hour ahead: its times are moved by the offset, the same
+    for every chunk, so a backlog that arrives late keeps its spacing."""
     live(relay, backend)
-    relay.feed_audio(b"\x00\x40" * 1600, (time.time() + 3600) * 1000)  # an hour ahead
-    wait_until(lambda: any(e.kind == "speech_start" for e in relay.events))
+    ahead = 3600.0
+    relay.feed_audio(b"\x00\x00" * 1600, (time.time() + ahead) * 1000)  # on time, quiet
+    wait_until(lambda: relay.counters.audio_chunks_in == 1)
+    spoke_at = time.time() - 2.0
+    for i in range(12):  # 0.6 s of voice, then 0.6 s of quiet, all arriving at once, 2 s late
+        pcm = b"\x00\x40" * 1600 if i < 6 else b"\x00\x00" * 1600
+        relay.feed_audio(pcm, (spoke_at + ahead + (i + 1) * 0.1) * 1000)
+    wait_until(lambda: any(e.kind == "speech_end" for e in relay.events))
     start = next(e for e in relay.events if e.kind == "speech_start")
-    assert abs(start.at.timestamp() - time.time()) < 2
+    end = next(e for e in relay.events if e.kind == "speech_end")
+    assert abs(start.at.timestamp() - spoke_at) < 2.5  # near the kernel's clock, not an hour off
+    assert (end.at - start.at).total_seconds() == pytest.approx(0.6, abs=0.01)
+
+
+def test_speech_cut_by_a_stop_does_not_date_the_next_session(relay: Relay, backend) -> None:
+    live(relay, backend)
+    relay.feed_audio(b"\x00\x40" * 1600)  # "bye", then Stop before its transcription
+    wait_until(lambda: any(e.kind == "speech_start" for e in relay.events))
+    relay.stop()
+    assert [e.kind for e in relay.events if e.kind.startswith("speech")] == [
+        "speech_start",
+        "speech_end",
+    ]
+    session = live(relay, backend, count=2)
+    time.sleep(0.3)
+    began = time.time()
+    relay.feed_audio(b"\x00\x40" * 1600)
+    wait_until(lambda: sum(e.kind == "speech_start" for e in relay.events) == 2)
+    push(relay, session, ServerMessage(input_transcription="Hello again"))
+    wait_until(lambda: len(relay.transcript) == 1)
+    assert relay.transcript[0].started_at.timestamp() >= began - 0.2
