@@ -146,14 +146,17 @@ const MAX_SEND_FAILURES = 3;
 const KERNEL_GONE_STATUSES = ["restarting", "autorestarting", "dead"];
 const NO_VIEW_REASON = "No view of the assistant is left in the page, so sharing stopped.";
 const KERNEL_RESTARTED = "The kernel restarted: run the cell again.";
-const KERNEL_DIED = "The kernel died: restart it and run the cell again.";
+const KERNEL_DIED = "The kernel stopped: start it again and run the cell.";
 const KERNEL_LOST =
   "The connection to the kernel is gone (its notebook was closed or the kernel stopped): " +
   "run the cell again.";
 const MOVED_REASON = "Sharing moved to another view of this assistant.";
+const PAGE_CLOSED_REASON = "The page was closed, so sharing stopped.";
 const NOT_SHARED_NOTICE =
-  "Live, but this page shares nothing: click Share to send your screen and voice from here, " +
-  "or Stop to end the session.";
+  "A session is running, but this page shares nothing: click Share to send your screen and " +
+  "voice from here, or Stop to end the session.";
+/** After this page ends its capture, the kernel's status may still say live this long (ms). */
+const STOP_SETTLE_MS = 3_000;
 
 /**
  * Call `tick` every BEAT_MS until the returned function is called. A worker's timer keeps time
@@ -167,27 +170,30 @@ function startBeat(tick) {
   let timer;
   /** @type {Worker | null} */
   let worker = null;
-  const fallback = () => {
+  let stopped = false;
+  let url = "";
+  const release = () => {
     worker?.terminate();
     worker = null;
-    timer ??= setInterval(tick, BEAT_MS);
+    if (url) URL.revokeObjectURL(url);
+    url = "";
+  };
+  const fallback = () => {
+    release();
+    if (!stopped) timer ??= setInterval(tick, BEAT_MS);
   };
   try {
     const source = `setInterval(() => postMessage(0), ${BEAT_MS});`;
-    const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+    url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
     worker = new Worker(url);
-    worker.onmessage = () => {
-      if (worker) worker.onmessage = tick;
-      URL.revokeObjectURL(url); // the worker has loaded
-      tick();
-    };
+    worker.onmessage = tick;
     worker.onerror = fallback;
   } catch {
     fallback();
   }
   return () => {
-    worker?.terminate();
-    worker = null;
+    stopped = true;
+    release();
     clearInterval(timer);
   };
 }
@@ -1018,6 +1024,7 @@ class Controller extends Emitter {
     /** Why this model's kernel is gone ("" while it is there): nothing can be shared then. */
     this.kernelGone = "";
     this.sendFailures = 0;
+    this.stoppedAt = -Infinity; // when this page last ended a capture (performance.now())
     this.lastError = String(model.get("error") || "");
 
     this.onCustom = this.onCustom.bind(this);
@@ -1025,6 +1032,12 @@ class Controller extends Emitter {
     this.onError = this.onError.bind(this);
     this.onCommLive = this.onCommLive.bind(this);
     this.onKernelStatus = this.onKernelStatus.bind(this);
+    // A page that closes or reloads ends its capture and, if the message still gets out,
+    // the session at once (else the kernel's page timeout ends it).
+    this.onPageHide = () => {
+      if (this.phase !== "idle") this.stop(PAGE_CLOSED_REASON);
+    };
+    window.addEventListener("pagehide", this.onPageHide);
     model.on("msg:custom", this.onCustom);
     model.on("change:status", this.onStatus);
     model.on("change:error", this.onError);
@@ -1033,8 +1046,10 @@ class Controller extends Emitter {
     /** @type {any} JupyterLab's kernel connection, when the widget manager has one */
     this.kernel = kernelOf(model);
     this.kernel?.statusChanged?.connect?.(this.onKernelStatus);
+    /** @type {(() => void) | null} stops the beat; null while the page does not beat */
+    this.stopBeat = null;
     this.sendToKernel({ kind: "hello" });
-    this.stopBeat = startBeat(() => this.sendBeat());
+    this.updateBeat();
   }
 
   // -- lifecycle --
@@ -1053,6 +1068,23 @@ class Controller extends Emitter {
     this.viewlessTimer = setTimeout(() => {
       if (this.views === 0 && this.phase !== "idle") this.stop(NO_VIEW_REASON);
     }, VIEWLESS_GRACE_MS);
+  }
+
+  /**
+   * Beat while there is a session to keep (the kernel's status says one runs) or this page
+   * captures: an idle assistant, and the many a re-run cell leaves behind, send nothing.
+   */
+  updateBeat() {
+    const status = this.model.get("status");
+    const active = status === "connecting" || status === "live" || status === "reconnecting";
+    const wanted = !this.kernelGone && (active || this.phase !== "idle");
+    if (wanted && !this.stopBeat) {
+      this.stopBeat = startBeat(() => this.sendBeat());
+      this.sendBeat(); // at once: the kernel hears this page from the session's start
+    } else if (!wanted && this.stopBeat) {
+      this.stopBeat();
+      this.stopBeat = null;
+    }
   }
 
   /** Tell the kernel this page is there, and which capture it runs. */
@@ -1086,8 +1118,8 @@ class Controller extends Emitter {
   onKernelLost(reason) {
     if (this.kernelGone) return;
     this.kernelGone = reason;
-    this.stopBeat();
     this.stop("", { fromKernel: true });
+    this.updateBeat();
     this.emit("state");
   }
 
@@ -1225,6 +1257,7 @@ class Controller extends Emitter {
 
   onStatus() {
     if (this.model.get("status") === "live") this.liveSeenAt = performance.now();
+    this.updateBeat();
     this.checkBusy();
   }
 
@@ -1355,11 +1388,13 @@ class Controller extends Emitter {
     this.captureId = newCaptureId();
     this.ownCaptures.add(this.captureId);
     this.sendToKernel({ kind: "start", capture: this.captureId });
+    if (this.kernelGone) return; // that send found the kernel gone: capture has ended
     this.startSent = true;
     // Media flows only after `start`, so the kernel never sees audio before it.
     if (this.captureNode && this.micSource) this.micSource.connect(this.captureNode);
     this.scheduleFrame(0);
     this.busyTimer = setInterval(() => this.checkBusy(), BUSY_CHECK_MS);
+    this.updateBeat();
     this.emit("state");
   }
 
@@ -1629,11 +1664,15 @@ class Controller extends Emitter {
     this.video.pause();
     this.video.srcObject = null;
     this.phase = "idle";
+    this.stoppedAt = performance.now();
     this.busy = false;
     clearTimeout(this.noticeTimer);
     this.notice = ""; // notices are about this capture
     this.level = 0;
     this.emit("level", 0);
+    this.updateBeat();
+    // The view shows what this page shares once the kernel had time to say it stopped.
+    setTimeout(() => this.emit("state"), STOP_SETTLE_MS + 50);
   }
 
   /** @returns {MediaStreamTrack[]} the current (or last) capture's tracks, ended ones included */
@@ -1717,10 +1756,12 @@ class Controller extends Emitter {
 
   dispose() {
     this.stop("The widget was closed.");
-    this.stopBeat();
+    this.stopBeat?.();
+    this.stopBeat = null;
     clearTimeout(this.noticeTimer);
     clearTimeout(this.viewlessTimer);
     this.kernel?.statusChanged?.disconnect?.(this.onKernelStatus);
+    window.removeEventListener("pagehide", this.onPageHide);
     this.model.off("msg:custom", this.onCustom);
     this.model.off("change:status", this.onStatus);
     this.model.off("change:error", this.onError);
@@ -2080,17 +2121,24 @@ export default function screenshareWidget() {
         ui.error.textContent = [...new Set(errors)].join(" ");
         ui.error.hidden = errors.length === 0;
         let notice = ctl.busy ? BUSY_NOTICE : ctl.notice;
-        if (!notice && ctl.phase === "idle" && kernelActive) notice = NOT_SHARED_NOTICE;
+        const settling = performance.now() - ctl.stoppedAt < STOP_SETTLE_MS;
+        if (!notice && ctl.phase === "idle" && status === "live" && !settling) {
+          notice = NOT_SHARED_NOTICE;
+        }
         // A failing kernel also sends its error as the stop reason: show it once.
         if (errors.includes(notice)) notice = "";
         ui.notice.textContent = notice;
         ui.notice.hidden = !notice;
         ui.notice.dataset.busy = String(ctl.busy);
         const others = ctl.kernelGone ? 0 : Number(model.get("others_live")) || 0;
-        ui.others.textContent = others
-          ? `${others === 1 ? "Another assistant" : `${others} other assistants`} in this ` +
-            "kernel also run a live session; each one is billed. Stop those you do not use."
-          : "";
+        ui.others.textContent =
+          others === 1
+            ? "Another assistant in this kernel also has a session running, and each one is " +
+              "billed: stop the one you do not use."
+            : others > 1
+              ? `${others} other assistants in this kernel also have sessions running, and ` +
+                "each one is billed: stop those you do not use."
+              : "";
         ui.others.hidden = !others;
 
         const stream = ctl.screenStream;

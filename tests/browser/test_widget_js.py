@@ -1074,9 +1074,12 @@ def test_a_kernel_restart_ends_capture_disables_share_and_says_so(page: Page) ->
     assert view.locator(".ssw-status").inner_text() == "disconnected"
     sent_before = page.evaluate("model.sent.length")
     page.evaluate("model.set('status', 'live')")  # a stale status changes nothing
-    page.locator(".ssw-share").first.click(force=True)
-    page.wait_for_timeout(300)
+    # Even a Share that gets through (the button forced on) starts nothing.
+    page.evaluate("document.querySelector('.ssw-share').disabled = false")
+    page.locator(".ssw-share").first.click()
+    page.wait_for_timeout(2_500)  # longer than a beat
     assert page.evaluate("model.sent.length") == sent_before  # nothing goes to a dead kernel
+    assert page.evaluate("window.__displayStreams.length") == 1  # no new capture
     assert sent(page, "stop") == []
 
 
@@ -1089,10 +1092,14 @@ def test_a_kernel_connection_that_refuses_sends_ends_capture(page: Page) -> None
     assert page.locator(".ssw-share").first.is_disabled()
 
 
-def test_the_page_beats_whether_or_not_it_shares(page: Page) -> None:
+def test_the_page_beats_while_a_session_runs_or_it_shares(page: Page) -> None:
     page.evaluate("mountViews(1)")
-    first = poll(page, "model.sent.find((m) => m.content.kind === 'beat')", 4, "a beat")
+    page.wait_for_timeout(2_500)
+    assert sent(page, "beat") == []  # an idle assistant keeps nothing alive: no beat
+    page.evaluate("model.set('status', 'live')")  # a session started from Python
+    first = poll(page, "model.sent.find((m) => m.content.kind === 'beat')", 1, "a beat at once")
     assert first["content"]["capture"] == "" and first["content"]["views"] == 1
+    poll(page, "model.sent.filter((m) => m.content.kind === 'beat').length >= 2", 4, "beats")
     page.locator(".ssw-share").first.click()
     start = poll(page, "model.sent.find((m) => m.content.kind === 'start')", 10, "start")
     capture = start["content"]["capture"]
@@ -1103,6 +1110,11 @@ def test_the_page_beats_whether_or_not_it_shares(page: Page) -> None:
         "a beat that names the capture",
     )
     assert beat["content"]["page"] == first["content"]["page"]
+    page.locator(".ssw-stop").first.click()
+    page.evaluate("model.set('status', 'idle')")  # the kernel's session ended
+    beats = len(sent(page, "beat"))
+    page.wait_for_timeout(2_500)
+    assert len(sent(page, "beat")) == beats  # the beat stopped with the session
 
 
 def test_sharing_taken_over_elsewhere_stops_here_without_stopping_the_session(
@@ -1121,10 +1133,14 @@ def test_sharing_taken_over_elsewhere_stops_here_without_stopping_the_session(
 def test_a_page_that_shares_nothing_in_a_live_session_says_so(page: Page) -> None:
     page.evaluate("mountViews(1, {status: 'live', live_since: Date.now() / 1000})")
     notice = page.locator(".ssw-notice")
-    assert "Live, but this page shares nothing" in notice.inner_text()
+    assert "A session is running, but this page shares nothing" in notice.inner_text()
     assert page.locator(".ssw-share").is_enabled() and page.locator(".ssw-stop").is_enabled()
+    others = page.locator(".ssw-others")
+    assert others.is_hidden()
     page.evaluate("model.set('others_live', 1)")
-    assert "Another assistant in this kernel also run" in page.locator(".ssw-others").inner_text()
+    assert others.inner_text().startswith("Another assistant in this kernel also has a session")
+    page.evaluate("model.set('others_live', 2)")
+    assert others.inner_text().startswith("2 other assistants in this kernel also have")
 
 
 def test_an_error_that_goes_takes_its_notice_with_it(page: Page) -> None:
