@@ -129,6 +129,7 @@ async def test_unknown_model_is_fatal_and_named() -> None:
     assert caught.value.code == 1008
     assert "gemini-0.1-nonsense is not available" in caught.value.message
     assert "model=" in caught.value.message
+    assert caught.value.blames == ("model",)  # changing the model clears it
 
 
 @pytest.mark.parametrize(
