@@ -91,11 +91,12 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         client: A ``google.genai.Client``. The API key stays in the kernel.
         tools: Python functions the model may call; they run in this kernel (see
             :attr:`tools`).
-        page_timeout_s: A running session ends when the page that shows it has not been
-            heard from for this long (s): its tab or browser closed, or the kernel lost it.
-            The page says it is there every 2 s, muted or not. The time a cell holds the
-            thread that hears the page does not count. A session started from Python
-            (:meth:`say`, :meth:`ask`, :meth:`start`) with no page open is not watched.
+        page_timeout_s: A running session ends when the page that shares into it has not
+            been heard from for this long (s): its tab or browser closed, or it lost the
+            kernel. The page says it is there every 2 s while a session runs, muted or not.
+            Time the kernel could not hear the page (a cell holding its messages) does not
+            count. A session started from Python (:meth:`say`, :meth:`ask`, :meth:`start`)
+            follows any page of the widget, and is not watched while there is none.
     """
 
     # As text, not paths: anywidget ties every instance to a file's change signal for hot
@@ -808,9 +809,7 @@ class _Sink:
             w._send_to_page({"kind": "stop", "reason": error})
 
     def on_audio(self, pcm: bytes, gen: int) -> None:
-        w = self._ref()
-        if w is not None:
-            w._send_to_page({"kind": "audio", "gen": gen}, [pcm])
+        self._send({"kind": "audio", "gen": gen}, [pcm])
 
     def on_interrupted(self, gen: int) -> None:
         self._send({"kind": "interrupted", "gen": gen})
@@ -871,10 +870,10 @@ class _Sink:
             w._send_to_page({"kind": "ack", **w._uplink})
             w._watch_page()
 
-    def _send(self, content: dict[str, Any]) -> None:
+    def _send(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         w = self._ref()
         if w is not None:
-            w._send_to_page(content)
+            w._send_to_page(content, buffers)
 
 
 class _LiveRegistry:

@@ -393,4 +393,5 @@ def test_an_error_not_about_settings_stays(widget, backend) -> None:
     page(w, {"kind": "start", "capture": "c1"})
     wait_until(lambda: w.status == "error")
     w.model = "gemini-live-2.5-flash-native-audio"
+    time.sleep(0.3)  # what a wrongly scheduled stop would take to show
     assert w.status == "error" and w.error == message
