@@ -39,7 +39,8 @@ EventKind = Literal[
     "text",  # text the user typed went to the model
     "instruction",  # a version of the system instruction reached the model
     "budget",  # a budget step: frames slowed, video paused, session stopped, or undone
-    "page_lost",  # no page of the session was heard from for the page timeout: it stopped
+    "page_lost",  # the page of the session was not heard from for the page timeout: stopped
+    "stopped",  # the page or Python stopped the session (by, reason)
 ]
 
 

@@ -623,6 +623,9 @@ class Relay:
                 await asyncio.shield(self._task)
         self.failure = None
         self._clock_offset = None  # a new session may come from another page
+        # A new session starts fresh: the model does not get the context of one that was
+        # stopped (the transcript, in Python, goes on). Handovers within a session resume.
+        self._handle = None
         self._set_state(RelayState.CONNECTING)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="relay.run")
 

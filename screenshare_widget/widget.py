@@ -232,6 +232,9 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         # posted to it has waited (monotonic s): a cell blocking that thread is not silence.
         self._handler_loop: asyncio.AbstractEventLoop | None = None
         self._probe_since: float | None = None
+        #: How the last session ended, in a sentence ("" if it is running or none ran); a
+        #: page that opens later shows it.
+        self._last_end = ""
         self._comm_context: contextvars.Context | None = None
         self._uplink = {"audio_seq": -1, "frame_seq": -1}
         self._capture = ""  # id of the page's current capture; media from others is stale
@@ -362,6 +365,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         logger.warning("%s", text)
         self._relay.record("budget", step=step, share=round(share, 4), text=text)
         if step == "stop":
+            self._last_end = text
             self._send_to_page({"kind": "stop", "reason": text})
             self._relay.stop(wait=False)
         else:
@@ -449,6 +453,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
 
         The transcript is kept. Idempotent; blocks at most a few seconds.
         """
+        self._ended("python", "Stopped from Python (assistant.stop()).")
         self._send_to_page({"kind": "stop", "reason": ""})
         self._relay.stop()
 
@@ -635,12 +640,14 @@ class ScreenShareAssistant(anywidget.AnyWidget):
     def _on_control(self, message: protocol.Control) -> None:
         kind = message.kind
         if kind == "hello":
+            idle = self._relay.state is RelayState.IDLE
             self.send(
                 {
                     "kind": "snapshot",
                     "turns": [t.to_record() for t in self.transcript],
                     "tools": [c.to_record() for c in self._relay.tool_calls],
                     "gen": self._relay.generation,
+                    "ended": self._last_end if idle else "",
                 }
             )
         elif kind == "start":
@@ -658,6 +665,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
             if capture and capture != self._capture:
                 self._reject("a stop from a stale view (an earlier capture)")
                 return
+            self._ended("page", message.fields["reason"] or "Stopped in the page.")
             self._relay.stop(wait=False)
         elif kind == "client_error":
             text = message.fields["message"] or "The page reported an error."
@@ -721,8 +729,16 @@ class ScreenShareAssistant(anywidget.AnyWidget):
 
     # ---- the page's liveness (relay thread) -------------------------------------------------
 
+    def _ended(self, by: str, reason: str) -> None:
+        """A session is being stopped by ``by`` ("page", "python", "kernel"), for
+        ``reason``: say so in the events, and to a page that opens later."""
+        if self._relay.state in (RelayState.IDLE, RelayState.CLOSING):
+            return  # nothing was running
+        self._last_end = reason
+        self._relay.record("stopped", by=by, reason=reason)
+
     def _watch_page(self) -> None:
-        """End the session if the page that owns it went silent (each relay tick)."""
+        """End the session if the page that owns it went away (each relay tick)."""
         now = time.monotonic()
         if self._watch.check(now, deaf=self._handler_deaf(now)):
             self._page_lost(self._watch.silent_s)
@@ -767,6 +783,7 @@ class ScreenShareAssistant(anywidget.AnyWidget):
                 "click Share, or call say() or ask(), to start again."
             )
         logger.warning("%s", text)
+        self._last_end = text
         self._relay.record("page_lost", silent_s=round(silent_s, 1), text=text)
         self._in_comm_context(lambda: self.set_trait("error", text))
         self._send_to_page({"kind": "stop", "reason": text})

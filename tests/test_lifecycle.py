@@ -272,6 +272,28 @@ def test_a_running_cell_that_holds_the_pages_messages_is_not_silence(widget, bac
     wait_until(lambda: w.status == "idle", 5, "the session to end after the cell")
 
 
+def test_every_ending_is_an_event_and_a_page_that_opens_later_hears_it(widget, backend) -> None:
+    w, rec = widget
+    page(w, {"kind": "start", "capture": "c1"})
+    wait_until(lambda: w.status == "live")
+    page(w, {"kind": "stop", "reason": "The page was closed, so sharing stopped.", "capture": "c1"})
+    wait_until(lambda: w.status == "idle")
+    page(w, {"kind": "hello"})  # the page reloaded
+    snapshot = rec.sent[-1]
+    assert snapshot["kind"] == "snapshot"
+    assert snapshot["ended"] == "The page was closed, so sharing stopped."
+    w.start()
+    wait_until(lambda: w.status == "live")
+    page(w, {"kind": "hello"})
+    assert rec.sent[-1]["ended"] == ""  # nothing ended: a session runs
+    w.stop()
+    stopped = [dict(e.detail) for e in w.events if e.kind == "stopped"]
+    assert stopped == [
+        {"by": "page", "reason": "The page was closed, so sharing stopped."},
+        {"by": "python", "reason": "Stopped from Python (assistant.stop())."},
+    ]
+
+
 def test_a_stop_from_a_stale_capture_is_ignored(widget, backend) -> None:
     w, rec = widget
     page(w, {"kind": "start", "capture": "old"})

@@ -53,6 +53,17 @@ def test_restart_after_stop_keeps_transcript(relay: Relay, backend) -> None:
     assert [t.text for t in relay.transcript] == ["hello"]
 
 
+def test_a_session_after_a_stop_starts_fresh(relay: Relay, backend) -> None:
+    """Stop ends the conversation for the model too: the next session does not resume the
+    stopped one's context (a handover within a session does)."""
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(resumption_handle="handle-1"))
+    wait_until(lambda: relay._handle == "handle-1")
+    relay.stop()
+    live(relay, backend, count=2)
+    assert [handle for _, handle in backend.configs] == [None, None]
+
+
 def test_illegal_transition_raises(relay: Relay) -> None:
     with pytest.raises(RuntimeError, match="cannot move from idle to live"):
         relay._set_state(RelayState.LIVE)

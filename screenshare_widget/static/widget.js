@@ -148,8 +148,8 @@ const NO_VIEW_REASON = "No view of the assistant is left in the page, so sharing
 const KERNEL_RESTARTED = "The kernel restarted: run the cell again.";
 const KERNEL_DIED = "The kernel stopped: start it again and run the cell.";
 const KERNEL_LOST =
-  "The connection to the kernel is gone (its notebook was closed or the kernel stopped): " +
-  "run the cell again.";
+  "The kernel is gone (shut down, restarted or disconnected): start it if it is not running, " +
+  "and run the cell again.";
 const MOVED_REASON = "Sharing moved to another view of this assistant.";
 const PAGE_CLOSED_REASON = "The page was closed, so sharing stopped.";
 const NOT_SHARED_NOTICE =
@@ -1121,6 +1121,7 @@ class Controller extends Emitter {
     this.stop("", { fromKernel: true });
     this.updateBeat();
     this.emit("state");
+    this.emit("gone"); // off the test seam: this model is dead
   }
 
   onError() {
@@ -1156,6 +1157,10 @@ class Controller extends Emitter {
         this.setTurn(msg.index, msg.turn);
         break;
       case "snapshot":
+        // How the last session ended, for a page that opens after it.
+        if (typeof msg.ended === "string" && msg.ended && this.phase === "idle") {
+          this.showNotice(msg.ended);
+        }
         this.turns = Array.isArray(msg.turns) ? msg.turns.filter(isTurn) : [];
         this.tools = Array.isArray(msg.tools) ? msg.tools.filter(isToolCall) : [];
         this.emit("tools");
@@ -2035,6 +2040,10 @@ export default function screenshareWidget() {
     if (!controller) {
       controller = new Controller(model);
       unregister = registerSeam(controller);
+      controller.on("gone", () => {
+        unregister?.();
+        unregister = null;
+      });
     }
     return controller;
   }
@@ -2087,6 +2096,10 @@ export default function screenshareWidget() {
         const kernelActive = ["connecting", "live", "reconnecting"].includes(status);
         ui.stop.disabled = ctl.phase === "idle" && !kernelActive;
         ui.root.dataset.kernel = ctl.kernelGone ? "gone" : "ok";
+        // Nothing here reaches a kernel that is gone.
+        for (const control of [ui.pause, ui.send, ui.textInput]) {
+          control.disabled = !!ctl.kernelGone;
+        }
 
         const emulated = !!model.get("emulated");
         let backend = model.get("backend") || "";
@@ -2163,7 +2176,7 @@ export default function screenshareWidget() {
         ui.instructionSummary.textContent = `System instruction (v${latest})`;
         ui.instruction.dataset.version = String(latest);
         ui.instruction.dataset.applied = String(applied);
-        ui.apply.disabled = !editing;
+        ui.apply.disabled = !editing || !!ctl.kernelGone;
         ui.revert.disabled = !editing;
       };
       const onInstructionInput = () => {
@@ -2208,7 +2221,6 @@ export default function screenshareWidget() {
       /** @param {number} [index] the one turn that changed; all when omitted */
       const showTurns = (index) => {
         const box = ui.transcript;
-        const pinned = box.scrollTop + box.clientHeight >= box.scrollHeight - 24;
         const turns = ctl.turns;
         if (index !== undefined && index < rows.length && rows[index] && turns[index]) {
           renderTurn(turns[index], rows[index]);
@@ -2221,8 +2233,21 @@ export default function screenshareWidget() {
         }
         box.querySelector(".ssw-empty")?.remove();
         if (rows.length === 0) box.append(h("div", "ssw-empty", EMPTY_TRANSCRIPT));
-        if (pinned) box.scrollTop = box.scrollHeight;
+        if (following) box.scrollTop = box.scrollHeight;
       };
+      // The transcript follows the newest turn unless the user scrolled up to read. A view
+      // that opens with history is not laid out yet: it follows once it has a size.
+      let following = true;
+      const onTranscriptScroll = () => {
+        const box = ui.transcript;
+        if (box.clientHeight > 0) {
+          following = box.scrollTop + box.clientHeight >= box.scrollHeight - 24;
+        }
+      };
+      const sized = new ResizeObserver(() => {
+        if (following) ui.transcript.scrollTop = ui.transcript.scrollHeight;
+      });
+      sized.observe(ui.transcript);
 
       const showTools = () => {
         const calls = ctl.tools.filter(Boolean).slice(-TOOLS_SHOWN);
@@ -2267,6 +2292,7 @@ export default function screenshareWidget() {
       ui.apply.addEventListener("click", onApply, until);
       ui.revert.addEventListener("click", onRevert, until);
       ui.instructionText.addEventListener("input", onInstructionInput, until);
+      ui.transcript.addEventListener("scroll", onTranscriptScroll, until);
       for (const field of [ui.textInput, ui.instructionText]) {
         field.addEventListener("keydown", keepKeys, until);
       }
@@ -2291,6 +2317,7 @@ export default function screenshareWidget() {
         cleaned = true;
         ctl.viewRemoved();
         listening.abort();
+        sized.disconnect();
         for (const off of unsubscribe) off();
         for (const trait of VIEW_TRAITS) model.off(`change:${trait}`, showState);
         clearInterval(clock);

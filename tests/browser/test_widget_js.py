@@ -110,11 +110,12 @@ window.mountViews = (count = 1, traits = {}) => {
   window.views = [];
   for (let i = 0; i < count; i++) window.addView();
 };
-window.addView = () => {
+window.addView = (attach = true) => {
   const el = document.createElement("div");
   el.className = "view theme-light";
-  document.getElementById("views").append(el);
+  if (attach) document.getElementById("views").append(el);
   window.views.push(window.def.render({ model: window.model, el }));
+  window.lastViewEl = el;
   return window.views.length - 1;
 };
 
@@ -1088,7 +1089,7 @@ def test_a_kernel_connection_that_refuses_sends_ends_capture(page: Page) -> None
     page.evaluate("() => { model.send = () => { throw new Error('Kernel is disposed'); }; }")
     wait_all_ended(page)
     error = page.locator(".ssw-error").first.inner_text()
-    assert "The connection to the kernel is gone" in error
+    assert "The kernel is gone (shut down, restarted or disconnected)" in error
     assert page.locator(".ssw-share").first.is_disabled()
 
 
@@ -1153,3 +1154,35 @@ def test_an_error_that_goes_takes_its_notice_with_it(page: Page) -> None:
     page.evaluate("model.set('error', '')")
     assert page.locator(".ssw-error").is_hidden()
     assert page.locator(".ssw-notice").is_hidden()
+
+
+def test_a_view_that_opens_with_history_follows_the_newest_turn(page: Page) -> None:
+    """A reopened notebook renders the view before it is laid out; the transcript must
+    still show the newest turns, and follow new ones, unless the user scrolled up."""
+    page.evaluate("mountViews(0)")
+    turns = [
+        {"role": "user" if i % 2 else "model", "text": f"Turn {i}", "started_at": 1.0,
+         "ended_at": 2.0, "interrupted": False}
+        for i in range(30)
+    ]  # fmt: skip
+    kernel(page, {"kind": "snapshot", "gen": 0, "turns": turns})
+    page.evaluate("addView(false)")  # rendered detached, as JupyterLab does
+    page.evaluate("document.getElementById('views').append(window.lastViewEl)")
+    box = page.locator(".ssw-transcript")
+    at_bottom = (
+        "(b) => b.scrollHeight > b.clientHeight"
+        " && b.scrollTop + b.clientHeight >= b.scrollHeight - 2"
+    )
+    poll(page, f"({at_bottom})(document.querySelector('.ssw-transcript'))", 3, "the newest turn")
+    new_turn = {**turns[0], "text": "Turn 30"}
+    kernel(page, {"kind": "turn", "index": 30, "turn": new_turn})
+    assert box.evaluate(at_bottom)
+    box.evaluate("(b) => { b.scrollTop = 0; b.dispatchEvent(new Event('scroll')); }")
+    kernel(page, {"kind": "turn", "index": 31, "turn": {**turns[0], "text": "Turn 31"}})
+    assert box.evaluate("(b) => b.scrollTop") == 0  # the user reads older turns: left alone
+
+
+def test_a_page_that_opens_after_a_session_ended_says_how(page: Page) -> None:
+    page.evaluate("mountViews(1)")
+    kernel(page, {"kind": "snapshot", "gen": 0, "turns": [], "ended": "The page was closed."})
+    assert page.locator(".ssw-notice").inner_text() == "The page was closed."
