@@ -19,7 +19,10 @@ from typing import TypeVar
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
+from screenshare_widget.emulator import LiveEmulator
+
 from .chromium import launch_options, write_speech_wav
+from .jupyterlab import JupyterLab
 
 T = TypeVar("T")
 
@@ -66,3 +69,20 @@ def page(browser: Browser) -> Iterator[Page]:
         yield context.new_page()
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[LiveEmulator]:
+    """A local Live emulator for the module's tests, in a thread of its own."""
+    emu = LiveEmulator().start_in_thread()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    """A JupyterLab server for the module's tests, serving a fresh folder."""
+    root = tmp_path_factory.mktemp("lab-root")
+    server = JupyterLab.start(root, tmp_path_factory.mktemp("lab-state"))
+    yield server
+    server.stop()

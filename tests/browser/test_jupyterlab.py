@@ -87,21 +87,6 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[LiveEmulator]:
-    emu = LiveEmulator().start_in_thread()
-    yield emu
-    emu.stop()
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
-    root = tmp_path_factory.mktemp("lab-root")
-    server = JupyterLab.start(root, tmp_path_factory.mktemp("lab-state"))
-    yield server
-    server.stop()
-
-
 def poll(page: Any, expression: str, predicate: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     value = None

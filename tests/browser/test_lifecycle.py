@@ -57,21 +57,6 @@ KEPT = """() => ({
 })"""
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[LiveEmulator]:
-    emu = LiveEmulator().start_in_thread()
-    yield emu
-    emu.stop()
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
-    root = tmp_path_factory.mktemp("lifecycle-root")
-    server = JupyterLab.start(root, tmp_path_factory.mktemp("lifecycle-state"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -123,6 +108,17 @@ def share(page: Page, emulator: LiveEmulator, view: int = 0) -> None:
     )
 
 
+def go_live(page: Page, lab: JupyterLab, emulator: LiveEmulator, name: str, *more: str) -> int:
+    """Write notebook ``name`` (the cells above, then ``more``), show the assistant, share,
+    and keep the capture's tracks and contexts; the emulator's connection count before."""
+    write_notebook(lab.root / name, cells(emulator, *more))
+    since = emulator.recording.connections
+    show_widget(page, lab, ARTIFACTS, name)
+    share(page, emulator)
+    assert page.evaluate(KEEP, 0) == ["video:live", "audio:live"]
+    return since
+
+
 def open_connections(emulator: LiveEmulator, since: int) -> set[int]:
     """The emulator's connections opened since connection ``since`` and not yet closed."""
     rec = emulator.recording
@@ -154,6 +150,15 @@ def wait_session_ended(emulator: LiveEmulator, since: int, timeout: float) -> fl
     pytest.fail(f"the Live session was still open {timeout} s later")
 
 
+def wait_both_ended(page: Page, emulator: LiveEmulator, since: int, what: str) -> None:
+    """Capture ends within the promise, and the session right after it; prints both."""
+    took = wait_capture_ended(page)
+    print(f"{what}: capture ended {took:.2f} s after")
+    assert took <= CAPTURE_ENDS_S + 0.5, took
+    session = wait_session_ended(emulator, since, 10)
+    print(f"{what}: the session ended {took + session:.2f} s after")
+
+
 def save(page: Page) -> None:
     """Save the notebook (outputs included) and wait until it is clean."""
     page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
@@ -176,11 +181,7 @@ def clear_output(page: Page, index: int) -> None:
 def test_closing_the_notebook_tab_ends_capture_and_reopening_shares_again(
     page: Page, lab: JupyterLab, emulator: LiveEmulator
 ) -> None:
-    write_notebook(lab.root / "close-tab.ipynb", cells(emulator))
-    since = emulator.recording.connections
-    show_widget(page, lab, ARTIFACTS, "close-tab.ipynb")
-    share(page, emulator)
-    assert page.evaluate(KEEP, 0) == ["video:live", "audio:live"]
+    since = go_live(page, lab, emulator, "close-tab.ipynb")
     save(page)  # so that the reopened notebook shows the widget again
 
     page.locator(
@@ -207,11 +208,7 @@ def test_closing_the_notebook_tab_ends_capture_and_reopening_shares_again(
 def test_clearing_the_output_ends_capture_unless_another_view_shows_it(
     page: Page, lab: JupyterLab, emulator: LiveEmulator
 ) -> None:
-    write_notebook(lab.root / "clear.ipynb", cells(emulator, "assistant  # a second view"))
-    since = emulator.recording.connections
-    show_widget(page, lab, ARTIFACTS, "clear.ipynb")
-    share(page, emulator)
-    page.evaluate(KEEP, 0)
+    since = go_live(page, lab, emulator, "clear.ipynb", "assistant  # a second view")
     run_cell(page, 2)
     page.wait_for_function("() => document.querySelectorAll('.ssw-share').length === 2")
 
@@ -232,11 +229,7 @@ def test_clearing_the_output_ends_capture_unless_another_view_shows_it(
 
     # The last view goes: capture ends at once, and the session with it.
     clear_output(page, 2)
-    took = wait_capture_ended(page)
-    print(f"clearing the output: capture ended {took:.2f} s after")
-    assert took <= CAPTURE_ENDS_S + 0.5, took
-    session = wait_session_ended(emulator, since, 10)
-    print(f"clearing the output: the session ended {took + session:.2f} s after")
+    wait_both_ended(page, emulator, since, "clearing the output")
     state = kernel_state(page)
     assert state[0]["status"] == "idle", state
 
@@ -244,18 +237,10 @@ def test_clearing_the_output_ends_capture_unless_another_view_shows_it(
 def test_rerunning_the_cell_ends_the_earlier_capture_and_session(
     page: Page, lab: JupyterLab, emulator: LiveEmulator
 ) -> None:
-    write_notebook(lab.root / "rerun.ipynb", cells(emulator))
-    since = emulator.recording.connections
-    show_widget(page, lab, ARTIFACTS, "rerun.ipynb")
-    share(page, emulator)
-    page.evaluate(KEEP, 0)
+    since = go_live(page, lab, emulator, "rerun.ipynb")
 
     run_cell(page, 0)  # a new assistant replaces the output
-    took = wait_capture_ended(page)
-    print(f"re-running the cell: the earlier capture ended {took:.2f} s after")
-    assert took <= CAPTURE_ENDS_S + 1.0, took
-    session = wait_session_ended(emulator, since, 10)
-    print(f"re-running the cell: the earlier session ended {took + session:.2f} s after")
+    wait_both_ended(page, emulator, since, "re-running the cell")
     state = kernel_state(page)
     assert [s["status"] for s in state] == ["idle", "idle"], state
     # The new assistant shares as the first did.
@@ -268,11 +253,7 @@ def test_rerunning_the_cell_ends_the_earlier_capture_and_session(
 def test_restarting_the_kernel_ends_capture_and_says_so(
     page: Page, lab: JupyterLab, emulator: LiveEmulator
 ) -> None:
-    write_notebook(lab.root / "restart.ipynb", cells(emulator))
-    since = emulator.recording.connections
-    show_widget(page, lab, ARTIFACTS, "restart.ipynb")
-    share(page, emulator)
-    page.evaluate(KEEP, 0)
+    since = go_live(page, lab, emulator, "restart.ipynb")
 
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Kernel$")).click()
     page.locator(".lm-Menu-item", has_text=re.compile(r"^Restart Kernel…")).first.click()
@@ -325,10 +306,7 @@ def test_a_page_that_went_away_ends_its_session_in_the_page_timeout(
     doomed = playwright.chromium.launch(**options)
     try:
         page = doomed.new_page(viewport={"width": 1280, "height": 800})
-        write_notebook(lab.root / "went-away.ipynb", cells(emulator))
-        since = emulator.recording.connections
-        show_widget(page, lab, ARTIFACTS, "went-away.ipynb")
-        share(page, emulator)
+        since = go_live(page, lab, emulator, "went-away.ipynb")
         save(page)
         assert kill_processes_with(marker) >= 1
         took = wait_session_ended(emulator, since, SESSION_ENDS_S + 10)
