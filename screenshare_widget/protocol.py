@@ -170,8 +170,8 @@ class StopMsg(TypedDict, total=False):
 
 
 class BeatMsg(TypedDict):
-    """The page is there (every :data:`BEAT_INTERVAL_S`, from the moment its model exists,
-    whether or not it captures or shows a view). ``page`` names the page's controller;
+    """The page is there (every :data:`BEAT_INTERVAL_S` while a session runs or the page
+    shares, whether or not it shows a view). ``page`` names the page's controller;
     ``capture`` is its running capture ("" when none); ``views`` counts its views."""
 
     kind: Literal["beat"]

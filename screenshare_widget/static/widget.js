@@ -132,9 +132,9 @@ const MIC_ENDED_NOTICE =
 
 // ---- lifecycle: capture belongs to a visible view, the session to a live page ----------------
 
-/** How often the page tells the kernel it is there (ms), capturing or not; kept in sync with
- * BEAT_INTERVAL_S in screenshare_widget/protocol.py. The kernel ends a session whose page went
- * silent (see screenshare_widget/liveness.py). */
+/** How often the page tells the kernel it is there (ms) while a session runs or it shares,
+ * muted or not; kept in sync with BEAT_INTERVAL_S in screenshare_widget/protocol.py. The
+ * kernel ends a session whose page went silent (see screenshare_widget/liveness.py). */
 const BEAT_MS = 2_000;
 /** With no view of the model left in the page, capture stops after this long unless a view
  * comes back (ms): a re-render keeps the session; a closed tab or a cleared output ends the
