@@ -6,6 +6,18 @@ The service reports token usage per turn (``usageMetadata``), broken down by mod
 No prices ship with the package: Live pricing changes and differs by model and tier, so you
 set the table from the current pricing page (``assistant.prices = {...}``).
 
+How the real service counts, and what follows here:
+
+- **Each turn re-bills the whole context.** A report's prompt count covers the system
+  instruction, the history and every frame still in the context window, so it grows every
+  turn, and the sum of all reports is what is billed. Spend therefore grows about
+  quadratically with the number of turns. :class:`Spend` shows the last turn's tokens and a
+  projection of the next :data:`PROJECTION_S` at the recent turn rate.
+- **Every billed token is priced.** The modality details need not add up to the counts
+  (906 labelled of 1,108 prompt tokens has been observed) and zero modalities are left out.
+  What no modality labels becomes ``input:UNLABELLED`` / ``output:UNLABELLED`` (see
+  :func:`report_tokens`) and is priced as :func:`effective_prices` says.
+
 :class:`BudgetGuard` turns the share of a budget spent into steps taken once each: at half
 the budget lower the frame rate, at 80 % pause the video, at the budget stop the session.
 This module imports no widget or SDK code.
@@ -16,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, Literal
 
 from .session import Usage
@@ -30,6 +43,17 @@ STOP_AT: Final = 1.0
 #: The frame rate the guard lowers to (frames per second).
 LOW_FPS: Final = 0.2
 
+#: The modality key of tokens a report counts but labels with no modality.
+UNLABELLED: Final = "UNLABELLED"
+#: Modalities of ``Usage.by_modality`` that the SDK counts outside ``prompt_tokens`` and
+#: ``response_tokens`` (its ``toolUsePromptTokenCount`` and ``thoughtsTokenCount``:
+#: ``totalTokenCount`` is the sum of the prompt, response, tool-use and thoughts counts).
+OUTSIDE_COUNTS: Final = frozenset({"TOOL_USE", "THOUGHTS"})
+#: The turn rate is measured over the reports of this last stretch of time (s).
+RATE_WINDOW_S: Final = 180.0
+#: How far ahead the projection looks (s); the meter's text says "next 10 min".
+PROJECTION_S: Final = 600.0
+
 Step = Literal["lower_fps", "pause_video", "stop"]
 
 
@@ -38,8 +62,16 @@ class Spend:
     """Tokens reported so far, by direction and modality, and the cost estimate.
 
     ``by_modality`` maps ``"input:AUDIO"``, ``"input:IMAGE"``, ``"output:AUDIO"``, ... to
-    tokens. ``cost_usd`` is None without prices, and ``unpriced`` lists the keys with tokens
-    but no price (their tokens are not in the estimate).
+    tokens, with ``"input:UNLABELLED"`` and ``"output:UNLABELLED"`` for what the reports
+    counted but labelled with no modality (:func:`report_tokens`): its values add up to
+    every token reported. ``cost_usd`` (USD) is None without prices, and ``unpriced`` lists
+    the keys with tokens but no price (their tokens are not in the estimate).
+
+    ``last_turn_tokens`` is the last report's total. ``turns_per_minute`` is the recent turn
+    rate and ``projected_10min_tokens`` / ``projected_10min_usd`` what the next 10 minutes
+    (:data:`PROJECTION_S`) would add at that rate, each turn costing what the last one did
+    (see :func:`spend`); all three are None while there is no rate to go by, and the cost
+    also without prices. The projection is a floor: each turn's context, so its cost, grows.
     """
 
     prompt_tokens: int = 0
@@ -48,6 +80,10 @@ class Spend:
     by_modality: Mapping[str, int] = field(default_factory=dict)
     cost_usd: float | None = None
     unpriced: tuple[str, ...] = ()
+    last_turn_tokens: int = 0
+    turns_per_minute: float | None = None
+    projected_10min_tokens: int | None = None
+    projected_10min_usd: float | None = None
 
     def __str__(self) -> str:
         cost = "" if self.cost_usd is None else f", about ${self.cost_usd:.4f}"
@@ -55,10 +91,12 @@ class Spend:
 
 
 #: What prices can be set for: the service's modalities, plus the model's thinking
-#: (``output:THOUGHTS``) and the prompt its tool use added (``input:TOOL_USE``).
+#: (``output:THOUGHTS``), the prompt its tool use added (``input:TOOL_USE``) and the tokens
+#: no modality labels (``input:UNLABELLED``, ``output:UNLABELLED``: see
+#: :func:`effective_prices`).
 MODALITIES: Final = (
     "AUDIO", "IMAGE", "VIDEO", "TEXT", "DOCUMENT", "THOUGHTS", "TOOL_USE",
-    "MODALITY_UNSPECIFIED", "UNSPECIFIED",
+    "MODALITY_UNSPECIFIED", "UNSPECIFIED", UNLABELLED,
 )  # fmt: skip
 
 
@@ -101,31 +139,150 @@ def modality_key(key: str) -> str:
     return f"{side}:{modality.upper()}"
 
 
-def spend(usage: Iterable[Usage], prices: Mapping[str, float] | None = None) -> Spend:
+def report_tokens(report: Usage) -> dict[str, int]:
+    """Every token of one report, by price key: its modalities (``"input:AUDIO"``, ...)
+    plus what no modality labels.
+
+    ``input:UNLABELLED`` is the part of ``prompt_tokens`` that the prompt's modalities do not
+    add up to, ``output:UNLABELLED`` the same for ``response_tokens``. Thinking
+    (``output:THOUGHTS``) and tool use (``input:TOOL_USE``) are counted outside those two
+    counts (:data:`OUTSIDE_COUNTS`), so they label none of it. ``total_tokens`` is the
+    reference when the report has one: what it holds beyond all the counts also goes to
+    ``output:UNLABELLED`` (its direction is not reported; output is the side priced higher),
+    and where the counts overlap (a service that counts thinking inside the response, say)
+    the overlap is taken back from the unlabelled parts, output first. The values then add
+    up to ``total_tokens`` whenever the labelled modalities alone do not exceed it.
+    """
+    by: dict[str, int] = {}
+    labelled = {"input": 0, "output": 0}
+    for key, count in report.by_modality.items():
+        name = modality_key(key)
+        by[name] = by.get(name, 0) + count
+        side, _, modality = name.partition(":")
+        if side in labelled and modality not in OUTSIDE_COUNTS:
+            labelled[side] += count
+    unlabelled_in = max(0, report.prompt_tokens - labelled["input"])
+    unlabelled_out = max(0, report.response_tokens - labelled["output"])
+    if report.total_tokens > 0:
+        gap = report.total_tokens - sum(by.values()) - unlabelled_in - unlabelled_out
+        if gap > 0:
+            unlabelled_out += gap
+        else:
+            from_out = min(-gap, unlabelled_out)
+            unlabelled_out -= from_out
+            unlabelled_in -= min(-gap - from_out, unlabelled_in)
+    for side, count in (("input", unlabelled_in), ("output", unlabelled_out)):
+        if count > 0:
+            by[f"{side}:{UNLABELLED}"] = count
+    return by
+
+
+#: Modalities that say nothing of what their tokens hold, priced by default at the highest
+#: price of their side (:func:`effective_prices`).
+UNKNOWN_MODALITIES: Final = (UNLABELLED, "UNSPECIFIED", "MODALITY_UNSPECIFIED")
+
+
+def effective_prices(prices: Mapping[str, float]) -> dict[str, float]:
+    """The checked table (see :func:`check_prices`, USD per million tokens) with a price for
+    ``input:UNLABELLED`` and ``output:UNLABELLED`` (and the ``UNSPECIFIED`` modalities)
+    where it sets none: the highest price of that side in the table (no price when the table
+    has none for the side).
+
+    What the unlabelled tokens hold is not reported (the system instruction, history, frames
+    still in the context ...), so pricing them at the dearest rate of their side keeps the
+    estimate from coming out lower than the bill. Set the keys to price them otherwise.
+    """
+    table = check_prices(prices)
+    for side in ("input", "output"):
+        side_prices = [price for name, price in table.items() if name.startswith(f"{side}:")]
+        for modality in UNKNOWN_MODALITIES:
+            if side_prices:
+                table.setdefault(f"{side}:{modality}", max(side_prices))
+    return table
+
+
+def _utcnow() -> datetime:
+    """The current time, UTC (the clock :func:`spend` reads when given no ``now``)."""
+    return datetime.now(UTC)
+
+
+def _as_utc(at: datetime) -> datetime:
+    """``at`` as an aware UTC time (a naive one is taken to be UTC)."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def turn_rate(usage: Iterable[Usage], now: datetime) -> float | None:
+    """Turns per minute: the reports that arrived (``Usage.at``) in the last
+    :data:`RATE_WINDOW_S` before ``now``, less one, over the time from the first of them to
+    ``now``. None with fewer than two such reports. The rate falls while no report comes."""
+    now = _as_utc(now)
+    since = now - timedelta(seconds=RATE_WINDOW_S)
+    times = sorted(
+        at for at in (_as_utc(u.at) for u in usage if u.at is not None) if since <= at <= now
+    )
+    if len(times) < 2:
+        return None
+    span_s = (now - times[0]).total_seconds()
+    return (len(times) - 1) * 60.0 / span_s if span_s > 0 else None
+
+
+def _priced(tokens: Mapping[str, int], table: Mapping[str, float]) -> tuple[float, list[str]]:
+    """The cost (USD) of ``tokens`` by key at ``table`` (USD per million tokens), and the
+    keys with tokens that the table does not price."""
+    cost = 0.0
+    unpriced: list[str] = []
+    for key, count in tokens.items():
+        if key in table:
+            cost += count * table[key] / 1_000_000
+        elif count:
+            unpriced.append(key)
+    return cost, unpriced
+
+
+def spend(
+    usage: Iterable[Usage],
+    prices: Mapping[str, float] | None = None,
+    *,
+    now: datetime | None = None,
+) -> Spend:
     """Add up ``usage`` reports; with ``prices`` (USD per million tokens) estimate the cost.
 
-    Raises as :func:`check_prices` does for a bad table.
+    Every token reported is in ``by_modality`` and priced (:func:`report_tokens`,
+    :func:`effective_prices`). The projection: :func:`turn_rate` at ``now`` (UTC; default
+    the current time) times the last report's total tokens times 10 minutes
+    (:data:`PROJECTION_S`), and the same with the last report's cost. It is a floor, since
+    each turn re-bills a context that grows. Raises as :func:`check_prices` does for a bad
+    table.
     """
+    reports = list(usage)
+    table = effective_prices(prices) if prices else None
     prompt = response = total = 0
     by: dict[str, int] = {}
-    for report in usage:
+    for report in reports:
         prompt += report.prompt_tokens
         response += report.response_tokens
         total += report.total_tokens
-        for key, count in report.by_modality.items():
-            name = modality_key(key)
-            by[name] = by.get(name, 0) + count
+        for key, count in report_tokens(report).items():
+            by[key] = by.get(key, 0) + count
     cost = None
     unpriced: list[str] = []
-    if prices:
-        prices = check_prices(prices)
-        cost = 0.0
-        for key, count in by.items():
-            if key in prices:
-                cost += count * float(prices[key]) / 1_000_000
-            elif count:
-                unpriced.append(key)
-    return Spend(prompt, response, total, by, cost, tuple(sorted(unpriced)))
+    if table is not None:
+        cost, unpriced = _priced(by, table)
+    last = reports[-1].total_tokens if reports else 0
+    rate = turn_rate(reports, _utcnow() if now is None else now)
+    projected = projected_usd = None
+    if rate is not None:
+        turns = rate * PROJECTION_S / 60.0
+        projected = round(turns * last)
+        if table is not None:
+            projected_usd = turns * _priced(report_tokens(reports[-1]), table)[0]
+    return Spend(
+        prompt, response, total, by, cost, tuple(sorted(unpriced)),
+        last_turn_tokens=last,
+        turns_per_minute=rate,
+        projected_10min_tokens=projected,
+        projected_10min_usd=projected_usd,
+    )  # fmt: skip
 
 
 def usage_table(usage: Iterable[Usage]) -> pd.DataFrame:

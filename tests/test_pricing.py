@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from screenshare_widget.pricing import (
+    PAUSE_VIDEO_AT,
+    PROJECTION_S,
+    RATE_WINDOW_S,
     BudgetGuard,
     Spend,
     UsageLog,
     check_prices,
+    effective_prices,
     modality_key,
+    report_tokens,
     spend,
 )
 from screenshare_widget.session import Usage
@@ -87,3 +92,146 @@ def test_a_usd_budget_needs_prices_and_the_larger_share_counts() -> None:
     assert guard.share(Spend(total_tokens=1000)) == 0.1  # no prices: tokens only
     assert guard.share(Spend(total_tokens=1000, cost_usd=0.6)) == 0.6
     assert guard.check(Spend(total_tokens=1000, cost_usd=0.85)) == ["lower_fps", "pause_video"]
+
+
+# ---- real-service-shaped reports -------------------------------------------------------------
+# Each turn's prompt covers the whole context (R13: 143/181/224 on a flash-live model), the
+# modality details need not add up to the counts (R14: 906 labelled of 1,108), zero
+# modalities are left out, and thinking comes as thoughtsTokenCount, outside the prompt and
+# response counts (totalTokenCount is the sum of all of them).
+
+T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_what_no_modality_labels_is_counted_on_its_side() -> None:
+    r14 = Usage(1108, 120, 1228, {"prompt:TEXT": 395, "prompt:AUDIO": 511,
+                                  "response:AUDIO": 100})  # fmt: skip
+    assert report_tokens(r14) == {"input:TEXT": 395, "input:AUDIO": 511, "output:AUDIO": 100,
+                                  "input:UNLABELLED": 202, "output:UNLABELLED": 20}  # fmt: skip
+    # R1's text turn: 3,863 prompt (2,981 TEXT), 162 audio out, 158 thinking.
+    r1 = Usage(3863, 162, 3863 + 162 + 158, {"prompt:TEXT": 2981, "response:AUDIO": 162,
+                                             "response:THOUGHTS": 158})  # fmt: skip
+    tokens = report_tokens(r1)
+    assert tokens == {"input:TEXT": 2981, "output:AUDIO": 162, "output:THOUGHTS": 158,
+                      "input:UNLABELLED": 882}  # fmt: skip
+    assert sum(tokens.values()) == r1.total_tokens
+    # Tool use sits outside the prompt count too: it labels none of the prompt.
+    tool = Usage(500, 50, 600, {"prompt:TEXT": 500, "response:TEXT": 50, "prompt:TOOL_USE": 50})
+    assert "input:UNLABELLED" not in report_tokens(tool)
+    # Details that add up exactly (the emulator's) leave nothing unlabelled.
+    assert report_tokens(TURN_1) == {"input:AUDIO": 1000, "input:IMAGE": 300,
+                                     "output:AUDIO": 200}  # fmt: skip
+
+
+def test_the_total_is_the_reference_for_what_the_counts_miss_or_count_twice() -> None:
+    # The total holds 30 tokens no count reports: they are priced, as output.
+    beyond = Usage(100, 50, 180, {"prompt:AUDIO": 100, "response:AUDIO": 50})
+    assert report_tokens(beyond) == {"input:AUDIO": 100, "output:AUDIO": 50,
+                                     "output:UNLABELLED": 30}  # fmt: skip
+    # A service that counts thinking inside the response: the thoughts are not billed twice.
+    inside = Usage(100, 250, 350, {"prompt:AUDIO": 100, "response:AUDIO": 150,
+                                   "response:THOUGHTS": 100})  # fmt: skip
+    assert report_tokens(inside) == {"input:AUDIO": 100, "output:AUDIO": 150,
+                                     "output:THOUGHTS": 100}  # fmt: skip
+    # An overlap larger than the output's remainder is taken from the input's next.
+    overlap = Usage(300, 100, 330, {"prompt:AUDIO": 200, "response:AUDIO": 90,
+                                    "response:THOUGHTS": 20})  # fmt: skip
+    tokens = report_tokens(overlap)
+    assert tokens["input:UNLABELLED"] == 20 and "output:UNLABELLED" not in tokens
+    assert sum(tokens.values()) == 330
+    # A report without a total keeps the remainders of its counts.
+    no_total = Usage(10, 0, 0, {"prompt:AUDIO": 4})
+    assert report_tokens(no_total) == {"input:AUDIO": 4, "input:UNLABELLED": 6}
+
+
+def test_unlabelled_tokens_cost_the_dearest_price_of_their_side_unless_set() -> None:
+    prices = {"input:AUDIO": 3.0, "input:TEXT": 0.5, "output:AUDIO": 12.0}
+    assert effective_prices(prices)["input:UNLABELLED"] == 3.0
+    assert effective_prices(prices)["output:UNLABELLED"] == 12.0
+    assert effective_prices(prices)["input:UNSPECIFIED"] == 3.0
+    assert "output:UNLABELLED" not in effective_prices({"input:AUDIO": 3.0})
+    r14 = Usage(1108, 120, 1228, {"prompt:TEXT": 395, "prompt:AUDIO": 511,
+                                  "response:AUDIO": 100})  # fmt: skip
+    total = spend([r14], prices)
+    assert total.by_modality["input:UNLABELLED"] == 202
+    assert sum(total.by_modality.values()) == total.total_tokens == 1228
+    expected = (395 * 0.5 + 511 * 3.0 + 202 * 3.0 + 100 * 12.0 + 20 * 12.0) / 1e6
+    assert total.cost_usd == pytest.approx(expected) and total.unpriced == ()
+    # Pricing only the labelled tokens (what this package did before) comes out lower.
+    assert total.cost_usd is not None
+    assert total.cost_usd > (395 * 0.5 + 511 * 3.0 + 100 * 12.0) / 1e6
+    # A price set for the key wins, and the key is checked like the others.
+    own = spend([r14], {**prices, "Input:unlabelled": 1.0})
+    assert own.cost_usd == pytest.approx(expected - 202 * 2.0 / 1e6)
+    assert check_prices({"output:UNLABELLED": 2})["output:UNLABELLED"] == 2.0
+    # Without any output price the output remainder is unpriced, and said so.
+    assert spend([r14], {"input:AUDIO": 3.0}).unpriced == (
+        "input:TEXT", "output:AUDIO", "output:UNLABELLED"
+    )  # fmt: skip
+
+
+def growing_turns(times_s: list[float], prompts: list[int]) -> list[Usage]:
+    """Turns whose prompt is the whole context so far (R13), 20 audio tokens out each."""
+    return [
+        Usage(p, 20, p + 20, {"prompt:TEXT": p - 40, "prompt:AUDIO": 40, "response:AUDIO": 20},
+              at=at(t))
+        for t, p in zip(times_s, prompts, strict=True)
+    ]  # fmt: skip
+
+
+def test_the_projection_is_the_turn_rate_times_the_last_turn() -> None:
+    usage = growing_turns([0, 30, 60], [143, 181, 224])
+    # Summing every report is the bill: each turn re-bills the context.
+    total = spend(usage, now=at(60))
+    assert total.total_tokens == 163 + 201 + 244 and total.last_turn_tokens == 244
+    # 2 turns in the 60 s since the first report: 2 a minute, 20 in the next 10 minutes.
+    assert total.turns_per_minute == pytest.approx(2.0)
+    assert total.projected_10min_tokens == 20 * 244
+    assert total.projected_10min_usd is None  # no prices
+    priced = spend(usage, {"input:TEXT": 1.0, "input:AUDIO": 3.0, "output:AUDIO": 12.0},
+                   now=at(60))  # fmt: skip
+    last_cost = (184 * 1.0 + 40 * 3.0 + 20 * 12.0) / 1e6
+    assert priced.projected_10min_usd == pytest.approx(20 * last_cost)
+    # The rate falls while no report comes: 2 turns over the 120 s since the first.
+    assert spend(usage, now=at(120)).projected_10min_tokens == 10 * 244
+    # Only the last RATE_WINDOW_S counts: the first report drops out, then the second.
+    later = at(RATE_WINDOW_S + 10)
+    assert spend(usage, now=later).turns_per_minute == pytest.approx(60 / (RATE_WINDOW_S - 20))
+    quiet = spend(usage, now=at(RATE_WINDOW_S + 40))
+    assert quiet.turns_per_minute is None and quiet.projected_10min_tokens is None
+    assert quiet.last_turn_tokens == 244  # the last turn stays what it was
+    assert PROJECTION_S == 600.0
+
+
+def test_no_rate_without_two_stamped_reports() -> None:
+    one = spend(growing_turns([0], [143]), {"input:TEXT": 1.0}, now=at(5))
+    assert one.last_turn_tokens == 163 and one.turns_per_minute is None
+    assert one.projected_10min_tokens is None and one.projected_10min_usd is None
+    assert spend([TURN_1, TURN_2], now=T0).turns_per_minute is None  # unstamped
+    assert spend([]).last_turn_tokens == 0
+    # Naive times are taken as UTC; reports after ``now`` are not counted.
+    naive = spend(growing_turns([0, 30, 90], [10, 20, 30]), now=at(30).replace(tzinfo=None))
+    assert naive.turns_per_minute == pytest.approx(2.0)
+
+
+def test_spend_grows_about_quadratically_and_the_budget_sees_all_of_it() -> None:
+    """40 turns of a conversation whose context grows by 300 tokens a turn, 20 % unlabelled:
+    the total is about quadratic in the turns, and the guard counts the unlabelled part."""
+    turns = []
+    for n in range(1, 41):
+        prompt = 1000 + 300 * n
+        turns.append(Usage(prompt, 50, prompt + 50, {"prompt:TEXT": prompt * 4 // 5,
+                                                     "response:AUDIO": 50}))  # fmt: skip
+    ten, forty = spend(turns[:10]).total_tokens, spend(turns).total_tokens
+    assert forty > 10 * ten  # four times the turns, more than ten times the tokens
+    prices = {"input:TEXT": 1.0, "output:AUDIO": 10.0}
+    full = spend(turns, prices)
+    labelled_only = sum(t.by_modality["prompt:TEXT"] * 1.0 + 50 * 10.0 for t in turns) / 1e6
+    assert full.cost_usd is not None and full.cost_usd > labelled_only * 1.2
+    guard = BudgetGuard(usd=full.cost_usd / 0.9)  # 90 % with the remainder, < 80 % without
+    assert labelled_only / guard.usd < PAUSE_VIDEO_AT
+    assert guard.check(full) == ["lower_fps", "pause_video"]
