@@ -35,6 +35,7 @@ EventKind = Literal[
     "tool_call",  # the model asked for a tool
     "tool_result",  # a tool call ended: ok, error (with the reason) or cancelled
     "handover",  # the conversation moved to a new connection
+    "replay",  # what the user said since the last answer went again to a new connection
     "usage",  # the service reported token usage
     "text",  # text the user typed went to the model
     "instruction",  # a version of the system instruction reached the model
@@ -53,12 +54,19 @@ class Handover:
     conversation's context; false when a fresh session had to start (the transcript goes on
     either way). ``gap_ms`` is the time between the last microphone audio sent on the old
     connection and the first sent on the new one (None when no audio flowed on one side).
+    ``replayed_s`` is the microphone audio (seconds) and ``replayed_texts`` the typed texts
+    said since the model's last answer that were sent again on the new connection, so a
+    question the old one heard but never answered is not lost; ``lost_s`` is voiced audio
+    (seconds) too old to be kept for that (the user is asked to repeat it).
     """
 
     at: datetime
     reason: str
     resumed: bool
     gap_ms: float | None = None
+    replayed_s: float = 0.0
+    replayed_texts: int = 0
+    lost_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 from .config import SessionConfig, model_profile
 from .events import Event, EventKind, Events, Frames, Handover, SentFrame
 from .instructions import AppliedBy, Instruction, Instructions
-from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
+from .protocol import INPUT_RATE_HZ, OUTPUT_RATE_HZ, SAMPLE_BYTES
 from .session import Connector, LiveError, LiveSession, ServerMessage, ToolCall, Usage
 from .tools import ToolActivity, Toolbox, activity, finished
 from .transcript import Transcript, Turn
@@ -54,15 +54,38 @@ ACK_INTERVAL_S: Final = 0.5
 BACKOFF_FIRST_S: Final = 0.5
 BACKOFF_MAX_S: Final = 8.0
 MAX_RECONNECTS: Final = 6
+#: Close codes that, before ``setupComplete`` on a resume, mean the handle was refused:
+#: 1008 "invalid or expired", and 1011 on the real service, which also refuses a resume
+#: while the session's earlier socket is still open (research D5); 1007 too.
+REFUSAL_CODES: Final = frozenset({1007, 1008, 1011})
 #: A connection that stayed up this long resets the reconnect budget (s).
 STABLE_AFTER_S: Final = 30.0
 #: Upper bound on tearing a connection down (s).
 CLOSE_TIMEOUT_S: Final = 5.0
 #: Hand over to a fresh connection this long before a goAway's deadline at the latest (s).
 GOAWAY_MARGIN_S: Final = 2.0
-#: Ping the service this often (s); no answer within the timeout (s) counts as a drop.
-KEEPALIVE_INTERVAL_S: Final = 5.0
-KEEPALIVE_TIMEOUT_S: Final = 5.0
+#: After a goAway, while the model is not replying, the handover waits for the microphone
+#: to pause at most this long (s); what the user said meanwhile is replayed on the new
+#: connection, so nothing is lost by not waiting longer. The real service goes quiet after
+#: a goAway (research D2), so waiting for it to answer would be dead air.
+GOAWAY_USER_WAIT_S: Final = 1.5
+#: A reply counts as over when no server message came for this long (s): after a goAway
+#: the real service may stop in the middle of a reply. After ``generationComplete`` the
+#: wait runs to when the reply's audio would have finished playing, when ``turnComplete``
+#: (with the turn's usage) is due.
+MODEL_SILENT_S: Final = 1.0
+#: Ping the service this often while no ping is outstanding (s).
+KEEPALIVE_INTERVAL_S: Final = 10.0
+#: A connection is declared dead after this long with neither a server message nor a pong
+#: (s). Real pongs come 8-30 s late (research D1), so a late pong alone never ends a
+#: connection that keeps delivering messages, and an idle one gets this long.
+SILENCE_LIMIT_S: Final = 40.0
+#: Microphone audio kept for replay on the next connection, since the last answered turn
+#: (bytes of 16 kHz PCM16): 20 s. Policy: drop the oldest, and say how much was lost.
+REPLAY_MAX_BYTES: Final = 20 * INPUT_RATE_HZ * SAMPLE_BYTES
+#: Quiet audio kept before the first voiced chunk of the replay (bytes): 0.5 s, so the
+#: service hears the start of the speech.
+REPLAY_PREROLL_BYTES: Final = INPUT_RATE_HZ * SAMPLE_BYTES // 2
 #: A pause in the conversation, where a handover loses nothing: the model is silent, what the
 #: user said has been answered, and the microphone stayed below :data:`VOICE_RMS` this long (s).
 PAUSE_S: Final = 0.3
@@ -208,6 +231,102 @@ class _ReplyWaiter:
     turn: int | None = None
 
 
+@dataclass(frozen=True)
+class _Said:
+    """Input that went to the model: a microphone chunk (``pcm``, ``voiced``) or a typed
+    ``text``."""
+
+    pcm: bytes = b""
+    voiced: bool = False
+    text: str = ""
+
+
+class Unanswered:
+    """What the user said or typed since the model last answered, to replay on the next
+    connection: the real service can go quiet after a goAway, or a connection can drop,
+    with a question heard but not answered (research D2).
+
+    Bounded by :data:`REPLAY_MAX_BYTES` of audio. Policy: drop the oldest, counting the
+    voiced seconds lost in :attr:`lost_s`. Quiet audio before the first voiced chunk is
+    trimmed to :data:`REPLAY_PREROLL_BYTES`. Used on the relay loop only.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[_Said] = deque()
+        self._bytes = 0
+        self._mark = 0  # items before it were sent before the model's current reply began
+        self._voiced = 0  # voiced chunks held
+        #: Voiced audio dropped by the bound since the last :meth:`take` (seconds).
+        self.lost_s = 0.0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def audio_s(self) -> float:
+        """Audio held (seconds)."""
+        return self._bytes / (INPUT_RATE_HZ * SAMPLE_BYTES)
+
+    def audio(self, pcm: bytes, voiced: bool) -> None:
+        """A microphone chunk went out."""
+        self._items.append(_Said(pcm=pcm, voiced=voiced))
+        self._bytes += len(pcm)
+        self._voiced += voiced
+        if not self._voiced:
+            # No speech yet: only the pre-roll of quiet audio is worth keeping.
+            while self._bytes > REPLAY_PREROLL_BYTES and self._items[0].pcm:
+                self._drop_first()
+        while self._bytes > REPLAY_MAX_BYTES and len(self._items) > 1:
+            dropped = self._drop_first()
+            if dropped.voiced:
+                self.lost_s += len(dropped.pcm) / (INPUT_RATE_HZ * SAMPLE_BYTES)
+
+    def text(self, text: str) -> None:
+        """A typed text went out."""
+        self._items.append(_Said(text=text))
+
+    def reply_began(self) -> None:
+        """The model began a reply: what was said before it is what it answers."""
+        self._mark = len(self._items)
+
+    def interrupted(self) -> None:
+        """The user barged in: what came before the reply was answered (in part); the
+        barge-in, said during the reply, was not."""
+        self._drop_answered()
+
+    def answered(self) -> None:
+        """The reply ended normally: what came before it was answered, and audio during it
+        was not a question (the service did not take it as one). Texts typed during the
+        reply still wait for their answer."""
+        self._drop_answered()
+        self._items = deque(item for item in self._items if not item.pcm)
+        self._bytes = self._voiced = 0
+
+    def take(self) -> tuple[list[_Said], float]:
+        """Everything held, oldest first, and the voiced seconds lost; empties it."""
+        items, lost = list(self._items), self.lost_s
+        self.clear()
+        return items, lost
+
+    def clear(self) -> None:
+        """Forget everything (the session ended)."""
+        self._items.clear()
+        self._bytes = self._voiced = self._mark = 0
+        self.lost_s = 0.0
+
+    def _drop_answered(self) -> None:
+        for _ in range(min(self._mark, len(self._items))):
+            self._drop_first()
+        self._mark = 0
+
+    def _drop_first(self) -> _Said:
+        item = self._items.popleft()
+        self._bytes -= len(item.pcm)
+        self._voiced -= item.voiced
+        self._mark = max(0, self._mark - 1)
+        return item
+
+
 class Relay:
     """One conversation with a Live backend, on its own thread and loop.
 
@@ -258,8 +377,21 @@ class Relay:
         self._gen = 0
         self._handle: str | None = None
         self._model_speaking = False
+        # The model's current reply: when its first output came, how much audio it sent
+        # (s), when its last message came (monotonic), and whether generation completed.
+        self._reply_began_at = 0.0
+        self._reply_audio_s = 0.0
+        self._reply_heard_at = 0.0
+        self._generation_done = False
+        # An interrupted came without turnComplete: the next turnComplete before any new
+        # output closes the interrupted turn (the real service sends both; research D4).
+        self._interrupted_tail = False
+        self._heard_at = 0.0  # monotonic time of the last server message or pong
+        #: What the user said or typed since the last answer, for the next connection.
+        self.unanswered = Unanswered()
         self.handovers: list[Handover] = []
         self._pending_handover: tuple[datetime, str, bool] | None = None
+        self._replayed = (0.0, 0, 0.0)  # audio (s), texts and lost audio (s) of the replay
         self._last_audio_sent: float | None = None  # monotonic time of the last audio sent
         self._last_voice_at: float | None = None  # monotonic time the mic last carried voice
         self._last_voice_wall: datetime | None = None  # the same, as a UTC datetime
@@ -273,7 +405,7 @@ class Relay:
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._audio: deque[bytes] = deque()
+        self._audio: deque[tuple[bytes, bool]] = deque()  # chunks and whether voiced
         self._audio_bytes = 0
         self._audio_ready: asyncio.Event | None = None
         # Screen frames wait in this single slot. Policy: latest wins, counted in
@@ -480,7 +612,8 @@ class Relay:
             return
         self._tap("on_mic", pcm)
         began, ended = self._chunk_span(pcm, t_ms)
-        if is_voice(pcm):
+        voiced = is_voice(pcm)
+        if voiced:
             self._last_voice_wall = ended
             self._last_voice_at = time.monotonic()
             if not self._speaking:
@@ -497,10 +630,10 @@ class Relay:
             and (ended - self._last_voice_wall).total_seconds() >= SPEECH_END_S
         ):
             self._speech_ended()
-        self._audio.append(pcm)
+        self._audio.append((pcm, voiced))
         self._audio_bytes += len(pcm)
         while self._audio_bytes > MIC_BUFFER_BYTES and len(self._audio) > 1:
-            old = self._audio.popleft()
+            old, _ = self._audio.popleft()
             self._audio_bytes -= len(old)
             self.counters.dropped_audio_bytes += len(old)
         assert self._audio_ready is not None
@@ -523,6 +656,7 @@ class Relay:
         self._audio_bytes = 0
         self._frame = None
         self._texts.clear()
+        self.unanswered.clear()
 
     def _chunk_span(self, pcm: bytes, t_ms: float) -> tuple[datetime, datetime]:
         """When a 16 kHz PCM16 chunk began and ended, from the page's capture time of its
@@ -592,6 +726,7 @@ class Relay:
         if self._texts and self._texts[0] is item:
             self._texts.popleft()
         self._awaiting_answer = True
+        self.unanswered.text(item.text)
         self._record("text", text=item.text, chars=len(item.text))
         if item.reply is not None:
             item.reply.turn = self._model_turns + 1
@@ -646,14 +781,17 @@ class Relay:
 
         Recoverable ends (goAway, drops, 1011, a stalled server) reconnect with the latest
         resumable handle, with capped exponential backoff and jitter, at most
-        :data:`MAX_RECONNECTS` times in a row. A refused handle gets one fresh retry without
-        it. Fatal errors (bad key, unknown model, rejected settings) end in FAILED at once.
+        :data:`MAX_RECONNECTS` times in a row. A refused handle (a close with one of
+        :data:`REFUSAL_CODES` before ``setupComplete``) gets one more try, or none when the
+        reason says the handle is invalid, then a fresh session without it. Fatal errors
+        (bad key, unknown model, rejected settings) end in FAILED at once.
         Cancelling it (``stop()``) closes the connection and ends in IDLE.
         """
         ticker = asyncio.get_running_loop().create_task(self._tick(), name="relay.tick")
         attempts = 0
         ended: str | None = None  # why the previous connection ended; None before the first
         fresh_retry = False  # a refused handle was dropped; the next refusal is final
+        refusals = 0  # refusals of the current handle in a row
         try:
             while True:
                 handle = self._handle
@@ -669,18 +807,28 @@ class Relay:
                     opened = self._opened_at is not None
                     if opened:
                         fresh_retry = False
+                        refusals = 0
                         if time.monotonic() - (self._opened_at or 0.0) > STABLE_AFTER_S:
                             attempts = 0
-                    refused = handle is not None and not opened and exc.code in (1007, 1008)
+                    refused = handle is not None and not opened and exc.code in REFUSAL_CODES
                     if refused and not fresh_retry:
+                        refusals += 1
+                        said = f"{exc.code}: {exc.reason or exc.message}"
+                        if refusals < 2 and "handle" not in exc.reason.lower():
+                            # Maybe the old connection is not closed yet on the service's
+                            # side (it refuses a concurrent resume with 1011): once more.
+                            logger.warning("the service refused to resume (%s); once more", said)
+                            self._set_state(RelayState.RECONNECTING, exc.message)
+                            await asyncio.sleep(_backoff(1))
+                            continue
                         logger.warning(
-                            "the service refused the resumption handle (%s); "
-                            "starting a fresh session",
-                            exc.reason or exc.message,
+                            "the service refused to resume (%s); starting a fresh session", said
                         )
                         self._handle = None
                         fresh_retry = True
-                        ended = ended or f"resumption refused ({exc.reason or exc.code})"
+                        refusals = 0
+                        refusal = f"the service refused to resume ({said})"
+                        ended = f"{ended}, then {refusal}" if ended else refusal
                         continue
                     if exc.fatal or attempts >= MAX_RECONNECTS:
                         self._fail(exc, attempts)
@@ -717,9 +865,38 @@ class Relay:
         self.counters.reconnects += 1
         self._finish_handover(None)
         if self._model_speaking:
-            # The new connection will not continue this answer: it was cut short.
-            self._end_model_turn(interrupted=True)
+            # The new connection will not continue this answer: it was cut short, unless
+            # all of it had come (only turnComplete was missing).
+            done = self._generation_done
+            self._end_model_turn(interrupted=not done)
+            if done:
+                self.unanswered.answered()
+        self._interrupted_tail = False
         self._set_state(RelayState.RECONNECTING, message)
+
+    async def _replay(self, session: LiveSession) -> None:
+        """Send the new connection what the user said or typed since the last answer, so a
+        question the old connection heard but did not answer is not lost. Cancellation
+        stops it; what was not sent is dropped (the session is ending)."""
+        items, lost_s = self.unanswered.take()
+        if not any(item.voiced or item.text for item in items):
+            items = []  # quiet audio only: nothing to answer
+        if not items and not lost_s:
+            return
+        audio_s = sum(len(item.pcm) for item in items) / (INPUT_RATE_HZ * SAMPLE_BYTES)
+        texts = [item.text for item in items if item.text]
+        for item in items:
+            if item.text:
+                await session.send_text(item.text)
+                self.unanswered.text(item.text)
+            else:
+                await session.send_audio(item.pcm)
+                self.unanswered.audio(item.pcm, item.voiced)
+        self._record("replay", audio_s=round(audio_s, 3), texts=len(texts), lost_s=round(lost_s, 3))
+        logger.info(
+            "replayed %.1f s of audio and %d text(s) on the new connection", audio_s, len(texts)
+        )
+        self._replayed = (audio_s, len(texts), lost_s)
 
     def _fail(self, exc: LiveError, attempts: int) -> None:
         message = exc.message
@@ -757,6 +934,9 @@ class Relay:
                 self._pending_handover = (datetime.now(UTC), ended, handle is not None)
             by: AppliedBy = "handover" if ended == INSTRUCTION_HANDOVER else "setup"
             self._instruction_applied(version, by)
+            self._heard_at = time.monotonic()
+            if ended is not None:
+                await self._replay(session)
             self._set_state(RelayState.LIVE)
             go_away: asyncio.Future[float] = asyncio.get_running_loop().create_future()
             try:
@@ -816,27 +996,58 @@ class Relay:
         if pending is None:
             return
         at, reason, resumed = pending
-        handover = Handover(at=at, reason=reason, resumed=resumed, gap_ms=gap_ms)
+        replayed_s, texts, lost_s = self._replayed
+        self._replayed = (0.0, 0, 0.0)
+        handover = Handover(
+            at=at,
+            reason=reason,
+            resumed=resumed,
+            gap_ms=gap_ms,
+            replayed_s=round(replayed_s, 3),
+            replayed_texts=texts,
+            lost_s=round(lost_s, 3),
+        )
         self.handovers.append(handover)
-        self._record("handover", reason=reason, resumed=resumed, gap_ms=gap_ms)
+        self._record(
+            "handover",
+            reason=reason,
+            resumed=resumed,
+            gap_ms=gap_ms,
+            replayed_s=handover.replayed_s,
+            lost_s=handover.lost_s,
+        )
         logger.info("handed over to a new connection: %s", handover)
         self._emit(self._sink.on_handover, handover)
 
     async def _keepalive(self, session: LiveSession) -> None:
-        """Ping the service; a silent one counts as a dropped connection."""
-        while True:
-            await asyncio.sleep(KEEPALIVE_INTERVAL_S)
-            try:
-                async with asyncio.timeout(KEEPALIVE_TIMEOUT_S):
-                    await session.ping()
-            except TimeoutError:
-                raise LiveError(
-                    "The Live service stopped answering "
-                    f"(no reply to a ping in {KEEPALIVE_TIMEOUT_S:.0f} s).",
-                    code=1006,
-                    reason="keepalive timeout",
-                    fatal=False,
-                ) from None
+        """Declare the connection dead after :data:`SILENCE_LIMIT_S` with neither a server
+        message nor a pong; ping every :data:`KEEPALIVE_INTERVAL_S` while no ping is
+        outstanding. A late pong is no failure: the real service's come 8-30 s late.
+        Cancellation cancels the outstanding ping's wait."""
+        ping: asyncio.Task[None] | None = None
+
+        async def round_trip() -> None:
+            with contextlib.suppress(LiveError):  # a broken socket is the receiver's to report
+                await session.ping()
+                self._heard_at = time.monotonic()
+
+        try:
+            while True:
+                silent = time.monotonic() - self._heard_at
+                if silent >= SILENCE_LIMIT_S:
+                    raise LiveError(
+                        "The Live service went silent: no message and no answer to a ping "
+                        f"for {SILENCE_LIMIT_S:.0f} s. Reconnecting.",
+                        code=1006,
+                        reason="keepalive timeout",
+                        fatal=False,
+                    )
+                if ping is None or ping.done():
+                    ping = asyncio.create_task(round_trip(), name="relay.ping")
+                await asyncio.sleep(min(KEEPALIVE_INTERVAL_S, SILENCE_LIMIT_S - silent))
+        finally:
+            if ping is not None:
+                ping.cancel()
 
     async def _tick(self) -> None:
         while True:
@@ -851,20 +1062,21 @@ class Relay:
         while True:
             await ready.wait()
             while self._audio:
-                pcm = self._audio.popleft()
+                pcm, voiced = self._audio.popleft()
                 self._audio_bytes -= len(pcm)
                 try:
-                    await _complete(session.send_audio(pcm), partial(self._sent, len(pcm)))
+                    await _complete(session.send_audio(pcm), partial(self._sent, pcm, voiced))
                 except LiveError:
                     # The connection broke under this chunk: it goes first on the next one.
-                    self._audio.appendleft(pcm)
+                    self._audio.appendleft((pcm, voiced))
                     self._audio_bytes += len(pcm)
                     raise
             ready.clear()
 
-    def _sent(self, size: int) -> None:
-        """A microphone chunk of ``size`` bytes went out."""
-        self.counters.audio_bytes_sent += size
+    def _sent(self, pcm: bytes, voiced: bool) -> None:
+        """A microphone chunk went out."""
+        self.counters.audio_bytes_sent += len(pcm)
+        self.unanswered.audio(pcm, voiced)
         now = time.monotonic()
         if self._pending_handover is not None:
             last = self._last_audio_sent
@@ -908,6 +1120,7 @@ class Relay:
         the loop time by which to hand over."""
         loop = asyncio.get_running_loop()
         async for message in session.receive():
+            self._heard_at = time.monotonic()
             self._handle_message(message)
             if message.go_away_s is not None and not go_away.done():
                 left = message.go_away_s
@@ -916,23 +1129,48 @@ class Relay:
         raise LiveError("The Live session ended.", code=1000, fatal=False)
 
     async def _hand_over(self, go_away: asyncio.Future[float]) -> None:
-        """After a goAway, hand over (raise ``_Handover``) at the first pause in the
-        conversation, or at the deadline if none comes. A pause: the model is not speaking
-        and the microphone was quiet for :data:`PAUSE_S`."""
+        """After a goAway, hand over (raise ``_Handover``) as soon as nothing is lost by it,
+        and by the goAway's deadline at the latest. While the model replies: at the end of
+        its reply, or once it fell silent (:data:`MODEL_SILENT_S`; the real service may go
+        quiet mid-reply). Otherwise: at the first pause of the microphone
+        (:data:`PAUSE_S`), or :data:`GOAWAY_USER_WAIT_S` after the goAway if the user goes
+        on talking; what was said since the last answer is replayed on the new connection.
+        """
         deadline = await go_away
         loop = asyncio.get_running_loop()
+        asked = loop.time()
         # A pause is a span of time, not an event: poll for it, briefly.
-        while loop.time() < deadline and not self._in_pause():  # noqa: ASYNC110
+        while loop.time() < deadline:
+            if self._model_speaking:
+                if self._reply_fell_silent():
+                    break
+            elif self._mic_quiet() or loop.time() - asked >= GOAWAY_USER_WAIT_S:
+                break
             await asyncio.sleep(HANDOVER_POLL_S)
         raise _Handover("goAway")
+
+    def _reply_fell_silent(self) -> bool:
+        """The model's reply is over without its end: nothing came for
+        :data:`MODEL_SILENT_S`, or after ``generationComplete`` nothing came by when its
+        audio would have finished playing."""
+        now = time.monotonic()
+        since = now - self._reply_heard_at
+        if self._generation_done:
+            played = self._reply_began_at + self._reply_audio_s
+            return since >= MODEL_SILENT_S and now >= played + MODEL_SILENT_S
+        return since >= MODEL_SILENT_S
+
+    def _mic_quiet(self) -> bool:
+        """The microphone carried no voice for :data:`PAUSE_S`."""
+        voice = self._last_voice_at
+        return voice is None or time.monotonic() - voice >= PAUSE_S
 
     def _in_pause(self) -> bool:
         """A turn boundary: the model is silent, nothing the user said waits for an answer,
         and the microphone has been quiet for :data:`PAUSE_S`."""
         if self._model_speaking or self._awaiting_answer:
             return False
-        voice = self._last_voice_at
-        return voice is None or time.monotonic() - voice >= PAUSE_S
+        return self._mic_quiet()
 
     # ---- server messages --------------------------------------------------------------------
 
@@ -944,6 +1182,12 @@ class Relay:
             self._gen += 1
             self._emit(self._sink.on_interrupted, self._gen)
             self._end_model_turn(interrupted=True)
+            self.unanswered.interrupted()
+            # The real service ends an interrupted turn with a turnComplete of its own.
+            self._interrupted_tail = not m.turn_complete
+        if m.audio or m.output_transcription or m.text or m.tool_calls:
+            self._interrupted_tail = False  # the model goes on: a turnComplete is its own
+            self._reply_heard_at = time.monotonic()
         if m.input_transcription:
             self._turns(self.transcript.add_input(m.input_transcription))
         if m.audio:
@@ -953,6 +1197,7 @@ class Relay:
                 self._turns(self.transcript.model_started())
             self.counters.audio_chunks_out += 1
             self.counters.audio_bytes_out += len(m.audio)
+            self._reply_audio_s += len(m.audio) / (OUTPUT_RATE_HZ * SAMPLE_BYTES)
             self._tap("on_model_audio", m.audio)
             self._emit(self._sink.on_audio, m.audio, self._gen)
         text = m.output_transcription or m.text
@@ -972,14 +1217,24 @@ class Relay:
                 by_modality=dict(usage.by_modality),
             )
             self._emit(self._sink.on_usage, usage)
+        if m.generation_complete:
+            self._generation_done = True
+            self._reply_heard_at = time.monotonic()
         if m.generation_complete and not m.turn_complete:
             # No more audio is coming; the service sends turnComplete only once the audio
             # would have finished playing, possibly after the page played it all.
             self._emit(self._sink.on_turn_complete, self._gen)
         if m.turn_complete:
-            self._record("turn_complete")
-            self._awaiting_answer = False
-            self._end_model_turn(interrupted=False)
+            # The end of an interrupted turn (with its usage), not of the exchange that the
+            # barge-in began: the user's words may still be arriving.
+            tail = m.interrupted or self._interrupted_tail
+            self._interrupted_tail = False
+            self._record("turn_complete", interrupted=tail)
+            if not tail:
+                if self._model_speaking:
+                    self.unanswered.answered()
+                self._awaiting_answer = False
+                self._end_model_turn(interrupted=False)
             self._emit(self._sink.on_turn_complete, self._gen)
         if m.resumption_handle:
             self._handle = m.resumption_handle
@@ -1063,6 +1318,10 @@ class Relay:
     def _model_began(self) -> None:
         self._model_speaking = True
         self._model_turns += 1
+        self._reply_began_at = self._reply_heard_at = time.monotonic()
+        self._reply_audio_s = 0.0
+        self._generation_done = False
+        self.unanswered.reply_began()
 
     def _end_model_turn(self, *, interrupted: bool) -> None:
         was_speaking, self._model_speaking = self._model_speaking, False

@@ -26,6 +26,10 @@ Role = Literal["user", "model"]
 #: Speech that starts this long after an unclaimed utterance ended begins a new utterance
 #: (s): a cough that was never transcribed does not stretch the next user turn.
 UTTERANCE_GAP_S: Final = 2.0
+#: User text that arrives this long after its exchange ended, with no new speech since,
+#: still belongs to that exchange's user turn (s): the real service can send the user's
+#: words after the model's reply (research D8).
+LATE_TEXT_S: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,11 @@ class Transcript(Sequence[Turn]):
         self._next_end: datetime | None = None
         # The speech going on belongs to the open user turn, which was spoken until then.
         self._speech_for_open = False
+        # The exchange closed last: its user turn and model turn (indexes or None), and when.
+        self._last_user: int | None = None
+        self._last_model: int | None = None
+        self._last_end: datetime | None = None
+        self._last_spoken = False
         self._user_spoke_until: datetime | None = None
         #: The instruction version new turns are tagged with (the relay keeps it current).
         self.instruction = 1
@@ -191,6 +200,9 @@ class Transcript(Sequence[Turn]):
             return []
         at = at or _now()
         with self._lock:
+            late = self._late_input(text, at)
+            if late is not None:
+                return late
             self._user_last = at
             if self._user is None:
                 started = at
@@ -215,6 +227,51 @@ class Transcript(Sequence[Turn]):
             old = self._turns[self._user]
             self._turns[self._user] = replace(old, text=old.text + text)
             return [self._user]
+
+    def _late_input(self, text: str, at: datetime) -> list[int] | None:
+        """User text for the exchange that already closed, placed by time; None if it
+        opens or grows the current exchange's user turn instead.
+
+        - The last exchange's model turn had no user turn, and speech no turn claimed began
+          before that model turn: the user's words came after the answer, so they go in a
+          new user turn before it.
+        - The last exchange had a user turn whose speech the page's audio showed, no
+          speech began since, and it closed at most :data:`LATE_TEXT_S` ago: the text is
+          more of that turn.
+        """
+        if self._user is not None or self._model is not None or self._last_end is None:
+            return None
+        model = self._last_model
+        if (
+            self._last_user is None
+            and model is not None
+            and self._next_start is not None
+            and self._next_start <= self._turns[model].started_at
+        ):
+            ended = self._next_end or at
+            turn = Turn(
+                role="user",
+                text=text,
+                started_at=self._next_start,
+                ended_at=min(max(ended, self._next_start), self._turns[model].started_at),
+                instruction=self._turns[model].instruction,
+            )
+            self._turns.insert(model, turn)
+            self._next_start = self._next_end = None
+            self._last_user, self._last_model = model, model + 1
+            self._last_spoken = True  # its later pieces join it
+            return list(range(model, len(self._turns)))
+        user = self._last_user
+        if (
+            user is not None
+            and self._last_spoken
+            and self._next_start is None
+            and (at - self._last_end).total_seconds() <= LATE_TEXT_S
+        ):
+            old = self._turns[user]
+            self._turns[user] = replace(old, text=old.text + text)
+            return [user]
+        return None
 
     def add_output(self, text: str, at: datetime | None = None) -> list[int]:
         """Append a piece of the model's transcribed speech (opens its turn if needed)."""
@@ -273,7 +330,9 @@ class Transcript(Sequence[Turn]):
         with self._lock:
             # Speech no turn claimed belongs to this session, not to the next one.
             self._next_start = self._next_end = None
-            return self._end(interrupted=self._model is not None, at=at)
+            changed = self._end(interrupted=self._model is not None, at=at)
+            self._last_user = self._last_model = self._last_end = None
+            return changed
 
     def _end(self, *, interrupted: bool, at: datetime) -> list[int]:
         changed = []
@@ -286,6 +345,10 @@ class Transcript(Sequence[Turn]):
             old = self._turns[self._model]
             self._turns[self._model] = replace(old, ended_at=at, interrupted=interrupted)
             changed.append(self._model)
+        if changed:
+            self._last_user, self._last_model, self._last_end = self._user, self._model, at
+            # Only a user turn whose speech the page's audio showed can take late text.
+            self._last_spoken = self._user is not None and self._user_spoke_until is not None
         self._user = self._model = None
         self._user_last = self._user_spoke_until = None
         self._speech_for_open = False

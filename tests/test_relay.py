@@ -353,7 +353,7 @@ def test_a_refused_handle_then_a_fatal_fresh_attempt_fails(relay: Relay, backend
 
 def test_a_stalled_service_counts_as_a_drop(relay: Relay, backend, monkeypatch) -> None:
     monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.05)
-    monkeypatch.setattr(relay_module, "KEEPALIVE_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(relay_module, "SILENCE_LIMIT_S", 0.1)
     monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
     session = live(relay, backend)
     session.stalled = True
@@ -397,20 +397,6 @@ def test_go_away_waits_for_a_pause_in_the_users_speech(relay: Relay, backend) ->
     push(relay, session, ServerMessage(turn_complete=True))
     live(relay, backend, count=2)  # answered, and the microphone is quiet: the handover comes
     assert time.monotonic() - stop_talking >= relay_module.PAUSE_S - 0.05
-
-
-def test_go_away_waits_for_the_answer_to_what_the_user_said(relay: Relay, backend) -> None:
-    session = live(relay, backend)
-    relay.feed_audio(b"\x00\x10" * 640)  # the user asks something ...
-    relay.feed_audio(b"\0\0" * 640 * 20)  # ... then is quiet for 0.8 s
-    push(relay, session, ServerMessage(go_away_s=30.0))
-    wait_until(lambda: relay._loop is not None)
-    time.sleep(relay_module.PAUSE_S + 0.3)  # quiet, but the question is unanswered
-    assert len(backend.sessions) == 1
-    push(relay, session, ServerMessage(audio=b"\0\0", output_transcription="Here it is."))
-    push(relay, session, ServerMessage(turn_complete=True))
-    live(relay, backend, count=2)
-    assert relay.transcript[-1].text == "Here it is."
 
 
 def test_protocol_events_are_recorded(relay: Relay, backend) -> None:

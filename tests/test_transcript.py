@@ -205,3 +205,54 @@ def test_an_untranscribed_sound_long_before_does_not_stretch_a_turn() -> None:
     typed.speech_started(at(0))
     typed.add_typed("hi", at(1))  # typed turns keep their own time
     assert typed[0].started_at == typed[0].ended_at == at(1)
+
+
+def test_the_last_pieces_of_the_users_words_after_the_answer_join_their_turn() -> None:
+    tr = Transcript()
+    tr.speech_started(at(0))
+    tr.speech_ended(at(2))
+    tr.add_input("What is", at(2.5))
+    tr.add_output("A plot.", at(3))
+    tr.end_exchange(at=at(4))
+    tr.add_input(" this?", at(4.5))  # later than the turnComplete, no new speech since
+    assert [(t.role, t.text) for t in tr] == [("user", "What is this?"), ("model", "A plot.")]
+    tr.add_input("Next", at(4.5 + 10))  # much later: a turn of its own
+    assert [t.text for t in tr][-1] == "Next"
+
+
+def test_words_with_new_speech_since_do_not_join_the_last_turn() -> None:
+    tr = Transcript()
+    tr.speech_started(at(0))
+    tr.speech_ended(at(1))
+    tr.add_input("One", at(1.5))
+    tr.add_output("Yes.", at(2))
+    tr.end_exchange(at=at(3))
+    tr.speech_started(at(3.2))  # the user speaks again
+    tr.add_input("Two", at(3.6))
+    assert [t.text for t in tr] == ["One", "Yes.", "Two"]
+
+
+def test_words_after_an_answer_that_had_no_user_turn_go_before_it() -> None:
+    tr = Transcript()
+    tr.speech_started(at(0))
+    tr.speech_ended(at(1.5))
+    tr.add_output("Sure.", at(2))
+    tr.end_exchange(at=at(3))
+    tr.add_typed("typed later", at(3.5))
+    assert tr.add_input("Help me", at(4)) == [0, 1, 2]
+    assert [(t.role, t.text) for t in tr] == [
+        ("user", "Help me"),
+        ("model", "Sure."),
+        ("user", "typed later"),
+    ]
+    user = tr[0]
+    assert (user.started_at, user.ended_at) == (at(0), at(1.5))
+
+
+def test_typed_text_never_takes_late_words() -> None:
+    tr = Transcript()
+    tr.add_typed("typed", at(0))
+    tr.add_output("Answer.", at(1))
+    tr.end_exchange(at=at(2))
+    tr.add_input("spoken", at(2.5))
+    assert [t.text for t in tr] == ["typed", "Answer.", "spoken"]
