@@ -151,6 +151,14 @@ class ScreenShareAssistant(anywidget.AnyWidget):
     tokens = traitlets.Int(0, read_only=True).tag(sync=True)
     #: Estimated cost so far in USD from :attr:`prices`; -1 while no prices are set.
     cost_usd = traitlets.Float(-1.0, read_only=True).tag(sync=True)
+    #: Tokens of the last usage report (each turn re-bills the whole context, so this grows).
+    last_turn_tokens = traitlets.Int(0, read_only=True).tag(sync=True)
+    #: Tokens the next 10 minutes would add at the recent turn rate (a floor; see
+    #: :attr:`spend`), as of the last report; -1 while there is no rate (fewer than two
+    #: reports in the last 3 minutes, or no session running).
+    projected_10min_tokens = traitlets.Int(-1, read_only=True).tag(sync=True)
+    #: The same projection in USD from :attr:`prices`; -1 without a rate or prices.
+    projected_10min_usd = traitlets.Float(-1.0, read_only=True).tag(sync=True)
     #: A budget in tokens (0: none). At half of it the frame rate drops, at 80 % the video
     #: pauses, at all of it the session stops; the widget says so each time.
     budget_tokens = traitlets.Int(0).tag(sync=True)
@@ -329,9 +337,18 @@ class ScreenShareAssistant(anywidget.AnyWidget):
 
     @property
     def spend(self) -> Spend:
-        """Tokens so far by direction and modality, and the cost estimate from
-        :attr:`prices` (None without prices)."""
-        return spend(self._relay.usage, self._prices)
+        """Tokens so far by direction and modality (with what no modality labels as
+        ``input:UNLABELLED`` / ``output:UNLABELLED``), the cost estimate from
+        :attr:`prices` (None without prices), the last turn's tokens and, while a session
+        runs, a projection of the next 10 minutes at the recent turn rate (see
+        :func:`screenshare_widget.pricing.spend`)."""
+        spent = spend(self._relay.usage, self._prices)
+        if self._relay.state in (RelayState.IDLE, RelayState.CLOSING, RelayState.FAILED):
+            spent = dataclasses.replace(
+                spent, turns_per_minute=None, projected_10min_tokens=None,
+                projected_10min_usd=None,
+            )  # fmt: skip
+        return spent
 
     def _update_spend(self) -> None:
         """Mirror the spend to the meter and take the budget steps now due (any thread)."""
@@ -344,6 +361,10 @@ class ScreenShareAssistant(anywidget.AnyWidget):
         with self.hold_trait_notifications():
             self.set_trait("tokens", spent.total_tokens)
             self.set_trait("cost_usd", -1.0 if spent.cost_usd is None else spent.cost_usd)
+            self.set_trait("last_turn_tokens", spent.last_turn_tokens)
+            projected, usd = spent.projected_10min_tokens, spent.projected_10min_usd
+            self.set_trait("projected_10min_tokens", -1 if projected is None else projected)
+            self.set_trait("projected_10min_usd", -1.0 if usd is None else usd)
 
     def _budget_step(self, step: str, spent: Spend) -> None:
         share = self._guard.share(spent)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -509,3 +510,54 @@ def test_a_budget_spent_while_idle_says_nothing_until_a_session_runs(widget, bac
     )
     wait_until(lambda: w.status == "idle")
     assert any("Budget" in c["reason"] for c, _ in rec.sent if c["kind"] == "stop")
+
+
+def test_the_meter_counts_unlabelled_tokens_and_shows_the_last_turn(widget, backend) -> None:
+    """Real-service-shaped reports: the details cover 906 of 1,108 prompt tokens (R14), and
+    the next turn's prompt holds the whole context again."""
+    w, _ = widget
+    w.prices = {"input:TEXT": 0.5, "input:AUDIO": 3.0, "output:AUDIO": 12.0}
+    w.start()
+    wait_until(lambda: w.status == "live")
+    session = backend.sessions[0]
+
+    def report(prompt: int) -> None:
+        usage = Usage(prompt, 100, prompt + 100, {"prompt:TEXT": 395, "prompt:AUDIO": 511,
+                                                  "response:AUDIO": 100})  # fmt: skip
+        w._relay._loop.call_soon_threadsafe(  # type: ignore[union-attr]
+            session.push, ServerMessage(usage=usage, turn_complete=True)
+        )
+
+    report(1108)
+    wait_until(lambda: w.tokens == 1208)
+    assert w.last_turn_tokens == 1208 and w.spend.by_modality["input:UNLABELLED"] == 202
+    labelled = (395 * 0.5 + 511 * 3.0 + 100 * 12.0) / 1e6
+    assert w.cost_usd == pytest.approx(labelled + 202 * 3.0 / 1e6)
+    assert w.projected_10min_tokens == -1 and w.projected_10min_usd == -1.0  # one report
+    report(1400)
+    wait_until(lambda: w.last_turn_tokens == 1500)
+    assert w.tokens == 2708 and w.spend.by_modality["input:UNLABELLED"] == 202 + 494
+    # Two reports make a rate: the projection is some turns of the last one.
+    assert w.projected_10min_tokens > 0 and w.projected_10min_usd > 0
+    w.stop()
+    wait_until(lambda: w.status == "idle")
+    assert w.spend.projected_10min_tokens is None and w.spend.last_turn_tokens == 1500
+
+
+def test_the_projection_traits_follow_the_turn_rate(widget, backend, monkeypatch) -> None:
+    from screenshare_widget import pricing
+
+    w, _ = widget
+    w.start()
+    wait_until(lambda: w.status == "live")
+    t0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    monkeypatch.setattr(pricing, "_utcnow", lambda: t0 + timedelta(seconds=60))
+    for s, prompt in ((0, 143), (30, 181), (60, 224)):  # R13's growing context, every 30 s
+        at = t0 + timedelta(seconds=s)
+        w._relay.usage.append(Usage(prompt, 20, prompt + 20, {"prompt:TEXT": prompt}, at=at))
+    w._update_spend()
+    assert (w.tokens, w.last_turn_tokens) == (163 + 201 + 244, 244)
+    assert w.projected_10min_tokens == 20 * 244  # 2 turns a minute for 10 minutes
+    assert w.projected_10min_usd == -1.0  # no prices
+    w.prices = {"input:TEXT": 1.0, "output:AUDIO": 10.0}  # output:UNLABELLED at 10.0
+    assert w.projected_10min_usd == pytest.approx(20 * (224 * 1.0 + 20 * 10.0) / 1e6)

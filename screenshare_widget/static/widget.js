@@ -199,19 +199,45 @@ function startBeat(tick) {
 }
 
 /**
- * The token meter's text: "1,234 tokens", the cost when known, and the budget when set.
- * @param {number} tokens
- * @param {number} costUsd -1 (or NaN) when unknown
- * @param {number} budgetTokens 0: none
- * @param {number} budgetUsd 0: none
+ * The token meter's text: "12,345 tokens · ≈$0.0123 · last turn 3,210 · next 10 min ≈ 96k
+ * ($0.10)": the total, the cost when known, the budget when set, the last turn's tokens
+ * (each turn re-bills the whole context) and the projection of the next 10 minutes at the
+ * recent turn rate (PROJECTION_S in pricing.py; a floor, since the context grows).
+ * @param {object} spend
+ * @param {number} spend.tokens
+ * @param {number} spend.costUsd -1 (or NaN) when unknown
+ * @param {number} spend.budgetTokens 0: none
+ * @param {number} spend.budgetUsd 0: none
+ * @param {number} [spend.lastTurnTokens] 0: no turn yet
+ * @param {number} [spend.projectedTokens] -1 (or NaN) when unknown
+ * @param {number} [spend.projectedUsd] -1 (or NaN) when unknown
  */
-export function formatSpend(tokens, costUsd, budgetTokens, budgetUsd) {
+export function formatSpend({
+  tokens, costUsd, budgetTokens, budgetUsd,
+  lastTurnTokens = 0, projectedTokens = -1, projectedUsd = -1,
+}) {
   if (!(tokens > 0) && !(budgetTokens > 0) && !(budgetUsd > 0)) return "";
-  let text = `${Math.round(tokens).toLocaleString("en-US")} tokens`;
-  if (budgetTokens > 0) text += ` of ${Math.round(budgetTokens).toLocaleString("en-US")}`;
+  /** @param {number} n */
+  const whole = (n) => Math.round(n).toLocaleString("en-US");
+  /** @param {number} usd */
+  const dollars = (usd) => `$${usd < 1 ? usd.toFixed(4) : usd.toFixed(2)}`;
+  /** 950, 9.6k, 96k, 1.2M, 12M: one decimal below 10 of a unit, none above.
+   * @param {number} n */
+  const compact = (n) => {
+    const [unit, size] = n >= 999_500 ? ["M", 1e6] : n >= 999.5 ? ["k", 1e3] : ["", 1];
+    const x = n / size;
+    return `${x < 9.95 && size > 1 ? x.toFixed(1).replace(/\.0$/, "") : Math.round(x)}${unit}`;
+  };
+  let text = `${whole(tokens)} tokens`;
+  if (budgetTokens > 0) text += ` of ${whole(budgetTokens)}`;
   if (costUsd >= 0) {
-    text += ` · ≈$${costUsd < 1 ? costUsd.toFixed(4) : costUsd.toFixed(2)}`;
+    text += ` · ≈${dollars(costUsd)}`;
     if (budgetUsd > 0) text += ` of $${budgetUsd.toFixed(2)}`;
+  }
+  if (lastTurnTokens > 0) text += ` · last turn ${whole(lastTurnTokens)}`;
+  if (projectedTokens >= 0) {
+    text += ` · next 10 min ≈ ${compact(projectedTokens)}`;
+    if (projectedUsd >= 0) text += ` (${dollars(projectedUsd)})`;
   }
   return text;
 }
@@ -341,6 +367,13 @@ const MIC_CONSTRAINTS = {
  * @property {number} live_since epoch seconds the session went live, 0 when not live
  * @property {string} connection how the last handover went: "", "resumed" or "fresh session"
  * @property {number} others_live other assistants of the same kernel with a session running
+ * @property {number} tokens tokens reported so far (the meter)
+ * @property {number} cost_usd estimated cost so far (USD), -1 without prices
+ * @property {number} budget_tokens 0: none
+ * @property {number} budget_usd 0: none
+ * @property {number} last_turn_tokens the last usage report's tokens
+ * @property {number} projected_10min_tokens next 10 min at the recent turn rate, -1 unknown
+ * @property {number} projected_10min_usd the same in USD, -1 unknown
  */
 
 /**
@@ -1838,6 +1871,7 @@ const VIEW_TRAITS = [
   "status", "error", "backend", "emulated", "model", "voice", "live_since", "connection",
   "system_instruction", "instruction_version", "instruction_applied", "recording",
   "video_paused", "tokens", "cost_usd", "budget_tokens", "budget_usd", "others_live",
+  "last_turn_tokens", "projected_10min_tokens", "projected_10min_usd",
 ];
 
 /** Longest text the text box sends (characters); the kernel refuses longer. */
@@ -1879,7 +1913,10 @@ function buildView() {
   backendBox.append(backend, engine);
   const recording = h("span", "ssw-recording");
   const spend = h("span", "ssw-spend");
-  spend.title = "Tokens the service reported (and the cost estimate from assistant.prices)";
+  spend.title =
+    "Tokens the service reported (and the cost estimate from assistant.prices). Each turn " +
+    "re-bills the whole context, so the last turn grows; the next 10 minutes are projected " +
+    "at the recent turn rate, a floor.";
   bar.append(share, stop, pause, status, timer, connection, recording, spend, backendBox);
 
   const error = h("div", "ssw-error");
@@ -2112,12 +2149,17 @@ export default function screenshareWidget() {
         const engine = [model.get("model"), model.get("voice")].filter(Boolean).join(" · ");
         ui.engine.textContent = engine;
         ui.engine.hidden = !engine;
-        ui.spend.textContent = formatSpend(
-          Number(model.get("tokens")) || 0,
-          Number(model.get("cost_usd")),
-          Number(model.get("budget_tokens")) || 0,
-          Number(model.get("budget_usd")) || 0,
-        );
+        // The projection only while a session runs: the traits keep the last report's.
+        const running = ["connecting", "live", "reconnecting"].includes(model.get("status"));
+        ui.spend.textContent = formatSpend({
+          tokens: Number(model.get("tokens")) || 0,
+          costUsd: Number(model.get("cost_usd")),
+          budgetTokens: Number(model.get("budget_tokens")) || 0,
+          budgetUsd: Number(model.get("budget_usd")) || 0,
+          lastTurnTokens: Number(model.get("last_turn_tokens")) || 0,
+          projectedTokens: running ? Number(model.get("projected_10min_tokens")) : -1,
+          projectedUsd: running ? Number(model.get("projected_10min_usd")) : -1,
+        });
         ui.spend.hidden = !ui.spend.textContent;
         const paused = !!model.get("video_paused");
         ui.pause.textContent = paused ? "Resume video" : "Pause video";

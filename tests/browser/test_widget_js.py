@@ -953,9 +953,9 @@ def test_pause_video_stops_frames_and_the_voice_goes_on(page: Page) -> None:
 
 def test_the_token_meter_shows_tokens_cost_and_budget(page: Page) -> None:
     texts = page.evaluate(
-        """() => [helpers.formatSpend(0, -1, 0, 0), helpers.formatSpend(1234, -1, 0, 0),
-                  helpers.formatSpend(1234, 0.00123, 10000, 0.5),
-                  helpers.formatSpend(2500000, 12.345, 0, 0)]"""
+        """() => [[0, -1, 0, 0], [1234, -1, 0, 0], [1234, 0.00123, 10000, 0.5],
+                  [2500000, 12.345, 0, 0]].map(([tokens, costUsd, budgetTokens, budgetUsd]) =>
+                    helpers.formatSpend({tokens, costUsd, budgetTokens, budgetUsd}))"""
     )
     assert texts == [
         "",
@@ -965,6 +965,41 @@ def test_the_token_meter_shows_tokens_cost_and_budget(page: Page) -> None:
     ]
     page.evaluate("mount(['light'], {tokens: 1500, cost_usd: -1, budget_tokens: 3000})")
     assert page.inner_text(".ssw-spend") == "1,500 tokens of 3,000"
+
+
+def test_the_token_meter_shows_the_last_turn_and_the_next_10_minutes(page: Page) -> None:
+    texts = page.evaluate(
+        """() => [
+          [12345, -1, 3210, 96300, -1], [12345, 0.0123, 3210, 96300, 0.1],
+          [800, -1, 800, -1, -1], [50000, -1, 9000, 950, -1], [50000, -1, 9000, 9640, -1],
+          [2e6, 3.5, 150000, 1.24e6, 12.5], [2e6, -1, 150000, 0, -1],
+        ].map(([tokens, costUsd, lastTurnTokens, projectedTokens, projectedUsd]) =>
+          helpers.formatSpend({tokens, costUsd, budgetTokens: 0, budgetUsd: 0, lastTurnTokens,
+                               projectedTokens, projectedUsd}))"""
+    )
+    assert texts == [
+        "12,345 tokens · last turn 3,210 · next 10 min ≈ 96k",
+        "12,345 tokens · ≈$0.0123 · last turn 3,210 · next 10 min ≈ 96k ($0.1000)",
+        "800 tokens · last turn 800",  # no rate yet
+        "50,000 tokens · last turn 9,000 · next 10 min ≈ 950",
+        "50,000 tokens · last turn 9,000 · next 10 min ≈ 9.6k",
+        "2,000,000 tokens · ≈$3.50 · last turn 150,000 · next 10 min ≈ 1.2M ($12.50)",
+        "2,000,000 tokens · last turn 150,000 · next 10 min ≈ 0",
+    ]
+    # The budget parts stay; the view shows the projection only while a session runs.
+    traits = {"tokens": 40000, "cost_usd": 0.25, "budget_tokens": 100000, "budget_usd": 1,
+              "last_turn_tokens": 6000, "projected_10min_tokens": 120000,
+              "projected_10min_usd": 0.8}  # fmt: skip
+    page.evaluate("(traits) => mount(['light'], {...traits, status: 'live'})", traits)
+    assert page.inner_text(".ssw-spend") == (
+        "40,000 tokens of 100,000 · ≈$0.2500 of $1.00 · last turn 6,000 · next 10 min ≈ 120k"
+        " ($0.8000)"
+    )
+    page.evaluate("model.set('status', 'idle')")
+    poll(page, "!document.querySelector('.ssw-spend').innerText.includes('next')", 3)
+    assert page.inner_text(".ssw-spend") == (
+        "40,000 tokens of 100,000 · ≈$0.2500 of $1.00 · last turn 6,000"
+    )
 
 
 def test_the_latency_trace_names_chunks_and_times_playback_and_barge_in(page: Page) -> None:
