@@ -885,6 +885,9 @@ class Relay:
             return
         audio_s = sum(len(item.pcm) for item in items) / (INPUT_RATE_HZ * SAMPLE_BYTES)
         texts = [item.text for item in items if item.text]
+        if any(item.voiced for item in items):
+            # The new connection transcribes the speech again: it is still the same turn.
+            self._turns(self.transcript.expect_retranscription())
         for item in items:
             if item.text:
                 await session.send_text(item.text)

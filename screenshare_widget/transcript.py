@@ -95,6 +95,9 @@ class Transcript(Sequence[Turn]):
         self._last_model: int | None = None
         self._last_end: datetime | None = None
         self._last_spoken = False
+        # The user's speech was sent again to a new connection: its next transcription
+        # replaces the text of the turn it came from instead of adding to it.
+        self._retranscribe = False
         self._user_spoke_until: datetime | None = None
         #: The instruction version new turns are tagged with (the relay keeps it current).
         self.instruction = 1
@@ -225,8 +228,35 @@ class Transcript(Sequence[Turn]):
                 self._user = len(self._turns) - 1
                 return [self._user]
             old = self._turns[self._user]
-            self._turns[self._user] = replace(old, text=old.text + text)
+            grown = text if self._retranscribe else old.text + text
+            self._retranscribe = False
+            self._turns[self._user] = replace(old, text=grown)
             return [self._user]
+
+    def expect_retranscription(self, at: datetime | None = None) -> list[int]:
+        """The user's unanswered speech goes again to a new connection, which transcribes
+        it anew: the user turn it came from (open, or the last one if no answer completed
+        after it) is open again, and the next transcription replaces its text, so one
+        utterance stays one turn. Returns the turns changed."""
+        with self._lock:
+            if self._user is None:
+                user, model = self._last_user, self._last_model
+                if user is None or self._turns[user].typed:
+                    return []
+                if model is not None and not self._turns[model].interrupted:
+                    return []  # it was answered
+                old = self._turns[user]
+                self._turns[user] = replace(old, ended_at=None)
+                self._user, self._model = user, None
+                self._user_last = at or _now()
+                self._user_spoke_until = old.ended_at  # speech still to come extends it
+                self._speech_for_open = True
+                self._last_user = self._last_model = self._last_end = None
+                changed = [user]
+            else:
+                changed = []
+            self._retranscribe = not self._turns[self._user].typed
+            return changed
 
     def _late_input(self, text: str, at: datetime) -> list[int] | None:
         """User text for the exchange that already closed, placed by time; None if it
@@ -352,4 +382,5 @@ class Transcript(Sequence[Turn]):
         self._user = self._model = None
         self._user_last = self._user_spoke_until = None
         self._speech_for_open = False
+        self._retranscribe = False
         return changed

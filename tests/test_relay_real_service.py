@@ -107,6 +107,16 @@ def test_go_away_mid_reply_hands_over_once_the_model_fell_silent(
     ]
     wait_until(lambda: len(second.audio) >= 2)  # the cut answer's question goes again
     assert second.audio[:2] == [VOICE, QUIET]
+    # The new connection transcribes it again: still one user turn, answered after the cut.
+    push(relay, second, ServerMessage(input_transcription="What is this?"))
+    push(relay, second, ServerMessage(audio=b"\0\0" * 240, output_transcription="A chart."))
+    push(relay, second, ServerMessage(turn_complete=True))
+    wait_until(lambda: len(relay.transcript) == 3 and relay.transcript[-1].done)
+    assert [(t.role, t.text) for t in relay.transcript] == [
+        ("user", "What is this?"),
+        ("model", "It is"),
+        ("model", "A chart."),
+    ]
 
 
 def test_go_away_after_a_complete_generation_waits_for_its_turn_complete(

@@ -256,3 +256,34 @@ def test_typed_text_never_takes_late_words() -> None:
     tr.end_exchange(at=at(2))
     tr.add_input("spoken", at(2.5))
     assert [t.text for t in tr] == ["typed", "Answer.", "spoken"]
+
+
+def test_speech_sent_again_to_a_new_connection_stays_one_turn() -> None:
+    tr = Transcript()
+    tr.speech_started(at(0))
+    tr.speech_ended(at(2))
+    tr.add_input("(spoke", at(2.5))
+    tr.add_input(" for 2.0 s)", at(2.6))
+    tr.add_output("You spoke", at(3))
+    tr.end_exchange(interrupted=True, at=at(3.5))  # the connection ended mid-answer
+    assert tr.expect_retranscription(at(4)) == [0]
+    tr.add_input("(spoke for", at(5))  # the new connection hears it again
+    tr.add_input(" 2.0 s)", at(5.1))
+    tr.add_output("You spoke for 2.0 seconds.", at(6))
+    tr.end_exchange(at=at(7))
+    assert [(t.role, t.text, t.interrupted) for t in tr] == [
+        ("user", "(spoke for 2.0 s)", False),
+        ("model", "You spoke", True),
+        ("model", "You spoke for 2.0 seconds.", False),
+    ]
+    assert (tr[0].started_at, tr[0].ended_at) == (at(0), at(2))
+
+
+def test_an_answered_turn_is_not_reopened() -> None:
+    tr = Transcript()
+    tr.add_input("Hi", at(0))
+    tr.add_output("Hello.", at(1))
+    tr.end_exchange(at=at(2))
+    assert tr.expect_retranscription(at(3)) == []
+    tr.add_input("Next", at(4))
+    assert [t.text for t in tr] == ["Hi", "Hello.", "Next"]
