@@ -843,6 +843,8 @@ class _Sink:
                     w.set_trait("error", error)
 
         w._in_comm_context(apply)
+        if state in (RelayState.IDLE, RelayState.FAILED):
+            w._update_spend()  # no session: no projection
         if state is RelayState.FAILED:
             w._send_to_page({"kind": "stop", "reason": error})
 
@@ -878,6 +880,13 @@ class _Sink:
             text = (
                 f"Reconnected with a fresh session ({handover.reason}{gap}): the model lost "
                 "the earlier context; the transcript goes on."
+            )
+        if handover.replayed_s >= 0.1 or handover.replayed_texts:
+            text += " What you said since the last answer was passed on to it."
+        if handover.lost_s:
+            text += (
+                f" {handover.lost_s:.0f} s of what you said before could not be kept: "
+                "please repeat it."
             )
         w._send_to_page({"kind": "notice", "text": text})
 
