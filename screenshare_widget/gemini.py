@@ -147,39 +147,321 @@ def scrub(text: str, secret: str = "") -> str:
 
 # ---- errors ----------------------------------------------------------------------------------
 
+#: The settings a rejected setup may be put down to (the assistant's trait names).
+_SETTINGS: Final = ("model", "voice", "media_resolution", "tools")
+#: The most characters of an HTTP error body kept in a sentence (the rest is in ``reason``).
+MAX_HTTP_TEXT_CHARS: Final = 200
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One row of :data:`CLOSE_OUTCOMES` or :data:`HTTP_OUTCOMES`: which ends it matches
+    and what they mean.
+
+    ``codes`` are the WebSocket close codes (or HTTP statuses) it matches, empty for any;
+    ``pattern`` is a regular expression searched in the reason, ignoring case, empty for
+    any reason. ``fatal`` says a retry cannot mend it (see
+    :class:`~screenshare_widget.session.LiveError`); ``blames`` names the settings whose
+    change may. ``sentence`` is the cause and the fix, with ``{cause}`` (the code and the
+    service's reason, e.g. "1011: Internal error occurred.") and ``{model}`` filled in.
+    """
+
+    codes: frozenset[int]
+    pattern: str
+    fatal: bool
+    sentence: str
+    blames: tuple[str, ...] = ()
+
+    def matches(self, code: int, reason: str) -> bool:
+        """Whether a close with ``code`` and ``reason`` is this row's."""
+        if self.codes and code not in self.codes:
+            return False
+        return not self.pattern or re.search(self.pattern, reason, re.IGNORECASE) is not None
+
+
+def _codes(*codes: int) -> frozenset[int]:
+    return frozenset(codes)
+
+
+_ANY: Final = _codes()
+#: What a non-fatal end does: the relay reconnects with the latest resumption handle.
+_RESUMES: Final = "a new connection resumes the session"
+
+#: How the Live service's closes read, first match wins. Sources are the research notes'
+#: (research/real-service-behaviour.md, R1-R16 and the issues it cites).
+CLOSE_OUTCOMES: Final[tuple[Outcome, ...]] = (
+    # Key problems come first whatever their code: the service closes with 1007 for them
+    # (R8 for the expired key; the emulator's bad key), other backends may use 1008.
+    Outcome(
+        _ANY,
+        r"api key not valid|api_key_invalid",
+        fatal=True,
+        sentence="API key not valid: set GEMINI_API_KEY or pass client=.",
+    ),
+    Outcome(
+        _ANY,
+        r"api key expired|api_key_expired",
+        fatal=True,
+        sentence="The API key has expired ({cause}): create a new key in Google AI Studio "
+        "(aistudio.google.com/apikey) and set GEMINI_API_KEY to it, or pass client=.",
+    ),
+    # 1011 "You exceeded your current quota, please check your plan and billing details."
+    # (kazunori279/interpretab#13). Not fatal, like a 429: a per-minute quota refills.
+    Outcome(
+        _ANY,
+        r"quota|resource.?exhausted",
+        fatal=False,
+        sentence="The Live API quota is used up ({cause}): wait a minute, or check your "
+        "plan and billing in Google AI Studio.",
+    ),
+    # Vertex AI's close at its 10-minute connection limit (pipecat#3112).
+    Outcome(
+        _codes(1000),
+        r"operation was cancell?ed",
+        fatal=False,
+        sentence="The Live service ended the connection at its time limit ({cause}), as "
+        f"Vertex AI does every 10 minutes: {_RESUMES}.",
+    ),
+    Outcome(
+        _codes(1000),
+        r"lifetime|duration",
+        fatal=False,
+        sentence=f"The Live connection reached its time limit ({{cause}}): {_RESUMES}.",
+    ),
+    Outcome(
+        _codes(1000),
+        "",
+        fatal=False,
+        sentence=f"The Live service ended the connection ({{cause}}): {_RESUMES}.",
+    ),
+    # 1006 never travels on the wire: the reason is the SDK's stand-in, so it is left out.
+    Outcome(
+        _codes(1006),
+        "",
+        fatal=False,
+        sentence=f"The connection to the Live service dropped (1006): {_RESUMES}; if it "
+        "keeps happening, check the network connection.",
+    ),
+    Outcome(
+        _codes(1007),
+        r"invalid json",
+        fatal=False,
+        sentence=f"The Live service could not read a message sent to it ({{cause}}): "
+        f"{_RESUMES}; if it keeps happening, update screenshare-widget and google-genai.",
+    ),
+    # "Request contains an invalid argument.": an option the model does not take.
+    Outcome(
+        _codes(1007),
+        "",
+        fatal=True,
+        sentence="The Live service rejected the session settings ({cause}): remove options "
+        "the model does not support.",
+        blames=_SETTINGS,
+    ),
+    # "models/X is not found for API version v1beta, or is not supported for
+    # bidiGenerateContent. Call" (cut at 123 bytes; R7).
+    Outcome(
+        _codes(1008),
+        r"models/.*not found",
+        fatal=True,
+        sentence="The model {model} is not available for the Live API (1008): pass model= "
+        "with a Live model such as gemini-3.8-live.",
+        blames=("model",),
+    ),
+    # The emulator's refusal of a handle; the relay drops the handle and starts afresh when
+    # this comes before the connection opened.
+    Outcome(
+        _codes(1008),
+        r"resumption handle",
+        fatal=False,
+        sentence="The Live service no longer knows this session's resumption handle "
+        "({cause}): a new session starts, without the conversation so far.",
+    ),
+    # A random mid-session close, often around tool calls (js-genai#1236, livekit#4545).
+    Outcome(
+        _codes(1008),
+        r"not implemented|not supported, or enabled",
+        fatal=False,
+        sentence="The Live service dropped the connection ({cause}), as it sometimes does "
+        f"around tool calls: {_RESUMES}.",
+    ),
+    Outcome(
+        _codes(1008),
+        "",
+        fatal=False,
+        sentence="The Live service closed the connection for a policy reason ({cause}): "
+        f"{_RESUMES}; if it keeps happening, check the model and the session's options.",
+    ),
+    # The connection's 10-minute lifetime on the Gemini API, after a goAway (R5, R6).
+    Outcome(
+        _codes(1011),
+        r"deadline expired",
+        fatal=False,
+        sentence=f"The Live connection reached its 10-minute lifetime ({{cause}}): {_RESUMES}.",
+    ),
+    # websockets' own keepalive gave up on the pongs (R9, R10); see SDK_PING_TIMEOUT_S.
+    Outcome(
+        _codes(1011),
+        r"keepalive ping timeout",
+        fatal=False,
+        sentence="The Live service did not answer keepalive pings in time ({cause}): "
+        f"{_RESUMES}; if it keeps happening, check the network connection.",
+    ),
+    # "Internal error occurred." (livekit#2274), "Internal error encountered" (genai#985).
+    Outcome(
+        _codes(1011),
+        r"internal error",
+        fatal=False,
+        sentence=f"The Live service had an internal error ({{cause}}): {_RESUMES}; if it "
+        "keeps happening, try again later.",
+    ),
+    Outcome(
+        _codes(1011),
+        "",
+        fatal=False,
+        sentence=f"The Live service failed ({{cause}}): {_RESUMES}; if it keeps happening, "
+        "try again later.",
+    ),
+    # 1012 service restart, 1013 try again later.
+    Outcome(
+        _codes(1012, 1013),
+        "",
+        fatal=False,
+        sentence=f"The Live service is restarting or busy ({{cause}}): {_RESUMES}; if it "
+        "keeps happening, try again later.",
+    ),
+    Outcome(
+        _ANY,
+        "",
+        fatal=False,
+        sentence=f"The Live service closed the connection ({{cause}}): {_RESUMES}.",
+    ),
+)
+
+#: How HTTP errors on the WebSocket upgrade (or from the SDK) read, first match wins.
+HTTP_OUTCOMES: Final[tuple[Outcome, ...]] = (
+    Outcome(
+        _codes(401, 403),
+        "",
+        fatal=True,
+        sentence="API key not valid or not allowed ({cause}): set GEMINI_API_KEY or pass client=.",
+    ),
+    # The emulator answers 404 for an unknown API version or path (so does the service).
+    Outcome(
+        _codes(404),
+        "",
+        fatal=True,
+        sentence="The Live endpoint was not found ({cause}): check base_url and api_version "
+        "of the client (the Gemini API serves Live on v1beta and v1alpha).",
+    ),
+    Outcome(
+        _codes(429),
+        "",
+        fatal=False,
+        sentence="The Live API quota is exhausted ({cause}): wait a minute, or check your "
+        "plan and billing in Google AI Studio.",
+    ),
+    Outcome(
+        frozenset(range(500, 600)),
+        "",
+        fatal=False,
+        sentence="The Live service is unavailable ({cause}): a new connection is tried; if "
+        "it keeps happening, try again later.",
+    ),
+    Outcome(
+        frozenset(range(400, 500)),
+        "",
+        fatal=True,
+        sentence="The Live server refused the connection ({cause}): check base_url and "
+        "api_version of the client.",
+    ),
+    Outcome(
+        _ANY,
+        "",
+        fatal=False,
+        sentence="The Live server answered the connection with {cause}: a new connection is tried.",
+    ),
+)
+
+
+def _outcome(table: tuple[Outcome, ...], code: int, reason: str) -> Outcome:
+    return next(row for row in table if row.matches(code, reason))
+
+
+def close_outcome(code: int, reason: str, *, model: str = "") -> LiveError:
+    """The :class:`LiveError` for a WebSocket close with ``code`` and ``reason`` (already
+    scrubbed of keys), by the first matching row of :data:`CLOSE_OUTCOMES`; ``model`` is
+    named when the model is to blame."""
+    row = _outcome(CLOSE_OUTCOMES, code, reason)
+    cause = f"{code}: {reason}" if reason else str(code)
+    return LiveError(
+        row.sentence.format(cause=cause, model=model or "(unknown)"),
+        code=code,
+        reason=reason,
+        fatal=row.fatal,
+        blames=row.blames,
+    )
+
+
+def http_outcome(status: int, text: str = "") -> LiveError:
+    """The :class:`LiveError` for an HTTP ``status`` (with the body's ``text``, already
+    scrubbed) refusing the connection, by :data:`HTTP_OUTCOMES`. Its ``code`` is 0: the
+    connection never opened."""
+    row = _outcome(HTTP_OUTCOMES, status, text)
+    short = text[:MAX_HTTP_TEXT_CHARS]
+    cause = f"HTTP {status}: {short}" if short else f"HTTP {status}"
+    return LiveError(
+        row.sentence.format(cause=cause, model=""),
+        code=0,
+        reason=text or str(status),
+        fatal=row.fatal,
+        blames=row.blames,
+    )
+
+
+def _api_error_reason(exc: errors.APIError) -> str:
+    """The service's words in an SDK error: the close reason the SDK passes as the body,
+    or the body's message."""
+    if isinstance(exc.details, str) and exc.details:
+        return exc.details
+    if exc.message:
+        return str(exc.message)
+    return str(exc.details or "")
+
+
+def _body_text(body: bytes | bytearray | None) -> str:
+    """The message of an HTTP error body (Google's ``{"error": {"message": ...}}`` or text)."""
+    if not body:
+        return ""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        return str(parsed["error"].get("message") or text)
+    return text
+
 
 def to_live_error(exc: BaseException, *, model: str = "", secret: str = "") -> LiveError:
-    """A :class:`LiveError` with the cause and the fix in one sentence."""
+    """A :class:`LiveError` with the cause and the fix in one sentence.
+
+    Closes (the SDK's ``APIError`` carrying a close code, which it raises for a close
+    during ``connect()`` and ``receive()``, and websockets' ``ConnectionClosed`` from a
+    send or a ping) go by :func:`close_outcome`; HTTP statuses by :func:`http_outcome`.
+    """
     if isinstance(exc, LiveError):
         return exc
     if isinstance(exc, errors.APIError) and isinstance(exc.code, int) and exc.code >= 1000:
-        reason = scrub(str(exc.details or exc.message or ""), secret)
-        return _close_error(exc.code, reason, model)
+        return close_outcome(exc.code, scrub(_api_error_reason(exc), secret), model=model)
     if isinstance(exc, websockets.exceptions.ConnectionClosed):
+        # The frame received from the server, else the one this side sent (e.g. websockets'
+        # own 1011 "keepalive ping timeout"); neither: the connection dropped.
         frame = exc.rcvd or exc.sent
         code = frame.code if frame else 1006
-        return _close_error(code, scrub(frame.reason if frame else "", secret), model)
+        return close_outcome(code, scrub(frame.reason if frame else "", secret), model=model)
     if isinstance(exc, errors.APIError):
-        text = scrub(str(exc.message or exc), secret)
-        if exc.code in (401, 403):
-            return LiveError(
-                f"API key not valid or not allowed ({exc.code}): "
-                "set GEMINI_API_KEY or pass client=.",
-                code=0,
-                reason=text,
-                fatal=True,
-            )
-        if exc.code == 429:
-            return LiveError(
-                "The Live API quota is exhausted (429): wait a minute or check your plan.",
-                reason=text,
-                fatal=False,
-            )
-        return LiveError(
-            f"The Live API answered {exc.code}: {text}",
-            reason=text,
-            fatal=400 <= int(exc.code or 0) < 500,
-        )
+        return http_outcome(int(exc.code or 0), scrub(_api_error_reason(exc) or str(exc), secret))
     if isinstance(exc, ssl.SSLCertVerificationError):
         return LiveError(
             "The Live server's TLS certificate is not trusted: pass a client whose "
@@ -188,13 +470,8 @@ def to_live_error(exc: BaseException, *, model: str = "", secret: str = "") -> L
             fatal=True,
         )
     if isinstance(exc, websockets.exceptions.InvalidStatus):
-        status = exc.response.status_code
-        return LiveError(
-            f"The Live server refused the connection (HTTP {status}): check base_url and "
-            "api_version of the client.",
-            reason=str(status),
-            fatal=status in (401, 403, 404),
-        )
+        response = exc.response
+        return http_outcome(response.status_code, scrub(_body_text(response.body), secret))
     if isinstance(exc, OSError | TimeoutError):
         return LiveError(
             f"Cannot reach the Live service ({type(exc).__name__}: {scrub(str(exc), secret)}): "
@@ -212,61 +489,6 @@ def to_live_error(exc: BaseException, *, model: str = "", secret: str = "") -> L
     return LiveError(
         f"The Live connection failed ({type(exc).__name__}: {scrub(str(exc), secret)}).",
         reason=scrub(str(exc), secret),
-        fatal=False,
-    )
-
-
-#: The settings a rejected setup may be put down to (the assistant's trait names).
-_SETTINGS: Final = ("model", "voice", "media_resolution", "tools")
-
-
-def _close_error(code: int, reason: str, model: str) -> LiveError:
-    lowered = reason.lower()
-    if code == 1000:
-        return LiveError("The Live session ended.", code=code, reason=reason, fatal=False)
-    if "api key not valid" in lowered or "api_key_invalid" in lowered:
-        return LiveError(
-            "API key not valid: set GEMINI_API_KEY or pass client=.",
-            code=code,
-            reason=reason,
-            fatal=True,
-        )
-    if code == 1007:
-        return LiveError(
-            f"The Live service rejected the session settings (1007: {reason or 'invalid argument'})"
-            ": remove options the model does not support.",
-            code=code,
-            reason=reason,
-            fatal=True,
-            blames=_SETTINGS,
-        )
-    if code == 1008 and "not found" in lowered and "models/" in lowered:
-        return LiveError(
-            f"The model {model or '(unknown)'} is not available for the Live API (1008): "
-            "pass model= with a Live model such as gemini-3.8-live.",
-            code=code,
-            reason=reason,
-            fatal=True,
-            blames=("model",),
-        )
-    if code == 1008:
-        return LiveError(
-            f"The Live service refused the session (1008: {reason or 'policy violation'}).",
-            code=code,
-            reason=reason,
-            fatal=False,
-        )
-    if code == 1006:
-        return LiveError(
-            "The connection to the Live service dropped (1006).",
-            code=code,
-            reason=reason,
-            fatal=False,
-        )
-    return LiveError(
-        f"The Live service closed the connection ({code}: {reason or 'no reason given'}).",
-        code=code,
-        reason=reason,
         fatal=False,
     )
 
@@ -394,13 +616,37 @@ def to_server_message(msg: types.LiveServerMessage) -> ServerMessage:
 _MALFORMED: Final = (pydantic.ValidationError, TypeError, ValueError, KeyError, AttributeError)
 
 
+#: How long websockets' keepalive on the SDK's connection waits for a pong before it closes
+#: the connection with 1011 "keepalive ping timeout" (s); None: it never does. The SDK opens
+#: its websocket with websockets' defaults (a ping every 20 s, 20 s for the pong) and takes
+#: no keepalive options, but the service's pongs were measured 8-30 s late and sessions die
+#: of that timeout (research notes R9: aicc2025/sip-to-ai#14; R10: python-genai#2935). The
+#: relay owns liveness instead (its own pings, with a wait it bounds); the SDK's pings go on,
+#: as traffic only.
+SDK_PING_TIMEOUT_S: Final[float | None] = None
+
+
+def relax_keepalive(ws: Any) -> None:
+    """Set the keepalive pong wait of websockets connection ``ws`` to
+    :data:`SDK_PING_TIMEOUT_S`. websockets (>= 13, the asyncio client) reads
+    ``ping_timeout`` each round after sending its ping, so this holds from the next ping
+    on; a round already waiting keeps its wait. Anything without ``ping_timeout`` (an older
+    client, a test double) is left alone."""
+    if ws is not None and hasattr(ws, "ping_timeout"):
+        ws.ping_timeout = SDK_PING_TIMEOUT_S
+
+
 class GeminiSession:
-    """A :class:`~screenshare_widget.session.LiveSession` on a ``google-genai`` session."""
+    """A :class:`~screenshare_widget.session.LiveSession` on a ``google-genai`` session.
+
+    Opening it switches off the pong timeout of the SDK's websocket keepalive
+    (:func:`relax_keepalive`), so only the relay decides when a quiet service is gone."""
 
     def __init__(self, session: Any, *, model: str, secret: str) -> None:
         self._session = session
         self._model = model
         self._secret = secret
+        relax_keepalive(getattr(session, "_ws", None))  # the SDK keeps its websocket here
 
     async def _send(self, **kwargs: Any) -> None:
         try:
