@@ -810,7 +810,12 @@ class Relay:
                         refusals = 0
                         if time.monotonic() - (self._opened_at or 0.0) > STABLE_AFTER_S:
                             attempts = 0
-                    refused = handle is not None and not opened and exc.code in REFUSAL_CODES
+                    refused = (
+                        handle is not None
+                        and not opened
+                        and exc.code in REFUSAL_CODES
+                        and "api key" not in exc.reason.lower()  # no use retrying a bad key
+                    )
                     if refused and not fresh_retry:
                         refusals += 1
                         said = f"{exc.code}: {exc.reason or exc.message}"
@@ -904,7 +909,11 @@ class Relay:
     def _fail(self, exc: LiveError, attempts: int) -> None:
         message = exc.message
         if attempts >= MAX_RECONNECTS and not exc.fatal:
-            message = f"{message} Gave up after {attempts} reconnection attempts."
+            last = f"{exc.code}: {exc.reason}" if exc.code else exc.reason or exc.message
+            message = (
+                f"The Live connection kept failing ({last}): gave up after {attempts} "
+                "reconnection attempts. Check the network, then Share again."
+            )
         logger.error("Live session failed: %s", message)
         self.failure = exc
         self._finish_handover(None)

@@ -93,7 +93,7 @@ def test_an_expired_handle_gets_a_fresh_session() -> None:
 
 def test_a_stalled_service_is_left_for_a_new_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.2)
-    monkeypatch.setattr(relay_module, "KEEPALIVE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(relay_module, "SILENCE_LIMIT_S", 0.7)
     emu = LiveEmulator(faults=[Fault("stall", after_s=0.5, duration_s=30, connection=0)])
     with running(emu) as relay:
         wait_until(lambda: relay.counters.connections == 2, 10, "a new connection")
@@ -139,8 +139,9 @@ def test_repeated_failures_give_up_after_the_budget() -> None:
         attempts = relay_module.MAX_RECONNECTS + 1
         assert len(emu.recording.setups) == attempts
         assert relay.error == (
-            "The Live service closed the connection (1011: Internal error occurred.). "
-            f"Gave up after {relay_module.MAX_RECONNECTS} reconnection attempts."
+            "The Live connection kept failing (1011: Internal error occurred.): gave up "
+            f"after {relay_module.MAX_RECONNECTS} reconnection attempts. Check the network, "
+            "then Share again."
         )
 
 

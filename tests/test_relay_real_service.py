@@ -301,3 +301,19 @@ def test_user_words_that_arrive_after_the_answer_go_before_it(
     user, model = relay.transcript.snapshot()
     assert (user.role, model.role) == ("user", "model")
     assert user.done and user.ended_at is not None and user.ended_at <= model.started_at
+
+
+def test_a_bad_key_on_a_resume_fails_at_once(relay: Relay, backend: FakeBackend) -> None:
+    session = live(relay, backend)
+    push(relay, session, ServerMessage(resumption_handle="old", resumable=True))
+    expired = LiveError(
+        "The API key has expired.",
+        code=1007,
+        reason="API key expired. Please renew the API key.",
+        fatal=True,
+    )
+    backend.fail_connects = [expired]
+    push(relay, session, ServerMessage(go_away_s=50.0))
+    wait_until(lambda: relay.state.value == "error")
+    assert [handle for _, handle in backend.configs] == [None, "old"]
+    assert relay.error == expired.message
