@@ -905,6 +905,8 @@ class Relay:
             "replayed %.1f s of audio and %d text(s) on the new connection", audio_s, len(texts)
         )
         self._replayed = (audio_s, len(texts), lost_s)
+        if self._last_audio_sent is None:  # no microphone to measure the gap by
+            self._finish_handover(None)
 
     def _fail(self, exc: LiveError, attempts: int) -> None:
         message = exc.message

@@ -1,0 +1,224 @@
+"""The product with the real SDK against the emulator behaving like the real Live service
+(research/real-service-behaviour.md D1-D9): the relay, the Gemini adapter and the pricing
+survive late pongs, silence after goAway, barge-ins ended twice, refused handles, an
+expired key and a 1008 around a tool call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from screenshare_widget import gemini
+from screenshare_widget import relay as relay_module
+from screenshare_widget.config import SessionConfig
+from screenshare_widget.emulator import Fault, Lifetimes, LiveEmulator, Realism
+from screenshare_widget.pricing import spend
+from screenshare_widget.relay import Relay, RelayState
+from screenshare_widget.tools import Toolbox
+
+from .conftest import wait_until
+from .fakes import RecordingSink
+from .media import chunks, silence_pcm, tone_pcm
+
+CHUNK_BYTES = 1280  # 40 ms of 16 kHz PCM16, as the page sends
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.05)
+    monkeypatch.setattr(relay_module, "BACKOFF_MAX_S", 0.2)
+
+
+@contextmanager
+def running(emu: LiveEmulator, toolbox: Toolbox | None = None) -> Iterator[Relay]:
+    """A started relay talking to ``emu`` through the real SDK; both stop on exit."""
+    emu.start_in_thread()
+    relay = Relay(
+        gemini.connector(gemini.client_for_emulator(emu.url, emu.cafile)),
+        SessionConfig(),
+        RecordingSink(),
+        toolbox=toolbox,
+    )
+    try:
+        relay.start()
+        wait_until(lambda: relay.state is RelayState.LIVE, 10, "the first connection")
+        yield relay
+    finally:
+        relay.close()
+        emu.stop()
+
+
+def talk(relay: Relay, pcm: bytes) -> None:
+    """Feed ``pcm`` like a microphone: 40 ms chunks in real time, dated by the page clock."""
+    for chunk in chunks(pcm, CHUNK_BYTES):
+        relay.feed_audio(chunk, time.time() * 1000)
+        time.sleep(len(chunk) / 32_000)
+
+
+def utterance(seconds: float = 0.8) -> bytes:
+    """A tone the emulator's VAD takes for speech, then the quiet that ends it."""
+    return tone_pcm(seconds) + silence_pcm(1.2)
+
+
+# ---- D1 ----------------------------------------------------------------------------------------
+
+
+def test_late_pongs_do_not_end_a_connection_that_delivers_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.2)
+    monkeypatch.setattr(relay_module, "SILENCE_LIMIT_S", 1.0)
+    # Pongs come after twice the silence limit; the service's {} messages keep coming.
+    emu = LiveEmulator(realism=Realism(pong_delay_s=2.0, empty_message_every_s=0.3))
+    with running(emu) as relay:
+        time.sleep(4.0)
+        assert relay.counters.reconnects == 0
+        assert emu.recording.connections == 1
+
+
+def test_late_pongs_alone_keep_an_idle_connection_within_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.2)
+    monkeypatch.setattr(relay_module, "SILENCE_LIMIT_S", 1.5)
+    emu = LiveEmulator(realism=Realism(pong_delay_s=0.8, empty_message_every_s=None))
+    with running(emu) as relay:
+        time.sleep(4.0)
+        assert relay.counters.reconnects == 0
+
+
+def test_a_connection_silent_past_the_limit_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.2)
+    monkeypatch.setattr(relay_module, "SILENCE_LIMIT_S", 1.0)
+    emu = LiveEmulator(realism=Realism(pong_delay_s=3.0, empty_message_every_s=None))
+    with running(emu) as relay:
+        wait_until(lambda: relay.counters.connections >= 2, 10, "a new connection")
+        talk(relay, silence_pcm(0.2))
+        wait_until(lambda: relay.handovers, 5)
+        assert relay.handovers[0].reason == "1006: keepalive timeout"
+
+
+# ---- D2 ----------------------------------------------------------------------------------------
+
+
+def test_a_question_asked_at_the_go_away_is_answered_on_the_next_connection() -> None:
+    # goAway 2 s after the connection opened, then silence for the remaining 18 s.
+    emu = LiveEmulator(
+        realism=Realism(), lifetimes=Lifetimes(connection_s=20.0, go_away_before_s=18.0)
+    )
+    with running(emu) as relay:
+        time.sleep(1.6)
+        talk(relay, utterance(1.0))  # the goAway comes while the user speaks
+        wait_until(lambda: relay.handovers, 5, "the handover")
+        wait_until(
+            lambda: any(t.role == "model" and t.done for t in relay.transcript), 15, "an answer"
+        )
+    rec = emu.recording
+    (go_away,) = [m for m in rec.sent if "goAway" in m.keys and m.connection == 0]
+    setup = next(m for m in rec.messages if m.kind == "setup" and m.connection == 1)
+    assert setup.t - go_away.t < 2.0  # no dead air waiting for the silent connection
+    (handover,) = relay.handovers
+    assert handover.reason == "goAway" and handover.resumed
+    assert handover.replayed_s > 0.3  # what the old connection heard went to the new one
+    users = [t for t in relay.transcript if t.role == "user"]
+    models = [t for t in relay.transcript if t.role == "model"]
+    assert len(users) == 1, relay.transcript.snapshot()
+    assert models[-1].text.strip().startswith("You spoke for"), models
+    assert not any("Deadline" in reason for _, _, reason in rec.closes)
+
+
+# ---- D3, D4 --------------------------------------------------------------------------------------
+
+
+def test_a_barge_in_is_one_user_turn_and_every_turns_usage_counts() -> None:
+    emu = LiveEmulator(realism=Realism())
+    with running(emu) as relay:
+        talk(relay, utterance())
+        wait_until(lambda: relay.counters.audio_chunks_out > 0, 10, "the reply")
+        talk(relay, utterance())  # talks over the reply
+        wait_until(
+            lambda: (
+                len(relay.usage) >= 2
+                and sum(t.role == "model" for t in relay.transcript) == 2
+                and relay.transcript[-1].done
+            ),
+            20,
+            "the answer to the barge-in",
+        )
+    turns = relay.transcript.snapshot()
+    assert [(t.role, t.interrupted) for t in turns] == [
+        ("user", False),
+        ("model", True),
+        ("user", False),
+        ("model", False),
+    ], turns
+    assert all(t.text.startswith("(spoke for") and t.text.endswith("s)") for t in turns[::2])
+    first, second = relay.usage[:2]
+    assert second.prompt_tokens > first.prompt_tokens  # each turn re-bills the context
+    spent = spend(relay.usage, {"input:AUDIO": 3.0, "output:AUDIO": 12.0})
+    assert spent.by_modality.get("input:UNLABELLED", 0) > 0
+    assert spent.cost_usd is not None and spent.cost_usd > 0
+
+
+# ---- D5 ----------------------------------------------------------------------------------------
+
+
+def test_a_handle_refused_with_1011_gets_a_fresh_session() -> None:
+    emu = LiveEmulator(
+        realism=Realism(refused_handle_close=1011),
+        lifetimes=Lifetimes(handle_ttl_s=0.01),
+        faults=[Fault("drop", after_s=0.5, connection=0)],
+    )
+    with running(emu) as relay:
+        wait_until(lambda: relay.handovers or relay.counters.connections >= 2, 10)
+        talk(relay, silence_pcm(0.2))
+        wait_until(lambda: relay.handovers, 5)
+        (handover,) = relay.handovers
+        assert not handover.resumed
+        assert "refused to resume (1011" in handover.reason
+        assert relay.state is RelayState.LIVE
+    # The first connection, the refused handle twice, then a fresh session.
+    assert len(emu.recording.setups) == 4
+
+
+# ---- D9 ----------------------------------------------------------------------------------------
+
+
+def test_an_expired_key_fails_once_with_the_fix() -> None:
+    emu = LiveEmulator(api_keys={"good"}, expired_keys={gemini.EMULATOR_KEY})
+    emu.start_in_thread()
+    relay = Relay(
+        gemini.connector(gemini.client_for_emulator(emu.url, emu.cafile)),
+        SessionConfig(),
+        RecordingSink(),
+    )
+    try:
+        relay.start()
+        wait_until(lambda: relay.state is RelayState.FAILED, 10)
+        assert "expired" in relay.error.lower()
+        assert "remove options" not in relay.error
+        assert len(emu.recording.setups) == 1
+    finally:
+        relay.close()
+        emu.stop()
+
+
+def get_time(tz: str) -> dict[str, str]:
+    """The time in a time zone."""
+    return {"tz": tz, "time": "12:00"}
+
+
+def test_a_1008_around_a_tool_call_resumes_and_the_question_is_asked_again() -> None:
+    emu = LiveEmulator(realism=Realism(tool_call_close_every=2))
+    toolbox = Toolbox([get_time], declare=gemini.declare)
+    with running(emu, toolbox) as relay:
+        first = relay.ask("call get_time tz=UTC", timeout=20).result(25)
+        assert "get_time returned" in first
+        second = relay.ask("call get_time tz=CET", timeout=20).result(25)
+        assert "get_time returned" in second and "CET" in second
+        (handover,) = relay.handovers
+        assert handover.reason.startswith("1008: Operation is not implemented")
+        assert handover.resumed and handover.replayed_texts == 1
