@@ -10,21 +10,32 @@ the local Live emulator.
 from __future__ import annotations
 
 import asyncio
+import copy
+import itertools
 import json
 import logging
 import os
 import re
 import ssl
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final, Literal
 from urllib.parse import urlparse
 
 import pydantic
 import websockets.exceptions
 from google import genai
 from google.genai import errors, types
+from google.genai.live import AsyncLive
+from websockets.asyncio.client import ClientConnection
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
+from websockets.typing import Data
 
 from .config import SessionConfig, live_connect_config
 from .protocol import FRAME_MIME, INPUT_MIME
@@ -755,10 +766,22 @@ def declare(fn: Callable[..., Any], *, non_blocking: bool = False) -> dict[str, 
     return declaration.model_dump(mode="json", exclude_none=True)
 
 
-def connector(client: genai.Client) -> Connector:
-    """A :data:`~screenshare_widget.session.Connector` opening sessions with ``client``."""
+def connector(client: genai.Client, *, wire: Wire | None = None) -> Connector:
+    """A :data:`~screenshare_widget.session.Connector` opening sessions with ``client``.
+
+    ``wire``, if given, sees the raw traffic of every connection it opens (numbered from 0,
+    refused ones included) as :class:`WireFrame` objects: the setup and every message
+    sent or received, exactly as they crossed the socket and without copying them, and
+    each connection's opening and end. Without it nothing differs.
+    """
     secret = _api_key(client)
     protect_logs(secret)
+    numbers = itertools.count()
+
+    def live() -> AsyncLive:
+        if wire is None:
+            return client.aio.live
+        return _wired_live(client, wire, next(numbers), secret)
 
     @asynccontextmanager
     async def connect(config: SessionConfig, handle: str | None) -> AsyncIterator[LiveSession]:
@@ -766,7 +789,7 @@ def connector(client: genai.Client) -> Connector:
             try:
                 live_config = types.LiveConnectConfig(**live_connect_config(config, handle))
                 session = await stack.enter_async_context(
-                    client.aio.live.connect(model=config.model, config=live_config)
+                    live().connect(model=config.model, config=live_config)
                 )
             except Exception as exc:
                 raise to_live_error(exc, model=config.model, secret=secret) from None
@@ -774,6 +797,141 @@ def connector(client: genai.Client) -> Connector:
             yield GeminiSession(session, model=config.model, secret=secret)
 
     return connect
+
+
+# ---- raw traffic -----------------------------------------------------------------------------
+
+#: What a :class:`WireFrame` reports: a connection's opening handshake began, a message was
+#: sent or received, or the connection ended.
+WireKind = Literal["open", "sent", "received", "closed"]
+
+
+@dataclass(frozen=True)
+class WireFrame:
+    """One raw WebSocket message of a Live connection, or the connection's opening or end.
+
+    ``connection`` numbers a connector's connections from 0; ``t`` is ``time.monotonic()``
+    when it happened (s; a sent message's is when its send began). ``data`` is the message
+    as it crossed the socket, the very object (never a copy): a ``str`` the SDK sent, the
+    ``bytes`` it received; ``binary`` says whether it went in a binary frame. "open" has
+    the ``url`` (any key in it scrubbed) and ``abort``, which drops that connection's TCP
+    connection without a close, from any thread, as a network failure would (the relay
+    sees 1006 and reconnects). "closed" has the close ``code`` received (1006 for none), its
+    ``reason`` (scrubbed; "HTTP 404" for a refused upgrade) and ``by``: who closed first,
+    "server", "client" (this process closed or dropped it) or "network" (neither).
+    """
+
+    connection: int
+    kind: WireKind
+    t: float
+    data: bytes | str = b""
+    binary: bool = False
+    url: str = ""
+    code: int = 0
+    reason: str = ""
+    by: Literal["server", "client", "network", ""] = ""
+    abort: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+
+
+#: Sees every :class:`WireFrame` of a connector's connections, on the loop that runs them
+#: (the relay's): it must not block; an exception it raises is logged, the connection goes on.
+Wire = Callable[[WireFrame], None]
+
+
+def _wired_live(client: genai.Client, wire: Wire, number: int, secret: str) -> AsyncLive:
+    """``client.aio.live`` whose next connection is a :class:`_WiredConnection`: a shallow
+    copy of the client's API client that passes websockets a ``create_connection`` factory,
+    the way the SDK passes its own TLS settings. ``client`` itself is left alone."""
+    api = client._api_client
+    args = getattr(api, "_websocket_ssl_ctx", None)
+    if not isinstance(args, dict):
+        raise RuntimeError(
+            f"google-genai {genai.__version__} does not let the raw traffic be recorded"
+        )
+    wired = copy.copy(api)
+    wired._websocket_ssl_ctx = {
+        **args,
+        "create_connection": partial(_WiredConnection, wire=wire, number=number, secret=secret),
+    }
+    return AsyncLive(wired)
+
+
+class _WiredConnection(ClientConnection):
+    """A websockets client connection that reports its traffic to a :data:`Wire`."""
+
+    def __init__(
+        self, protocol: ClientProtocol, *, wire: Wire, number: int, secret: str, **kwargs: Any
+    ) -> None:
+        super().__init__(protocol, **kwargs)
+        self._wire = wire
+        self._number = number
+        self._secret = secret
+        self._aborted = False
+        # Whether each data message not yet read came in a binary frame (recv(decode=False),
+        # the SDK's call, returns bytes for both kinds).
+        self._binary: deque[bool] = deque()
+        self.connection_lost_waiter.add_done_callback(self._lost)
+
+    def _report(self, kind: WireKind, t: float | None = None, **fields: Any) -> None:
+        frame = WireFrame(self._number, kind, time.monotonic() if t is None else t, **fields)
+        try:
+            self._wire(frame)
+        except Exception:
+            logger.exception("the wire recorder failed to take a %s frame", kind)
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        uri = getattr(self.protocol, "uri", None) or getattr(self.protocol, "wsuri", None)
+        url = ""
+        if uri is not None:
+            query = f"?{uri.query}" if uri.query else ""
+            url = f"{'wss' if uri.secure else 'ws'}://{uri.host}:{uri.port}{uri.path}{query}"
+        self._report("open", url=scrub(url, self._secret), abort=self._abort_soon)
+        await super().handshake(*args, **kwargs)
+
+    def process_event(self, event: Event) -> None:
+        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY):
+            self._binary.append(event.opcode is Opcode.BINARY)
+        super().process_event(event)
+
+    async def recv(self, decode: bool | None = None) -> Data:  # type: ignore[override]
+        data = await super().recv(decode)
+        binary = self._binary.popleft() if self._binary else isinstance(data, bytes)
+        self._report("received", data=data, binary=binary)
+        return data
+
+    async def send(self, message: Any, *, text: bool | None = None) -> None:
+        t = time.monotonic()
+        await super().send(message, text=text)
+        if isinstance(message, str | bytes):
+            binary = isinstance(message, bytes) if text is None else not text
+            self._report("sent", t, data=message, binary=binary)
+
+    def _abort_soon(self) -> None:
+        """Drop the TCP connection without a close frame; safe from any thread."""
+
+        def drop() -> None:
+            self._aborted = True
+            self.transport.abort()
+
+        try:
+            self.loop.call_soon_threadsafe(drop)
+        except RuntimeError:  # the loop is closed: so is the connection
+            pass
+
+    def _lost(self, _: asyncio.Future[None]) -> None:
+        p = self.protocol
+        if p.close_rcvd_then_sent or (p.close_rcvd is not None and p.close_sent is None):
+            by: Literal["server", "client", "network"] = "server"
+        elif p.close_sent is not None or self._aborted:
+            by = "client"
+        else:
+            by = "network"
+        code = p.close_rcvd.code if p.close_rcvd is not None else 1006
+        reason = p.close_rcvd.reason if p.close_rcvd is not None else ""
+        response = self.response
+        if response is not None and response.status_code != 101:
+            reason = f"HTTP {response.status_code}"
+        self._report("closed", code=code, reason=scrub(reason, self._secret), by=by)
 
 
 async def _close_quietly(session: Any) -> None:
