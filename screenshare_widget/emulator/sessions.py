@@ -17,6 +17,11 @@ which :class:`Lifetimes` shortens for tests:
 - a **handle** stays valid 2 hours after the connection that issued it ended; an unknown or
   expired one is refused before ``setupComplete`` (1008, :data:`REASON_BAD_HANDLE`).
 
+A realistic emulator (:attr:`Realism.service_lifetimes`) uses what real captures show
+instead: ``goAway`` 50 s ahead with ``timeLeft`` in whole seconds
+(:func:`whole_seconds_string`) and the end closed with 1011 :data:`REASON_DEADLINE`; it
+refuses a handle with 1011 "Internal error encountered." unless told 1008.
+
 Every time is the emulator loop's monotonic clock (``loop.time()``, seconds), and a
 connection's time starts when its ``setupComplete`` goes out.
 
@@ -29,11 +34,13 @@ kept (the longest idle go first).
 from __future__ import annotations
 
 import itertools
+import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Final
 
 from .recording import ReceivedFrame
+from .usage import Context
 
 #: Close code and reason when a connection reaches its lifetime.
 CLOSE_LIFETIME: Final = 1000
@@ -45,6 +52,13 @@ REASON_AV_LIMIT: Final = "Session duration limit reached: enable context window 
 #: ``setupComplete``, so the SDK's ``connect()`` raises ``APIError`` with this code).
 CLOSE_BAD_HANDLE: Final = 1008
 REASON_BAD_HANDLE: Final = "Session resumption handle is invalid or expired."
+#: Close code and reason of a connection's end on the real service (R5, R6), used with
+#: :attr:`Realism.service_lifetimes` in place of :data:`CLOSE_LIFETIME`.
+CLOSE_DEADLINE: Final = 1011
+REASON_DEADLINE: Final = "Deadline expired before operation could complete."
+#: How late a ``goAway`` may go out and still say the scheduled whole seconds (seconds):
+#: :func:`whole_seconds_string` rounds the time left down after adding this.
+GO_AWAY_LATENESS_S: Final = 0.1
 
 #: The service's limits (seconds): connection lifetime, goAway lead, audio+video session
 #: limit without compression, and how long a handle outlives its connection.
@@ -114,6 +128,15 @@ def duration_string(seconds: float) -> str:
     return f"{whole}s" if frac == 0 else f"{whole}.{frac:03d}s"
 
 
+def whole_seconds_string(seconds: float) -> str:
+    """``goAway.timeLeft`` as the service sends it: whole seconds, rounded down (``"50s"``).
+
+    A ``goAway`` up to :data:`GO_AWAY_LATENESS_S` late still says the scheduled seconds;
+    negative values give ``"0s"``.
+    """
+    return f"{max(0, math.floor(round(seconds + GO_AWAY_LATENESS_S, 9)))}s"
+
+
 @dataclass
 class Session:
     """One conversation, across the connections that resume it.
@@ -145,6 +168,10 @@ class Session:
     idle_since: float | None = None
     #: Its most recent handles, oldest first.
     handles: deque[str] = field(default_factory=deque)
+    #: Its conversation as the service's context window holds it (realistic usage).
+    context: Context = field(default_factory=Context)
+    #: Tool calls the responder made in it (for their ids).
+    tool_calls: int = 0
 
     def time_s(self, now: float) -> float:
         """Session time at ``now``: ended connections plus the live ones so far (seconds)."""

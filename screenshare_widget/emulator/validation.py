@@ -38,6 +38,14 @@ REASON_BAD_KEY: Final = "API key not valid. Please pass a valid API key."
 REASON_INVALID_ARGUMENT: Final = "Request contains an invalid argument."
 REASON_INVALID_JSON: Final = "Invalid JSON payload received."
 REASON_INTERNAL: Final = "Internal error occurred."
+#: The service's other 1011 reason (python-genai#985), used by a realistic emulator for a
+#: refused resume (R9).
+REASON_INTERNAL_ENCOUNTERED: Final = "Internal error encountered."
+#: 1007 for an expired API key (R8: yagudaev/voiceclaw#155).
+REASON_EXPIRED_KEY: Final = "API key expired. Please renew the API key."
+#: The service's random mid-session 1008, often around tool calls (js-genai#1236,
+#: livekit/agents#4545).
+REASON_NOT_IMPLEMENTED: Final = "Operation is not implemented, or supported, or enabled."
 
 #: Longest close reason a WebSocket close frame can carry (UTF-8 bytes, RFC 6455 §5.5).
 MAX_REASON_BYTES: Final = 123
@@ -128,14 +136,22 @@ def _rejected_options(model: str, setup: dict[str, Any]) -> bool:
 
 
 def check_setup(
-    setup: Any, *, version: str, key: str | None, api_keys: frozenset[str] | None
+    setup: Any,
+    *,
+    version: str,
+    key: str | None,
+    api_keys: frozenset[str] | None,
+    expired_keys: frozenset[str] = frozenset(),
 ) -> Rejection | None:
     """Validate a setup in the service's order: key, then model, then options.
 
     ``key`` is the ``x-goog-api-key`` header (``None`` if absent); ``api_keys`` restricts
-    the accepted keys (``None``: any non-empty key). Returns ``None`` if the setup is
-    accepted. The key is compared, never stored or logged.
+    the accepted keys (``None``: any non-empty key); a key in ``expired_keys`` closes with
+    1007 :data:`REASON_EXPIRED_KEY`. Returns ``None`` if the setup is accepted. The key is
+    compared, never stored or logged.
     """
+    if key and key in expired_keys:
+        return Rejection(CLOSE_INVALID, REASON_EXPIRED_KEY)
     if not key or (api_keys is not None and key not in api_keys):
         return Rejection(CLOSE_INVALID, REASON_BAD_KEY)
     if not isinstance(setup, dict):
