@@ -18,11 +18,17 @@ sessions by handle (:mod:`screenshare_widget.emulator.sessions`); pass
 ``faults=[Fault(...)]`` to drop, close, stall or reject connections
 (:mod:`screenshare_widget.emulator.faults`).
 
+Realism: ``realism=Realism()`` imitates the real service where public captures show it
+differs from an idealised one (late pongs, silence after ``goAway``, whole-context usage,
+the service's lifetimes and closes, ...); ``Realism.ideal()`` is the idealised emulator,
+for now the default (:mod:`screenshare_widget.emulator.realism`).
+
 This package never imports ``google.genai``.
 """
 
 from .connection import EmulatorConnection
 from .faults import Fault
+from .realism import Realism
 from .recording import (
     ReceivedAudio,
     ReceivedFrame,
@@ -43,6 +49,7 @@ __all__ = [
     "Fault",
     "Lifetimes",
     "LiveEmulator",
+    "Realism",
     "ReceivedAudio",
     "ReceivedFrame",
     "ReceivedMessage",

@@ -1,9 +1,13 @@
 """Run the Live emulator from the command line until Ctrl-C.
 
 ``python -m screenshare_widget.emulator [--port N] [--host 127.0.0.1] [-v]
+[--ideal] [--pong-delay-s S] [--refused-handle-close {1008,1011}]
+[--interrupted-turn-complete-s S] [--tool-call-close-every N]
 [--connection-s S --go-away-before-s S] [--av-limit-s S] [--wpm N]``
 
-It binds 127.0.0.1 unless ``--host`` says otherwise, and prints the URL, the certificate to
+It imitates the real service (``Realism()``) unless ``--ideal`` asks for the idealised
+emulator (``Realism.ideal()``); the other flags change one realistic behaviour each. It
+binds 127.0.0.1 unless ``--host`` says otherwise, and prints the URL, the certificate to
 trust and a line of Python to connect with.
 """
 
@@ -12,9 +16,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
+from typing import Any
 
+from .realism import (
+    REAL_INTERRUPTED_TURN_COMPLETE_S,
+    REAL_PONG_DELAY_S,
+    REFUSED_HANDLE_CODES,
+    Realism,
+)
 from .responder import DefaultResponder
 from .server import LiveEmulator
 from .sessions import Lifetimes
@@ -29,30 +41,93 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     parser.add_argument(
-        "--connection-s", type=float, default=None, help="end each connection after this (s)"
+        "--ideal",
+        action="store_true",
+        help="the idealised emulator: instant pongs, answers after goAway, per-turn usage, ...",
     )
     parser.add_argument(
-        "--go-away-before-s", type=float, default=60.0, help="goAway this long before the end (s)"
+        "--pong-delay-s",
+        type=float,
+        default=None,
+        help=f"answer pings this late (s; default {REAL_PONG_DELAY_S:g}, 0 with --ideal)",
+    )
+    parser.add_argument(
+        "--refused-handle-close",
+        type=int,
+        choices=sorted(REFUSED_HANDLE_CODES),
+        default=None,
+        help="close code for an unknown or expired resumption handle (default 1011)",
+    )
+    parser.add_argument(
+        "--interrupted-turn-complete-s",
+        type=float,
+        default=None,
+        help="turnComplete this long after interrupted (s; default "
+        f"{REAL_INTERRUPTED_TURN_COMPLETE_S:g})",
+    )
+    parser.add_argument(
+        "--tool-call-close-every",
+        type=int,
+        default=None,
+        help="close 1008 after every Nth toolCall (default never)",
+    )
+    parser.add_argument(
+        "--connection-s",
+        type=float,
+        default=None,
+        help="end each connection after this (s; default 600, none with --ideal)",
+    )
+    parser.add_argument(
+        "--go-away-before-s",
+        type=float,
+        default=None,
+        help="goAway this long before the end (s; default 50, 60 with --ideal)",
     )
     parser.add_argument(
         "--av-limit-s",
         type=float,
         default=None,
-        help="end audio+video sessions without context compression after this (s)",
+        help="end audio+video sessions without context compression after this "
+        "(s; default 120, none with --ideal)",
     )
     parser.add_argument("--wpm", type=int, default=None, help="speaking rate of the replies")
     return parser.parse_args(argv)
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    lifetimes = Lifetimes(
-        connection_s=args.connection_s,
-        go_away_before_s=args.go_away_before_s,
-        av_limit_s=args.av_limit_s,
+def realism_of(args: argparse.Namespace) -> Realism:
+    """The :class:`Realism` the flags ask for."""
+    realism = Realism.ideal() if args.ideal else Realism()
+    changes: dict[str, Any] = {}
+    if args.pong_delay_s is not None:
+        changes["pong_delay_s"] = args.pong_delay_s
+    if args.refused_handle_close is not None:
+        changes["refused_handle_close"] = args.refused_handle_close
+    if args.interrupted_turn_complete_s is not None:
+        changes["interrupted_turn_complete_s"] = args.interrupted_turn_complete_s
+    if args.tool_call_close_every is not None:
+        changes["tool_call_close_every"] = args.tool_call_close_every
+    return dataclasses.replace(realism, **changes)
+
+
+def lifetimes_of(args: argparse.Namespace, realism: Realism) -> Lifetimes:
+    """The :class:`Lifetimes` the flags ask for: ``realism``'s unless one is given."""
+    default = realism.lifetimes()
+    return dataclasses.replace(
+        default,
+        connection_s=args.connection_s if args.connection_s is not None else default.connection_s,
+        go_away_before_s=(
+            args.go_away_before_s if args.go_away_before_s is not None else default.go_away_before_s
+        ),
+        av_limit_s=args.av_limit_s if args.av_limit_s is not None else default.av_limit_s,
     )
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    realism = realism_of(args)
+    lifetimes = lifetimes_of(args, realism)
     responder = DefaultResponder(wpm=args.wpm) if args.wpm else None
     async with LiveEmulator(
-        host=args.host, port=args.port, lifetimes=lifetimes, responder=responder
+        host=args.host, port=args.port, lifetimes=lifetimes, responder=responder, realism=realism
     ) as emu:
         print(f"Live emulator: {emu.url}")
         print(f"certificate:   {emu.cafile}")
@@ -62,6 +137,7 @@ async def _serve(args: argparse.Namespace) -> None:
             f'base_url="{emu.url}", async_client_args={{"ssl": '
             f'ssl.create_default_context(cafile="{emu.cafile}")}}))'
         )
+        print(f"behaviour: {'idealised (--ideal)' if args.ideal else 'like the real service'}")
         print("Ctrl-C to stop.", flush=True)
         await asyncio.Event().wait()
 

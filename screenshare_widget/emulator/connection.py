@@ -17,6 +17,11 @@ sends handles): a ``sessionResumptionUpdate {newHandle, resumable: true}`` right
 ``{resumable: false}`` (no handle) when the model starts generating: before the first
 ``modelTurn``, ``outputTranscription`` or ``toolCall`` of a reply. Every handle sent with
 ``resumable: true``, scripted ones included, resumes the connection's session.
+
+The connection's :attr:`EmulatorConnection.realism` applies to scripts too: handles are
+UUIDs, ``{}`` follows each ``turnComplete``, ``modelTurn`` audio from :meth:`send_audio`
+carries ``"role": "model"``, and once a ``goAway`` went out nothing more is sent (sends
+return quietly; the reader keeps recording; closes still happen).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import base64
 import json
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
@@ -34,9 +40,18 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..protocol import OUTPUT_RATE_HZ, SAMPLE_BYTES
+from .pongs import LatePongConnection, PongStats
+from .realism import Realism
 from .recording import ReceivedMessage, Recording, SentMessage
-from .sessions import Session
-from .validation import CLOSE_INVALID, REASON_INVALID_JSON, close_reason, model_name
+from .sessions import Session, duration_string
+from .validation import (
+    CLOSE_INVALID,
+    CLOSE_POLICY,
+    REASON_INVALID_JSON,
+    REASON_NOT_IMPLEMENTED,
+    close_reason,
+    model_name,
+)
 from .wire import ClientEvent, InvalidJson, has, parse_client_message, pick, snake
 
 logger = logging.getLogger(__name__)
@@ -58,22 +73,24 @@ OUTPUT_MIME: Final = f"audio/pcm;rate={OUTPUT_RATE_HZ}"
 CLOSE_ABNORMAL: Final = 1006
 
 
-def audio_message(pcm24k: bytes) -> dict[str, Any]:
-    """A ``serverContent.modelTurn`` message carrying one chunk of 24 kHz PCM16."""
-    return {
-        "serverContent": {
-            "modelTurn": {
-                "parts": [
-                    {
-                        "inlineData": {
-                            "mimeType": OUTPUT_MIME,
-                            "data": base64.b64encode(pcm24k).decode("ascii"),
-                        }
-                    }
-                ]
+def audio_message(pcm24k: bytes, *, role: bool = False) -> dict[str, Any]:
+    """A ``serverContent.modelTurn`` message carrying one chunk of 24 kHz PCM16.
+
+    ``role`` adds ``"role": "model"`` to the turn, as the service does (R1).
+    """
+    turn: dict[str, Any] = {
+        "parts": [
+            {
+                "inlineData": {
+                    "mimeType": OUTPUT_MIME,
+                    "data": base64.b64encode(pcm24k).decode("ascii"),
+                }
             }
-        }
+        ]
     }
+    if role:
+        turn["role"] = "model"
+    return {"serverContent": {"modelTurn": turn}}
 
 
 def sent_message(connection: int, obj: dict[str, Any], t: float) -> SentMessage:
@@ -108,7 +125,10 @@ class EmulatorConnection:
     model without ``models/``; ``version`` the API version from the path; ``session`` the
     :class:`~screenshare_widget.emulator.sessions.Session` it belongs to (a new one if not
     given) and ``resumed`` whether its setup resumed that session with a handle.
-    ``on_handle`` is called with each handle sent with ``resumable: true``.
+    ``on_handle`` is called with each handle sent with ``resumable: true``. ``realism``
+    says how it imitates the service (:class:`Realism`; idealised if not given);
+    ``on_tool_call`` is called after each ``toolCall`` sent and returns whether the
+    connection must then close (:attr:`Realism.tool_call_close_every`).
     """
 
     def __init__(
@@ -123,8 +143,13 @@ class EmulatorConnection:
         session: Session | None = None,
         resumed: bool = False,
         on_handle: Callable[[str], None] | None = None,
+        realism: Realism | None = None,
+        on_tool_call: Callable[[], bool] | None = None,
     ) -> None:
         self.index = index
+        #: How this connection imitates the real service.
+        self.realism = realism if realism is not None else Realism.ideal()
+        self._on_tool_call = on_tool_call
         self.setup = setup
         self.model = model_name(setup)
         self.version = version
@@ -160,6 +185,9 @@ class EmulatorConnection:
         self._audio_s = 0.0
         self._setup_complete_sent = False
         self._initiated_close: tuple[int, str] | None = None
+        # Set once a goAway went out with Realism.silent_after_go_away: nothing more is sent.
+        self._silent = False
+        self._withheld = 0
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -262,6 +290,10 @@ class EmulatorConnection:
         for resumption, ``sessionResumptionUpdate`` messages go with it as the module says.
         Waits while the connection is stalled. Raises ``ValueError`` for frames over
         :data:`MAX_SERVER_FRAME_BYTES` and websockets' ``ConnectionClosed`` once closed.
+
+        With :attr:`realism`: once silent after ``goAway`` the message is dropped (counted
+        in :attr:`withheld`); ``{}`` follows each ``turnComplete``; a ``toolCall`` may be
+        followed by the close 1008 of :attr:`Realism.tool_call_close_every`.
         """
         data = json.dumps(obj, separators=(",", ":")).encode("utf-8")
         if len(data) > MAX_SERVER_FRAME_BYTES:
@@ -275,8 +307,12 @@ class EmulatorConnection:
         )
         turn_complete = bool(content.get("turnComplete"))
         interrupted = bool(content.get("interrupted"))
+        close_after = False
         async with self._send_lock:
             await self._flowing.wait()
+            if self._silent:
+                self._withheld += 1
+                return
             if starts_reply and not self._generating:
                 self._generating = True
                 if self._send_handles:
@@ -297,10 +333,24 @@ class EmulatorConnection:
                 if self._send_handles:
                     self._handles += 1
                     await self._send_handle()
+            if turn_complete and self.realism.empty_message_every_s is not None:
+                await self._send_now({})
+            if "goAway" in obj and self.realism.silent_after_go_away:
+                logger.info("connection %d: silent after goAway", self.index)
+                self._silent = True
+            if "toolCall" in obj and self._on_tool_call is not None:
+                close_after = self._on_tool_call()
+        if close_after:
+            logger.info("connection %d: closing after a toolCall", self.index)
+            await self.close(CLOSE_POLICY, REASON_NOT_IMPLEMENTED)
 
     async def _send_handle(self) -> None:
-        """Send (and register) the next emulator handle ``emu-<connection>-<n>``."""
-        handle = f"emu-{self.index}-{self._handles}"
+        """Send (and register) the next handle: ``emu-<connection>-<n>``, or a UUID with
+        :attr:`Realism.uuid_handles`."""
+        if self.realism.uuid_handles:
+            handle = str(uuid.uuid4())
+        else:
+            handle = f"emu-{self.index}-{self._handles}"
         update = {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
         self._register_handle(update)
         await self._send_now(update)
@@ -322,10 +372,13 @@ class EmulatorConnection:
     async def send_raw(self, data: bytes | str) -> None:
         """Send a frame exactly as given (bytes: binary, str: text), without any checks.
 
-        Waits while the connection is stalled.
+        Waits while the connection is stalled; dropped once silent after ``goAway``.
         """
         async with self._send_lock:
             await self._flowing.wait()
+            if self._silent:
+                self._withheld += 1
+                return
             t = time.time()
             await self._ws.send(data)
             self._recording.add_sent(SentMessage(t, self.index, ("raw",)))
@@ -355,6 +408,24 @@ class EmulatorConnection:
         return self.session.id
 
     @property
+    def silent(self) -> bool:
+        """Whether the connection sends nothing more (silent after ``goAway``)."""
+        return self._silent
+
+    @property
+    def withheld(self) -> int:
+        """Messages dropped because the connection was silent after ``goAway``."""
+        return self._withheld
+
+    @property
+    def pongs(self) -> PongStats | None:
+        """Its late pongs so far (:attr:`Realism.pong_delay_s`); ``None`` when websockets
+        answers pings itself, at once."""
+        if isinstance(self._ws, LatePongConnection):
+            return self._ws.pong_stats
+        return None
+
+    @property
     def stalled(self) -> bool:
         """Whether the connection is stalled (:meth:`stall`)."""
         return not self._flowing.is_set()
@@ -362,11 +433,15 @@ class EmulatorConnection:
     async def stall(self, seconds: float) -> None:
         """Stop reading the socket and sending for ``seconds``, then carry on.
 
-        Client messages and pings stay unread in the socket, so pongs stop too; sends (and
-        :meth:`close`) wait. Cancellation ends the stall early.
+        Client messages and pings stay unread in the socket, so pongs stop too (late pongs
+        already due wait as well); sends (and :meth:`close`) wait. Cancellation ends the
+        stall early.
         """
         transport = self._ws.transport
+        late_pongs = self._ws if isinstance(self._ws, LatePongConnection) else None
         self._flowing.clear()
+        if late_pongs is not None:
+            late_pongs.hold_pongs()
         transport.pause_reading()
         logger.info("connection %d: stalled for %.3f s", self.index, seconds)
         try:
@@ -374,6 +449,8 @@ class EmulatorConnection:
         finally:
             if not transport.is_closing():
                 transport.resume_reading()
+            if late_pongs is not None:
+                late_pongs.release_pongs()
             self._flowing.set()
 
     async def send_audio(
@@ -392,7 +469,7 @@ class EmulatorConnection:
                 delay = start + offset_s / pace - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            await self.send(audio_message(chunk))
+            await self.send(audio_message(chunk, role=self.realism.model_role))
             offset_s += len(chunk) / (OUTPUT_RATE_HZ * SAMPLE_BYTES)
 
     async def input_transcription(self, text: str) -> None:
@@ -402,6 +479,15 @@ class EmulatorConnection:
     async def output_transcription(self, text: str) -> None:
         """Send ``serverContent.outputTranscription``."""
         await self.send({"serverContent": {"outputTranscription": {"text": text}}})
+
+    async def voice_activity_start(self, offset_s: float) -> None:
+        """Send ``voiceActivity`` ``ACTIVITY_START`` at ``offset_s`` seconds into the audio."""
+        activity = {"type": "ACTIVITY_START", "audioOffset": duration_string(offset_s)}
+        await self.send({"voiceActivity": activity})
+
+    async def voice_activity_end(self) -> None:
+        """Send ``voiceActivity`` ``ACTIVITY_END`` next to an empty ``serverContent`` (R2)."""
+        await self.send({"serverContent": {}, "voiceActivity": {"type": "ACTIVITY_END"}})
 
     async def interrupted(self) -> None:
         """Send ``serverContent.interrupted`` (the user barged in)."""

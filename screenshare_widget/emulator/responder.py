@@ -24,11 +24,23 @@ Reply audio timing: the first ``burst_ms`` goes at once, the rest at ``pace`` ti
 time (below 1 is slower than real time, so a client's playback runs dry); with
 ``gap_every_ms`` the sender also pauses ``gap_ms`` after every ``gap_every_ms`` of audio,
 for bursts separated by silences.
+
+With the connection's :class:`Realism` (each behaviour and its source are in
+:mod:`screenshare_widget.emulator.realism`) it also: paces replies 1 s at once then 4x
+and ends speech after 700 ms of quiet; says ``voiceActivity`` start and end; transcribes
+in fragments of a few characters, the user's partly after the reply began; counts usage
+over the whole context (:mod:`screenshare_widget.emulator.usage`) with thought tokens on
+typed turns; follows ``interrupted`` with the interrupted turn's own ``turnComplete``;
+and puts every call a text asks for into one ``toolCall`` with the service's id shapes,
+answering once all of them are answered. What a realistic session counts (its context,
+its tool calls) belongs to the session too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import json
 import logging
 import math
@@ -40,10 +52,19 @@ from websockets.exceptions import ConnectionClosed
 
 from ..protocol import OUTPUT_RATE_HZ, SAMPLE_BYTES
 from .connection import EmulatorConnection, audio_message, chunks
+from .realism import IDEAL_REPLY_BURST_MS, IDEAL_REPLY_PACE, Realism
 from .recording import ReceivedFrame
 from .speech import DEFAULT_VOICE, DEFAULT_WPM, Synthesizer
+from .usage import (
+    AUDIO_TOKENS_PER_S,
+    CHARS_PER_TOKEN,
+    IMAGE_TOKENS_PER_FRAME,
+    Compression,
+    Tokens,
+    input_tokens,
+    text_tokens,
+)
 from .vad import (
-    DEFAULT_END_MS,
     DEFAULT_FLOOR_MARGIN_DB,
     DEFAULT_FLOOR_WINDOW_S,
     DEFAULT_MIN_UTTERANCE_MS,
@@ -59,25 +80,27 @@ from .wire import ClientEvent, pick
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
-#: Reply audio sent at once before pacing starts (milliseconds), like the service's bursts.
-DEFAULT_BURST_MS: Final = 500
-#: Pace of the reply audio after the burst (times real time).
-DEFAULT_PACE: Final = 2.0
+#: Reply audio sent at once before pacing starts (milliseconds) and its pace after the burst
+#: (times real time), when neither the responder nor the connection's :class:`Realism` says.
+DEFAULT_BURST_MS: Final = IDEAL_REPLY_BURST_MS
+DEFAULT_PACE: Final = IDEAL_REPLY_PACE
 #: Reply audio chunk (milliseconds).
 DEFAULT_CHUNK_MS: Final = 100
 #: If audio stops arriving mid-utterance for this long (seconds), the utterance ends.
 STALL_FLUSH_S: Final = 1.5
-#: Token rates used for ``usageMetadata`` (tokens per second of audio, per image frame).
-AUDIO_TOKENS_PER_S: Final = 25
-IMAGE_TOKENS_PER_FRAME: Final = 258
-#: Characters per text token (rough) for text input.
-CHARS_PER_TOKEN: Final = 4
 #: Longest client text echoed back in a reply (characters).
 MAX_ECHO_CHARS: Final = 200
 #: Most ``outputTranscription`` pieces per reply.
 MAX_PIECES: Final = 3
 #: Longest tool response said back (characters of JSON).
 MAX_TOOL_ECHO_CHARS: Final = 160
+#: Lengths of the realistic transcription fragments, taken in turn (characters): output
+#: like cookbook#951's "Ca", "n I", " pl"; input a little longer.
+OUTPUT_FRAGMENT_CHARS: Final = (2, 3, 3, 4, 3, 5)
+INPUT_FRAGMENT_CHARS: Final = (5, 4, 6)
+#: Step between a session's realistic ``call_NNNNNN`` ids (coprime with 10**6, so a
+#: session's first million ids differ).
+_CALL_ID_STEP: Final = 7919
 
 _TOOL_ARG: Final = re.compile(r'(\w+)=("[^"]*"|\S+)')
 
@@ -95,19 +118,66 @@ def declared_functions(setup: Any) -> set[str]:
     return names
 
 
+def _tool_args(rest: str) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    for key, value in _TOOL_ARG.findall(rest):
+        value = value.strip('"')
+        args[key] = int(value) if re.fullmatch(r"-?\d+", value) else value
+    return args
+
+
 def tool_request(text: str, functions: set[str]) -> tuple[str, dict[str, Any]] | None:
     """The call a typed text asks for (``call <name> key=value ...``), if it names a
-    declared function."""
+    declared function (the idealised emulator: the first call, every ``key=value`` after
+    it)."""
     words = text.split()
     for i, word in enumerate(words[:-1]):
         if word.lower() == "call" and words[i + 1] in functions:
-            rest = " ".join(words[i + 2 :])
-            args: dict[str, Any] = {}
-            for key, value in _TOOL_ARG.findall(rest):
-                value = value.strip('"')
-                args[key] = int(value) if re.fullmatch(r"-?\d+", value) else value
-            return words[i + 1], args
+            return words[i + 1], _tool_args(" ".join(words[i + 2 :]))
     return None
+
+
+def tool_requests(text: str, functions: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Every call a typed text asks for, in order: each ``call <name>`` of a declared
+    function takes the ``key=value`` words up to the next one
+    (``call get_time tz=UTC and call describe name=df``)."""
+    words = text.split()
+    starts = [
+        i for i in range(len(words) - 1) if words[i].lower() == "call" and words[i + 1] in functions
+    ]
+    calls = []
+    for n, i in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(words)
+        calls.append((words[i + 1], _tool_args(" ".join(words[i + 2 : end]))))
+    return calls
+
+
+def service_call_id(session_id: str, n: int) -> str:
+    """The ``n``-th (from 1) tool call id of a session, shaped like the service's (R1).
+
+    Odd ``n`` give ``call_`` and six digits (``call_229188``), even ones ``fc_`` and 16 hex
+    digits; deterministic, and distinct within a session.
+    """
+    digest = hashlib.sha256(f"{session_id}/{n}".encode()).hexdigest()
+    if n % 2:
+        offset = int(hashlib.sha256(session_id.encode()).hexdigest()[:8], 16)
+        return f"call_{(offset + n * _CALL_ID_STEP) % 1_000_000:06d}"
+    return f"fc_{digest[:16]}"
+
+
+def fragments(text: str, sizes: tuple[int, ...] = OUTPUT_FRAGMENT_CHARS) -> list[str]:
+    """``text`` cut into pieces of the lengths in ``sizes``, taken in turn (and again),
+    regardless of words; ``"".join`` gives it back."""
+    if not sizes or min(sizes) <= 0:
+        raise ValueError("sizes must be positive lengths")
+    pieces = []
+    i = 0
+    for n in itertools.cycle(sizes):
+        if i >= len(text):
+            break
+        pieces.append(text[i : i + n])
+        i += n
+    return pieces
 
 
 def frame_summary(count: int, latest: ReceivedFrame | None) -> str:
@@ -163,9 +233,15 @@ class _Prompt:
     frames: int
     text_chars: int
 
+    def tokens(self) -> Tokens:
+        """What it costs, by modality."""
+        return input_tokens(self.audio_s, self.frames, self.text_chars)
+
 
 def usage_metadata(prompt: _Prompt, reply_s: float) -> dict[str, Any]:
-    """``usageMetadata`` for a turn, with per-modality details."""
+    """``usageMetadata`` for a turn as the idealised emulator counts it: this turn's input
+    only, with per-modality details (zeros included) that add up. The realistic count is
+    :meth:`screenshare_widget.emulator.usage.Context.turn`."""
     audio = round(prompt.audio_s * AUDIO_TOKENS_PER_S)
     image = prompt.frames * IMAGE_TOKENS_PER_FRAME
     text = math.ceil(prompt.text_chars / CHARS_PER_TOKEN)
@@ -194,6 +270,11 @@ class DefaultResponder:
     time (``0.5``: half as fast as it plays); ``gap_every_ms`` (``None``: never) adds a
     pause of ``gap_ms`` after every that much audio. ``use_espeak=False`` answers with a
     tone instead of speech.
+
+    How it imitates the real service is the connection's :class:`Realism` (the emulator's
+    ``realism=``), read per connection. ``burst_ms``, ``pace`` and ``end_ms`` left at
+    ``None`` come from it (:attr:`Realism.reply_burst_ms`, :attr:`Realism.reply_pace`,
+    :attr:`Realism.vad_end_ms`); given here, they win over it.
     """
 
     def __init__(
@@ -202,11 +283,11 @@ class DefaultResponder:
         threshold_dbfs: float = DEFAULT_THRESHOLD_DBFS,
         floor_margin_db: float = DEFAULT_FLOOR_MARGIN_DB,
         start_ms: int = DEFAULT_START_MS,
-        end_ms: int = DEFAULT_END_MS,
+        end_ms: int | None = None,
         min_utterance_ms: int = DEFAULT_MIN_UTTERANCE_MS,
         floor_window_s: float = DEFAULT_FLOOR_WINDOW_S,
-        burst_ms: int = DEFAULT_BURST_MS,
-        pace: float = DEFAULT_PACE,
+        burst_ms: int | None = None,
+        pace: float | None = None,
         chunk_ms: int = DEFAULT_CHUNK_MS,
         gap_every_ms: int | None = None,
         gap_ms: int = 0,
@@ -214,12 +295,14 @@ class DefaultResponder:
         voice: str = DEFAULT_VOICE,
         wpm: int = DEFAULT_WPM,
     ) -> None:
-        if not pace > 0:
+        if pace is not None and not pace > 0:
             raise ValueError("pace must be positive")
         if chunk_ms <= 0:
             raise ValueError("chunk_ms must be positive")
-        if burst_ms < 0 or gap_ms < 0:
+        if (burst_ms is not None and burst_ms < 0) or gap_ms < 0:
             raise ValueError("burst_ms and gap_ms must not be negative")
+        if end_ms is not None and end_ms <= 0:
+            raise ValueError("end_ms must be positive")
         if gap_every_ms is not None and gap_every_ms <= 0:
             raise ValueError("gap_every_ms must be positive (or None)")
         self.threshold_dbfs = threshold_dbfs
@@ -235,22 +318,29 @@ class DefaultResponder:
         self.gap_ms = gap_ms
         self.synthesizer = Synthesizer(use_espeak=use_espeak, voice=voice, wpm=wpm)
 
-    def detector(self) -> UtteranceDetector:
-        """A fresh utterance detector with this responder's parameters."""
+    def detector(self, realism: Realism | None = None) -> UtteranceDetector:
+        """A fresh utterance detector with this responder's parameters; ``end_ms`` not
+        given comes from ``realism`` (idealised if ``None``)."""
+        realism = realism if realism is not None else Realism.ideal()
         return UtteranceDetector(
             threshold_dbfs=self.threshold_dbfs,
             floor_margin_db=self.floor_margin_db,
             start_ms=self.start_ms,
-            end_ms=self.end_ms,
+            end_ms=self.end_ms if self.end_ms is not None else realism.vad_end_ms,
             min_utterance_ms=self.min_utterance_ms,
             floor_window_s=self.floor_window_s,
         )
 
-    def send_at(self, offset_s: float) -> float:
+    def send_at(self, offset_s: float, realism: Realism | None = None) -> float:
         """When reply audio at ``offset_s`` (seconds into the reply) is due, in seconds
-        after the reply's first chunk: the burst, then ``pace``, plus the gaps before it."""
-        burst_s = self.burst_ms / 1000
-        due = max(0.0, offset_s - burst_s) / self.pace
+        after the reply's first chunk: the burst, then ``pace``, plus the gaps before it.
+
+        ``burst_ms`` and ``pace`` not given come from ``realism`` (idealised if ``None``).
+        """
+        realism = realism if realism is not None else Realism.ideal()
+        burst_ms = self.burst_ms if self.burst_ms is not None else realism.reply_burst_ms
+        pace = self.pace if self.pace is not None else realism.reply_pace
+        due = max(0.0, offset_s - burst_ms / 1000) / pace
         if self.gap_every_ms is not None and self.gap_ms > 0:
             # A gap after every gap_every_ms of audio, i.e. before the chunk that crosses it.
             gaps = math.floor(round(offset_s * 1000, 6) / self.gap_every_ms)
@@ -269,16 +359,32 @@ class _Turns:
         self.r = responder
         self.conn = conn
         self.session = conn.session
-        self.detector = responder.detector()
+        self.realism = conn.realism
+        self.detector = responder.detector(self.realism)
         aad = pick(pick(conn.setup, "realtime_input_config"), "automatic_activity_detection")
         self.manual = pick(aad, "disabled") is True
         self.instruction = instruction_text(pick(conn.setup, "system_instruction"))
         self.functions = declared_functions(conn.setup)
+        self.compression = Compression.from_setup(conn.setup)
         self.tool_calls = 0
         self.pending_tools: dict[str, str] = {}  # call id -> function name
+        # Realistic tool calls: the ids of each toolCall still unanswered, and what the
+        # answered ones returned (said once the whole toolCall is answered).
+        self.tool_batches: list[list[str]] = []
+        self.tool_results: dict[str, str] = {}
         self.in_activity = False
         self.activity_s = 0.0
+        self.voice_activity = False  # an ACTIVITY_START went out without its ACTIVITY_END
         self.reply: asyncio.Task[None] | None = None
+        # The reply in progress: what it answers, whether typed text, audio sent (seconds),
+        # and whether its usage was counted already (its turnComplete is going out).
+        self.reply_prompt = _Prompt(0.0, 0, 0)
+        self.reply_typed = False
+        self.reply_sent_s = 0.0
+        self.reply_counted = False
+        # The interrupted turn's turnComplete not sent yet, and the timers that send one.
+        self.pending_complete: dict[str, Any] | None = None
+        self.timers: set[asyncio.Task[None]] = set()
         self.pending_audio_s = 0.0
         self.pending_frames = 0
         self.pending_chars = 0
@@ -294,9 +400,11 @@ class _Turns:
                     continue
                 await self._handle(event)
         finally:
-            if self.reply is not None and not self.reply.done():
-                self.reply.cancel()
-                await asyncio.wait([self.reply])
+            tasks = [t for t in (self.reply, *self.timers) if t is not None and not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
 
     async def _handle(self, event: ClientEvent) -> None:
         for frame in event.frames:
@@ -326,11 +434,16 @@ class _Turns:
         elif event.kind == "tool_response":
             responses = pick(event.body, "function_responses")
             for response in responses if isinstance(responses, list) else []:
-                name = self.pending_tools.pop(str(pick(response, "id")), None)
+                call_id = str(pick(response, "id"))
+                name = self.pending_tools.pop(call_id, None)
                 if name is not None:
                     said = json.dumps(pick(response, "response"), ensure_ascii=False)
-                    said = said[:MAX_TOOL_ECHO_CHARS]
-                    await self._start_reply(None, f"The tool {name} returned {said}.")
+                    said = f"The tool {name} returned {said[:MAX_TOOL_ECHO_CHARS]}."
+                    if self.realism.service_tool_calls:
+                        self.tool_results[call_id] = said
+                    else:
+                        await self._start_reply(None, said)
+            await self._answer_tool_batches()
         elif event.kind == "context_update":
             update = pick(event.body, "system_instruction")
             if update is not None:
@@ -340,44 +453,128 @@ class _Turns:
             if event.flag("turn_complete") and event.texts:
                 await self._answer_text(" ".join(t.text for t in event.texts))
 
+    async def _answer_tool_batches(self) -> None:
+        """Answer each realistic ``toolCall`` whose calls all have their responses."""
+        for batch in list(self.tool_batches):
+            if all(call_id in self.tool_results for call_id in batch):
+                self.tool_batches.remove(batch)
+                said = " ".join(self.tool_results.pop(call_id) for call_id in batch)
+                await self._start_reply(None, said)
+
     async def _vad(self, events: list[VadEvent]) -> None:
+        """Act on VAD events; with :attr:`Realism.voice_activity` say them as
+        ``voiceActivity`` (an utterance the detector drops ends its activity too)."""
         for vad_event in events:
             if isinstance(vad_event, SpeechStarted):
+                if self.realism.voice_activity:
+                    await self._voice_activity_end()
+                    self.voice_activity = True
+                    await self.conn.voice_activity_start(vad_event.start_s)
                 await self._barge_in()
             elif isinstance(vad_event, UtteranceEnded):
+                await self._voice_activity_end()
                 await self._answer_speech(vad_event.duration_s)
+        if not self.detector.in_speech:
+            await self._voice_activity_end()
+
+    async def _voice_activity_end(self) -> None:
+        if self.voice_activity:
+            self.voice_activity = False
+            await self.conn.voice_activity_end()
 
     async def _barge_in(self) -> None:
-        """Stop a reply still playing and tell the client it was interrupted."""
+        """Stop a reply still playing and tell the client it was interrupted.
+
+        With :attr:`Realism.interrupted_turn_complete_s` the interrupted turn's
+        ``turnComplete`` (with its usage: the audio sent so far) follows later, on its own.
+        """
         if self.reply is None or self.reply.done():
             return
         self.reply.cancel()
         await asyncio.wait([self.reply])
         logger.debug("connection %d: barge-in", self.conn.index)
         await self.conn.interrupted()
+        delay = self.realism.interrupted_turn_complete_s
+        if delay is None or self.reply_counted:
+            return
+        await self._flush_complete()  # an earlier one still waiting goes first
+        usage = self._usage(self.reply_prompt, self.reply_sent_s, self.reply_typed)
+        self.pending_complete = usage
+        timer = asyncio.create_task(
+            self._complete_later(delay, usage),
+            name=f"live-emulator-interrupted-{self.conn.index}-{self.session.replies}",
+        )
+        self.timers.add(timer)
+        timer.add_done_callback(self.timers.discard)
+        timer.add_done_callback(_log_failure)
+
+    async def _complete_later(self, delay_s: float, usage: dict[str, Any]) -> None:
+        """Send the interrupted turn's ``turnComplete`` with ``usage`` ``delay_s`` seconds
+        from now, unless it went already (before the next reply); cancellation (the
+        connection's end) drops it."""
+        await asyncio.sleep(delay_s)
+        if self.pending_complete is usage:
+            await self._flush_complete()
+
+    async def _flush_complete(self) -> None:
+        """Send the interrupted turn's ``turnComplete`` if it has not gone yet."""
+        usage, self.pending_complete = self.pending_complete, None
+        if usage is not None:
+            await self.conn.turn_complete(usage)
+
+    def _usage(self, prompt: _Prompt, reply_s: float, typed: bool) -> dict[str, Any]:
+        """A turn's ``usageMetadata``: idealised, or as the service counts it (the whole
+        context; :mod:`screenshare_widget.emulator.usage`), which adds the turn to it."""
+        if not self.realism.service_usage:
+            return usage_metadata(prompt, reply_s)
+        return self.session.context.turn(
+            instruction=Tokens(text=text_tokens(len(self.instruction))),
+            turn_input=prompt.tokens(),
+            response_audio_s=reply_s,
+            thoughts=self.realism.thoughts_tokens if typed else 0,
+            compression=self.compression,
+            unlabelled_share=self.realism.unlabelled_share,
+        )
 
     async def _answer_speech(self, seconds: float) -> None:
         text = f"You spoke for {seconds:.1f} seconds. {self._frames_said()}"
         await self._start_reply(f"(spoke for {seconds:.1f} s)", text)
 
     async def _answer_text(self, text: str) -> None:
-        request = tool_request(text, self.functions)
-        if request is not None:
-            self.tool_calls += 1
-            call_id = f"call-{self.conn.index}-{self.tool_calls}"
-            name, args = request
-            self.pending_tools[call_id] = name
-            await self.conn.tool_call([{"id": call_id, "name": name, "args": args}])
+        if self.realism.service_tool_calls:
+            requests = tool_requests(text, self.functions)
+        else:
+            request = tool_request(text, self.functions)
+            requests = [request] if request is not None else []
+        if requests:
+            calls: list[dict[str, Any]] = []
+            ids: list[str] = []
+            for name, args in requests:
+                call_id = self._call_id()
+                self.pending_tools[call_id] = name
+                ids.append(call_id)
+                calls.append({"id": call_id, "name": name, "args": args})
+            if self.realism.service_tool_calls:
+                self.tool_batches.append(ids)
+            await self.conn.tool_call(calls)
             return
         said = " ".join(text.split())[:MAX_ECHO_CHARS] or "nothing"
         if not said.endswith((".", "!", "?")):
             said += "."
-        await self._start_reply(None, f"You wrote: {said} {self._frames_said()}")
+        await self._start_reply(None, f"You wrote: {said} {self._frames_said()}", typed=True)
+
+    def _call_id(self) -> str:
+        """The next tool call id: ``call-<connection>-<n>``, or the service's shapes."""
+        if self.realism.service_tool_calls:
+            self.session.tool_calls += 1
+            return service_call_id(self.session.id, self.session.tool_calls)
+        self.tool_calls += 1
+        return f"call-{self.conn.index}-{self.tool_calls}"
 
     def _frames_said(self) -> str:
         return frame_summary(self.session.frames, self.session.latest_frame)
 
-    async def _start_reply(self, heard: str | None, text: str) -> None:
+    async def _start_reply(self, heard: str | None, text: str, *, typed: bool = False) -> None:
         text = follow_instruction(self.instruction, text)
         await self._barge_in()
         prompt = _Prompt(self.pending_audio_s, self.pending_frames, self.pending_chars)
@@ -385,22 +582,38 @@ class _Turns:
         self.pending_frames = 0
         self.pending_chars = 0
         self.session.replies += 1
+        self.reply_prompt = prompt
+        self.reply_typed = typed
+        self.reply_sent_s = 0.0
+        self.reply_counted = False
         self.reply = asyncio.create_task(
-            self._reply(heard, text, prompt),
+            self._reply(heard, text, prompt, typed),
             name=f"live-emulator-reply-{self.conn.index}-{self.session.replies}",
         )
         self.reply.add_done_callback(_log_failure)
 
-    async def _reply(self, heard: str | None, text: str, prompt: _Prompt) -> None:
-        """Speak ``text``; cancellation (barge-in) stops it between chunks."""
+    async def _reply(self, heard: str | None, text: str, prompt: _Prompt, typed: bool) -> None:
+        """Speak ``text`` after transcribing ``heard``; cancellation (barge-in) stops it
+        between chunks.
+
+        With :attr:`Realism.fragmented_transcription` both transcriptions go in fragments
+        (:func:`fragments`): the input's first before the audio, the rest one after each
+        audio chunk. An interrupted turn's ``turnComplete`` still waiting goes just before
+        the first audio.
+        """
         conn = self.conn
+        realism = self.realism
         loop = asyncio.get_running_loop()
+        heard_pieces: list[str] = []
         if heard is not None:
-            await conn.input_transcription(heard)
+            fragmented = realism.fragmented_transcription
+            heard_pieces = fragments(heard, INPUT_FRAGMENT_CHARS) if fragmented else [heard]
+            await conn.input_transcription(heard_pieces.pop(0))
         pcm = await self.r.synthesizer.synthesize(text)
+        await self._flush_complete()
         bytes_per_s = OUTPUT_RATE_HZ * SAMPLE_BYTES
         total_s = len(pcm) / bytes_per_s
-        pieces = split_pieces(text)
+        pieces = fragments(text) if realism.fragmented_transcription else split_pieces(text)
         starts: list[float] = []  # where each piece begins, as a fraction of the text
         position = 0
         for piece in pieces:
@@ -410,14 +623,19 @@ class _Turns:
         offset_s = 0.0
         sent = 0
         for chunk in chunks(pcm, self.r.chunk_ms):
-            delay = first + self.r.send_at(offset_s) - loop.time()
+            delay = first + self.r.send_at(offset_s, realism) - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             while sent < len(pieces) and starts[sent] <= offset_s / max(total_s, 1e-9):
                 await conn.output_transcription(pieces[sent])
                 sent += 1
-            await conn.send(audio_message(chunk))
+            await conn.send(audio_message(chunk, role=realism.model_role))
             offset_s += len(chunk) / bytes_per_s
+            self.reply_sent_s = offset_s
+            if heard_pieces:
+                await conn.input_transcription(heard_pieces.pop(0))
+        for piece in heard_pieces:
+            await conn.input_transcription(piece)
         for piece in pieces[sent:]:
             await conn.output_transcription(piece)
         await conn.generation_complete()
@@ -425,7 +643,8 @@ class _Turns:
         delay = first + total_s - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        await conn.turn_complete(usage_metadata(prompt, total_s))
+        self.reply_counted = True
+        await conn.turn_complete(self._usage(prompt, total_s, typed))
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -12,10 +12,17 @@ until the client closes it.
 
 Between the setup check and ``setupComplete``, a ``"reject"`` :class:`Fault` may close the
 connection, and the setup's resumption handle picks the session (a refused handle closes
-with 1008; see :mod:`screenshare_widget.emulator.sessions`). Next to the reader and the
-behaviour, a supervisor enforces the :class:`Lifetimes` (``goAway``, the connection's end,
-the audio+video session limit) and the timed faults fire, each in its own named task; the
-reader ending (a close, from either side) cancels them all.
+with 1008, or as :attr:`Realism.refused_handle_close` says; see
+:mod:`screenshare_widget.emulator.sessions`). Next to the reader and the behaviour, a
+supervisor enforces the :class:`Lifetimes` (``goAway``, the connection's end, the
+audio+video session limit), the timed faults fire and, with :class:`Realism`, ``{}`` goes
+out every few seconds, each in its own named task; the reader ending (a close, from either
+side) cancels them all.
+
+The emulator's :class:`Realism` (:mod:`screenshare_widget.emulator.realism`) also decides
+how pings are answered (late, by :mod:`screenshare_widget.emulator.pongs`), whether a
+resume of a session with a connection still open is refused (1011), how a connection's
+lifetime ends, and whether every Nth ``toolCall`` is followed by a close 1008.
 """
 
 from __future__ import annotations
@@ -35,28 +42,35 @@ from typing import Any, Final
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from .connection import EmulatorConnection, record
 from .faults import Fault, FaultPlan
+from .pongs import late_pong_connection
+from .realism import Realism
 from .recording import ReceivedMessage, Recording
 from .responder import DefaultResponder
 from .sessions import (
     CLOSE_AV_LIMIT,
     CLOSE_BAD_HANDLE,
+    CLOSE_DEADLINE,
     CLOSE_LIFETIME,
     REASON_AV_LIMIT,
     REASON_BAD_HANDLE,
+    REASON_DEADLINE,
     REASON_LIFETIME,
     Lifetimes,
     Session,
     SessionStore,
     duration_string,
+    whole_seconds_string,
 )
 from .tls import Certificate, make_certificate
 from .validation import (
     CLOSE_INTERNAL,
     CLOSE_INVALID,
     REASON_INTERNAL,
+    REASON_INTERNAL_ENCOUNTERED,
     REASON_INVALID_ARGUMENT,
     REASON_INVALID_JSON,
     api_version,
@@ -92,8 +106,12 @@ class LiveEmulator:
     sends ``setupComplete`` before the script runs (always so with the responder).
     ``session_resumption_handles`` sends ``sessionResumptionUpdate`` messages to clients
     that asked for resumption (after ``setupComplete``, at the start and end of each reply).
-    ``lifetimes`` sets the connection, session and handle time limits (none by default
+    ``expired_keys`` are keys whose setups close with 1007 "API key expired. Please renew
+    the API key." (R8). ``lifetimes`` sets the connection, session and handle time limits
+    (by default :meth:`Realism.lifetimes`: the service's with realistic lifetimes, else none
     but the 2 h handle lifetime); ``faults`` lists faults to inject (:class:`Fault`).
+    ``realism`` says how it imitates the real service (:class:`Realism`; for now
+    :meth:`Realism.ideal` by default); every connection carries it.
     :attr:`recording` holds what was received and which session each connection joined;
     :attr:`sessions` holds the sessions kept for resumption (use it on the emulator's loop).
 
@@ -112,6 +130,8 @@ class LiveEmulator:
         session_resumption_handles: bool = True,
         lifetimes: Lifetimes | None = None,
         faults: Iterable[Fault] = (),
+        realism: Realism | None = None,
+        expired_keys: Iterable[str] = (),
     ) -> None:
         self.host = host
         self.port = port
@@ -120,9 +140,11 @@ class LiveEmulator:
         self.responder = responder
         self.script = script
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self.expired_keys = frozenset(expired_keys)
         self.auto_setup_complete = auto_setup_complete
         self.session_resumption_handles = session_resumption_handles
-        self.lifetimes = lifetimes if lifetimes is not None else Lifetimes()
+        self.realism = realism if realism is not None else Realism.ideal()
+        self.lifetimes = lifetimes if lifetimes is not None else self.realism.lifetimes()
         self.faults = tuple(faults)
         self.recording = Recording()
         self.sessions = SessionStore(self.lifetimes)
@@ -134,6 +156,9 @@ class LiveEmulator:
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
         self._thread_stop: asyncio.Event | None = None
+        # Every connection whose handler runs, by index (for the concurrent-resume check).
+        self._sockets: dict[int, ServerConnection] = {}
+        self._tool_calls = 0  # toolCall messages sent, over all connections
 
     # ---- addresses ------------------------------------------------------------------------
 
@@ -170,6 +195,7 @@ class LiveEmulator:
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         cert = make_certificate()
+        delay = self.realism.pong_delay_s
         try:
             server = await serve(
                 self._handle,
@@ -181,6 +207,8 @@ class LiveEmulator:
                 ping_interval=None,
                 process_request=self._check_path,
                 server_header="live-emulator",
+                # Late pongs (Realism.pong_delay_s); websockets' own, at once, otherwise.
+                create_connection=late_pong_connection(delay) if delay > 0 else None,
             )
         except BaseException:
             cert.remove()
@@ -305,6 +333,7 @@ class LiveEmulator:
         key = _api_key(ws.request)
         version = api_version(path) or "v1"
         index = self.recording.new_connection(key_present=bool(key))
+        self._sockets[index] = ws
         logger.info("connection %d opened (%s, API key present: %s)", index, version, bool(key))
         conn: EmulatorConnection | None = None
         initiated: tuple[int, str] | None = None
@@ -328,6 +357,8 @@ class LiveEmulator:
                 session=session,
                 resumed=resumed,
                 on_handle=lambda handle: self.sessions.issue(session, index, handle),
+                realism=self.realism,
+                on_tool_call=self._close_after_tool_call,
             )
             if self.script is None or self.auto_setup_complete:
                 await conn.send_setup_complete()
@@ -335,6 +366,7 @@ class LiveEmulator:
         except ConnectionClosed:
             pass
         finally:
+            self._sockets.pop(index, None)
             if session is not None:
                 self.sessions.detach(session, index, asyncio.get_running_loop().time())
             if conn is not None:
@@ -371,7 +403,13 @@ class LiveEmulator:
             return None, (CLOSE_INVALID, REASON_INVALID_ARGUMENT)
         setup: dict[str, Any] = event.body
         self.recording.add_setup(setup)
-        rejection = check_setup(setup, version=version, key=key, api_keys=self.api_keys)
+        rejection = check_setup(
+            setup,
+            version=version,
+            key=key,
+            api_keys=self.api_keys,
+            expired_keys=self.expired_keys,
+        )
         if rejection is not None:
             logger.info("connection %d: setup refused: %d", index, rejection.code)
             reason = close_reason(rejection.reason)
@@ -385,7 +423,9 @@ class LiveEmulator:
         """``(session, resumed, None)`` for an accepted setup, else close and say how.
 
         A ``"reject"`` fault closes first; then the setup's handle resumes its session, or
-        closes with 1008 if unknown or expired; no handle starts a new session.
+        closes if unknown or expired (:meth:`_refused_handle`); no handle starts a new
+        session. With :attr:`Realism.refuse_concurrent_resume`, resuming a session that
+        still has an open connection (no close frame received or sent on it) closes 1011.
         """
         fault = self._fault_plan.rejection(index)
         if fault is not None:
@@ -402,10 +442,39 @@ class LiveEmulator:
             session = self.sessions.resume(handle, asyncio.get_running_loop().time())
         if session is None:
             logger.info("connection %d: resumption handle refused", index)
-            await ws.close(CLOSE_BAD_HANDLE, REASON_BAD_HANDLE)
-            return None, False, (CLOSE_BAD_HANDLE, REASON_BAD_HANDLE)
+            code, reason = self._refused_handle()
+            await ws.close(code, reason)
+            return None, False, (code, reason)
+        if self.realism.refuse_concurrent_resume and self._still_open(session):
+            logger.info("connection %d: %s is still open elsewhere", index, session.id)
+            await ws.close(CLOSE_INTERNAL, REASON_INTERNAL_ENCOUNTERED)
+            return None, False, (CLOSE_INTERNAL, REASON_INTERNAL_ENCOUNTERED)
         logger.info("connection %d resumes %s", index, session.id)
         return session, True, None
+
+    def _refused_handle(self) -> tuple[int, str]:
+        """The close for an unknown or expired handle (:attr:`Realism.refused_handle_close`)."""
+        if self.realism.refused_handle_close == CLOSE_INTERNAL:
+            return CLOSE_INTERNAL, REASON_INTERNAL_ENCOUNTERED
+        return CLOSE_BAD_HANDLE, REASON_BAD_HANDLE
+
+    def _still_open(self, session: Session) -> bool:
+        """Whether a connection of ``session`` has neither received nor sent a close frame.
+
+        A connection counts as closed from its close frame on, not from when its handler
+        ends, so a client that closed before resuming is not refused.
+        """
+        for index in session.live:
+            ws = self._sockets.get(index)
+            if ws is not None and ws.state is State.OPEN:
+                return True
+        return False
+
+    def _close_after_tool_call(self) -> bool:
+        """Count a ``toolCall`` sent; whether it is one that a close 1008 follows."""
+        every = self.realism.tool_call_close_every
+        self._tool_calls += 1
+        return every is not None and self._tool_calls % every == 0
 
     async def _serve(self, conn: EmulatorConnection) -> None:
         """Run the behaviour, the supervisor and the timed faults next to the reader.
@@ -417,6 +486,9 @@ class LiveEmulator:
         if behaviour is not None:
             jobs["script"] = self._run_behaviour(behaviour, conn)
         jobs["supervisor"] = self._guarded(conn, "supervisor", self._supervise(conn))
+        if self.realism.empty_message_every_s is not None:
+            every = self.realism.empty_message_every_s
+            jobs["empty"] = self._guarded(conn, "ticker", self._send_empty(conn, every))
         for n, fault in enumerate(self._fault_plan.timed(conn.index)):
             jobs[f"fault-{n}-{fault.kind}"] = self._guarded(
                 conn, "fault", self._inject(conn, fault)
@@ -431,6 +503,16 @@ class LiveEmulator:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
+
+    async def _send_empty(self, conn: EmulatorConnection, every_s: float) -> None:
+        """Send ``{}`` every ``every_s`` seconds from ``setupComplete`` on (R1)."""
+        start = await conn.wait_setup_complete()
+        loop = asyncio.get_running_loop()
+        ticks = 0
+        while True:
+            ticks += 1
+            await asyncio.sleep(max(0.0, start + ticks * every_s - loop.time()))
+            await conn.send({})
 
     async def _guarded(
         self, conn: EmulatorConnection, what: str, job: Coroutine[Any, Any, None]
@@ -448,12 +530,19 @@ class LiveEmulator:
 
         Sends ``goAway`` ahead of the connection's end and closes it at the end; closes it
         (and ends the session) when an audio+video session without compression reaches its
-        limit. Sleeps between deadlines, so it is on time whatever the client does.
+        limit. Sleeps between deadlines, so it is on time whatever the client does. With
+        :attr:`Realism.service_lifetimes` ``timeLeft`` is whole seconds and the end closes
+        1011 "Deadline expired before operation could complete." (R5, R6).
         """
         start = await conn.wait_setup_complete()
         self.sessions.start(conn.session, conn.index, start)
         limits = self.lifetimes
         lead = limits.go_away_lead_s()
+        service = self.realism.service_lifetimes
+        time_left = whole_seconds_string if service else duration_string
+        end_close = (
+            (CLOSE_DEADLINE, REASON_DEADLINE) if service else (CLOSE_LIFETIME, REASON_LIFETIME)
+        )
         av_limit = limits.av_limit_s
         if av_limit is not None and pick(conn.setup, "context_window_compression") is not None:
             av_limit = None  # compression lifts the limit
@@ -478,14 +567,14 @@ class LiveEmulator:
                 if go_away is not None:
                     if now >= go_away:
                         assert end is not None
-                        await conn.go_away(duration_string(end - loop.time()))
+                        await conn.go_away(time_left(end - loop.time()))
                         go_away = None
                         continue
                     deadlines.append(go_away)
                 if end is not None:
                     if now >= end:
                         logger.info("connection %d: lifetime reached", conn.index)
-                        await conn.close(CLOSE_LIFETIME, REASON_LIFETIME)
+                        await conn.close(*end_close)
                         return
                     deadlines.append(end)
                 waiting = av_seen if av_seen is not None and not av_seen.done() else None
