@@ -30,6 +30,7 @@ from screenshare_widget.emulator import (
     DefaultResponder,
     EmulatorConnection,
     LiveEmulator,
+    Realism,
     Recording,
     shared_emulator,
 )
@@ -111,6 +112,9 @@ def turn_complete(msg: types.LiveServerMessage) -> bool:
 
 @asynccontextmanager
 async def running(**kwargs: Any) -> AsyncIterator[LiveEmulator]:
+    """An emulator on this loop; idealised unless ``realism=`` says otherwise (these tests
+    pin the idealised behaviour; the realistic one is in test_emulator_realism.py)."""
+    kwargs.setdefault("realism", Realism.ideal())
     async with LiveEmulator(**kwargs) as emu:
         yield emu
 

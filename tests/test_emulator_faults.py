@@ -21,6 +21,7 @@ from screenshare_widget.emulator import (
     Fault,
     Lifetimes,
     LiveEmulator,
+    Realism,
 )
 from screenshare_widget.emulator.sessions import (
     MAX_HANDLES_PER_SESSION,
@@ -41,6 +42,9 @@ Timed = tuple[float, types.LiveServerMessage]
 
 @asynccontextmanager
 async def running(**kwargs: Any) -> AsyncIterator[LiveEmulator]:
+    """An emulator on this loop; idealised unless ``realism=`` says otherwise (these tests
+    pin the idealised behaviour; the realistic one is in test_emulator_realism.py)."""
+    kwargs.setdefault("realism", Realism.ideal())
     async with LiveEmulator(**kwargs) as emu:
         yield emu
 
