@@ -237,8 +237,11 @@ class Transcript(Sequence[Turn]):
         """The user's unanswered speech goes again to a new connection, which transcribes
         it anew: the user turn it came from (open, or the last one if no answer completed
         after it) is open again, and the next transcription replaces its text, so one
-        utterance stays one turn. Returns the turns changed."""
+        utterance stays one turn. Speech that no turn has claimed yet (a barge-in cut off
+        before its transcription) keeps its claim instead. Returns the turns changed."""
         with self._lock:
+            if self._next_start is not None:
+                return []  # speech no turn has claimed yet: its transcription opens one
             if self._user is None:
                 user, model = self._last_user, self._last_model
                 if user is None or self._turns[user].typed:

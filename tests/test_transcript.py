@@ -287,3 +287,25 @@ def test_an_answered_turn_is_not_reopened() -> None:
     assert tr.expect_retranscription(at(3)) == []
     tr.add_input("Next", at(4))
     assert [t.text for t in tr] == ["Hi", "Hello.", "Next"]
+
+
+def test_a_replayed_barge_in_gets_its_own_turn_not_the_question_before_it() -> None:
+    tr = Transcript()
+    tr.speech_started(at(0))
+    tr.speech_ended(at(2))
+    tr.add_input("(spoke for 2.0 s)", at(2.5))
+    tr.add_output("You spoke", at(3))
+    tr.speech_started(at(5))  # the user talks over the answer ...
+    tr.end_exchange(interrupted=True, at=at(5.3))
+    tr.speech_ended(at(6.5))  # ... and the connection ends before that is transcribed
+    assert tr.expect_retranscription(at(7)) == []
+    tr.add_input("(spoke for 1.5 s)", at(8))
+    tr.add_output("You spoke for 1.5 seconds.", at(9))
+    tr.end_exchange(at=at(10))
+    assert [(t.role, t.text) for t in tr] == [
+        ("user", "(spoke for 2.0 s)"),
+        ("model", "You spoke"),
+        ("user", "(spoke for 1.5 s)"),
+        ("model", "You spoke for 1.5 seconds."),
+    ]
+    assert (tr[2].started_at, tr[2].ended_at) == (at(5), at(6.5))
