@@ -33,7 +33,7 @@ import numpy as np
 from .config import SessionConfig, model_profile
 from .events import Event, EventKind, Events, Frames, Handover, SentFrame
 from .instructions import AppliedBy, Instruction, Instructions
-from .protocol import INPUT_RATE_HZ, OUTPUT_RATE_HZ, SAMPLE_BYTES
+from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
 from .session import Connector, LiveError, LiveSession, ServerMessage, ToolCall, Usage
 from .tools import ToolActivity, Toolbox, activity, finished
 from .transcript import Transcript, Turn
@@ -69,10 +69,9 @@ GOAWAY_MARGIN_S: Final = 2.0
 #: connection, so nothing is lost by not waiting longer. The real service goes quiet after
 #: a goAway (research D2), so waiting for it to answer would be dead air.
 GOAWAY_USER_WAIT_S: Final = 1.5
-#: A reply counts as over when no server message came for this long (s): after a goAway
-#: the real service may stop in the middle of a reply. After ``generationComplete`` the
-#: wait runs to when the reply's audio would have finished playing, when ``turnComplete``
-#: (with the turn's usage) is due.
+#: After a goAway, a reply counts as over when none of it came for this long (s): the real
+#: service may stop in the middle of a reply, or never send the ``turnComplete`` after
+#: ``generationComplete``.
 MODEL_SILENT_S: Final = 1.0
 #: Ping the service this often while no ping is outstanding (s).
 KEEPALIVE_INTERVAL_S: Final = 10.0
@@ -377,10 +376,8 @@ class Relay:
         self._gen = 0
         self._handle: str | None = None
         self._model_speaking = False
-        # The model's current reply: when its first output came, how much audio it sent
-        # (s), when its last message came (monotonic), and whether generation completed.
-        self._reply_began_at = 0.0
-        self._reply_audio_s = 0.0
+        # The model's current reply: when its last message came (monotonic), and whether
+        # its generation completed.
         self._reply_heard_at = 0.0
         self._generation_done = False
         # An interrupted came without turnComplete: the next turnComplete before any new
@@ -1164,15 +1161,10 @@ class Relay:
         raise _Handover("goAway")
 
     def _reply_fell_silent(self) -> bool:
-        """The model's reply is over without its end: nothing came for
-        :data:`MODEL_SILENT_S`, or after ``generationComplete`` nothing came by when its
-        audio would have finished playing."""
-        now = time.monotonic()
-        since = now - self._reply_heard_at
-        if self._generation_done:
-            played = self._reply_began_at + self._reply_audio_s
-            return since >= MODEL_SILENT_S and now >= played + MODEL_SILENT_S
-        return since >= MODEL_SILENT_S
+        """The model's reply stopped coming: nothing came for :data:`MODEL_SILENT_S`. After
+        ``generationComplete`` only ``turnComplete`` is missing, which the real service may
+        never send after a goAway; the page plays what it has either way."""
+        return time.monotonic() - self._reply_heard_at >= MODEL_SILENT_S
 
     def _mic_quiet(self) -> bool:
         """The microphone carried no voice for :data:`PAUSE_S`."""
@@ -1211,7 +1203,6 @@ class Relay:
                 self._turns(self.transcript.model_started())
             self.counters.audio_chunks_out += 1
             self.counters.audio_bytes_out += len(m.audio)
-            self._reply_audio_s += len(m.audio) / (OUTPUT_RATE_HZ * SAMPLE_BYTES)
             self._tap("on_model_audio", m.audio)
             self._emit(self._sink.on_audio, m.audio, self._gen)
         text = m.output_transcription or m.text
@@ -1332,8 +1323,7 @@ class Relay:
     def _model_began(self) -> None:
         self._model_speaking = True
         self._model_turns += 1
-        self._reply_began_at = self._reply_heard_at = time.monotonic()
-        self._reply_audio_s = 0.0
+        self._reply_heard_at = time.monotonic()
         self._generation_done = False
         self.unanswered.reply_began()
 
