@@ -169,7 +169,9 @@ def session_markdown(results: dict[str, Any]) -> list[str]:
     quantum_ms = 128 / 24
     return [
         f"A {s['minutes']:g}-minute conversation in JupyterLab with headless chromium, against "
-        f"the emulator, with {s['chunk_ms']} ms microphone chunks (figures after a "
+        f"the emulator behaving like the real service ({s.get('realism', 'idealised')}: late "
+        "pongs, goAway then silence, usage that re-bills the context every turn), with "
+        f"{s['chunk_ms']} ms microphone chunks (figures after a "
         f"{s['warm_up_s']:g} s warm-up; {s['replies']} replies, each barged in on by the next "
         f"question; a cell slept {s['block_s']:g} s halfway), then the same for "
         f"{c['minutes']:g} minutes with {c['chunk_ms']} ms chunks:",
@@ -208,9 +210,30 @@ def session_markdown(results: dict[str, Any]) -> list[str]:
         f"| a chunk's first sample to the emulator: chunk length + uplink p50 "
         f"| {s['chunk_ms']} ms chunks: {_plus(s)}; {c['chunk_ms']} ms chunks: {_plus(c)} "
         "| (context) | |",
+        *_spend_rows(s),
         f"| kernel RSS growth | {rss['growth']:+g} MB ({rss['start']:g} to {rss['end']:g} MB; "
         f"the frames kept for `assistant.frames` hold {s['frames_kept_mb']:g} MB) "
         f"| <= {t['rss_growth_mb']} MB | {_met(rss['growth'], t['rss_growth_mb'])} |",
+    ]
+
+
+def _spend_rows(s: dict[str, Any]) -> list[str]:
+    """The session's tokens and cost, as the realistic emulator bills them."""
+    spent = s.get("spend") or {}
+    if not spent:
+        return []
+    unlabelled = spent["by_modality"].get("input:UNLABELLED", 0)
+    handovers = spent["handovers"]
+    return [
+        f"| tokens billed ({spent['reports']} usage reports for {spent['model_turns']} model "
+        f"turns, interrupted ones included; each prompt re-bills the whole context) "
+        f"| {spent['tokens']:,} ({spent['prompt']:,} prompt, of which {unlabelled:,} no "
+        f"modality labels; last turn {spent['last_turn_tokens']:,}) | (context) | |",
+        f"| cost at the example prices in `bench/session.py` | "
+        f"${spent['cost_usd']:.4f} | (context) | |",
+        f"| handovers | {len(handovers)}: "
+        + (", ".join(f"{r} ({'resumed' if ok else 'fresh'})" for r, ok in handovers) or "none")
+        + " | (context) | |",
     ]
 
 

@@ -35,11 +35,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from playwright.sync_api import Page, sync_playwright
 
-from screenshare_widget.emulator import LiveEmulator, Recording
+from screenshare_widget.emulator import LiveEmulator, Realism, Recording
 from screenshare_widget.events import MAX_FRAMES_KEPT
 from tests.browser.chromium import launch_options, write_speech_wav
 from tests.browser.jupyterlab import (
@@ -150,6 +150,7 @@ class Collected:
     _sent_until: float = 0.0
     _frames_until: float = 0.0
     _in_reply: bool = False
+    spend: dict[str, Any] = field(default_factory=dict)  # the session's tokens, at its end
 
     def sample_kernel(self, t: float, pid: int) -> None:
         """Sample the kernel's CPU, RSS and CPU by thread at time ``t``."""
@@ -188,6 +189,24 @@ class Collected:
                 self._in_reply = False
 
 
+#: Prices for the cost figure (USD per million tokens), for illustration only: no prices ship
+#: with the package, and the service's prices change.
+EXAMPLE_PRICES: Final = {"input:AUDIO": 3.0, "input:IMAGE": 1.0, "input:TEXT": 1.0,
+                         "output:AUDIO": 12.0, "output:TEXT": 4.0}  # fmt: skip
+#: The cell that reads the session's spend and handovers once it stopped.
+SPEND_CELL: Final = (
+    "import json\n"
+    f"assistant.prices = {EXAMPLE_PRICES!r}\n"
+    "s = assistant.spend\n"
+    "print(json.dumps({'tokens': s.total_tokens, 'prompt': s.prompt_tokens,"
+    " 'response': s.response_tokens, 'by_modality': dict(s.by_modality),"
+    " 'cost_usd': s.cost_usd, 'last_turn_tokens': s.last_turn_tokens,"
+    " 'reports': len(assistant._relay.usage),"
+    " 'model_turns': sum(t.role == 'model' for t in assistant.transcript),"
+    " 'handovers': [(h.reason, h.resumed) for h in assistant.handovers]}))"
+)
+
+
 def run(minutes: float, artifacts: Path, chunk_ms: int = 100) -> dict[str, Any]:
     """Run a session of ``minutes`` with microphone chunks of ``chunk_ms`` and return its
     figures (see the module docstring)."""
@@ -197,7 +216,9 @@ def run(minutes: float, artifacts: Path, chunk_ms: int = 100) -> dict[str, Any]:
         work = Path(tmp)
         (work / "root").mkdir()
         wav = write_speech_wav(work / "ask.wav", silence_s=QUESTION_PAUSE_S)
-        emulator = LiveEmulator().start_in_thread()
+        # The emulator behaves like the real service (late pongs, goAway then silence,
+        # cumulative usage, barge-ins ended twice ...): the figures are what users would see.
+        emulator = LiveEmulator(realism=Realism()).start_in_thread()
         try:
             lab = JupyterLab.start(work / "root", work / "state")
             try:
@@ -235,6 +256,7 @@ def _converse(
             f"import time\ntime.sleep({block_s:g})",
             "import json, threading\n"
             "print(json.dumps({t.native_id: t.name for t in threading.enumerate()}))",
+            SPEND_CELL,
         ],
     )
     show_widget(page, lab, artifacts, "bench.ipynb")
@@ -269,6 +291,10 @@ def _converse(
     artifacts.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(artifacts / f"bench-session-{chunk_ms}ms.png"))
     page.click(".ssw-stop")
+    page.wait_for_selector(".ssw-status[data-status='idle']", timeout=15_000)
+    run_cell(page, 4)
+    wait_cell_done(page, 4)
+    collected.spend = json.loads(cell_output(page, 4).strip())
     return collected, window
 
 
@@ -326,6 +352,8 @@ def analyse(c: Collected, window: tuple[float, float], duration_s: float) -> dic
         "downlink_received": len(c.down),
         "downlink_paired": len(down_pairs),
         "replies": sum(1 for _, _, is_first in c.sent if is_first),
+        "realism": "realistic",
+        "spend": c.spend,
         "blocked_uplink_ms": summary(up_busy),
         "blocked_downlink_first_ms": summary(down_busy),
         "barge_in": barge_ins,

@@ -177,9 +177,9 @@ def test_realistic_defaults_ideal_values_and_validation() -> None:
             Realism(**bad)  # type: ignore[arg-type]
 
 
-def test_the_emulator_is_idealised_by_default_and_realism_brings_the_service_lifetimes() -> None:
-    assert LiveEmulator().realism == Realism.ideal()
-    assert LiveEmulator().lifetimes == Lifetimes()
+def test_the_emulator_is_realistic_by_default_and_realism_brings_the_service_lifetimes() -> None:
+    assert LiveEmulator().realism == Realism()
+    assert LiveEmulator(realism=Realism.ideal()).lifetimes == Lifetimes()
     assert LiveEmulator(realism=Realism()).lifetimes == Lifetimes(
         connection_s=600.0, go_away_before_s=50.0, av_limit_s=120.0, handle_ttl_s=7200.0
     )

@@ -24,7 +24,7 @@ from websockets.protocol import State
 
 from screenshare_widget import gemini
 from screenshare_widget.config import SessionConfig
-from screenshare_widget.emulator import EmulatorConnection, Fault, LiveEmulator
+from screenshare_widget.emulator import EmulatorConnection, Fault, LiveEmulator, Realism
 from screenshare_widget.relay import Relay, RelayState
 from screenshare_widget.session import LiveError, ServerMessage
 
@@ -83,7 +83,11 @@ async def test_every_server_field_converts(caplog: pytest.LogCaptureFixture) -> 
         await conn.tool_call([{"id": "c1", "name": "lookup", "args": {"q": "x"}}])
         await conn.tool_call_cancellation(["c1"])
 
-    async with LiveEmulator(script=script, session_resumption_handles=False) as emu:
+    # Exact control of every message: the idealised emulator (no {} between them, and
+    # messages after the goAway).
+    async with LiveEmulator(
+        script=script, session_resumption_handles=False, realism=Realism.ideal()
+    ) as emu:
         connect = gemini.connector(gemini.client_for_emulator(emu.url, emu.cafile))
         async with connect(SessionConfig(), None) as session:
             await session.send_audio(b"\0\0" * 640)

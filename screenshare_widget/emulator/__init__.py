@@ -18,10 +18,14 @@ sessions by handle (:mod:`screenshare_widget.emulator.sessions`); pass
 ``faults=[Fault(...)]`` to drop, close, stall or reject connections
 (:mod:`screenshare_widget.emulator.faults`).
 
-Realism: ``realism=Realism()`` imitates the real service where public captures show it
+Realism: by default the emulator imitates the real service where public captures show it
 differs from an idealised one (late pongs, silence after ``goAway``, whole-context usage,
-the service's lifetimes and closes, ...); ``Realism.ideal()`` is the idealised emulator,
-for now the default (:mod:`screenshare_widget.emulator.realism`).
+the service's lifetimes and closes, ...: :class:`Realism`); ``realism=Realism.ideal()`` is
+the idealised emulator, for tests that need exact control
+(:mod:`screenshare_widget.emulator.realism`).
+
+Replay: :func:`replay_emulator` serves a folder captured by ``./dev smoke`` (against the
+real service or this emulator) as a scripted session (:mod:`screenshare_widget.emulator.replay`).
 
 This package never imports ``google.genai``.
 """
@@ -37,12 +41,14 @@ from .recording import (
     Recording,
     SentMessage,
 )
+from .replay import Capture, Replay, load_capture, replay_emulator, replay_script
 from .responder import DefaultResponder
 from .server import LiveEmulator, Script, shared_emulator
 from .sessions import Lifetimes
 from .validation import KNOWN_MODELS
 
 __all__ = [
+    "Capture",
     "KNOWN_MODELS",
     "DefaultResponder",
     "EmulatorConnection",
@@ -55,7 +61,11 @@ __all__ = [
     "ReceivedMessage",
     "ReceivedText",
     "Recording",
+    "Replay",
     "SentMessage",
     "Script",
+    "load_capture",
+    "replay_emulator",
+    "replay_script",
     "shared_emulator",
 ]

@@ -57,6 +57,7 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from .connection import EmulatorConnection
+from .realism import Realism
 from .server import LiveEmulator
 from .vad import DEFAULT_THRESHOLD_DBFS, level_dbfs
 from .wire import ClientEvent, InvalidJson, parse_client_message
@@ -568,4 +569,7 @@ def replay_emulator(
     ``LiveEmulator`` (``host``, ``port``, ``api_keys``, ...)."""
     options.setdefault("auto_setup_complete", False)
     options.setdefault("session_resumption_handles", False)
+    # The capture holds the service's own habits ({} messages, its pongs' timing aside):
+    # the emulator adds none of its own.
+    options.setdefault("realism", Realism.ideal())
     return LiveEmulator(script=replay_script(capture, speed=speed), **options)

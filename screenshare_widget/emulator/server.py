@@ -110,8 +110,9 @@ class LiveEmulator:
     the API key." (R8). ``lifetimes`` sets the connection, session and handle time limits
     (by default :meth:`Realism.lifetimes`: the service's with realistic lifetimes, else none
     but the 2 h handle lifetime); ``faults`` lists faults to inject (:class:`Fault`).
-    ``realism`` says how it imitates the real service (:class:`Realism`; for now
-    :meth:`Realism.ideal` by default); every connection carries it.
+    ``realism`` says how it imitates the real service (:class:`Realism`: realistic by
+    default; :meth:`Realism.ideal` for tests that need exact control); every connection
+    carries it.
     :attr:`recording` holds what was received and which session each connection joined;
     :attr:`sessions` holds the sessions kept for resumption (use it on the emulator's loop).
 
@@ -143,7 +144,7 @@ class LiveEmulator:
         self.expired_keys = frozenset(expired_keys)
         self.auto_setup_complete = auto_setup_complete
         self.session_resumption_handles = session_resumption_handles
-        self.realism = realism if realism is not None else Realism.ideal()
+        self.realism = realism if realism is not None else Realism()
         self.lifetimes = lifetimes if lifetimes is not None else self.realism.lifetimes()
         self.faults = tuple(faults)
         self.recording = Recording()
