@@ -85,6 +85,12 @@ REPLAY_MAX_BYTES: Final = 20 * INPUT_RATE_HZ * SAMPLE_BYTES
 #: Quiet audio kept before the first voiced chunk of the replay (bytes): 0.5 s, so the
 #: service hears the start of the speech.
 REPLAY_PREROLL_BYTES: Final = INPUT_RATE_HZ * SAMPLE_BYTES // 2
+#: Quiet audio kept after each voiced chunk of the replay (bytes): 2 s, more than any
+#: service's end-of-speech wait (the real one: about 0.7 s), so utterances stay apart.
+REPLAY_QUIET_BYTES: Final = 2 * INPUT_RATE_HZ * SAMPLE_BYTES
+#: A refused resume is tried once more after this long (s): the service may not yet have
+#: seen the close of the session's old socket.
+REFUSAL_RETRY_S: Final = 1.0
 #: A pause in the conversation, where a handover loses nothing: the model is silent, what the
 #: user said has been answered, and the microphone stayed below :data:`VOICE_RMS` this long (s).
 PAUSE_S: Final = 0.3
@@ -233,11 +239,24 @@ class _ReplyWaiter:
 @dataclass(frozen=True)
 class _Said:
     """Input that went to the model: a microphone chunk (``pcm``, ``voiced``) or a typed
-    ``text``."""
+    ``text`` (with the ``ask`` waiting for its answer, if any)."""
 
     pcm: bytes = b""
     voiced: bool = False
     text: str = ""
+    reply: _ReplyWaiter | None = None
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What :meth:`Unanswered.take` hands over: the input, oldest first; the voiced seconds
+    and the texts dropped by the bound; and whether the speech held is a barge-in (said
+    during a reply the user interrupted) rather than the question before a reply."""
+
+    items: list[_Said]
+    lost_s: float = 0.0
+    lost_texts: int = 0
+    barge_in: bool = False
 
 
 class Unanswered:
@@ -245,9 +264,12 @@ class Unanswered:
     connection: the real service can go quiet after a goAway, or a connection can drop,
     with a question heard but not answered (research D2).
 
-    Bounded by :data:`REPLAY_MAX_BYTES` of audio. Policy: drop the oldest, counting the
-    voiced seconds lost in :attr:`lost_s`. Quiet audio before the first voiced chunk is
-    trimmed to :data:`REPLAY_PREROLL_BYTES`. Used on the relay loop only.
+    Bounded by :data:`REPLAY_MAX_BYTES` of audio. Policy: drop the oldest audio, counting
+    the voiced seconds lost in :attr:`lost_s`; texts are kept (there are at most
+    :data:`MAX_PENDING_TEXTS` between answers, and an ``ask`` waits for each). Quiet audio
+    is kept only as :data:`REPLAY_PREROLL_BYTES` before the first voiced chunk and
+    :data:`REPLAY_QUIET_BYTES` after each, enough for the service to hear where speech starts
+    and ends. Used on the relay loop only.
     """
 
     def __init__(self) -> None:
@@ -255,6 +277,8 @@ class Unanswered:
         self._bytes = 0
         self._mark = 0  # items before it were sent before the model's current reply began
         self._voiced = 0  # voiced chunks held
+        self._quiet_run = 0  # bytes of quiet audio since the last voiced chunk
+        self._barge_in = False  # the speech held was said over a reply, then interrupted it
         #: Voiced audio dropped by the bound since the last :meth:`take` (seconds).
         self.lost_s = 0.0
 
@@ -266,32 +290,43 @@ class Unanswered:
         """Audio held (seconds)."""
         return self._bytes / (INPUT_RATE_HZ * SAMPLE_BYTES)
 
+    @property
+    def has_texts(self) -> bool:
+        """Whether a typed text waits for its answer."""
+        return any(item.text for item in self._items)
+
     def audio(self, pcm: bytes, voiced: bool) -> None:
         """A microphone chunk went out."""
+        if voiced:
+            self._quiet_run = 0
+        else:
+            self._quiet_run += len(pcm)
+            if self._voiced and self._quiet_run > REPLAY_QUIET_BYTES:
+                return  # a long pause: its end is enough
         self._items.append(_Said(pcm=pcm, voiced=voiced))
         self._bytes += len(pcm)
         self._voiced += voiced
         if not self._voiced:
             # No speech yet: only the pre-roll of quiet audio is worth keeping.
-            while self._bytes > REPLAY_PREROLL_BYTES and self._items[0].pcm:
-                self._drop_first()
-        while self._bytes > REPLAY_MAX_BYTES and len(self._items) > 1:
-            dropped = self._drop_first()
-            if dropped.voiced:
-                self.lost_s += len(dropped.pcm) / (INPUT_RATE_HZ * SAMPLE_BYTES)
+            while self._bytes > REPLAY_PREROLL_BYTES and self._drop_oldest_audio():
+                pass
+        while self._bytes > REPLAY_MAX_BYTES and self._drop_oldest_audio():
+            pass
 
-    def text(self, text: str) -> None:
-        """A typed text went out."""
-        self._items.append(_Said(text=text))
+    def text(self, text: str, reply: _ReplyWaiter | None = None) -> None:
+        """A typed text went out (``reply``: the ``ask`` waiting for its answer)."""
+        self._items.append(_Said(text=text, reply=reply))
 
     def reply_began(self) -> None:
         """The model began a reply: what was said before it is what it answers."""
         self._mark = len(self._items)
+        self._barge_in = False
 
     def interrupted(self) -> None:
         """The user barged in: what came before the reply was answered (in part); the
         barge-in, said during the reply, was not."""
         self._drop_answered()
+        self._barge_in = True
 
     def answered(self) -> None:
         """The reply ended normally: what came before it was answered, and audio during it
@@ -299,31 +334,42 @@ class Unanswered:
         reply still wait for their answer."""
         self._drop_answered()
         self._items = deque(item for item in self._items if not item.pcm)
-        self._bytes = self._voiced = 0
+        self._bytes = self._voiced = self._quiet_run = 0
+        self._barge_in = False
 
-    def take(self) -> tuple[list[_Said], float]:
-        """Everything held, oldest first, and the voiced seconds lost; empties it."""
-        items, lost = list(self._items), self.lost_s
+    def take(self) -> Taken:
+        """Everything held, and what was lost; empties it."""
+        taken = Taken(list(self._items), self.lost_s, 0, self._barge_in)
         self.clear()
-        return items, lost
+        return taken
 
     def clear(self) -> None:
         """Forget everything (the session ended)."""
         self._items.clear()
-        self._bytes = self._voiced = self._mark = 0
+        self._bytes = self._voiced = self._mark = self._quiet_run = 0
+        self._barge_in = False
         self.lost_s = 0.0
 
     def _drop_answered(self) -> None:
         for _ in range(min(self._mark, len(self._items))):
-            self._drop_first()
+            item = self._items.popleft()
+            self._bytes -= len(item.pcm)
+            self._voiced -= item.voiced
         self._mark = 0
 
-    def _drop_first(self) -> _Said:
-        item = self._items.popleft()
-        self._bytes -= len(item.pcm)
-        self._voiced -= item.voiced
-        self._mark = max(0, self._mark - 1)
-        return item
+    def _drop_oldest_audio(self) -> bool:
+        """Drop the oldest audio chunk (texts stay); False if there is none."""
+        for i, item in enumerate(self._items):
+            if item.pcm:
+                del self._items[i]
+                self._bytes -= len(item.pcm)
+                self._voiced -= item.voiced
+                if i < self._mark:
+                    self._mark -= 1
+                if item.voiced:
+                    self.lost_s += len(item.pcm) / (INPUT_RATE_HZ * SAMPLE_BYTES)
+                return True
+        return False
 
 
 class Relay:
@@ -383,6 +429,8 @@ class Relay:
         # An interrupted came without turnComplete: the next turnComplete before any new
         # output closes the interrupted turn (the real service sends both; research D4).
         self._interrupted_tail = False
+        # A reply was under way when its connection ended: the page may still play it.
+        self._flush_on_reply = False
         self._heard_at = 0.0  # monotonic time of the last server message or pong
         #: What the user said or typed since the last answer, for the next connection.
         self.unanswered = Unanswered()
@@ -723,7 +771,7 @@ class Relay:
         if self._texts and self._texts[0] is item:
             self._texts.popleft()
         self._awaiting_answer = True
-        self.unanswered.text(item.text)
+        self.unanswered.text(item.text, item.reply)
         self._record("text", text=item.text, chars=len(item.text))
         if item.reply is not None:
             item.reply.turn = self._model_turns + 1
@@ -755,6 +803,9 @@ class Relay:
                 await asyncio.shield(self._task)
         self.failure = None
         self._clock_offset = None  # a new session may come from another page
+        # Nothing of the last session's conversation state carries over.
+        self._awaiting_answer = self._interrupted_tail = self._generation_done = False
+        self._flush_on_reply = False
         # A new session starts fresh: the model does not get the context of one that was
         # stopped (the transcript, in Python, goes on). Handovers within a session resume.
         self._handle = None
@@ -821,7 +872,7 @@ class Relay:
                             # side (it refuses a concurrent resume with 1011): once more.
                             logger.warning("the service refused to resume (%s); once more", said)
                             self._set_state(RelayState.RECONNECTING, exc.message)
-                            await asyncio.sleep(_backoff(1))
+                            await asyncio.sleep(REFUSAL_RETRY_S)
                             continue
                         logger.warning(
                             "the service refused to resume (%s); starting a fresh session", said
@@ -868,40 +919,65 @@ class Relay:
         self._finish_handover(None)
         if self._model_speaking:
             # The new connection will not continue this answer: it was cut short, unless
-            # all of it had come (only turnComplete was missing).
+            # all of it had come (only turnComplete was missing). A cut answer's question
+            # goes again to the new connection: its ask() waits for that answer.
             done = self._generation_done
-            self._end_model_turn(interrupted=not done)
+            self._end_model_turn(interrupted=not done, resolve=done)
             if done:
                 self.unanswered.answered()
+                self._awaiting_answer = self.unanswered.has_texts
+            # The page may still play this reply when the next begins: flush it then.
+            self._flush_on_reply = True
         self._interrupted_tail = False
         self._set_state(RelayState.RECONNECTING, message)
 
     async def _replay(self, session: LiveSession) -> None:
         """Send the new connection what the user said or typed since the last answer, so a
-        question the old connection heard but did not answer is not lost. Cancellation
-        stops it; what was not sent is dropped (the session is ending)."""
-        items, lost_s = self.unanswered.take()
+        question the old connection heard but did not answer is not lost. A send that
+        fails puts what was not sent back, for the next connection; cancellation too."""
+        taken = self.unanswered.take()
+        items = taken.items
         if not any(item.voiced or item.text for item in items):
             items = []  # quiet audio only: nothing to answer
-        if not items and not lost_s:
+        if not items and not taken.lost_s:
             return
         audio_s = sum(len(item.pcm) for item in items) / (INPUT_RATE_HZ * SAMPLE_BYTES)
-        texts = [item.text for item in items if item.text]
+        texts = sum(1 for item in items if item.text)
         if any(item.voiced for item in items):
-            # The new connection transcribes the speech again: it is still the same turn.
-            self._turns(self.transcript.expect_retranscription())
+            # The new connection transcribes the speech again: the same turn, unless the
+            # speech is a barge-in no turn has claimed yet.
+            self._turns(self.transcript.expect_retranscription(question=not taken.barge_in))
+        # The answers come in the order of the questions: renumber the asks waiting.
+        questions, in_speech = 0, False
         for item in items:
+            if item.voiced and not in_speech:
+                questions += 1
+            in_speech = item.voiced or (in_speech and not item.text)
             if item.text:
-                await session.send_text(item.text)
-                self.unanswered.text(item.text)
-            else:
-                await session.send_audio(item.pcm)
-                self.unanswered.audio(item.pcm, item.voiced)
-        self._record("replay", audio_s=round(audio_s, 3), texts=len(texts), lost_s=round(lost_s, 3))
-        logger.info(
-            "replayed %.1f s of audio and %d text(s) on the new connection", audio_s, len(texts)
-        )
-        self._replayed = (audio_s, len(texts), lost_s)
+                questions += 1
+                if item.reply is not None and not item.reply.future.done():
+                    item.reply.turn = self._model_turns + questions
+        sent = 0
+        try:
+            for item in items:
+                if item.text:
+                    await session.send_text(item.text)
+                    self.unanswered.text(item.text, item.reply)
+                else:
+                    await session.send_audio(item.pcm)
+                    self.unanswered.audio(item.pcm, item.voiced)
+                sent += 1
+        finally:
+            for item in items[sent:]:  # for the next connection
+                if item.text:
+                    self.unanswered.text(item.text, item.reply)
+                else:
+                    self.unanswered.audio(item.pcm, item.voiced)
+            self.unanswered.lost_s += taken.lost_s if sent < len(items) else 0.0
+        lost_s = taken.lost_s
+        self._record("replay", audio_s=round(audio_s, 3), texts=texts, lost_s=round(lost_s, 3))
+        logger.info("replayed %.1f s of audio and %d text(s) on the new connection", audio_s, texts)
+        self._replayed = (audio_s, texts, lost_s)
         if self._last_audio_sent is None:  # no microphone to measure the gap by
             self._finish_handover(None)
 
@@ -945,12 +1021,12 @@ class Relay:
                 self._pending_handover = (datetime.now(UTC), ended, handle is not None)
             by: AppliedBy = "handover" if ended == INSTRUCTION_HANDOVER else "setup"
             self._instruction_applied(version, by)
-            self._heard_at = time.monotonic()
-            if ended is not None:
-                await self._replay(session)
-            self._set_state(RelayState.LIVE)
             go_away: asyncio.Future[float] = asyncio.get_running_loop().create_future()
             try:
+                self._heard_at = time.monotonic()
+                if ended is not None:
+                    await self._replay(session)
+                self._set_state(RelayState.LIVE)
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._send_audio(session), name="relay.send_audio")
                     group.create_task(self._send_frames(session), name="relay.send_frames")
@@ -1152,7 +1228,9 @@ class Relay:
         asked = loop.time()
         # A pause is a span of time, not an event: poll for it, briefly.
         while loop.time() < deadline:
-            if self._model_speaking:
+            if self._tool_tasks:
+                pass  # a tool runs: its answer goes on this connection, not twice
+            elif self._model_speaking:
                 if self._reply_fell_silent():
                     break
             elif self._mic_quiet() or loop.time() - asked >= GOAWAY_USER_WAIT_S:
@@ -1321,17 +1399,23 @@ class Relay:
                 logger.exception("the recorder failed to take %s", method.removeprefix("on_"))
 
     def _model_began(self) -> None:
+        if self._flush_on_reply:
+            # The old connection's reply may still be playing: this one replaces it.
+            self._flush_on_reply = False
+            self._gen += 1
+            self._emit(self._sink.on_interrupted, self._gen)
         self._model_speaking = True
         self._model_turns += 1
         self._reply_heard_at = time.monotonic()
         self._generation_done = False
         self.unanswered.reply_began()
 
-    def _end_model_turn(self, *, interrupted: bool) -> None:
+    def _end_model_turn(self, *, interrupted: bool, resolve: bool = True) -> None:
+        """The model's turn ended; with ``resolve``, the asks it answers get its text."""
         was_speaking, self._model_speaking = self._model_speaking, False
         changed = self.transcript.end_exchange(interrupted=interrupted)
         self._turns(changed)
-        if was_speaking:
+        if was_speaking and resolve:
             for index in changed:
                 turn = self.transcript[index]
                 if turn.role == "model":

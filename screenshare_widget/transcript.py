@@ -95,6 +95,7 @@ class Transcript(Sequence[Turn]):
         self._last_model: int | None = None
         self._last_end: datetime | None = None
         self._last_spoken = False
+        self._last_retranscribe = False  # the last exchange's user turn awaits its new text
         # The user's speech was sent again to a new connection: its next transcription
         # replaces the text of the turn it came from instead of adding to it.
         self._retranscribe = False
@@ -223,7 +224,7 @@ class Transcript(Sequence[Turn]):
                     turn = replace(turn, started_at=min(started, model_start))
                     self._turns.insert(self._model, turn)
                     self._user, self._model = self._model, self._model + 1
-                    return [self._user, self._model]
+                    return list(range(self._user, len(self._turns)))  # all that moved
                 self._turns.append(turn)
                 self._user = len(self._turns) - 1
                 return [self._user]
@@ -233,15 +234,20 @@ class Transcript(Sequence[Turn]):
             self._turns[self._user] = replace(old, text=grown)
             return [self._user]
 
-    def expect_retranscription(self, at: datetime | None = None) -> list[int]:
+    def expect_retranscription(
+        self, at: datetime | None = None, *, question: bool = True
+    ) -> list[int]:
         """The user's unanswered speech goes again to a new connection, which transcribes
         it anew: the user turn it came from (open, or the last one if no answer completed
         after it) is open again, and the next transcription replaces its text, so one
-        utterance stays one turn. Speech that no turn has claimed yet (a barge-in cut off
-        before its transcription) keeps its claim instead. Returns the turns changed."""
+        utterance stays one turn. With ``question=False`` the speech is a barge-in said
+        over a reply: it keeps its own claim (its transcription opens its turn). Speech said
+        over a reply that then stopped without an interruption (echo, a murmur) goes with
+        the question. Returns the turns changed."""
         with self._lock:
-            if self._next_start is not None:
-                return []  # speech no turn has claimed yet: its transcription opens one
+            if not question:
+                return []  # a barge-in no turn has claimed yet: its transcription opens one
+            self._next_start = self._next_end = None  # part of what is heard again
             if self._user is None:
                 user, model = self._last_user, self._last_model
                 if user is None or self._turns[user].typed:
@@ -302,8 +308,11 @@ class Transcript(Sequence[Turn]):
             and (at - self._last_end).total_seconds() <= LATE_TEXT_S
         ):
             old = self._turns[user]
-            self._turns[user] = replace(old, text=old.text + text)
+            grown = text if self._last_retranscribe else old.text + text
+            self._last_retranscribe = False
+            self._turns[user] = replace(old, text=grown)
             return [user]
+        self._last_retranscribe = False
         return None
 
     def add_output(self, text: str, at: datetime | None = None) -> list[int]:
@@ -382,6 +391,8 @@ class Transcript(Sequence[Turn]):
             self._last_user, self._last_model, self._last_end = self._user, self._model, at
             # Only a user turn whose speech the page's audio showed can take late text.
             self._last_spoken = self._user is not None and self._user_spoke_until is not None
+        # A transcription heard again may still come after the answer: it replaces too.
+        self._last_retranscribe = self._retranscribe and self._user is not None
         self._user = self._model = None
         self._user_last = self._user_spoke_until = None
         self._speech_for_open = False

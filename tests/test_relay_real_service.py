@@ -136,35 +136,41 @@ def test_go_away_after_a_complete_generation_does_not_wait_for_its_turn_complete
 
 def test_the_replay_is_bounded_and_says_what_was_lost() -> None:
     said = Unanswered()
+    said.text("first typed")
     chunk = VOICE * 25  # one second of voice
     for _ in range(25):
         said.audio(chunk, True)
     said.text("and this")
-    items, lost = said.take()
-    assert sum(len(i.pcm) for i in items) <= REPLAY_MAX_BYTES
-    assert lost == pytest.approx(5.0)
-    assert items[-1].text == "and this"
+    taken = said.take()
+    assert sum(len(i.pcm) for i in taken.items) <= REPLAY_MAX_BYTES
+    assert taken.lost_s == pytest.approx(5.0)
+    assert [i.text for i in taken.items if i.text] == ["first typed", "and this"]  # texts stay
     assert len(said) == 0
 
 
-def test_the_replay_keeps_only_a_pre_roll_of_quiet_and_what_an_answer_left() -> None:
+def test_the_replay_keeps_only_a_pre_roll_a_pause_and_what_an_answer_left() -> None:
     said = Unanswered()
     for _ in range(100):
         said.audio(QUIET, False)
     assert said.audio_s * 32_000 <= REPLAY_PREROLL_BYTES
     said.audio(VOICE, True)
+    for _ in range(1000):  # 40 s of quiet after a question: a silent connection's wait
+        said.audio(QUIET, False)
+    assert said.audio_s < 3.0
+    assert sum(i.voiced for i in said.take().items) == 1  # the question is still there
+    said.audio(VOICE, True)
     said.reply_began()
     said.text("typed while it spoke")
     said.audio(VOICE, True)
     said.answered()  # what came before the reply, and audio during it, were answered
-    items, _ = said.take()
-    assert [i.text for i in items] == ["typed while it spoke"]
+    assert [i.text for i in said.take().items] == ["typed while it spoke"]
     said.audio(VOICE, True)
     said.reply_began()
     said.audio(QUIET, False)
     said.interrupted()  # the barge-in after the reply began is not answered yet
-    items, _ = said.take()
-    assert [i.pcm for i in items] == [QUIET]
+    taken = said.take()
+    assert [i.pcm for i in taken.items] == [QUIET]
+    assert taken.barge_in
 
 
 # ---- D4: barge-in ----------------------------------------------------------------------------
@@ -316,3 +322,92 @@ def test_a_bad_key_on_a_resume_fails_at_once(relay: Relay, backend: FakeBackend)
     wait_until(lambda: relay.state.value == "error")
     assert [handle for _, handle in backend.configs] == [None, "old"]
     assert relay.error == expired.message
+
+
+# ---- what a handover must not break ----------------------------------------------------------
+
+
+def test_an_ask_cut_by_a_silent_go_away_gets_the_whole_answer_from_the_next_connection(
+    relay: Relay, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_module, "MODEL_SILENT_S", 0.2)
+    session = live(relay, backend)
+    answer = relay.ask("What is on screen?", timeout=10)
+    wait_until(lambda: session.texts)
+    push(relay, session, ServerMessage(audio=b"\0\0" * 240, output_transcription="It shows"))
+    push(relay, session, ServerMessage(go_away_s=50.0))  # and silence, mid-answer
+    second = live(relay, backend, count=2)
+    wait_until(lambda: second.texts == ["What is on screen?"])
+    assert not answer.done()  # not the cut answer
+    push(relay, second, ServerMessage(audio=b"\0\0" * 240, output_transcription="A chart."))
+    push(relay, second, ServerMessage(turn_complete=True))
+    assert answer.result(5) == "A chart."
+    assert relay._sink.interrupts == [1]  # type: ignore[attr-defined]  # the cut one flushed
+
+
+def test_a_send_that_fails_during_the_replay_keeps_the_rest_for_the_next_connection(
+    relay: Relay, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
+
+    class BreaksOnThirdChunk(FakeSession):
+        async def send_audio(self, pcm: bytes) -> None:
+            if self.index == 1 and len(self.audio) == 2:
+                raise LiveError("dropped", code=1006, fatal=False)
+            await super().send_audio(pcm)
+
+    backend.session_type = BreaksOnThirdChunk
+    session = live(relay, backend)
+    for _ in range(10):
+        relay.feed_audio(VOICE)
+    wait_until(lambda: len(session.audio) == 10)
+    push(relay, session, ServerMessage(go_away_s=50.0))
+    third = live(relay, backend, count=3)  # the second broke during the replay
+    wait_until(lambda: len(third.audio) >= 10)
+    assert third.audio[:10] == [VOICE] * 10  # all of the question, in order
+
+
+def slow_tool(seconds: float) -> dict[str, float]:
+    """Sleeps, then says how long."""
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+def test_a_go_away_waits_for_a_running_tool(sink: RecordingSink) -> None:
+    from screenshare_widget import gemini
+    from screenshare_widget.config import SessionConfig
+    from screenshare_widget.session import ToolCall
+    from screenshare_widget.tools import Toolbox
+
+    backend = FakeBackend()
+    relay = Relay(
+        backend.connect,
+        SessionConfig(),
+        sink,
+        toolbox=Toolbox([slow_tool], declare=gemini.declare),
+    )
+    try:
+        session = live(relay, backend)
+        call = ToolCall(id="c1", name="slow_tool", args={"seconds": 1.0})
+        push(relay, session, ServerMessage(tool_calls=(call,)))
+        push(relay, session, ServerMessage(go_away_s=50.0))
+        time.sleep(0.6)
+        assert len(backend.sessions) == 1, "handed over while a tool ran"
+        wait_until(lambda: session.tool_responses)  # answered on its own connection
+        live(relay, backend, count=2)
+        assert [t.outcome for t in relay.tool_calls] == ["ok"]
+    finally:
+        relay.close()
+
+
+def test_at_rest_after_a_handover_that_followed_a_complete_generation(
+    relay: Relay, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_module, "MODEL_SILENT_S", 0.2)
+    session = live(relay, backend)
+    relay.feed_audio(VOICE)
+    push(relay, session, ServerMessage(audio=b"\0\0" * 240, output_transcription="Yes."))
+    push(relay, session, ServerMessage(generation_complete=True))
+    push(relay, session, ServerMessage(go_away_s=50.0))
+    live(relay, backend, count=2)
+    wait_until(relay.at_rest, 3)

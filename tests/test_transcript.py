@@ -298,7 +298,7 @@ def test_a_replayed_barge_in_gets_its_own_turn_not_the_question_before_it() -> N
     tr.speech_started(at(5))  # the user talks over the answer ...
     tr.end_exchange(interrupted=True, at=at(5.3))
     tr.speech_ended(at(6.5))  # ... and the connection ends before that is transcribed
-    assert tr.expect_retranscription(at(7)) == []
+    assert tr.expect_retranscription(at(7), question=False) == []
     tr.add_input("(spoke for 1.5 s)", at(8))
     tr.add_output("You spoke for 1.5 seconds.", at(9))
     tr.end_exchange(at=at(10))
@@ -309,3 +309,33 @@ def test_a_replayed_barge_in_gets_its_own_turn_not_the_question_before_it() -> N
         ("model", "You spoke for 1.5 seconds."),
     ]
     assert (tr[2].started_at, tr[2].ended_at) == (at(5), at(6.5))
+
+
+def test_echo_over_a_reply_cut_without_an_interruption_goes_with_the_question() -> None:
+    tr = Transcript()
+    tr.speech_started(at(0))
+    tr.speech_ended(at(2))
+    tr.add_input("What is this?", at(2.5))
+    tr.add_output("It is", at(3))
+    tr.speech_started(at(3.5))  # an echo of the reply, heard over it
+    tr.speech_ended(at(3.8))
+    tr.end_exchange(interrupted=True, at=at(4))  # the connection went quiet mid-reply
+    assert tr.expect_retranscription(at(5)) == [0]  # the replay holds the question
+    tr.add_input("What is this?", at(6))
+    tr.add_output("A chart.", at(7))
+    tr.end_exchange(at=at(8))
+    assert [t.text for t in tr] == ["What is this?", "It is", "A chart."]
+
+
+def test_a_retranscription_after_the_answer_replaces_the_turn_text_too() -> None:
+    tr = Transcript()
+    tr.speech_started(at(0))
+    tr.speech_ended(at(2))
+    tr.add_input("What is this?", at(2.5))
+    tr.add_output("It is", at(3))
+    tr.end_exchange(interrupted=True, at=at(4))
+    tr.expect_retranscription(at(5))
+    tr.add_output("A chart.", at(6))  # the new answer comes before the words heard again
+    tr.end_exchange(at=at(7))
+    tr.add_input("What is this?", at(7.5))
+    assert [t.text for t in tr] == ["What is this?", "It is", "A chart."]
