@@ -337,6 +337,10 @@ class Unanswered:
         self._bytes = self._voiced = self._quiet_run = 0
         self._barge_in = False
 
+    def said_over_reply(self, barge_in: bool) -> None:
+        """Say whether the speech held is a barge-in (it was before a :meth:`take`)."""
+        self._barge_in = barge_in
+
     def take(self) -> Taken:
         """Everything held, and what was lost; empties it."""
         taken = Taken(list(self._items), self.lost_s, 0, self._barge_in)
@@ -974,6 +978,7 @@ class Relay:
                 else:
                     self.unanswered.audio(item.pcm, item.voiced)
             self.unanswered.lost_s += taken.lost_s if sent < len(items) else 0.0
+            self.unanswered.said_over_reply(taken.barge_in)  # still what it was
         lost_s = taken.lost_s
         self._record("replay", audio_s=round(audio_s, 3), texts=texts, lost_s=round(lost_s, 3))
         logger.info("replayed %.1f s of audio and %d text(s) on the new connection", audio_s, texts)
