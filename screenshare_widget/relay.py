@@ -250,12 +250,11 @@ class _Said:
 @dataclass(frozen=True)
 class Taken:
     """What :meth:`Unanswered.take` hands over: the input, oldest first; the voiced seconds
-    and the texts dropped by the bound; and whether the speech held is a barge-in (said
-    during a reply the user interrupted) rather than the question before a reply."""
+    dropped by the bound; and whether the speech held is a barge-in (said during a reply
+    the user interrupted) rather than the question before a reply."""
 
     items: list[_Said]
     lost_s: float = 0.0
-    lost_texts: int = 0
     barge_in: bool = False
 
 
@@ -343,7 +342,7 @@ class Unanswered:
 
     def take(self) -> Taken:
         """Everything held, and what was lost; empties it."""
-        taken = Taken(list(self._items), self.lost_s, 0, self._barge_in)
+        taken = Taken(list(self._items), self.lost_s, self._barge_in)
         self.clear()
         return taken
 
