@@ -49,14 +49,10 @@ from screenshare_widget.emulator.replay import (
     write_lines,
 )
 from screenshare_widget.emulator.replay import Close as CapturedClose
-from screenshare_widget.events import Handover, SentFrame
 from screenshare_widget.gemini import WireFrame
-from screenshare_widget.instructions import Instruction
 from screenshare_widget.protocol import INPUT_RATE_HZ, SAMPLE_BYTES
-from screenshare_widget.relay import Relay, RelayState
-from screenshare_widget.session import Usage
-from screenshare_widget.tools import ToolActivity, Toolbox
-from screenshare_widget.transcript import Turn
+from screenshare_widget.relay import QuietSink, Relay, RelayState
+from screenshare_widget.tools import Toolbox
 from tests.media import silence_pcm, speech_pcm
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -248,43 +244,6 @@ def _readme(results: dict[str, Any]) -> str:
 
 
 # ---- the session -----------------------------------------------------------------------------
-
-
-class _Sink:
-    """A relay sink with no page behind it: the relay keeps what the smoke checks."""
-
-    def on_state(self, state: RelayState, error: str) -> None:
-        """Nothing to show."""
-
-    def on_audio(self, pcm: bytes, gen: int) -> None:
-        """Nobody listens."""
-
-    def on_interrupted(self, gen: int) -> None:
-        """Nothing plays."""
-
-    def on_turn_complete(self, gen: int) -> None:
-        """Nothing plays."""
-
-    def on_turns(self, changed: list[tuple[int, Turn]]) -> None:
-        """The relay keeps the transcript."""
-
-    def on_usage(self, usage: Usage) -> None:
-        """The relay keeps the usage."""
-
-    def on_tick(self) -> None:
-        """No uplink to acknowledge."""
-
-    def on_handover(self, handover: Handover) -> None:
-        """The relay keeps the handovers."""
-
-    def on_instruction(self, instruction: Instruction) -> None:
-        """The relay keeps the versions."""
-
-    def on_tool(self, index: int, call: ToolActivity) -> None:
-        """The relay keeps the calls."""
-
-    def on_frame(self, frame: SentFrame, seq: int) -> None:
-        """The relay keeps the frames."""
 
 
 class SmokeFailed(Exception):
@@ -503,7 +462,7 @@ def run_smoke(
     toolbox = Toolbox([get_time], declare=gemini.declare)
     config = SessionConfig(model=model)
     connect = gemini.connector(client, wire=capture)
-    relay = Relay(connect, config, _Sink(), name="screenshare-smoke", toolbox=toolbox)
+    relay = Relay(connect, config, QuietSink(), name="screenshare-smoke", toolbox=toolbox)
     session = _Session(relay, capture, emulated=emulated)
     steps: list[tuple[str, Callable[[], tuple[bool, str]]]] = [
         ("connect", session.connect),

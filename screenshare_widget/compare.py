@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .config import DEFAULT_MODEL, DEFAULT_VOICE, SessionConfig
-from .events import Event, Handover, SentFrame
-from .instructions import Instruction
+from .events import Event
 from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
 from .recording import Recorder, Recording
-from .relay import Relay, RelayState
+from .relay import QuietSink, Relay, RelayState
 from .session import Connector, Usage
-from .tools import ToolActivity
 from .transcript import Turn
 
 if TYPE_CHECKING:
@@ -211,7 +209,7 @@ async def replay(
 ) -> Variant:
     """Play ``recording`` into one new session opened with ``connect`` and ``config``, and
     return what came of it. Cancelling it closes the session."""
-    relay = Relay(connect, config, _QuietSink(), name=f"screenshare-replay-{label}")
+    relay = Relay(connect, config, QuietSink(), name=f"screenshare-replay-{label}")
     loop = asyncio.get_running_loop()
     error = ""
     try:
@@ -296,43 +294,6 @@ def table(variants: Sequence[Variant]) -> pd.DataFrame:
 
 class _VariantFailed(Exception):
     """A variant's session failed; the message is the relay's sentence."""
-
-
-class _QuietSink:
-    """A relay sink for replays: no page to mirror anything to."""
-
-    def on_state(self, state: RelayState, error: str) -> None:
-        """Nothing to show."""
-
-    def on_audio(self, pcm: bytes, gen: int) -> None:
-        """Nobody listens."""
-
-    def on_interrupted(self, gen: int) -> None:
-        """Nothing plays."""
-
-    def on_turn_complete(self, gen: int) -> None:
-        """Nothing plays."""
-
-    def on_turns(self, changed: list[tuple[int, Turn]]) -> None:
-        """The relay keeps the transcript."""
-
-    def on_usage(self, usage: Usage) -> None:
-        """The relay keeps the usage."""
-
-    def on_tick(self) -> None:
-        """No uplink to acknowledge."""
-
-    def on_handover(self, handover: Handover) -> None:
-        """The relay keeps the handovers."""
-
-    def on_instruction(self, instruction: Instruction) -> None:
-        """The relay keeps the versions."""
-
-    def on_tool(self, index: int, call: ToolActivity) -> None:
-        """Replays declare no tools."""
-
-    def on_frame(self, frame: SentFrame, seq: int) -> None:
-        """The relay keeps the frames."""
 
 
 def _load(recording: Recording | Recorder | str | os.PathLike[str]) -> Recording:

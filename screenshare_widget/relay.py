@@ -174,6 +174,45 @@ class RelaySink(Protocol):
         """Screen frame ``seq`` (as the page numbered it, -1 if unknown) went to the model."""
 
 
+class QuietSink:
+    """A :class:`RelaySink` with no page behind it (replays, the smoke session): the relay
+    itself keeps the transcript, usage, handovers, instruction versions, tool calls and
+    frames."""
+
+    def on_state(self, state: RelayState, error: str) -> None:
+        """Nothing to show."""
+
+    def on_audio(self, pcm: bytes, gen: int) -> None:
+        """Nobody listens."""
+
+    def on_interrupted(self, gen: int) -> None:
+        """Nothing plays."""
+
+    def on_turn_complete(self, gen: int) -> None:
+        """Nothing plays."""
+
+    def on_turns(self, changed: list[tuple[int, Turn]]) -> None:
+        """The relay keeps the transcript."""
+
+    def on_usage(self, usage: Usage) -> None:
+        """The relay keeps the usage."""
+
+    def on_tick(self) -> None:
+        """No uplink to acknowledge."""
+
+    def on_handover(self, handover: Handover) -> None:
+        """The relay keeps the handovers."""
+
+    def on_instruction(self, instruction: Instruction) -> None:
+        """The relay keeps the versions."""
+
+    def on_tool(self, index: int, call: ToolActivity) -> None:
+        """The relay keeps the calls."""
+
+    def on_frame(self, frame: SentFrame, seq: int) -> None:
+        """The relay keeps the frames."""
+
+
 class RelayTap(Protocol):
     """Sees what the relay records (a recorder). Called on the relay thread; must not block."""
 
