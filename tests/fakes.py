@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
+from screenshare_widget import gemini
 from screenshare_widget.config import SessionConfig
+from screenshare_widget.emulator import LiveEmulator
 from screenshare_widget.events import Handover, SentFrame
 from screenshare_widget.instructions import Instruction
 from screenshare_widget.relay import Relay, RelayState
 from screenshare_widget.session import LiveError, LiveSession, ServerMessage, Usage
-from screenshare_widget.tools import ToolActivity
+from screenshare_widget.tools import ToolActivity, Toolbox
 from screenshare_widget.transcript import Turn
 
 from .conftest import wait_until
@@ -164,3 +166,24 @@ def live(relay: Relay, backend: FakeBackend, count: int = 1) -> FakeSession:
     relay.start()
     wait_until(lambda: len(backend.sessions) >= count and relay.state is RelayState.LIVE)
     return backend.sessions[count - 1]
+
+
+@contextmanager
+def relay_on(
+    emu: LiveEmulator, config: SessionConfig | None = None, toolbox: Toolbox | None = None
+) -> Iterator[Relay]:
+    """``emu`` started and a relay talking to it through the real SDK, started; both are
+    stopped on exit."""
+    emu.start_in_thread()
+    relay = Relay(
+        gemini.connector(gemini.client_for_emulator(emu.url, emu.cafile)),
+        config or SessionConfig(),
+        RecordingSink(),
+        toolbox=toolbox,
+    )
+    try:
+        relay.start()
+        yield relay
+    finally:
+        relay.close()
+        emu.stop()

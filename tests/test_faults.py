@@ -4,42 +4,21 @@ a sentence that says the cause and the fix; repeated failures give up after the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 
-from screenshare_widget import gemini
 from screenshare_widget import relay as relay_module
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.emulator import Fault, Lifetimes, LiveEmulator, Realism
 from screenshare_widget.relay import Relay, RelayState
 
 from .conftest import wait_until
-from .fakes import RecordingSink
+from .fakes import relay_on as running
 
 
 @pytest.fixture(autouse=True)
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.05)
     monkeypatch.setattr(relay_module, "BACKOFF_MAX_S", 0.2)
-
-
-@contextmanager
-def running(emu: LiveEmulator, config: SessionConfig | None = None) -> Iterator[Relay]:
-    """A started relay talking to ``emu``; both are stopped on exit."""
-    emu.start_in_thread()
-    relay = Relay(
-        gemini.connector(gemini.client_for_emulator(emu.url, emu.cafile)),
-        config or SessionConfig(),
-        RecordingSink(),
-    )
-    try:
-        relay.start()
-        yield relay
-    finally:
-        relay.close()
-        emu.stop()
 
 
 def speak(relay: Relay, seconds: float = 0.2) -> None:

@@ -20,7 +20,7 @@ from screenshare_widget.relay import Relay, RelayState
 from screenshare_widget.tools import Toolbox
 
 from .conftest import wait_until
-from .fakes import RecordingSink
+from .fakes import RecordingSink, relay_on
 from .media import chunks, silence_pcm, tone_pcm
 
 CHUNK_BYTES = 1280  # 40 ms of 16 kHz PCM16, as the page sends
@@ -34,21 +34,10 @@ def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @contextmanager
 def running(emu: LiveEmulator, toolbox: Toolbox | None = None) -> Iterator[Relay]:
-    """A started relay talking to ``emu`` through the real SDK; both stop on exit."""
-    emu.start_in_thread()
-    relay = Relay(
-        gemini.connector(gemini.client_for_emulator(emu.url, emu.cafile)),
-        SessionConfig(),
-        RecordingSink(),
-        toolbox=toolbox,
-    )
-    try:
-        relay.start()
+    """A relay talking to ``emu`` through the real SDK, live; both stop on exit."""
+    with relay_on(emu, toolbox=toolbox) as relay:
         wait_until(lambda: relay.state is RelayState.LIVE, 10, "the first connection")
         yield relay
-    finally:
-        relay.close()
-        emu.stop()
 
 
 def talk(relay: Relay, pcm: bytes) -> None:
