@@ -10,13 +10,13 @@
 >>> screenshare_widget.compare("take-1", instructions=["Be brief.", "Be thorough."])
 """
 
+from .backend import Usage
 from .compare import acompare, compare
 from .events import Event, Events, Frames, Handover, SentFrame
 from .instructions import Instruction, Instructions
 from .pricing import Spend, UsageLog
 from .recording import Recorder, Recording
 from .relay import SessionEnded
-from .session import Usage
 from .transcript import Transcript, Turn
 from .widget import ScreenShareAssistant
 

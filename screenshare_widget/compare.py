@@ -19,12 +19,12 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from .backend import Connector, Usage
 from .config import DEFAULT_MODEL, DEFAULT_VOICE, SessionConfig
 from .events import Event
 from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
 from .recording import Recorder, Recording
 from .relay import QuietSink, Relay, RelayState
-from .session import Connector, Usage
 from .transcript import Turn
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
 """The Gemini adapter: the only module that imports ``google.genai``.
 
 Internal module. It opens Live sessions with the official SDK, converts the SDK's messages
-into :class:`~screenshare_widget.session.ServerMessage` and its exceptions into
-:class:`~screenshare_widget.session.LiveError` with a sentence a user can act on, and picks
+into :class:`~screenshare_widget.backend.ServerMessage` and its exceptions into
+:class:`~screenshare_widget.backend.LiveError` with a sentence a user can act on, and picks
 the backend: a client you pass, else one from ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``, else
 the local Live emulator.
 """
@@ -37,9 +37,9 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Event
 from websockets.typing import Data
 
+from .backend import Connector, LiveError, LiveSession, ServerMessage, ToolCall, Usage
 from .config import SessionConfig, live_connect_config
 from .protocol import FRAME_MIME, INPUT_MIME
-from .session import Connector, LiveError, LiveSession, ServerMessage, ToolCall, Usage
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -172,7 +172,7 @@ class Outcome:
     ``codes`` are the WebSocket close codes (or HTTP statuses) it matches, empty for any;
     ``pattern`` is a regular expression searched in the reason, ignoring case, empty for
     any reason. ``fatal`` says a retry cannot mend it (see
-    :class:`~screenshare_widget.session.LiveError`); ``blames`` names the settings whose
+    :class:`~screenshare_widget.backend.LiveError`); ``blames`` names the settings whose
     change may. ``sentence`` is the cause and the fix, with ``{cause}`` (the code and the
     service's reason, e.g. "1011: Internal error occurred.") and ``{model}`` filled in.
     """
@@ -648,7 +648,7 @@ def relax_keepalive(ws: Any) -> None:
 
 
 class GeminiSession:
-    """A :class:`~screenshare_widget.session.LiveSession` on a ``google-genai`` session.
+    """A :class:`~screenshare_widget.backend.LiveSession` on a ``google-genai`` session.
 
     Opening it switches off the pong timeout of the SDK's websocket keepalive
     (:func:`relax_keepalive`), so only the relay decides when a quiet service is gone."""
@@ -767,7 +767,7 @@ def declare(fn: Callable[..., Any], *, non_blocking: bool = False) -> dict[str, 
 
 
 def connector(client: genai.Client, *, wire: Wire | None = None) -> Connector:
-    """A :data:`~screenshare_widget.session.Connector` opening sessions with ``client``.
+    """A :data:`~screenshare_widget.backend.Connector` opening sessions with ``client``.
 
     ``wire``, if given, sees the raw traffic of every connection it opens (numbered from 0,
     refused ones included) as :class:`WireFrame` objects: the setup and every message

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, Literal
 
-from .session import Usage
+from .backend import Usage
 
 if TYPE_CHECKING:
     import pandas as pd

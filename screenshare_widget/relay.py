@@ -30,11 +30,11 @@ from typing import Any, Final, Protocol, TypeVar
 
 import numpy as np
 
+from .backend import Connector, LiveError, LiveSession, ServerMessage, ToolCall, Usage
 from .config import SessionConfig, model_profile
 from .events import Event, EventKind, Events, Frames, Handover, SentFrame
 from .instructions import AppliedBy, Instruction, Instructions
 from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
-from .session import Connector, LiveError, LiveSession, ServerMessage, ToolCall, Usage
 from .tools import ToolActivity, Toolbox, activity, finished
 from .transcript import Transcript, Turn
 

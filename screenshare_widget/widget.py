@@ -29,6 +29,7 @@ import anywidget
 import traitlets
 
 from . import protocol
+from .backend import Connector, Usage
 from .config import (
     DEFAULT_MODEL,
     DEFAULT_SYSTEM_INSTRUCTION,
@@ -52,7 +53,6 @@ from .pricing import (
 )
 from .recording import Recorder, Recording
 from .relay import ASK_TIMEOUT_S, Relay, RelayCounters, RelayState
-from .session import Connector, Usage
 from .tools import ToolActivity, Toolbox, ToolCalls
 from .transcript import Transcript, Turn
 

@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 from screenshare_widget import gemini
+from screenshare_widget.backend import LiveError, LiveSession, ServerMessage, Usage
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.emulator import LiveEmulator
 from screenshare_widget.events import Handover, SentFrame
 from screenshare_widget.instructions import Instruction
 from screenshare_widget.relay import Relay, RelayState
-from screenshare_widget.session import LiveError, LiveSession, ServerMessage, Usage
 from screenshare_widget.tools import ToolActivity, Toolbox
 from screenshare_widget.transcript import Turn
 

@@ -23,10 +23,10 @@ from websockets.http11 import Response
 from websockets.protocol import State
 
 from screenshare_widget import gemini
+from screenshare_widget.backend import LiveError, ServerMessage
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.emulator import EmulatorConnection, Fault, LiveEmulator, Realism
 from screenshare_widget.relay import Relay, RelayState
-from screenshare_widget.session import LiveError, ServerMessage
 
 from .conftest import wait_until
 from .fakes import RecordingSink

@@ -16,9 +16,9 @@ from ipywidgets.widgets import widget as ipywidget
 
 from screenshare_widget import ScreenShareAssistant
 from screenshare_widget import widget as widget_module
+from screenshare_widget.backend import LiveError
 from screenshare_widget.liveness import PageWatch
 from screenshare_widget.relay import RelayState
-from screenshare_widget.session import LiveError
 
 from .conftest import MS, wait_until
 from .fakes import FakeBackend

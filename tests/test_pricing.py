@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from screenshare_widget.backend import Usage
 from screenshare_widget.pricing import (
     PAUSE_VIDEO_AT,
     PROJECTION_S,
@@ -19,7 +20,6 @@ from screenshare_widget.pricing import (
     report_tokens,
     spend,
 )
-from screenshare_widget.session import Usage
 
 TURN_1 = Usage(1300, 200, 1500, {"prompt:AUDIO": 1000, "prompt:IMAGE": 300, "response:AUDIO": 200})
 TURN_2 = Usage(600, 100, 700, {"prompt:AUDIO": 100, "prompt:IMAGE": 258, "prompt:TEXT": 242,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from screenshare_widget import recording as recording_module
+from screenshare_widget.backend import ServerMessage
 from screenshare_widget.recording import Recorder, Recording
 from screenshare_widget.relay import Relay
-from screenshare_widget.session import ServerMessage
 
 from .conftest import wait_until
 from .fakes import FakeBackend, live, push

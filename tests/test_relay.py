@@ -10,9 +10,9 @@ import time
 import pytest
 
 from screenshare_widget import relay as relay_module
+from screenshare_widget.backend import LiveError, ServerMessage, ToolCall, Usage
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.relay import Relay, RelayState
-from screenshare_widget.session import LiveError, ServerMessage, ToolCall, Usage
 
 from .conftest import wait_until
 from .fakes import FakeSession, live, push

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from screenshare_widget import relay as relay_module
+from screenshare_widget.backend import ServerMessage
 from screenshare_widget.relay import INSTRUCTION_HANDOVER, Relay, RelayState, SessionEnded
-from screenshare_widget.session import ServerMessage
 
 from .conftest import wait_until
 from .fakes import FakeBackend, FakeSession, RecordingSink, live, push

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from screenshare_widget import relay as relay_module
+from screenshare_widget.backend import LiveError, ServerMessage, Usage
 from screenshare_widget.relay import REPLAY_MAX_BYTES, REPLAY_PREROLL_BYTES, Relay, Unanswered
-from screenshare_widget.session import LiveError, ServerMessage, Usage
 
 from .conftest import wait_until
 from .fakes import FakeBackend, FakeSession, RecordingSink, live, push
@@ -375,8 +375,8 @@ def slow_tool(seconds: float) -> dict[str, float]:
 
 def test_a_go_away_waits_for_a_running_tool(sink: RecordingSink) -> None:
     from screenshare_widget import gemini
+    from screenshare_widget.backend import ToolCall
     from screenshare_widget.config import SessionConfig
-    from screenshare_widget.session import ToolCall
     from screenshare_widget.tools import Toolbox
 
     backend = FakeBackend()

@@ -22,6 +22,7 @@ import pytest
 
 from bench import smoke
 from screenshare_widget import gemini
+from screenshare_widget.backend import LiveError
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.emulator import LiveEmulator
 from screenshare_widget.emulator.replay import (
@@ -35,7 +36,6 @@ from screenshare_widget.emulator.replay import (
     replay_emulator,
     write_lines,
 )
-from screenshare_widget.session import LiveError
 
 from .media import silence_pcm
 

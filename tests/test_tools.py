@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from screenshare_widget import gemini
+from screenshare_widget.backend import ServerMessage, ToolCall
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.emulator import LiveEmulator
 from screenshare_widget.emulator.wire import pick
 from screenshare_widget.relay import Relay, RelayState
-from screenshare_widget.session import ServerMessage, ToolCall
 from screenshare_widget.tools import MAX_RESULT_CHARS, Toolbox, needs_confirmation
 
 from .conftest import wait_until

@@ -13,8 +13,8 @@ import pytest
 import traitlets
 
 from screenshare_widget import ScreenShareAssistant
+from screenshare_widget.backend import LiveError, ServerMessage, ToolCall, Usage
 from screenshare_widget.relay import RelayState
-from screenshare_widget.session import LiveError, ServerMessage, ToolCall, Usage
 from screenshare_widget.tools import needs_confirmation
 
 from .conftest import wait_until
