@@ -516,10 +516,49 @@ class Relay:
     def config(self, config: SessionConfig) -> None:
         """Change settings for the next connection; a new system instruction goes through
         :meth:`set_instruction` (it also reaches the running session)."""
-        if config.system_instruction != self._config.system_instruction:
-            self.set_instruction(config.system_instruction)
         with self._config_lock:
-            self._config = replace(config, system_instruction=self._config.system_instruction)
+            changed = self._replace_config(config)
+        if changed:
+            self._instruction_changed()
+
+    def update_config(self, **changes: Any) -> SessionConfig:
+        """Change some settings for the next connection in one atomic read-modify-write
+        (``relay.update_config(max_fps=2.0)``), with the effects of the :attr:`config`
+        setter; returns the new settings. Invalid changes raise as ``dataclasses.replace``
+        and :class:`SessionConfig` do, and change nothing. Safe from any thread."""
+        with self._config_lock:
+            config = replace(self._config, **changes)
+            changed = self._replace_config(config)
+            config = self._config
+        if changed:
+            self._instruction_changed()
+        return config
+
+    def _replace_config(self, config: SessionConfig) -> bool:
+        """Make ``config`` current (lock held); True if its system instruction is new."""
+        changed = config.system_instruction != self._config.system_instruction
+        if changed:
+            self.instructions.add(config.system_instruction)
+        self._config = config
+        return changed
+
+    def _instruction_changed(self) -> None:
+        loop, ready = self._loop, self._instruction_ready
+        if loop is not None and ready is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(ready.set)
+
+    def call_soon(self, fn: Callable[[], None]) -> bool:
+        """Run ``fn`` soon on the relay's loop (it must not block); False, and nothing runs,
+        when the loop is not running or already closed. Safe from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return False
+        try:
+            loop.call_soon_threadsafe(fn)
+        except RuntimeError:  # the loop closed meanwhile
+            return False
+        return True
 
     def set_instruction(self, text: str) -> Instruction:
         """Make ``text`` the system instruction; returns its version.
@@ -533,9 +572,7 @@ class Relay:
         with self._config_lock:
             version = self.instructions.add(text)
             self._config = replace(self._config, system_instruction=text)
-        loop, ready = self._loop, self._instruction_ready
-        if loop is not None and ready is not None:
-            loop.call_soon_threadsafe(ready.set)
+        self._instruction_changed()
         return version
 
     def say(self, text: str) -> Future[None]:
