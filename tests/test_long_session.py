@@ -67,6 +67,7 @@ def emulator() -> Iterator[Server]:
     process.wait(10)
 
 
+@pytest.mark.slow
 def test_an_hour_of_handovers_loses_nothing(emulator: Server) -> None:
     sink = RecordingSink()
     connect = gemini.connector(gemini.client_for_emulator(emulator.url, emulator.cafile))
