@@ -7,13 +7,14 @@ snapshots from any thread. Tables come from the data (``to_pandas()``), never th
 from __future__ import annotations
 
 import base64
-import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Final, Literal, TypeVar
+
+from .locked import LockedSequence
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,35 +103,15 @@ class SentFrame:
 T = TypeVar("T")
 
 
-class _Log(Sequence[T]):
+class _Log(LockedSequence[T]):
     """A bounded, thread-safe, append-only sequence with consistent snapshots."""
 
     def __init__(self, limit: int) -> None:
-        self._lock = threading.Lock()
-        self._items: deque[T] = deque(maxlen=limit)
+        super().__init__(deque(maxlen=limit))
 
     def append(self, item: T) -> None:
         with self._lock:
             self._items.append(item)
-
-    def snapshot(self) -> list[T]:
-        """A copy of the items as they are now."""
-        with self._lock:
-            return list(self._items)
-
-    @overload
-    def __getitem__(self, index: int) -> T: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[T]: ...
-    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
-        return self.snapshot()[index]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-    def __iter__(self) -> Iterator[T]:
-        return iter(self.snapshot())
 
 
 class Events(_Log[Event]):

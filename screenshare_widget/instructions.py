@@ -9,11 +9,11 @@ version they were spoken under.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Literal
+
+from .locked import LockedSequence
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,35 +44,14 @@ class Instruction:
         return self.applied_at is None
 
 
-class Instructions(Sequence[Instruction]):
+class Instructions(LockedSequence[Instruction]):
     """The history of the system instruction, oldest first; the last one is the current one.
 
     Thread-safe: the user's cells add versions, the relay marks them applied.
     """
 
     def __init__(self, text: str) -> None:
-        self._lock = threading.Lock()
-        self._items = [Instruction(1, text, datetime.now(UTC))]
-
-    @overload
-    def __getitem__(self, index: int) -> Instruction: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Instruction]: ...
-    def __getitem__(self, index: int | slice) -> Instruction | Sequence[Instruction]:
-        with self._lock:
-            return self._items[index]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-    def __iter__(self) -> Iterator[Instruction]:
-        return iter(self.snapshot())
-
-    def snapshot(self) -> list[Instruction]:
-        """A copy of the versions as they are now."""
-        with self._lock:
-            return list(self._items)
+        super().__init__([Instruction(1, text, datetime.now(UTC))])
 
     @property
     def current(self) -> Instruction:

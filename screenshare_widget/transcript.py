@@ -12,11 +12,12 @@ thread writes, the user's cells read snapshots.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final, Literal, overload
+from typing import TYPE_CHECKING, Final, Literal
+
+from .locked import LockedSequence
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,7 +72,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Transcript(Sequence[Turn]):
+class Transcript(LockedSequence[Turn]):
     """The conversation so far: a read-only sequence of :class:`Turn`, growing as it happens.
 
     Indexing and iteration see a consistent snapshot. Use :meth:`to_pandas` for a table and
@@ -79,8 +80,7 @@ class Transcript(Sequence[Turn]):
     """
 
     def __init__(self, turns: Sequence[Turn] = ()) -> None:
-        self._lock = threading.Lock()
-        self._turns: list[Turn] = list(turns)
+        super().__init__(list(turns))
         # Index of the user and model turns of the current exchange, or None.
         self._user: int | None = None
         self._model: int | None = None
@@ -104,26 +104,6 @@ class Transcript(Sequence[Turn]):
         self.instruction = 1
 
     # ---- reading ----------------------------------------------------------------------------
-
-    @overload
-    def __getitem__(self, index: int) -> Turn: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Turn]: ...
-    def __getitem__(self, index: int | slice) -> Turn | Sequence[Turn]:
-        with self._lock:
-            return self._turns[index]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._turns)
-
-    def __iter__(self) -> Iterator[Turn]:
-        return iter(self.snapshot())
-
-    def snapshot(self) -> list[Turn]:
-        """A copy of the turns as they are now."""
-        with self._lock:
-            return list(self._turns)
 
     def __repr__(self) -> str:
         turns = self.snapshot()
@@ -220,18 +200,18 @@ class Transcript(Sequence[Turn]):
                 )
                 if self._model is not None:
                     # The model answered before the user's words arrived: put them first.
-                    model_start = self._turns[self._model].started_at
+                    model_start = self._items[self._model].started_at
                     turn = replace(turn, started_at=min(started, model_start))
-                    self._turns.insert(self._model, turn)
+                    self._items.insert(self._model, turn)
                     self._user, self._model = self._model, self._model + 1
-                    return list(range(self._user, len(self._turns)))  # all that moved
-                self._turns.append(turn)
-                self._user = len(self._turns) - 1
+                    return list(range(self._user, len(self._items)))  # all that moved
+                self._items.append(turn)
+                self._user = len(self._items) - 1
                 return [self._user]
-            old = self._turns[self._user]
+            old = self._items[self._user]
             grown = text if self._retranscribe else old.text + text
             self._retranscribe = False
-            self._turns[self._user] = replace(old, text=grown)
+            self._items[self._user] = replace(old, text=grown)
             return [self._user]
 
     def expect_retranscription(
@@ -250,12 +230,12 @@ class Transcript(Sequence[Turn]):
             self._next_start = self._next_end = None  # part of what is heard again
             if self._user is None:
                 user, model = self._last_user, self._last_model
-                if user is None or self._turns[user].typed:
+                if user is None or self._items[user].typed:
                     return []
-                if model is not None and not self._turns[model].interrupted:
+                if model is not None and not self._items[model].interrupted:
                     return []  # it was answered
-                old = self._turns[user]
-                self._turns[user] = replace(old, ended_at=None)
+                old = self._items[user]
+                self._items[user] = replace(old, ended_at=None)
                 self._user, self._model = user, None
                 self._user_last = at or _now()
                 self._user_spoke_until = old.ended_at  # speech still to come extends it
@@ -264,7 +244,7 @@ class Transcript(Sequence[Turn]):
                 changed = [user]
             else:
                 changed = []
-            self._retranscribe = not self._turns[self._user].typed
+            self._retranscribe = not self._items[self._user].typed
             return changed
 
     def _late_input(self, text: str, at: datetime) -> list[int] | None:
@@ -285,21 +265,21 @@ class Transcript(Sequence[Turn]):
             self._last_user is None
             and model is not None
             and self._next_start is not None
-            and self._next_start <= self._turns[model].started_at
+            and self._next_start <= self._items[model].started_at
         ):
             ended = self._next_end or at
             turn = Turn(
                 role="user",
                 text=text,
                 started_at=self._next_start,
-                ended_at=min(max(ended, self._next_start), self._turns[model].started_at),
-                instruction=self._turns[model].instruction,
+                ended_at=min(max(ended, self._next_start), self._items[model].started_at),
+                instruction=self._items[model].instruction,
             )
-            self._turns.insert(model, turn)
+            self._items.insert(model, turn)
             self._next_start = self._next_end = None
             self._last_user, self._last_model = model, model + 1
             self._last_spoken = True  # its later pieces join it
-            return list(range(model, len(self._turns)))
+            return list(range(model, len(self._items)))
         user = self._last_user
         if (
             user is not None
@@ -307,10 +287,10 @@ class Transcript(Sequence[Turn]):
             and self._next_start is None
             and (at - self._last_end).total_seconds() <= LATE_TEXT_S
         ):
-            old = self._turns[user]
+            old = self._items[user]
             grown = text if self._last_retranscribe else old.text + text
             self._last_retranscribe = False
-            self._turns[user] = replace(old, text=grown)
+            self._items[user] = replace(old, text=grown)
             return [user]
         self._last_retranscribe = False
         return None
@@ -321,8 +301,8 @@ class Transcript(Sequence[Turn]):
         with self._lock:
             changed = self._open_model(at)
             if text:
-                old = self._turns[self._model]  # type: ignore[index]
-                self._turns[self._model] = replace(old, text=old.text + text)  # type: ignore[index]
+                old = self._items[self._model]  # type: ignore[index]
+                self._items[self._model] = replace(old, text=old.text + text)  # type: ignore[index]
             return changed
 
     def model_started(self, at: datetime | None = None) -> list[int]:
@@ -334,8 +314,8 @@ class Transcript(Sequence[Turn]):
         if self._model is not None:
             return [self._model]
         changed = []
-        self._turns.append(Turn(role="model", text="", started_at=at, instruction=self.instruction))
-        self._model = len(self._turns) - 1
+        self._items.append(Turn(role="model", text="", started_at=at, instruction=self.instruction))
+        self._model = len(self._items) - 1
         changed.append(self._model)
         return changed
 
@@ -351,8 +331,8 @@ class Transcript(Sequence[Turn]):
             typed=True,
         )  # fmt: skip
         with self._lock:
-            self._turns.append(turn)
-            return [len(self._turns) - 1]
+            self._items.append(turn)
+            return [len(self._items) - 1]
 
     def end_exchange(self, *, interrupted: bool = False, at: datetime | None = None) -> list[int]:
         """Close the current exchange: the model's turn completed or was interrupted.
@@ -379,13 +359,13 @@ class Transcript(Sequence[Turn]):
     def _end(self, *, interrupted: bool, at: datetime) -> list[int]:
         changed = []
         if self._user is not None:
-            old = self._turns[self._user]
+            old = self._items[self._user]
             ended = self._user_spoke_until or self._user_last or at
-            self._turns[self._user] = replace(old, ended_at=max(ended, old.started_at))
+            self._items[self._user] = replace(old, ended_at=max(ended, old.started_at))
             changed.append(self._user)
         if self._model is not None:
-            old = self._turns[self._model]
-            self._turns[self._model] = replace(old, ended_at=at, interrupted=interrupted)
+            old = self._items[self._model]
+            self._items[self._model] = replace(old, ended_at=at, interrupted=interrupted)
             changed.append(self._model)
         if changed:
             self._last_user, self._last_model, self._last_end = self._user, self._model, at
