@@ -25,7 +25,7 @@ def test_a_bounded_log_indexes_slices_and_drops_the_oldest() -> None:
 
 
 def test_a_reader_on_another_thread_sees_whole_snapshots() -> None:
-    log: _Log[int] = _Log(limit=10_000)
+    log: _Log[int] = _Log(limit=2_000)
     done = threading.Event()
     seen: list[list[int]] = []
 
@@ -35,7 +35,7 @@ def test_a_reader_on_another_thread_sees_whole_snapshots() -> None:
 
     reader = threading.Thread(target=read)
     reader.start()
-    for n in range(10_000):
+    for n in range(2_000):
         log.append(n)
     done.set()
     reader.join()
