@@ -583,3 +583,11 @@ def test_the_responder_follows_the_instructions_start_rule() -> None:
     assert instruction_text(None) == ""
     assert follow_instruction(instruction_text(content), "You spoke.") == "Ahoy! You spoke."
     assert follow_instruction("Be helpful.", "You spoke.") == "You spoke."
+
+
+def test_the_emulator_serves_every_gemini_api_model_the_product_knows() -> None:
+    from screenshare_widget.config import MODELS
+    from screenshare_widget.emulator.validation import KNOWN_MODELS, VERTEX_ONLY_MODELS
+
+    assert set(MODELS) - VERTEX_ONLY_MODELS == KNOWN_MODELS
+    assert set(MODELS) >= VERTEX_ONLY_MODELS  # a Vertex name the product dropped goes here too

@@ -45,7 +45,7 @@ import json
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from websockets.exceptions import ConnectionClosed
@@ -65,14 +65,10 @@ from .usage import (
     text_tokens,
 )
 from .vad import (
-    DEFAULT_FLOOR_MARGIN_DB,
-    DEFAULT_FLOOR_WINDOW_S,
-    DEFAULT_MIN_UTTERANCE_MS,
-    DEFAULT_START_MS,
-    DEFAULT_THRESHOLD_DBFS,
     SpeechStarted,
     UtteranceDetector,
     UtteranceEnded,
+    VadConfig,
     VadEvent,
 )
 from .wire import ClientEvent, pick
@@ -264,8 +260,9 @@ def usage_metadata(prompt: _Prompt, reply_s: float) -> dict[str, Any]:
 class DefaultResponder:
     """The default behaviour of a :class:`LiveEmulator` connection.
 
-    One instance serves any number of connections (the speech cache is shared). The VAD
-    parameters are documented in :mod:`screenshare_widget.emulator.vad`. The reply audio
+    One instance serves any number of connections (the speech cache is shared). ``vad``
+    holds the detector's parameters (:class:`~screenshare_widget.emulator.vad.VadConfig`);
+    ``end_ms``, when given, overrides its end of utterance. The reply audio
     goes in ``chunk_ms`` chunks: the first ``burst_ms`` at once, then at ``pace`` times real
     time (``0.5``: half as fast as it plays); ``gap_every_ms`` (``None``: never) adds a
     pause of ``gap_ms`` after every that much audio. ``use_espeak=False`` answers with a
@@ -280,12 +277,8 @@ class DefaultResponder:
     def __init__(
         self,
         *,
-        threshold_dbfs: float = DEFAULT_THRESHOLD_DBFS,
-        floor_margin_db: float = DEFAULT_FLOOR_MARGIN_DB,
-        start_ms: int = DEFAULT_START_MS,
+        vad: VadConfig = VadConfig(),  # noqa: B008 (frozen: one shared default is safe)
         end_ms: int | None = None,
-        min_utterance_ms: int = DEFAULT_MIN_UTTERANCE_MS,
-        floor_window_s: float = DEFAULT_FLOOR_WINDOW_S,
         burst_ms: int | None = None,
         pace: float | None = None,
         chunk_ms: int = DEFAULT_CHUNK_MS,
@@ -301,16 +294,9 @@ class DefaultResponder:
             raise ValueError("chunk_ms must be positive")
         if (burst_ms is not None and burst_ms < 0) or gap_ms < 0:
             raise ValueError("burst_ms and gap_ms must not be negative")
-        if end_ms is not None and end_ms <= 0:
-            raise ValueError("end_ms must be positive")
         if gap_every_ms is not None and gap_every_ms <= 0:
             raise ValueError("gap_every_ms must be positive (or None)")
-        self.threshold_dbfs = threshold_dbfs
-        self.floor_margin_db = floor_margin_db
-        self.start_ms = start_ms
-        self.end_ms = end_ms
-        self.min_utterance_ms = min_utterance_ms
-        self.floor_window_s = floor_window_s
+        self.vad = vad if end_ms is None else replace(vad, end_ms=end_ms)
         self.burst_ms = burst_ms
         self.pace = pace
         self.chunk_ms = chunk_ms
@@ -322,14 +308,7 @@ class DefaultResponder:
         """A fresh utterance detector with this responder's parameters; ``end_ms`` not
         given comes from ``realism`` (idealised if ``None``)."""
         realism = realism if realism is not None else Realism.ideal()
-        return UtteranceDetector(
-            threshold_dbfs=self.threshold_dbfs,
-            floor_margin_db=self.floor_margin_db,
-            start_ms=self.start_ms,
-            end_ms=self.end_ms if self.end_ms is not None else realism.vad_end_ms,
-            min_utterance_ms=self.min_utterance_ms,
-            floor_window_s=self.floor_window_s,
-        )
+        return UtteranceDetector(self.vad.resolved(realism.vad_end_ms))
 
     def send_at(self, offset_s: float, realism: Realism | None = None) -> float:
         """When reply audio at ``offset_s`` (seconds into the reply) is due, in seconds

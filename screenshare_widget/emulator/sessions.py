@@ -164,8 +164,6 @@ class Session:
     ended: bool = False
     #: Live connections: index -> ``setupComplete`` time (``None`` until then).
     live: dict[int, float | None] = field(default_factory=dict)
-    #: When its last connection ended (loop time), ``None`` while one is live.
-    idle_since: float | None = None
     #: Its most recent handles, oldest first.
     handles: deque[str] = field(default_factory=deque)
     #: Its conversation as the service's context window holds it (realistic usage).
@@ -224,7 +222,6 @@ class SessionStore:
         """A connection was accepted for ``session`` (its time starts at :meth:`start`)."""
         session.connections += 1
         session.live[connection] = None
-        session.idle_since = None
         self._idle.pop(session.id, None)
 
     def start(self, session: Session, connection: int, now: float) -> None:
@@ -263,7 +260,6 @@ class SessionStore:
             if entry is not None and entry.connection == connection:
                 entry.expires = expires
         if not session.live:
-            session.idle_since = now
             self._idle[session.id] = session
             self._idle.move_to_end(session.id)
         self.prune(now)

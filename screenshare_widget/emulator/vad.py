@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
@@ -40,6 +40,33 @@ DEFAULT_START_MS: Final = 150
 DEFAULT_END_MS: Final = 600
 DEFAULT_MIN_UTTERANCE_MS: Final = 250
 DEFAULT_FLOOR_WINDOW_S: Final = 5.0
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """The detector's parameters, in one place for the detector and the responder.
+
+    ``threshold_dbfs``: a frame louder than this (dBFS) may be speech; ``floor_margin_db``:
+    and it must stand this far above the noise floor (dB), measured as the quietest frame of
+    the last ``floor_window_s`` seconds; ``start_ms`` of loud frames start speech,
+    ``end_ms`` of quiet ones end it (``None``: the connection's :class:`Realism` decides, see
+    :meth:`resolved`); utterances shorter than ``min_utterance_ms`` are ignored.
+    """
+
+    threshold_dbfs: float = DEFAULT_THRESHOLD_DBFS
+    floor_margin_db: float = DEFAULT_FLOOR_MARGIN_DB
+    start_ms: int = DEFAULT_START_MS
+    end_ms: int | None = None
+    min_utterance_ms: int = DEFAULT_MIN_UTTERANCE_MS
+    floor_window_s: float = DEFAULT_FLOOR_WINDOW_S
+
+    def __post_init__(self) -> None:
+        if self.end_ms is not None and self.end_ms <= 0:
+            raise ValueError("end_ms must be positive")
+
+    def resolved(self, end_ms: int) -> VadConfig:
+        """This config, with ``end_ms`` filled in where it was left to the connection."""
+        return self if self.end_ms is not None else replace(self, end_ms=end_ms)
 
 
 @dataclass(frozen=True)
@@ -86,20 +113,17 @@ def levels_dbfs(frames: npt.NDArray[np.int16]) -> list[float]:
 class UtteranceDetector:
     """Energy-based end-of-utterance detection on a stream of 16 kHz PCM16 mono."""
 
-    def __init__(
-        self,
-        *,
-        threshold_dbfs: float = DEFAULT_THRESHOLD_DBFS,
-        floor_margin_db: float = DEFAULT_FLOOR_MARGIN_DB,
-        start_ms: int = DEFAULT_START_MS,
-        end_ms: int = DEFAULT_END_MS,
-        min_utterance_ms: int = DEFAULT_MIN_UTTERANCE_MS,
-        floor_window_s: float = DEFAULT_FLOOR_WINDOW_S,
-        rate: int = INPUT_RATE_HZ,
-    ) -> None:
-        self.threshold_dbfs = threshold_dbfs
-        self.floor_margin_db = floor_margin_db
+    def __init__(self, config: VadConfig | None = None, *, rate: int = INPUT_RATE_HZ) -> None:
+        config = config if config is not None else VadConfig(end_ms=DEFAULT_END_MS)
+        end_ms = config.end_ms if config.end_ms is not None else DEFAULT_END_MS
+        self.threshold_dbfs = config.threshold_dbfs
+        self.floor_margin_db = config.floor_margin_db
         self.rate = rate
+        start_ms, min_utterance_ms, floor_window_s = (
+            config.start_ms,
+            config.min_utterance_ms,
+            config.floor_window_s,
+        )
         self._frame_samples = rate * FRAME_MS // 1000
         self._start_frames = max(1, math.ceil(start_ms / FRAME_MS))
         self._end_frames = max(1, math.ceil(end_ms / FRAME_MS))
@@ -121,11 +145,6 @@ class UtteranceDetector:
     def in_speech(self) -> bool:
         """Whether an utterance is in progress."""
         return self._in_speech
-
-    @property
-    def position_s(self) -> float:
-        """Audio analysed so far (seconds)."""
-        return self._frames * FRAME_MS / 1000
 
     @property
     def floor(self) -> float:

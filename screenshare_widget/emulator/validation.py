@@ -14,7 +14,11 @@ from typing import Any, Final
 
 from .wire import has, pick
 
-#: Models the emulator serves (ids without ``models/``).
+#: Models the emulator serves (ids without ``models/``): the Gemini API's Live models. The
+#: product's table (``config.MODELS``) also knows :data:`VERTEX_ONLY_MODELS`, which the Gemini
+#: API refuses like any unknown model, so the emulator does too; a test keeps the two tables
+#: agreeing on everything else (this one is written apart on purpose: an oracle must not share
+#: the product's table).
 KNOWN_MODELS: Final[frozenset[str]] = frozenset(
     {
         "gemini-3.8-live",
@@ -24,8 +28,8 @@ KNOWN_MODELS: Final[frozenset[str]] = frozenset(
         "gemini-2.5-flash-native-audio-preview-09-2025",
     }
 )
-#: API versions in the endpoint path.
-API_VERSIONS: Final[frozenset[str]] = frozenset({"v1", "v1beta", "v1alpha"})
+#: Live models served on Vertex AI only (research: live-api-and-sdk.md, the model table).
+VERTEX_ONLY_MODELS: Final[frozenset[str]] = frozenset({"gemini-live-2.5-flash-native-audio"})
 
 #: Close code for a bad request (protobuf parse or argument error); "invalid frame payload".
 CLOSE_INVALID: Final = 1007
