@@ -20,8 +20,6 @@ from screenshare_widget.emulator import (
     EmulatorConnection,
     Fault,
     Lifetimes,
-    LiveEmulator,
-    Realism,
 )
 from screenshare_widget.emulator.sessions import (
     MAX_HANDLES_PER_SESSION,
@@ -30,7 +28,7 @@ from screenshare_widget.emulator.sessions import (
     REASON_LIFETIME,
 )
 
-from .test_emulator import CONFIG, MODEL, client_for, fake_jpeg, idle
+from .test_emulator import CONFIG, MODEL, client_for, fake_jpeg, idle, running
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -38,15 +36,6 @@ RESUME: dict[str, Any] = {**CONFIG, "session_resumption": {}}
 #: Scheduling slack allowed on every timing assertion (seconds).
 SLACK_S = 0.3
 Timed = tuple[float, types.LiveServerMessage]
-
-
-@asynccontextmanager
-async def running(**kwargs: Any) -> AsyncIterator[LiveEmulator]:
-    """An emulator on this loop; idealised unless ``realism=`` says otherwise (these tests
-    pin the idealised behaviour; the realistic one is in test_emulator_realism.py)."""
-    kwargs.setdefault("realism", Realism.ideal())
-    async with LiveEmulator(**kwargs) as emu:
-        yield emu
 
 
 def quick_responder(**kwargs: Any) -> DefaultResponder:
