@@ -19,8 +19,8 @@ import re
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, Literal
@@ -659,11 +659,17 @@ class GeminiSession:
         self._secret = secret
         relax_keepalive(getattr(session, "_ws", None))  # the SDK keeps its websocket here
 
-    async def _send(self, **kwargs: Any) -> None:
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Raise what the SDK or the socket raises as a :class:`LiveError` with a sentence."""
         try:
-            await self._session.send_realtime_input(**kwargs)
+            yield
         except (errors.APIError, websockets.exceptions.ConnectionClosed, OSError) as exc:
             raise to_live_error(exc, model=self._model, secret=self._secret) from None
+
+    async def _send(self, **kwargs: Any) -> None:
+        with self._translated():
+            await self._session.send_realtime_input(**kwargs)
 
     async def send_audio(self, pcm: bytes) -> None:
         """Send microphone audio (PCM16 LE mono, 16 kHz)."""
@@ -689,17 +695,13 @@ class GeminiSession:
         reply = types.FunctionResponse(
             id=call_id or None, name=name, response=response, scheduling=scheduling
         )
-        try:
+        with self._translated():
             await self._session.send_tool_response(function_responses=[reply])
-        except (errors.APIError, websockets.exceptions.ConnectionClosed, OSError) as exc:
-            raise to_live_error(exc, model=self._model, secret=self._secret) from None
 
     async def update_instruction(self, text: str) -> None:
         """Send a ``contextUpdate`` with the new system instruction."""
-        try:
+        with self._translated():
             await self._session.send_context_update(system_instruction=text)
-        except (errors.APIError, websockets.exceptions.ConnectionClosed, OSError) as exc:
-            raise to_live_error(exc, model=self._model, secret=self._secret) from None
 
     async def ping(self) -> None:
         """Round trip a WebSocket ping; returns when the pong arrives (the caller bounds the
@@ -707,11 +709,9 @@ class GeminiSession:
         ws = getattr(self._session, "_ws", None)  # the SDK keeps its websocket here
         if ws is None:
             return
-        try:
+        with self._translated():
             pong = await ws.ping()
             await pong
-        except (websockets.exceptions.ConnectionClosed, OSError) as exc:
-            raise to_live_error(exc, model=self._model, secret=self._secret) from None
 
     async def receive(self) -> AsyncIterator[ServerMessage]:
         """Every server message across turns; raises :class:`LiveError` when the connection
@@ -719,11 +719,10 @@ class GeminiSession:
         malformed = 0
         while True:
             try:
-                async for msg in self._session.receive():
-                    malformed = 0
-                    yield to_server_message(msg)
-            except (errors.APIError, websockets.exceptions.ConnectionClosed, OSError) as exc:
-                raise to_live_error(exc, model=self._model, secret=self._secret) from None
+                with self._translated():
+                    async for msg in self._session.receive():
+                        malformed = 0
+                        yield to_server_message(msg)
             except (*_MALFORMED, json.JSONDecodeError) as exc:
                 malformed += 1
                 logger.warning(
