@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
+from .notebook_tools import notebook_tools as notebook_tools  # public here: tools.notebook_tools()
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -269,5 +271,3 @@ def _result_payload(value: Any) -> dict[str, object]:
 def _shorten(text: str, most: int = SHOWN_CHARS) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
 
-
-from .notebook_tools import notebook_tools as notebook_tools  # noqa: E402  (re-export)
