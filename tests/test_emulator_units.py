@@ -20,7 +20,7 @@ from screenshare_widget.emulator.sessions import (
     SessionStore,
     duration_string,
 )
-from screenshare_widget.emulator.speech import Synthesizer, parse_wav, resample, tone
+from screenshare_widget.emulator.speech import Synthesizer, resample, tone
 from screenshare_widget.emulator.vad import (
     SpeechStarted,
     UtteranceDetector,
@@ -378,19 +378,6 @@ def test_tone_fallback() -> None:
     assert len(y) == 12_000
     assert 0.15 * 32767 < np.max(np.abs(y)) <= 0.2 * 32767 + 1
     assert abs(int(y[0])) < 100
-
-
-def test_parse_wav_tolerates_streaming_sizes() -> None:
-    body = b"\x01\x00\x02\x00"
-    header = (
-        b"RIFF\xff\xff\xff\x7fWAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00"
-        + (22050).to_bytes(4, "little")
-        + (44100).to_bytes(4, "little")
-        + b"\x02\x00\x10\x00data\x00\xf0\xff\x7f"
-    )
-    assert parse_wav(header + body) == (body, 22050)
-    with pytest.raises(ValueError, match="WAV"):
-        parse_wav(b"nope")
 
 
 async def test_synthesizer_caches_and_falls_back() -> None:

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import math
 import shutil
-import struct
 from collections import OrderedDict
 from typing import Final
 
@@ -20,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..protocol import OUTPUT_RATE_HZ
+from ..wav import parse as parse_wav
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -81,33 +81,6 @@ def tone(seconds: float, rate: int = OUTPUT_RATE_HZ) -> bytes:
         y[:fade] *= ramp
         y[-fade:] *= ramp[::-1]
     return to_pcm16(y)
-
-
-def parse_wav(data: bytes) -> tuple[bytes, int]:
-    """``(pcm16, rate)`` from a mono 16-bit WAV; tolerates espeak-ng's streaming sizes.
-
-    espeak-ng writing to a pipe cannot seek back, so its RIFF and data sizes are
-    placeholders; the data chunk is taken to run to the end of the input.
-    """
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ValueError("not a WAV file")
-    i = 12
-    rate = 0
-    while i + 8 <= len(data):
-        chunk, size = data[i : i + 4], struct.unpack("<I", data[i + 4 : i + 8])[0]
-        body = i + 8
-        if chunk == b"fmt ":
-            fmt, channels, rate = struct.unpack("<HHI", data[body : body + 8])
-            bits = struct.unpack("<H", data[body + 14 : body + 16])[0]
-            if fmt != 1 or channels != 1 or bits != 16:
-                raise ValueError(f"unsupported WAV: format {fmt}, {channels} ch, {bits} bit")
-        elif chunk == b"data":
-            if not rate:
-                raise ValueError("WAV data before fmt")
-            pcm = data[body : body + size] if body + size <= len(data) else data[body:]
-            return pcm[: len(pcm) // 2 * 2], rate
-        i = body + size + (size & 1)
-    raise ValueError("WAV without data")
 
 
 class Synthesizer:
