@@ -1,0 +1,147 @@
+// @ts-check
+/**
+ * What one Share captures: the screen stream, the microphone stream, and the device-rate
+ * AudioContext whose worklet turns the microphone into 16 kHz PCM16 chunks. Internal module.
+ */
+
+import { INPUT_RATE_HZ, resamplerTaps } from "./pcm.js";
+import { CAPTURE_PROCESSOR } from "./worklets/names.js";
+import CAPTURE_WORKLET_SOURCE from "./worklets/capture.worklet.js?source";
+
+export { CAPTURE_WORKLET_SOURCE };
+
+/**
+ * What to ask getDisplayMedia for. No system audio (the model would hear itself). The notebook's
+ * own tab is offered too ("what is wrong with this cell?"), and Chrome may let the user switch
+ * the shared tab while sharing. Browsers ignore the hints they do not know.
+ * @type {DisplayMediaStreamOptions}
+ */
+const DISPLAY_OPTIONS = /** @type {any} */ ({
+  video: { frameRate: { ideal: 5, max: 15 } },
+  audio: false,
+  selfBrowserSurface: "include",
+  surfaceSwitching: "include",
+});
+
+/** Microphone processing wanted from the browser (echo cancellation matters: we play audio). */
+const MIC_CONSTRAINTS = {
+  echoCancellation: true,
+  noiseSuppression: true,
+  autoGainControl: true,
+  channelCount: 1,
+};
+
+/**
+ * Load an AudioWorklet module from its source, through a Blob URL (the widget's module is
+ * itself loaded from a blob: URL, so a relative URL would not resolve).
+ * @param {BaseAudioContext} context
+ * @param {string} source
+ */
+export async function loadWorklet(context, source) {
+  const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+  try {
+    await context.audioWorklet.addModule(url);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+/** @param {MediaStream | null} stream */
+export function stopStream(stream) {
+  for (const track of stream?.getTracks() ?? []) track.stop();
+}
+
+/** A microphone chunk from the capture worklet. @typedef {{pcm: ArrayBuffer, rms: number}} MicChunk */
+
+/** The screen, the microphone and the capture graph of one Share (or none between them). */
+export class Capture {
+  constructor() {
+    /** @type {MediaStream | null} the display stream while it is shared */
+    this.screen = null;
+    /** @type {MediaStream | null} */
+    this.mic = null;
+    /** @type {AudioContext | null} device-rate context for the microphone */
+    this.context = null;
+    /** @type {AudioWorkletNode | null} */
+    this.node = null;
+    /** @type {MediaStreamAudioSourceNode | null} */
+    this.source = null;
+    /** @type {MediaStreamTrack[]} every track of the current or last capture, ended included */
+    this.allTracks = [];
+  }
+
+  /**
+   * Create the capture context; must run inside the Share click (autoplay rules).
+   * @returns {Promise<void>} its resume
+   */
+  open() {
+    this.allTracks = [];
+    this.context = new AudioContext();
+    return this.context.resume();
+  }
+
+  /** @returns {Promise<MediaStream>} the screen the user picks */
+  askScreen() {
+    return navigator.mediaDevices.getDisplayMedia(DISPLAY_OPTIONS);
+  }
+
+  /** @returns {Promise<MediaStream>} the microphone */
+  askMic() {
+    return navigator.mediaDevices.getUserMedia({ audio: MIC_CONSTRAINTS });
+  }
+
+  /** Load the capture worklet into the context. */
+  load() {
+    return loadWorklet(/** @type {AudioContext} */ (this.context), CAPTURE_WORKLET_SOURCE);
+  }
+
+  /**
+   * Build the capture graph (not connected yet: see `connect`).
+   * @param {number} chunkMs length of each chunk (ms)
+   * @param {(chunk: MicChunk) => void} onChunk
+   */
+  attach(chunkMs, onChunk) {
+    const context = /** @type {AudioContext} */ (this.context);
+    this.source = context.createMediaStreamSource(/** @type {MediaStream} */ (this.mic));
+    this.node = new AudioWorkletNode(context, CAPTURE_PROCESSOR, {
+      numberOfInputs: 1,
+      numberOfOutputs: 0, // still pulled by the graph; nothing to hear
+      channelCount: 1,
+      channelCountMode: "explicit",
+      channelInterpretation: "speakers",
+      processorOptions: {
+        taps: resamplerTaps(context.sampleRate),
+        outRate: INPUT_RATE_HZ,
+        chunkSamples: (INPUT_RATE_HZ * chunkMs) / 1000,
+      },
+    });
+    this.node.port.onmessage = (event) => onChunk(event.data);
+  }
+
+  /** Let the microphone flow into the worklet (only once the kernel got `start`). */
+  connect() {
+    if (this.node && this.source) this.source.connect(this.node);
+  }
+
+  /** @returns {MediaStreamTrack[]} the current (or last) capture's tracks, ended ones included */
+  tracks() {
+    const live = [...(this.screen?.getTracks() ?? []), ...(this.mic?.getTracks() ?? [])];
+    // Remember tracks so that `tracks()` still lists a screen track after it ended.
+    this.allTracks = [...new Set([...this.allTracks, ...live])];
+    return this.allTracks;
+  }
+
+  /** Stop every track and close the context. Idempotent. */
+  close() {
+    for (const track of this.tracks()) track.stop();
+    this.screen = null;
+    this.mic = null;
+    this.source?.disconnect();
+    if (this.node) this.node.port.onmessage = null;
+    this.node?.disconnect();
+    if (this.context && this.context.state !== "closed") this.context.close().catch(() => {});
+    this.source = null;
+    this.node = null;
+    this.context = null;
+  }
+}
