@@ -4,8 +4,12 @@ Internal module. Every message is an anywidget custom message: a small JSON obje
 ``kind`` key, plus at most one binary buffer for media. Streams (microphone PCM, screen JPEG,
 model PCM) always travel as buffers, never through traits.
 
-The kinds and their fields are kept in sync with ``static/widget.js`` (``BROWSER_KINDS`` and
-``KERNEL_KINDS`` there); ``tests/test_protocol_sync.py`` checks that the two sets match.
+This module is the single source of the wire in Python: one ``Literal`` of kinds per
+direction (the sets :data:`BROWSER_KINDS` and :data:`KERNEL_KINDS` are derived from them), a
+frozen dataclass per kind the browser sends (what :func:`parse_browser_message` returns), a
+typed builder per message the kernel sends, and the limits the page shares (:data:`LIMITS`).
+The kinds, fields and limits are kept in sync with ``static/widget.js`` (``BROWSER_KINDS`` and
+``KERNEL_KINDS`` there); ``tests/test_protocol_sync.py`` checks that they match.
 
 Widget managers without binary buffers may put the payload in ``data`` as base64 (standard or
 URL-safe alphabet) instead; :func:`parse_browser_message` accepts both.
@@ -16,8 +20,10 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypedDict
+from types import MappingProxyType
+from typing import Any, Final, Literal, TypedDict, get_args
 
 # ---- media formats ---------------------------------------------------------------------------
 
@@ -45,174 +51,356 @@ MAX_TEXT_CHARS: Final = 10_000
 #: ``BEAT_MS`` in static/widget.js.
 BEAT_INTERVAL_S: Final = 2.0
 
-# ---- message kinds ---------------------------------------------------------------------------
-# Kept in sync with static/widget.js.
+# ---- settings the page shares ----------------------------------------------------------------
 
-BrowserKind = Literal[
-    "hello",
-    "start",
-    "audio",
-    "frame",
-    "stop",
-    "client_error",
-    "playback",
-    "text",
-    "confirm",
-    "frame_stats",
-    "beat",
-]
-KernelKind = Literal[
-    "audio",
-    "interrupted",
-    "turn_complete",
-    "turn",
-    "snapshot",
-    "stop",
-    "ack",
-    "notice",
-    "tool",
-    "frame_sent",
-    "capture",
-]
+#: Shortest and longest microphone chunk the page may be set to record (ms); kept in sync with
+#: static/widget.js.
+MIN_CHUNK_MS: Final = 20
+MAX_CHUNK_MS: Final = 250
+#: Most screen frames per second the model may be sent; kept in sync with static/widget.js.
+MAX_FPS: Final = 1.0
 
-#: Kinds the browser sends to the kernel.
-BROWSER_KINDS: Final[frozenset[str]] = frozenset(
+#: The limits both sides enforce, by the names ``tests/test_protocol_sync.py`` looks for in
+#: static/widget.js: text length (characters), microphone chunk range (ms), frame rate (1/s).
+LIMITS: Final[Mapping[str, float]] = MappingProxyType(
     {
-        "hello", "start", "audio", "frame", "stop", "client_error", "playback", "text",
-        "confirm", "frame_stats", "beat",
+        "max_text_chars": MAX_TEXT_CHARS,
+        "min_chunk_ms": MIN_CHUNK_MS,
+        "max_chunk_ms": MAX_CHUNK_MS,
+        "max_fps": MAX_FPS,
     }
-)  # fmt: skip
-#: Kinds the kernel sends to the browser.
-KERNEL_KINDS: Final[frozenset[str]] = frozenset(
-    {
-        "audio",
-        "interrupted",
-        "turn_complete",
-        "turn",
-        "snapshot",
-        "stop",
-        "ack",
-        "notice",
-        "tool",
-        "frame_sent",
-        "capture",
-    }  # fmt: skip
 )
 
+# ---- message kinds ---------------------------------------------------------------------------
+# Kept in sync with static/widget.js. Each direction is declared once, as a Literal; the sets
+# are derived from it.
 
-# ---- browser -> kernel -----------------------------------------------------------------------
+#: A kind the browser sends to the kernel.
+BrowserKind = Literal[
+    "hello", "start", "audio", "frame", "stop", "client_error", "playback", "text", "confirm",
+    "frame_stats", "beat",
+]  # fmt: skip
+#: A kind the kernel sends to the browser.
+KernelKind = Literal[
+    "audio", "interrupted", "turn_complete", "turn", "snapshot", "stop", "ack", "notice",
+    "tool", "frame_sent", "capture",
+]  # fmt: skip
+
+#: Kinds the browser sends to the kernel.
+BROWSER_KINDS: Final[frozenset[str]] = frozenset(get_args(BrowserKind))
+#: Kinds the kernel sends to the browser.
+KERNEL_KINDS: Final[frozenset[str]] = frozenset(get_args(KernelKind))
 
 
-class HelloMsg(TypedDict):
-    """A model controller started in the page (once per page load); asks for a snapshot."""
-
-    kind: Literal["hello"]
+# ---- browser -> kernel: one frozen dataclass per kind ------------------------------------------
 
 
-class StartMsg(TypedDict, total=False):
-    """The user clicked Share and capture is running: open the Live session.
-
-    ``capture`` identifies this capture; its audio and frames carry the same id.
-    """
-
-    kind: Literal["start"]
-    capture: str
+class ProtocolError(ValueError):
+    """A browser message that cannot be accepted; the message says why."""
 
 
-class AudioInMsg(TypedDict, total=False):
-    """One microphone chunk: buffer = PCM16 LE mono at 16 kHz (or ``data`` in base64).
+@dataclass(frozen=True)
+class AudioChunk:
+    """``audio``: a microphone chunk, PCM16 LE mono at 16 kHz (a buffer, or ``data`` in
+    base64). ``seq`` counts chunks from 0 per capture; ``t_ms`` is when the page captured the
+    chunk's end (ms since the epoch, 0 if not said): the relay dates speech by it."""
 
-    ``seq`` counts chunks from 0 per capture; ``t`` is the capture time in ms since the epoch.
-    """
-
-    kind: Literal["audio"]
-    capture: str
+    pcm: bytes
     seq: int
-    t: float
-    data: str
+    t_ms: float
+    capture: str = ""
 
 
-class FrameMsg(TypedDict, total=False):
-    """One screen frame: buffer = JPEG (or ``data`` in base64); size in pixels."""
+@dataclass(frozen=True)
+class Frame:
+    """``frame``: a screen frame, a JPEG of ``width`` x ``height`` pixels (a buffer, or
+    ``data`` in base64). The page's capture time (``t``) is not kept: the relay dates a frame
+    when it sends it, which is what the model sees."""
 
-    kind: Literal["frame"]
-    capture: str
+    jpeg: bytes
     seq: int
-    t: float
     width: int
     height: int
-    data: str
-    reason: str
+    capture: str = ""
+    #: Why the page's frame policy sent it: "first", "change", "speech" or "heartbeat".
+    reason: str = ""
 
 
-class FrameStatsMsg(TypedDict):
-    """The page's frame policy counters (every 2 s while sharing): screen checks, frames sent
-    and checks skipped, and the sends by reason."""
-
-    kind: Literal["frame_stats"]
-    checked: int
-    sent: int
-    skipped: int
-    first: int
-    change: int
-    speech: int
-    heartbeat: int
+@dataclass(frozen=True)
+class Hello:
+    """``hello``: a model controller started in the page (once per page load); asks for a
+    snapshot."""
 
 
-class StopMsg(TypedDict, total=False):
-    """The user clicked Stop, every shared track ended, or no view of the widget is left in
-    the page. ``capture`` is the capture it ends ("" when the page captured nothing): the
-    kernel ignores a stop for a capture that is no longer the current one."""
+@dataclass(frozen=True)
+class Start:
+    """``start``: the user clicked Share and capture runs: open the Live session.
+    ``capture`` identifies this capture; its audio and frames carry the same id."""
 
-    kind: Literal["stop"]
-    reason: str
-    capture: str
+    capture: str = ""
 
 
-class BeatMsg(TypedDict):
-    """The page is there (every :data:`BEAT_INTERVAL_S` while a session runs or the page
-    shares, whether or not it shows a view). ``page`` names the page's controller;
-    ``capture`` is its running capture ("" when none); ``views`` counts its views."""
+@dataclass(frozen=True)
+class Stop:
+    """``stop``: the user clicked Stop, every shared track ended, or no view of the widget
+    is left in the page. ``capture`` is the capture it ends ("" when the page captured
+    nothing): the kernel ignores a stop for a capture that is no longer the current one."""
 
-    kind: Literal["beat"]
-    page: str
-    capture: str
-    views: int
-
-
-class ClientErrorMsg(TypedDict):
-    """Something failed in the page (permission denied, no microphone, ...)."""
-
-    kind: Literal["client_error"]
-    message: str
+    reason: str = ""
+    capture: str = ""
 
 
-class TextMsg(TypedDict):
-    """The user typed ``text`` in the widget's text box: send it to the model."""
+@dataclass(frozen=True)
+class Beat:
+    """``beat``: the page is there (every :data:`BEAT_INTERVAL_S` while a session runs or
+    the page shares). ``page`` names the page's controller, ``capture`` is its running
+    capture ("" when none), ``views`` counts its views."""
 
-    kind: Literal["text"]
+    page: str = ""
+    capture: str = ""
+    views: int = 0
+
+
+@dataclass(frozen=True)
+class ClientError:
+    """``client_error``: something failed in the page (permission denied, no microphone)."""
+
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Text:
+    """``text``: the user typed ``text`` (not blank) in the widget: send it to the model."""
+
     text: str
 
 
-class ConfirmMsg(TypedDict):
-    """The user clicked Allow (``allow`` true) or Deny on tool call ``id``."""
+@dataclass(frozen=True)
+class Confirm:
+    """``confirm``: the user clicked Allow (``allow`` true) or Deny on tool call ``id``."""
 
-    kind: Literal["confirm"]
     id: str
     allow: bool
 
 
-class PlaybackMsg(TypedDict):
-    """Periodic player statistics (every second while playing)."""
+@dataclass(frozen=True)
+class Playback:
+    """``playback``: the player's statistics (every second while playing); times in ms."""
 
-    kind: Literal["playback"]
-    played_ms: float
-    queued_ms: float
-    underruns: int
-    dropped_chunks: int
+    played_ms: float = 0.0
+    queued_ms: float = 0.0
+    underruns: int = 0
+    dropped_chunks: int = 0
 
 
-# ---- kernel -> browser -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class FrameStats:
+    """``frame_stats``: the page's frame policy counters since the capture began (every 2 s
+    while sharing): screen checks, frames sent, checks skipped, and the sends by reason."""
+
+    checked: int = 0
+    sent: int = 0
+    skipped: int = 0
+    first: int = 0
+    change: int = 0
+    speech: int = 0
+    heartbeat: int = 0
+
+
+#: What a ``frame_stats`` message counts, in its fields' order.
+FRAME_STATS_FIELDS: Final = ("checked", "sent", "skipped", "first", "change", "speech",
+                             "heartbeat")  # fmt: skip
+
+#: A parsed browser message; media are :class:`AudioChunk` and :class:`Frame`.
+BrowserMessage = (
+    AudioChunk | Frame | Hello | Start | Stop | Beat | ClientError | Text | Confirm | Playback
+    | FrameStats
+)  # fmt: skip
+#: A parsed browser message that is not media.
+Control = Hello | Start | Stop | Beat | ClientError | Text | Confirm | Playback | FrameStats
+
+_JPEG_SOI: Final = b"\xff\xd8\xff"
+
+
+# ---- parsing ---------------------------------------------------------------------------------
+
+
+def parse_browser_message(content: Any, buffers: list[Any] | None = None) -> BrowserMessage:
+    """Validate one custom message from the page.
+
+    Raises :class:`ProtocolError` with a one-line reason for anything malformed: an unknown
+    kind, fields of the wrong type, an oversize payload, invalid base64, a frame that is not a
+    JPEG, or audio with an odd byte count.
+    """
+    if not isinstance(content, dict):
+        raise ProtocolError(f"message must be an object, got {type(content).__name__}")
+    kind = content.get("kind")
+    if not isinstance(kind, str) or kind not in BROWSER_KINDS:
+        raise ProtocolError(f"unknown message kind {kind!r}")
+    match kind:
+        case "audio":
+            return _audio(content, buffers)
+        case "frame":
+            return _frame(content, buffers)
+        case _:
+            return _control(content)
+
+
+def _audio(content: dict[str, Any], buffers: list[Any] | None) -> AudioChunk:
+    pcm = _payload(content, buffers, MAX_AUDIO_BYTES)
+    if len(pcm) % SAMPLE_BYTES:
+        raise ProtocolError(f"audio of {len(pcm)} bytes is not whole PCM16 samples")
+    return AudioChunk(
+        pcm=pcm,
+        seq=_int_field(content, "seq"),
+        t_ms=_time_field(content),
+        capture=_text_field(content, "capture"),
+    )
+
+
+def _frame(content: dict[str, Any], buffers: list[Any] | None) -> Frame:
+    jpeg = _payload(content, buffers, MAX_FRAME_BYTES)
+    if not jpeg.startswith(_JPEG_SOI):
+        raise ProtocolError("frame is not a JPEG image")
+    width, height = _int_field(content, "width"), _int_field(content, "height")
+    if width < 0 or height < 0:
+        raise ProtocolError("frame size must not be negative")
+    return Frame(
+        jpeg=jpeg,
+        seq=_int_field(content, "seq"),
+        width=width,
+        height=height,
+        capture=_text_field(content, "capture"),
+        reason=_text_field(content, "reason")[:20],
+    )
+
+
+def _control(content: dict[str, Any]) -> Control:
+    """A message that is not media (any buffers are ignored)."""
+    kind: BrowserKind = content["kind"]
+    match kind:
+        case "hello":
+            return Hello()
+        case "start":
+            return Start(capture=_text_field(content, "capture"))
+        case "stop":
+            return Stop(_text_field(content, "reason"), _text_field(content, "capture"))
+        case "beat":
+            page = _text_field(content, "page")[:64]
+            return Beat(page, _text_field(content, "capture"), _int_field(content, "views"))
+        case "client_error":
+            return ClientError(message=_text_field(content, "message"))
+        case "text":
+            return _text(content)
+        case "confirm":
+            return _confirm(content)
+        case "playback":
+            return _playback(content)
+        case "frame_stats":
+            return FrameStats(*(_int_field(content, name) for name in FRAME_STATS_FIELDS))
+        case "audio" | "frame":
+            raise ProtocolError(f"{kind} is media, not a control message")
+
+
+def _text(content: dict[str, Any]) -> Text:
+    text = content.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ProtocolError("'text' must be a non-empty string")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ProtocolError(f"text of {len(text)} characters is over {MAX_TEXT_CHARS}")
+    return Text(text)
+
+
+def _confirm(content: dict[str, Any]) -> Confirm:
+    allow = content.get("allow")
+    if not isinstance(allow, bool):
+        raise ProtocolError("'allow' must be true or false")
+    return Confirm(id=_text_field(content, "id"), allow=allow)
+
+
+def _playback(content: dict[str, Any]) -> Playback:
+    played_ms, queued_ms = (_number_field(content, name) for name in ("played_ms", "queued_ms"))
+    return Playback(
+        played_ms,
+        queued_ms,
+        underruns=_int_field(content, "underruns"),
+        dropped_chunks=_int_field(content, "dropped_chunks"),
+    )
+
+
+def _payload(content: dict[str, Any], buffers: list[Any] | None, limit: int) -> bytes:
+    """The message's one binary buffer, or its ``data`` in base64, at most ``limit`` bytes."""
+    if buffers:
+        if len(buffers) != 1:
+            raise ProtocolError(f"expected one buffer, got {len(buffers)}")
+        data = _buffer(buffers[0], limit)
+    elif "data" in content:
+        data = _base64(content["data"], limit)
+    else:
+        raise ProtocolError("no payload: expected a binary buffer or base64 'data'")
+    if len(data) > limit:
+        raise ProtocolError(f"payload of {len(data)} bytes is over the {limit} byte limit")
+    return data
+
+
+def _buffer(raw: Any, limit: int) -> bytes:
+    try:
+        # memoryview takes only bytes-like objects (bytes(n) would make n zero bytes).
+        view = memoryview(raw)
+    except TypeError as exc:
+        raise ProtocolError(f"buffer of type {type(raw).__name__} is not bytes") from exc
+    if view.nbytes > limit:
+        raise ProtocolError(f"payload of {view.nbytes} bytes is over the {limit} byte limit")
+    return view.tobytes()
+
+
+def _base64(text: Any, limit: int) -> bytes:
+    if not isinstance(text, str):
+        raise ProtocolError("'data' must be a base64 string")
+    if len(text) > limit * 4 // 3 + 4:
+        raise ProtocolError(f"payload over the {limit} byte limit")
+    try:
+        # Accept the standard and the URL-safe alphabets, with or without padding.
+        return base64.b64decode(
+            text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), validate=True
+        )
+    except (binascii.Error, ValueError) as exc:
+        raise ProtocolError("'data' is not valid base64") from exc
+
+
+def _int_field(content: dict[str, Any], name: str) -> int:
+    value = content.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError(f"'{name}' must be an integer")
+    return value
+
+
+def _number_field(content: dict[str, Any], name: str) -> float:
+    value = content.get(name, 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"'{name}' must be a number")
+    return float(value)
+
+
+def _time_field(content: dict[str, Any]) -> float:
+    value = content.get("t", 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProtocolError("'t' must be a finite number of milliseconds")
+    return float(value)
+
+
+def _text_field(content: dict[str, Any], name: str) -> str:
+    value = content.get(name, "")
+    if not isinstance(value, str):
+        raise ProtocolError(f"'{name}' must be a string")
+    return value[:MAX_TEXT_CHARS]
+
+
+# ---- kernel -> browser: one TypedDict and one builder per message ------------------------------
+# A turn and a tool call travel as ``Turn.to_record()`` and ``ToolActivity.to_record()`` make
+# them: those methods are their one declaration.
+
+Record = dict[str, Any]
 
 
 class AudioOutMsg(TypedDict):
@@ -237,48 +425,55 @@ class TurnCompleteMsg(TypedDict):
     gen: int
 
 
-class TurnRecord(TypedDict):
-    """A transcript turn as the browser shows it (times in seconds since the epoch)."""
-
-    role: str
-    text: str
-    started_at: float
-    ended_at: float | None
-    interrupted: bool
-
-
 class TurnMsg(TypedDict):
     """Insert or replace transcript turn ``index``."""
 
     kind: Literal["turn"]
     index: int
-    turn: TurnRecord
+    turn: Record
 
 
 class SnapshotMsg(TypedDict):
-    """The whole transcript, in answer to ``hello``."""
+    """In answer to ``hello``: the whole transcript, the tool calls, the playback generation
+    and how the last session ended ("" while one runs or none ran)."""
 
     kind: Literal["snapshot"]
-    turns: list[TurnRecord]
+    turns: list[Record]
+    tools: list[Record]
     gen: int
+    ended: str
 
 
 class KernelStopMsg(TypedDict):
-    """End capture in the page (``assistant.stop()`` or a fatal error)."""
+    """End capture in the page (``assistant.stop()``, a budget, a lost page or an error);
+    ``reason`` is shown ("" for none)."""
 
     kind: Literal["stop"]
     reason: str
 
 
 class AckMsg(TypedDict):
-    """Uplink progress, every 500 ms while live: the last audio and frame ``seq`` relayed.
-
-    The page compares it with what it sent to tell that a busy kernel paused the relay.
-    """
+    """Uplink progress, every tick while live: the last audio and frame ``seq`` relayed.
+    The page compares it with what it sent to tell that a busy kernel paused the relay."""
 
     kind: Literal["ack"]
     audio_seq: int
     frame_seq: int
+
+
+class NoticeMsg(TypedDict):
+    """A transient, human-readable note shown in the cell (a handover, a budget step)."""
+
+    kind: Literal["notice"]
+    text: str
+
+
+class ToolMsg(TypedDict):
+    """Insert or replace tool call ``index`` (its card in the cell, Allow/Deny if asked)."""
+
+    kind: Literal["tool"]
+    index: int
+    tool: Record
 
 
 class FrameSentMsg(TypedDict):
@@ -296,190 +491,82 @@ class CaptureMsg(TypedDict):
     capture: str
 
 
-class NoticeMsg(TypedDict):
-    """A transient, human-readable note shown in the cell (for instance a rejected message)."""
-
-    kind: Literal["notice"]
-    text: str
-
-
-# ---- parsing ---------------------------------------------------------------------------------
+#: A message the kernel sends to the browser.
+KernelMessage = (
+    AudioOutMsg | InterruptedMsg | TurnCompleteMsg | TurnMsg | SnapshotMsg | KernelStopMsg
+    | AckMsg | NoticeMsg | ToolMsg | FrameSentMsg | CaptureMsg
+)  # fmt: skip
 
 
-class ProtocolError(ValueError):
-    """A browser message that cannot be accepted; the message says why."""
+def audio_out(gen: int) -> AudioOutMsg:
+    """Model speech of playback generation ``gen`` (the PCM goes as the buffer)."""
+    return {"kind": "audio", "gen": gen}
 
 
-@dataclass(frozen=True)
-class AudioChunk:
-    """A microphone chunk from the browser: PCM16 LE mono at 16 kHz."""
-
-    pcm: bytes
-    seq: int
-    t_ms: float
-    capture: str = ""
+def interrupted(gen: int) -> InterruptedMsg:
+    """The user barged in: playback generation ``gen`` begins."""
+    return {"kind": "interrupted", "gen": gen}
 
 
-@dataclass(frozen=True)
-class Frame:
-    """A screen frame from the browser: a JPEG of ``width`` x ``height`` pixels."""
-
-    jpeg: bytes
-    seq: int
-    t_ms: float
-    width: int
-    height: int
-    capture: str = ""
-    #: Why the page's frame policy sent it: "first", "change", "speech" or "heartbeat".
-    reason: str = ""
+def turn_complete(gen: int) -> TurnCompleteMsg:
+    """The model's audio of generation ``gen`` is complete."""
+    return {"kind": "turn_complete", "gen": gen}
 
 
-#: What a ``frame_stats`` message counts (the page's frame policy, since the capture began).
-FRAME_STATS_FIELDS: Final = ("checked", "sent", "skipped", "first", "change", "speech",
-                             "heartbeat")  # fmt: skip
+def turn(index: int, record: Record) -> TurnMsg:
+    """Transcript turn ``index`` as ``Turn.to_record()`` gives it."""
+    return {"kind": "turn", "index": index, "turn": record}
 
 
-@dataclass(frozen=True)
-class Control:
-    """Any other browser message, validated: ``kind`` plus its plain JSON fields."""
-
-    kind: str
-    fields: dict[str, Any]
+def snapshot(turns: list[Record], tools: list[Record], gen: int, ended: str) -> SnapshotMsg:
+    """The whole conversation for a page that just opened."""
+    return {"kind": "snapshot", "turns": turns, "tools": tools, "gen": gen, "ended": ended}
 
 
-BrowserMessage = AudioChunk | Frame | Control
-
-_JPEG_SOI: Final = b"\xff\xd8\xff"
-
-
-def _payload(content: dict[str, Any], buffers: list[Any] | None, limit: int) -> bytes:
-    if buffers:
-        if len(buffers) != 1:
-            raise ProtocolError(f"expected one buffer, got {len(buffers)}")
-        raw = buffers[0]
-        try:
-            # memoryview takes only bytes-like objects (bytes(n) would make n zero bytes).
-            view = memoryview(raw)
-        except TypeError as exc:
-            raise ProtocolError(f"buffer of type {type(raw).__name__} is not bytes") from exc
-        if view.nbytes > limit:
-            raise ProtocolError(f"payload of {view.nbytes} bytes is over the {limit} byte limit")
-        data = view.tobytes()
-    elif "data" in content:
-        text = content["data"]
-        if not isinstance(text, str):
-            raise ProtocolError("'data' must be a base64 string")
-        if len(text) > limit * 4 // 3 + 4:
-            raise ProtocolError(f"payload over the {limit} byte limit")
-        try:
-            # Accept the standard and the URL-safe alphabets, with or without padding.
-            data = base64.b64decode(
-                text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4),
-                validate=True,
-            )
-        except (binascii.Error, ValueError) as exc:
-            raise ProtocolError("'data' is not valid base64") from exc
-    else:
-        raise ProtocolError("no payload: expected a binary buffer or base64 'data'")
-    if len(data) > limit:
-        raise ProtocolError(f"payload of {len(data)} bytes is over the {limit} byte limit")
-    return data
+def stop(reason: str) -> KernelStopMsg:
+    """End capture in the page, saying ``reason`` ("" for none)."""
+    return {"kind": "stop", "reason": reason}
 
 
-def _int_field(content: dict[str, Any], name: str, default: int | None = None) -> int:
-    value = content.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ProtocolError(f"'{name}' must be an integer")
-    return value
+def ack(audio_seq: int, frame_seq: int) -> AckMsg:
+    """The last audio and frame ``seq`` relayed (-1: none yet this capture)."""
+    return {"kind": "ack", "audio_seq": audio_seq, "frame_seq": frame_seq}
 
 
-def _time_field(content: dict[str, Any]) -> float:
-    value = content.get("t", 0.0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ProtocolError("'t' must be a finite number of milliseconds")
-    return float(value)
+def notice(text: str) -> NoticeMsg:
+    """A note to show in the cell."""
+    return {"kind": "notice", "text": text}
 
 
-def _text_field(content: dict[str, Any], name: str) -> str:
-    value = content.get(name, "")
-    if not isinstance(value, str):
-        raise ProtocolError(f"'{name}' must be a string")
-    return value[:MAX_TEXT_CHARS]
+def tool(index: int, record: Record) -> ToolMsg:
+    """Tool call ``index`` as ``ToolActivity.to_record()`` gives it."""
+    return {"kind": "tool", "index": index, "tool": record}
 
 
-def parse_browser_message(content: Any, buffers: list[Any] | None = None) -> BrowserMessage:
-    """Validate one custom message from the page.
+def frame_sent(seq: int) -> FrameSentMsg:
+    """Frame ``seq`` went to the model."""
+    return {"kind": "frame_sent", "seq": seq}
 
-    Raises :class:`ProtocolError` with a one-line reason for anything malformed: an unknown
-    kind, fields of the wrong type, an oversize payload, invalid base64, a frame that is not a
-    JPEG, or audio with an odd byte count.
-    """
-    if not isinstance(content, dict):
-        raise ProtocolError(f"message must be an object, got {type(content).__name__}")
-    kind = content.get("kind")
-    if not isinstance(kind, str) or kind not in BROWSER_KINDS:
-        raise ProtocolError(f"unknown message kind {kind!r}")
-    if kind == "audio":
-        pcm = _payload(content, buffers, MAX_AUDIO_BYTES)
-        if len(pcm) % SAMPLE_BYTES:
-            raise ProtocolError(f"audio of {len(pcm)} bytes is not whole PCM16 samples")
-        return AudioChunk(
-            pcm=pcm,
-            seq=_int_field(content, "seq", 0),
-            t_ms=_time_field(content),
-            capture=_text_field(content, "capture"),
-        )
-    if kind == "frame":
-        jpeg = _payload(content, buffers, MAX_FRAME_BYTES)
-        if not jpeg.startswith(_JPEG_SOI):
-            raise ProtocolError("frame is not a JPEG image")
-        width = _int_field(content, "width", 0)
-        height = _int_field(content, "height", 0)
-        if width < 0 or height < 0:
-            raise ProtocolError("frame size must not be negative")
-        return Frame(
-            jpeg=jpeg,
-            seq=_int_field(content, "seq", 0),
-            t_ms=_time_field(content),
-            width=width,
-            height=height,
-            capture=_text_field(content, "capture"),
-            reason=_text_field(content, "reason")[:20],
-        )
-    fields: dict[str, Any] = {}
-    if kind == "start":
-        fields["capture"] = _text_field(content, "capture")
-    elif kind == "stop":
-        fields["reason"] = _text_field(content, "reason")
-        fields["capture"] = _text_field(content, "capture")
-    elif kind == "beat":
-        fields["page"] = _text_field(content, "page")[:64]
-        fields["capture"] = _text_field(content, "capture")
-        fields["views"] = _int_field(content, "views", 0)
-    elif kind == "client_error":
-        fields["message"] = _text_field(content, "message")
-    elif kind == "text":
-        text = content.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ProtocolError("'text' must be a non-empty string")
-        if len(text) > MAX_TEXT_CHARS:
-            raise ProtocolError(f"text of {len(text)} characters is over {MAX_TEXT_CHARS}")
-        fields["text"] = text
-    elif kind == "frame_stats":
-        for name in FRAME_STATS_FIELDS:
-            fields[name] = _int_field(content, name, 0)
-    elif kind == "confirm":
-        allow = content.get("allow")
-        if not isinstance(allow, bool):
-            raise ProtocolError("'allow' must be true or false")
-        fields["id"] = _text_field(content, "id")
-        fields["allow"] = allow
-    elif kind == "playback":
-        for name in ("played_ms", "queued_ms"):
-            value = content.get(name, 0.0)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ProtocolError(f"'{name}' must be a number")
-            fields[name] = float(value)
-        for name in ("underruns", "dropped_chunks"):
-            fields[name] = _int_field(content, name, 0)
-    return Control(kind=kind, fields=fields)
+
+def capture(capture: str) -> CaptureMsg:
+    """Capture ``capture`` feeds the session now."""
+    return {"kind": "capture", "capture": capture}
+
+
+#: The builder of each kind the kernel sends (``tests/test_protocol.py`` checks that every
+#: kind has one and that each builds its kind).
+KERNEL_BUILDERS: Final[Mapping[KernelKind, Callable[..., KernelMessage]]] = MappingProxyType(
+    {
+        "audio": audio_out,
+        "interrupted": interrupted,
+        "turn_complete": turn_complete,
+        "turn": turn,
+        "snapshot": snapshot,
+        "stop": stop,
+        "ack": ack,
+        "notice": notice,
+        "tool": tool,
+        "frame_sent": frame_sent,
+        "capture": capture,
+    }
+)

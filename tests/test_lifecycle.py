@@ -15,7 +15,7 @@ import pytest
 from ipywidgets.widgets import widget as ipywidget
 
 from screenshare_widget import ScreenShareAssistant
-from screenshare_widget import widget as widget_module
+from screenshare_widget import page as page_module
 from screenshare_widget.backend import LiveError
 from screenshare_widget.liveness import PageWatch
 from screenshare_widget.relay import RelayState
@@ -263,12 +263,12 @@ def test_a_running_cell_that_holds_the_pages_messages_is_not_silence(widget, bac
     w, _ = widget
     page(w, {"kind": "start", "capture": "c1"})
     wait_until(lambda: w.status == "live")
-    widget_module._CELLS.running_since = time.monotonic()  # a cell begins
+    page_module.CELLS.running_since = time.monotonic()  # a cell begins
     try:
         time.sleep(4 * TIMEOUT_S)
         assert w.status == "live", w.error
     finally:
-        widget_module._CELLS.running_since = None  # it ends: the page's silence counts now
+        page_module.CELLS.running_since = None  # it ends: the page's silence counts now
     wait_until(lambda: w.status == "idle", 5, "the session to end after the cell")
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import typing
 
 import pytest
 from hypothesis import given
@@ -11,9 +13,15 @@ from hypothesis import strategies as st
 from screenshare_widget import protocol
 from screenshare_widget.protocol import (
     AudioChunk,
-    Control,
+    Beat,
+    Confirm,
     Frame,
+    FrameStats,
+    Hello,
+    Playback,
     ProtocolError,
+    Stop,
+    Text,
     parse_browser_message,
 )
 
@@ -38,23 +46,69 @@ def test_frame() -> None:
     msg = parse_browser_message(
         {"kind": "frame", "seq": 1, "t": 5, "width": 1024, "height": 576}, [JPEG]
     )
-    assert msg == Frame(jpeg=JPEG, seq=1, t_ms=5.0, width=1024, height=576)
+    assert msg == Frame(jpeg=JPEG, seq=1, width=1024, height=576)
 
 
 def test_controls() -> None:
-    assert parse_browser_message({"kind": "hello"}) == Control("hello", {})
-    assert parse_browser_message({"kind": "stop", "reason": "user"}) == Control(
-        "stop", {"reason": "user", "capture": ""}
+    assert parse_browser_message({"kind": "hello"}) == Hello()
+    assert parse_browser_message({"kind": "stop", "reason": "user"}) == Stop(
+        reason="user", capture=""
     )
     assert parse_browser_message(
         {"kind": "beat", "page": "p", "capture": "c", "views": 2}
-    ) == Control("beat", {"page": "p", "capture": "c", "views": 2})
+    ) == Beat(page="p", capture="c", views=2)
     msg = parse_browser_message(
         {"kind": "playback", "played_ms": 10, "queued_ms": 2.5, "underruns": 0, "dropped_chunks": 1}
     )
-    assert msg == Control(
-        "playback", {"played_ms": 10.0, "queued_ms": 2.5, "underruns": 0, "dropped_chunks": 1}
+    assert msg == Playback(played_ms=10.0, queued_ms=2.5, underruns=0, dropped_chunks=1)
+    assert parse_browser_message({"kind": "text", "text": " hi "}) == Text(" hi ")
+    assert parse_browser_message({"kind": "confirm", "id": "c1", "allow": False}) == Confirm(
+        "c1", allow=False
     )
+    assert parse_browser_message({"kind": "frame_stats", "sent": 3}) == FrameStats(sent=3)
+
+
+def test_every_browser_kind_parses_to_its_own_dataclass() -> None:
+    minimal: dict[str, tuple[dict[str, object], list[bytes] | None]] = {
+        "audio": ({}, [b"\0\0"]),
+        "frame": ({}, [JPEG]),
+        "text": ({"text": "hi"}, None),
+        "confirm": ({"allow": True}, None),
+    }
+    parsed = {}
+    for kind in sorted(protocol.BROWSER_KINDS):
+        fields, buffers = minimal.get(kind, ({}, None))
+        parsed[kind] = type(parse_browser_message({"kind": kind, **fields}, buffers))
+    assert len(set(parsed.values())) == len(protocol.BROWSER_KINDS), parsed
+    assert all(dataclasses.is_dataclass(cls) for cls in parsed.values())
+
+
+def test_the_kind_sets_are_the_literals() -> None:
+    assert frozenset(typing.get_args(protocol.BrowserKind)) == protocol.BROWSER_KINDS
+    assert frozenset(typing.get_args(protocol.KernelKind)) == protocol.KERNEL_KINDS
+
+
+def test_every_kernel_kind_has_a_builder_that_builds_it() -> None:
+    assert set(protocol.KERNEL_BUILDERS) == protocol.KERNEL_KINDS
+    args = {"turn": (0, {}), "tool": (0, {}), "snapshot": ([], [], 0, ""), "ack": (1, 2)}
+    for kind, build in protocol.KERNEL_BUILDERS.items():
+        message = build(*args.get(kind, ("x" if kind in ("stop", "notice", "capture") else 1,)))
+        assert message["kind"] == kind
+    assert protocol.ack(3, -1) == {"kind": "ack", "audio_seq": 3, "frame_seq": -1}
+
+
+def test_the_shared_limits_come_from_the_constants() -> None:
+    assert dict(protocol.LIMITS) == {
+        "max_text_chars": protocol.MAX_TEXT_CHARS,
+        "min_chunk_ms": protocol.MIN_CHUNK_MS,
+        "max_chunk_ms": protocol.MAX_CHUNK_MS,
+        "max_fps": protocol.MAX_FPS,
+    }
+    with pytest.raises(TypeError):
+        protocol.LIMITS["max_fps"] = 2.0  # type: ignore[index]
+    text = "x" * (protocol.MAX_TEXT_CHARS + 1)
+    with pytest.raises(ProtocolError, match="over 10000"):
+        parse_browser_message({"kind": "text", "text": text})
 
 
 @pytest.mark.parametrize(
@@ -81,6 +135,9 @@ def test_controls() -> None:
         ({"kind": "frame"}, [bytes(protocol.MAX_FRAME_BYTES + 1)], "over the"),
         ({"kind": "stop", "reason": 5}, None, "'reason' must be a string"),
         ({"kind": "playback", "played_ms": "x"}, None, "'played_ms' must be a number"),
+        ({"kind": "text", "text": "  "}, None, "'text' must be a non-empty string"),
+        ({"kind": "confirm", "id": "c"}, None, "'allow' must be true or false"),
+        ({"kind": "frame_stats", "sent": 1.5}, None, "'sent' must be an integer"),
     ],
 )
 def test_bad_input_is_rejected_with_a_reason(content, buffers, reason) -> None:

@@ -1,0 +1,580 @@
+"""The widget's comm side: messages from the page, messages to it, and trait writes.
+
+Internal module. :class:`PageLink` takes each custom message from the page (parsed by
+``protocol.py``), drops media from a stale capture, hands the rest to the relay, and sends
+the page what the kernel says, built by ``protocol.py``'s builders. :class:`PageSink` turns
+the relay's callbacks into those messages and into the notes shown in the cell. The link also
+watches that the page is still there, and holds the tool calls that wait for a click.
+
+**Trait writes from other threads go one way.** The user assigns traits in their own thread
+(a cell); the relay's thread, the thread that handles the page's messages (the comm thread,
+possibly a kernel subshell) and the user's thread, on the package's behalf, write traits too
+(status, error, the spend meter, a budget's lowered ``max_fps``, ...). Every write the package
+makes goes through :meth:`UiMirror.set`, which:
+
+- takes one lock (:attr:`UiMirror.lock`), so that the package's writes never interleave;
+- never uses ``hold_trait_notifications``. Under that context manager traitlets skips
+  cross-validation *for every thread* (the lock it sets is the widget's, not the thread's),
+  then validates everything held at its end, and on an error rolls every held change back
+  and raises in the holder. A relay write held that way let a user's invalid ``max_fps``
+  through in the user's thread, then rolled it back together with the relay's status and
+  raised on the relay's thread. Without it, a user's invalid assignment is validated in the
+  user's thread and raises there, unchanged, and the package's writes are never undone;
+- runs in the context of the last page message (``contextvars``), so that ipykernel sends the
+  update on the channel the page's messages came on and a busy cell does not hold it;
+- logs, never raises: a failed write or send must not end the relay's thread.
+
+ipywidgets itself applies the page's own state updates (only ``system_instruction``: the
+instruction box) under ``hold_trait_notifications`` on the comm thread; that is its
+contract, not ours, and the page sends only strings there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from . import protocol
+from .backend import Usage
+from .events import Handover, SentFrame
+from .instructions import Instruction
+from .liveness import DEAF_AFTER_S, PageWatch
+from .pricing import Step
+from .relay import Relay, RelayState
+from .tools import ToolActivity
+from .transcript import Turn
+
+if TYPE_CHECKING:
+    import anywidget
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+_RUNNING: frozenset[RelayState] = frozenset(
+    {RelayState.CONNECTING, RelayState.LIVE, RelayState.RECONNECTING}
+)
+
+
+class UiMirror:
+    """The one way the package writes the widget's traits and sends to its page, from any
+    thread (see the module's docstring). It holds the widget weakly."""
+
+    def __init__(self, widget: anywidget.AnyWidget) -> None:
+        self._widget = weakref.ref(widget)
+        #: Held by every write; reentrant, since a write's observers may write again.
+        self.lock = threading.RLock()
+        #: The context of the last page message (None before the first).
+        self.context: contextvars.Context | None = None
+
+    def get(self, name: str) -> Any:
+        """The current value of trait ``name`` (None once the widget is gone)."""
+        widget = self._widget()
+        return None if widget is None else getattr(widget, name)
+
+    def set(self, **values: Any) -> None:
+        """Write the traits ``values`` names, in order, under :attr:`lock`."""
+        widget = self._widget()
+        if widget is None:
+            return
+
+        def write() -> None:
+            for name, value in values.items():
+                widget.set_trait(name, value)
+
+        with self.lock:
+            self._run(write, "a trait write from the kernel failed")
+
+    def send(self, content: protocol.KernelMessage, buffers: list[bytes] | None = None) -> None:
+        """Send one message to the page."""
+        widget = self._widget()
+        if widget is not None:
+            self._run(lambda: widget.send(dict(content), buffers), "sending to the page failed")
+
+    def _run(self, fn: Callable[[], None], failed: str) -> None:
+        context = self.context
+        try:
+            if context is None:
+                fn()
+            else:
+                context.copy().run(fn)
+        except Exception:
+            logger.exception("%s", failed)
+
+
+class Confirmations:
+    """Tool calls waiting for the user's Allow or Deny in the page (relay loop)."""
+
+    def __init__(self, reject: Callable[[str], None]) -> None:
+        self._reject = reject
+        self._waiting: dict[str, asyncio.Future[bool]] = {}
+
+    async def wait(self, call_id: str, name: str, args: dict[str, Any]) -> bool:
+        """Wait for the click on tool call ``call_id`` (the page shows the buttons for calls
+        marked ``confirm``). Cancelling stops the wait (the tool times out or is cancelled)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting[call_id] = future
+        try:
+            return await future
+        finally:
+            self._waiting.pop(call_id, None)
+
+    def decide(self, call_id: str, allow: bool) -> None:
+        """The user clicked on ``call_id`` (relay loop); a click for no waiting call is
+        rejected as a bad message."""
+        future = self._waiting.get(call_id)
+        if future is None or future.done():
+            self._reject(f"a confirmation for tool call {call_id!r}, which is not waiting")
+            return
+        future.set_result(allow)
+
+
+class PageLink:
+    """The comm side of one assistant: what its pages send, and what they are sent.
+
+    Message handlers run on whichever thread the kernel handles the page's messages on and
+    never block; the watch and the sends to the page run on the relay's thread. It also
+    turns the budget's knobs (:class:`~screenshare_widget.budget.Knobs`).
+    """
+
+    def __init__(
+        self, mirror: UiMirror, relay: Relay, watch: PageWatch, on_spend: Callable[[], None]
+    ) -> None:
+        self.mirror = mirror
+        self.relay = relay
+        self.watch = watch
+        self.spend_changed = on_spend
+        self.confirmations = Confirmations(self.reject)
+        #: How the last session ended, in a sentence ("" if it is running or none ran); a
+        #: page that opens later shows it.
+        self.last_end = ""
+        self.rejected = 0
+        self.playback: dict[str, float] = {}
+        #: The page's frame policy counters: checked, sent, skipped, and sends by reason
+        #: (first, change, speech, heartbeat), for the current capture.
+        self.frame_policy: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._uplink = {"audio_seq": -1, "frame_seq": -1}
+        self._capture = ""  # id of the page's current capture; media from others is stale
+        # The loop of the thread that last handled a page message, and since when a probe
+        # posted to it has waited (monotonic s): a cell blocking that thread is not silence.
+        self._handler_loop: asyncio.AbstractEventLoop | None = None
+        self._probe_since: float | None = None
+
+    # ---- from the page (any thread) ---------------------------------------------------------
+
+    def receive(self, content: Any, buffers: list[Any] | None) -> None:
+        """Take one custom message from the page."""
+        # Sends made in this context keep ipykernel routing the page's messages to the
+        # subshell thread they came on, so a busy cell does not stall them.
+        self.mirror.context = contextvars.copy_context()
+        try:
+            message = protocol.parse_browser_message(content, buffers)
+        except protocol.ProtocolError as exc:
+            self.reject(str(exc))
+            return
+        now = time.monotonic()
+        match message:
+            case protocol.AudioChunk() | protocol.Frame():
+                self.watch.heard(now, message.capture)
+                if message.capture and message.capture != self._capture:
+                    self.reject("media from a stale view (an earlier capture)")
+                else:
+                    self._media(message)
+            case _:
+                capture = message.capture if hasattr(message, "capture") else ""
+                self.watch.heard(now, capture)
+                with contextlib.suppress(RuntimeError):  # no loop runs on this thread
+                    self._handler_loop = asyncio.get_running_loop()
+                self._control(message)
+
+    def _media(self, message: protocol.AudioChunk | protocol.Frame) -> None:
+        if isinstance(message, protocol.AudioChunk):
+            self._uplink["audio_seq"] = message.seq
+            self.relay.feed_audio(message.pcm, message.t_ms)
+        else:
+            self._uplink["frame_seq"] = message.seq
+            self.relay.feed_frame(
+                message.jpeg, message.width, message.height, seq=message.seq,
+                reason=message.reason,
+            )  # fmt: skip
+
+    def _control(self, message: protocol.Control) -> None:
+        match message:
+            case protocol.Hello():
+                self._snapshot()
+            case protocol.Start(capture=capture):
+                self._start(capture)
+            case protocol.Stop(reason=reason, capture=capture):
+                if capture and capture != self._capture:
+                    self.reject("a stop from a stale view (an earlier capture)")
+                    return
+                self.ended("page", reason or "Stopped in the page.")
+                self.relay.stop(wait=False)
+            case protocol.ClientError(message=text):
+                text = text or "The page reported an error."
+                logger.error("in the page: %s", text)
+                self.mirror.set(error=text)
+            case protocol.Playback() | protocol.FrameStats():
+                counters = dataclasses.asdict(message)
+                if isinstance(message, protocol.Playback):
+                    self.playback = counters
+                else:
+                    self.frame_policy = counters
+            case protocol.Confirm(id=call_id, allow=allow):
+                if not self.relay.call_soon(partial(self.confirmations.decide, call_id, allow)):
+                    self.reject(f"a confirmation for tool call {call_id!r}, with no session")
+            case protocol.Text(text=text):
+                try:
+                    self.relay.say(text)
+                except (RuntimeError, ValueError) as exc:
+                    self.mirror.set(error=str(exc))
+            case protocol.Beat():
+                pass  # heard: that is all a beat says
+
+    def _snapshot(self) -> None:
+        relay = self.relay
+        idle = relay.state is RelayState.IDLE
+        self.send(
+            protocol.snapshot(
+                [t.to_record() for t in relay.transcript],
+                [c.to_record() for c in relay.tool_calls],
+                relay.generation,
+                self.last_end if idle else "",
+            )
+        )
+
+    def _start(self, capture: str) -> None:
+        self._capture = capture
+        self.watch.own(time.monotonic(), capture)
+        self._uplink = {"audio_seq": -1, "frame_seq": -1}
+        if self.mirror.get("error") and self.relay.state is not RelayState.FAILED:
+            self.mirror.set(error="")
+        # A page still sharing under another id (another window) stops.
+        self.send(protocol.capture(capture))
+        self.relay.start()
+
+    def reject(self, reason: str) -> None:
+        """Count a message from the page that could not be taken, and log it now and then."""
+        with self._lock:
+            self.rejected += 1
+            count = self.rejected
+        # One warning per power of two keeps a flood of bad messages from flooding the log.
+        if count & (count - 1) == 0:
+            logger.warning("rejected a message from the page (%d so far): %s", count, reason)
+
+    # ---- to the page (any thread) -----------------------------------------------------------
+
+    def send(self, content: protocol.KernelMessage, buffers: list[bytes] | None = None) -> None:
+        """Send one message, built by ``protocol.py``, to the page."""
+        self.mirror.send(content, buffers)
+
+    def ack(self) -> None:
+        """Say what was relayed of the uplink (each relay tick)."""
+        self.send(protocol.ack(self._uplink["audio_seq"], self._uplink["frame_seq"]))
+
+    def ended(self, by: str, reason: str) -> None:
+        """A session is being stopped by ``by`` ("page", "python", "kernel"), for
+        ``reason``: say so in the events, and to a page that opens later."""
+        if self.relay.state in (RelayState.IDLE, RelayState.CLOSING):
+            return  # nothing was running
+        self.last_end = reason
+        self.relay.record("stopped", by=by, reason=reason)
+
+    def end_session(self, reason: str) -> None:
+        """Stop the running session for ``reason``, in the page too, without waiting."""
+        self.last_end = reason
+        self.send(protocol.stop(reason))
+        self.relay.stop(wait=False)
+
+    # ---- the budget's knobs (any thread) ----------------------------------------------------
+
+    def settings(self) -> tuple[float, bool]:
+        """The current ``max_fps`` and ``video_paused``."""
+        return float(self.mirror.get("max_fps") or 0.0), bool(self.mirror.get("video_paused"))
+
+    def turn(self, *, max_fps: float | None = None, video_paused: bool | None = None) -> None:
+        """Set ``max_fps`` and/or ``video_paused`` (None: leave it)."""
+        values = {"max_fps": max_fps, "video_paused": video_paused}
+        self.mirror.set(**{name: value for name, value in values.items() if value is not None})
+
+    def tell(self, step: Step | str, share: float, text: str) -> None:
+        """A budget step was taken: an event, a note in the cell, and for "stop" the end."""
+        if step != "undo":
+            logger.warning("%s", text)
+        self.relay.record("budget", step=step, share=round(share, 4), text=text)
+        if step == "stop":
+            self.end_session(text)
+        else:
+            self.send(protocol.notice(text))
+
+    # ---- the page's liveness (relay thread) -------------------------------------------------
+
+    def watch_page(self) -> None:
+        """End the session if the page that owns it went away (each relay tick)."""
+        now = time.monotonic()
+        if self.watch.check(now, deaf=self._handler_deaf(now)):
+            self._page_lost(self.watch.silent_s)
+
+    def _handler_deaf(self, now: float) -> bool:
+        """Whether the kernel may have been unable to hear the page since the last tick:
+        a cell runs and no page message was handled since it began (kernels without comm
+        subshells hold the page's messages until the cell ends, even an ``await``-ing one),
+        or a probe posted to the loop that handles them has waited over DEAF_AFTER_S."""
+        began = CELLS.running_since
+        last = self.watch.last_heard
+        if began is not None and (last is None or last < began):
+            return True
+        loop = self._handler_loop
+        if loop is None:
+            return False  # no loop to probe (a plain thread): silence is silence
+        waiting = self._probe_since
+        if waiting is not None:
+            return now - waiting > DEAF_AFTER_S
+        self._probe_since = now
+        try:
+            loop.call_soon_threadsafe(self._probe_answered)
+        except RuntimeError:  # that loop closed
+            self._handler_loop = self._probe_since = None
+        return False
+
+    def _probe_answered(self) -> None:
+        self._probe_since = None
+
+    def _page_lost(self, silent_s: float) -> None:
+        why = "(its tab or browser closed, or it lost the kernel)"
+        if self.watch.owner is not None:
+            text = (
+                f"The page sharing with this assistant was not heard from for {silent_s:.0f} s "
+                f"{why}, so the session was stopped: nothing is captured or billed now. "
+                "Click Share to start again."
+            )
+        else:
+            text = (
+                f"No page of this assistant was heard from for {silent_s:.0f} s {why}, so "
+                "the session was stopped: nothing is billed now. Display the assistant and "
+                "click Share, or call say() or ask(), to start again."
+            )
+        logger.warning("%s", text)
+        self.relay.record("page_lost", silent_s=round(silent_s, 1), text=text)
+        self.mirror.set(error=text)
+        self.end_session(text)
+
+
+class PageSink:
+    """The relay's output, mirrored into the widget and its page (relay thread).
+
+    It holds the link weakly (the relay's thread must not keep the widget alive): once the
+    widget is gone, the relay's output goes nowhere. :meth:`bind` gives it its link.
+    """
+
+    def __init__(self) -> None:
+        self._ref: Callable[[], PageLink | None] = lambda: None
+
+    def bind(self, link: PageLink) -> None:
+        """Send the relay's output through ``link`` from now on."""
+        self._ref = weakref.ref(link)
+
+    def on_state(self, state: RelayState, error: str) -> None:
+        link = self._ref()
+        if link is None:
+            return
+        if state is RelayState.CONNECTING:  # a new session, not a handover
+            link.watch.session_started(time.monotonic())
+        elif state in (RelayState.CLOSING, RelayState.IDLE, RelayState.FAILED):
+            link.watch.session_ended()
+        LIVE.update(link.mirror, state in _RUNNING)
+        values: dict[str, Any] = {"status": state.value}
+        if state is RelayState.LIVE and not link.mirror.get("live_since"):
+            values["live_since"] = time.time()
+        elif state in (RelayState.IDLE, RelayState.FAILED):
+            values["live_since"] = 0.0
+        if state is RelayState.CONNECTING:  # a new session, not a handover
+            values["connection"] = ""
+        if error or state in (RelayState.CONNECTING, RelayState.LIVE):
+            values["error"] = error
+        link.mirror.set(**values)
+        if state in (RelayState.IDLE, RelayState.FAILED):
+            link.spend_changed()  # no session: no projection
+        if state is RelayState.FAILED:
+            link.send(protocol.stop(error))
+
+    def on_audio(self, pcm: bytes, gen: int) -> None:
+        self._send(protocol.audio_out(gen), [pcm])
+
+    def on_interrupted(self, gen: int) -> None:
+        self._send(protocol.interrupted(gen))
+
+    def on_turn_complete(self, gen: int) -> None:
+        self._send(protocol.turn_complete(gen))
+
+    def on_turns(self, changed: list[tuple[int, Turn]]) -> None:
+        for index, turn in changed:
+            self._send(protocol.turn(index, turn.to_record()))
+
+    def on_usage(self, usage: Usage) -> None:
+        logger.debug("usage: %s", usage)
+        link = self._ref()
+        if link is not None:
+            link.spend_changed()
+
+    def on_handover(self, handover: Handover) -> None:
+        link = self._ref()
+        if link is not None:
+            link.mirror.set(connection="resumed" if handover.resumed else "fresh session")
+            link.send(protocol.notice(handover_notice(handover)))
+
+    def on_instruction(self, instruction: Instruction) -> None:
+        link = self._ref()
+        if link is None:
+            return
+        link.mirror.set(instruction_applied=instruction.version)
+        text = instruction_notice(instruction)
+        if text:
+            link.send(protocol.notice(text))
+
+    def on_frame(self, frame: SentFrame, seq: int) -> None:
+        if seq >= 0:
+            self._send(protocol.frame_sent(seq))
+
+    def on_tool(self, index: int, call: ToolActivity) -> None:
+        self._send(protocol.tool(index, call.to_record()))
+
+    def on_tick(self) -> None:
+        link = self._ref()
+        if link is not None:
+            link.ack()
+            link.watch_page()
+
+    def _send(self, content: protocol.KernelMessage, buffers: list[bytes] | None = None) -> None:
+        link = self._ref()
+        if link is not None:
+            link.send(content, buffers)
+
+
+def handover_notice(handover: Handover) -> str:
+    """The note in the cell for a move to a new connection."""
+    gap = "" if handover.gap_ms is None else f", {handover.gap_ms / 1000:.1f} s gap"
+    if handover.resumed:
+        text = f"Reconnected: the conversation resumed ({handover.reason}{gap})."
+    else:
+        text = (
+            f"Reconnected with a fresh session ({handover.reason}{gap}): the model lost "
+            "the earlier context; the transcript goes on."
+        )
+    if handover.replayed_s >= 0.1 or handover.replayed_texts:
+        text += " What you said since the last answer was passed on to it."
+    if handover.lost_s:
+        text += (
+            f" {handover.lost_s:.0f} s of what you said before could not be kept: "
+            "please repeat it."
+        )
+    return text
+
+
+def instruction_notice(instruction: Instruction) -> str:
+    """The note in the cell for a system instruction the model got ("" for the first one,
+    at the first connection: nothing to say)."""
+    if instruction.applied_by == "setup" and instruction.version <= 1:
+        return ""
+    how = {
+        "context_update": "mid-session",
+        "handover": "on a new connection",
+        "setup": "at connection",
+    }[instruction.applied_by or "setup"]
+    return f"The model has system instruction v{instruction.version} ({how})."
+
+
+class _LiveRegistry:
+    """The assistants of this kernel that have a session running, so that each of their
+    widgets can say how many others are billed beside it (``others_live``; 0 for an
+    assistant with no session running). Held weakly, by their :class:`UiMirror`."""
+
+    def __init__(self) -> None:
+        # Reentrant: a collection (and so a recount) may run inside update on this thread.
+        self._lock = threading.RLock()
+        self._live: weakref.WeakSet[UiMirror] = weakref.WeakSet()
+
+    def update(self, mirror: UiMirror | None, live: bool = False) -> None:
+        """``mirror``'s assistant has a session running (``live``) or not; tell every
+        widget concerned (``None``: one was collected, recount)."""
+        with self._lock:  # held while writing, so that two relays' updates do not cross
+            if mirror is not None:
+                if live == (mirror in self._live):
+                    return
+                if live:
+                    self._live.add(mirror)
+                else:
+                    self._live.discard(mirror)
+            members = list(self._live)
+            for member in {*members, *([mirror] if mirror is not None else [])}:
+                others = len(members) - 1 if member in members else 0
+                if member.get("others_live") not in (None, others):
+                    member.set(others_live=others)
+
+
+#: The assistants with a session running in this kernel.
+LIVE = _LiveRegistry()
+
+
+class _CellClock:
+    """When the kernel's current cell began (monotonic s; None between cells), from
+    IPython's ``pre_execute`` and ``post_execute`` events, registered once per kernel."""
+
+    def __init__(self) -> None:
+        self.running_since: float | None = None
+        self._registered = False
+
+    def register(self) -> None:
+        if self._registered:
+            return
+        self._registered = True
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return
+        shell = get_ipython()
+        if shell is not None:
+            shell.events.register("pre_execute", self._began)
+            shell.events.register("post_execute", self._ended)
+
+    def _began(self) -> None:
+        self.running_since = time.monotonic()
+
+    def _ended(self) -> None:
+        self.running_since = None
+
+
+#: The kernel's cell clock.
+CELLS = _CellClock()
+
+
+def weak_confirm(
+    method: weakref.WeakMethod[Callable[[str, str, dict[str, Any]], Awaitable[bool]]],
+) -> Callable[[str, str, dict[str, Any]], Awaitable[bool]]:
+    """A confirmation called through a weak reference (a gone widget denies)."""
+
+    async def confirm(call_id: str, name: str, args: dict[str, Any]) -> bool:
+        bound = method()
+        return False if bound is None else await bound(call_id, name, args)
+
+    return confirm
+
+
+def weak_call(method: weakref.WeakMethod[Callable[[], None]]) -> Callable[[], None]:
+    """``method()`` through a weak reference; nothing once its object is gone."""
+
+    def call() -> None:
+        bound = method()
+        if bound is not None:
+            bound()
+
+    return call
