@@ -9,7 +9,11 @@ keys** (the SDK crashes on anything else) and stay under :data:`MAX_SERVER_FRAME
 service sends it.
 
 While a script runs, the connection's reader keeps reading and recording client messages
-into a bounded inbox that :meth:`EmulatorConnection.next_message` takes from.
+into a bounded :class:`~screenshare_widget.emulator.inbox.Inbox` that
+:meth:`EmulatorConnection.next_message` takes from. The messages a script sends by name
+(:meth:`~screenshare_widget.emulator.messages.ServerMessages.turn_complete`, ...) come
+from :mod:`~screenshare_widget.emulator.messages`; the resumption handles from
+:class:`~screenshare_widget.emulator.sessions.Handles`.
 
 Resumption updates follow the service when the setup asked for resumption (and the emulator
 sends handles): a ``sessionResumptionUpdate {newHandle, resumable: true}`` right after
@@ -27,23 +31,21 @@ return quietly; the reader keeps recording; closes still happen).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from ..protocol import OUTPUT_RATE_HZ, SAMPLE_BYTES
+from .inbox import Inbox
+from .messages import ServerMessages, sent_message
 from .pongs import LatePongConnection, PongStats
 from .realism import Realism
 from .recording import ReceivedMessage, Recording, SentMessage
-from .sessions import Session, duration_string
+from .sessions import Handles, Session
 from .validation import (
     CLOSE_INVALID,
     CLOSE_POLICY,
@@ -52,73 +54,18 @@ from .validation import (
     close_reason,
     model_name,
 )
-from .wire import ClientEvent, InvalidJson, has, parse_client_message, pick, snake
+from .wire import ClientEvent, InvalidJson, has, parse_client_message, pick
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 #: Largest server frame sent (bytes): the SDK's client drops the connection above 1 MiB.
 MAX_SERVER_FRAME_BYTES: Final = 1024 * 1024 - 1024
-#: Unread client messages kept for :meth:`EmulatorConnection.next_message`: at most this
-#: many messages (10,000 is about 1,000 s of the page's 100 ms audio chunks) and this many
-#: media bytes.
-#: The oldest are dropped first; everything stays in the recording regardless.
-INBOX_LIMIT: Final = 10_000
-INBOX_MAX_BYTES: Final = 64 * 1024 * 1024
-#: Default audio chunk of :meth:`EmulatorConnection.send_audio` (milliseconds).
-DEFAULT_CHUNK_MS: Final = 100
-#: Mime type of model audio.
-OUTPUT_MIME: Final = f"audio/pcm;rate={OUTPUT_RATE_HZ}"
 #: Close code recorded when the emulator drops the TCP connection without a close frame.
 CLOSE_ABNORMAL: Final = 1006
 
 
-def audio_message(pcm24k: bytes, *, role: bool = False) -> dict[str, Any]:
-    """A ``serverContent.modelTurn`` message carrying one chunk of 24 kHz PCM16.
-
-    ``role`` adds ``"role": "model"`` to the turn, as the service does (R1).
-    """
-    turn: dict[str, Any] = {
-        "parts": [
-            {
-                "inlineData": {
-                    "mimeType": OUTPUT_MIME,
-                    "data": base64.b64encode(pcm24k).decode("ascii"),
-                }
-            }
-        ]
-    }
-    if role:
-        turn["role"] = "model"
-    return {"serverContent": {"modelTurn": turn}}
-
-
-def sent_message(connection: int, obj: dict[str, Any], t: float) -> SentMessage:
-    """What :class:`Recording` keeps of a server message the emulator sent at ``t``."""
-    keys: list[str] = list(obj)[:1]
-    audio = b""
-    content = obj.get("serverContent")
-    if isinstance(content, dict):
-        keys += [key for key, value in content.items() if value not in (None, False)]
-        turn = content.get("modelTurn")
-        parts = turn.get("parts") if isinstance(turn, dict) else None
-        for part in parts if isinstance(parts, list) else []:
-            inline = part.get("inlineData") if isinstance(part, dict) else None
-            if not isinstance(inline, dict):
-                continue
-            data = inline.get("data")
-            if isinstance(data, str) and str(inline.get("mimeType", "")).startswith("audio/"):
-                audio += base64.b64decode(data)
-    return SentMessage(t, connection, tuple(keys), audio)
-
-
-def chunks(pcm: bytes, chunk_ms: int, rate: int = OUTPUT_RATE_HZ) -> list[bytes]:
-    """Split PCM16 into chunks of ``chunk_ms`` milliseconds (the last may be shorter)."""
-    size = max(SAMPLE_BYTES, rate * SAMPLE_BYTES * chunk_ms // 1000 // SAMPLE_BYTES * SAMPLE_BYTES)
-    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
-
-
-class EmulatorConnection:
+class EmulatorConnection(ServerMessages):
     """A client connection after a valid setup.
 
     ``index`` numbers connections from 0; ``setup`` is the raw setup object; ``model`` is its
@@ -160,9 +107,12 @@ class EmulatorConnection:
         self.wants_resumption = has(setup, "session_resumption")
         #: The handle the client resumes from, if any.
         self.resumed_handle: str | None = pick(resumption, "handle")
-        self._send_handles = resumption_handles and self.wants_resumption
-        self._handles = 0
-        self._on_handle = on_handle
+        self._handles = Handles(
+            index,
+            send=resumption_handles and self.wants_resumption,
+            uuids=self.realism.uuid_handles,
+            on_handle=on_handle,
+        )
         #: The session this connection continues or started.
         self.session = session if session is not None else Session(id=f"emu-connection-{index}")
         #: Whether the setup resumed :attr:`session` with a handle.
@@ -179,10 +129,7 @@ class EmulatorConnection:
         self._flowing.set()
         self._generating = False
         self._send_lock = asyncio.Lock()
-        self._inbox: deque[ClientEvent] = deque()
-        self._inbox_bytes = 0
-        self._changed = asyncio.Condition()
-        self._audio_s = 0.0
+        self._inbox = Inbox()
         self._setup_complete_sent = False
         self._initiated_close: tuple[int, str] | None = None
         # Set once a goAway went out with Realism.silent_after_go_away: nothing more is sent.
@@ -194,7 +141,7 @@ class EmulatorConnection:
     @property
     def audio_seconds(self) -> float:
         """PCM16 audio received on this connection so far (seconds, to the nanosecond)."""
-        return round(self._audio_s, 9)
+        return self._inbox.audio_seconds
 
     async def read_loop(self) -> None:
         """Read, record and queue client messages until the connection closes.
@@ -208,12 +155,9 @@ class EmulatorConnection:
                 if event is None:
                     await self.close(CLOSE_INVALID, REASON_INVALID_JSON)
                     return
-                async with self._changed:
-                    self._queue(event)
-                    received_s = sum(a.seconds for a in event.audio)
-                    self._audio_s += received_s
-                    self._note_media(event, received_s)
-                    self._changed.notify_all()
+                received_s = sum(a.seconds for a in event.audio)
+                self._note_media(event, received_s)
+                await self._inbox.put(event, received_s)
         except ConnectionClosed:
             pass
 
@@ -224,14 +168,6 @@ class EmulatorConnection:
         session.got_video = session.got_video or bool(event.frames)
         if session.got_audio and session.got_video:
             self._av_seen.set()
-
-    def _queue(self, event: ClientEvent) -> None:
-        self._inbox.append(event)
-        self._inbox_bytes += event.media_bytes
-        while len(self._inbox) > INBOX_LIMIT or (
-            self._inbox_bytes > INBOX_MAX_BYTES and len(self._inbox) > 1
-        ):
-            self._inbox_bytes -= self._inbox.popleft().media_bytes
 
     def _accept(self, raw: bytes | str) -> ClientEvent | None:
         t = time.time()
@@ -250,20 +186,7 @@ class EmulatorConnection:
         Messages of other kinds stay queued. Raises ``TimeoutError`` after ``timeout``
         seconds (``None``: wait forever); cancellation just stops waiting.
         """
-        wanted = snake(kind) if kind is not None else None
-
-        def take() -> ClientEvent | None:
-            for i, event in enumerate(self._inbox):
-                if wanted is None or event.kind == wanted:
-                    del self._inbox[i]
-                    self._inbox_bytes -= event.media_bytes
-                    return event
-            return None
-
-        async with asyncio.timeout(timeout), self._changed:
-            while (event := take()) is None:
-                await self._changed.wait()
-            return event
+        return await self._inbox.next_event(kind, timeout)
 
     async def next_message(self, kind: str | None = None, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109 (public API)
         """The summary (as recorded) of the oldest unread client message of ``kind``.
@@ -278,8 +201,7 @@ class EmulatorConnection:
 
         Raises ``TimeoutError`` after ``timeout`` seconds.
         """
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(lambda: self.audio_seconds >= seconds)
+        await self._inbox.wait_audio(seconds, timeout)
 
     # ---- sending --------------------------------------------------------------------------
 
@@ -305,9 +227,6 @@ class EmulatorConnection:
         starts_reply = "toolCall" in obj or any(
             content.get(key) for key in ("modelTurn", "outputTranscription")
         )
-        turn_complete = bool(content.get("turnComplete"))
-        interrupted = bool(content.get("interrupted"))
-        close_after = False
         async with self._send_lock:
             await self._flowing.wait()
             if self._silent:
@@ -315,53 +234,38 @@ class EmulatorConnection:
                 return
             if starts_reply and not self._generating:
                 self._generating = True
-                if self._send_handles:
+                if self._handles.send:
                     await self._send_now({"sessionResumptionUpdate": {"resumable": False}})
-            self._register_handle(obj)  # before the client can see it
+            self._handles.register(obj)  # before the client can see it
             t = time.time()  # before the send: the client may read it before the send returns
             await self._ws.send(data)
             self._recording.add_sent(sent_message(self.index, obj, t))
-            if "setupComplete" in obj:
-                self._setup_complete_sent = True
-                if self.setup_complete_at is None:
-                    self.setup_complete_at = asyncio.get_running_loop().time()
-                    self._setup_done.set()
-                if self._send_handles:
-                    await self._send_handle()
-            if turn_complete or (interrupted and self._generating):
-                self._generating = False
-                if self._send_handles:
-                    self._handles += 1
-                    await self._send_handle()
-            if turn_complete and self.realism.empty_message_every_s is not None:
-                await self._send_now({})
-            if "goAway" in obj and self.realism.silent_after_go_away:
-                logger.info("connection %d: silent after goAway", self.index)
-                self._silent = True
-            if "toolCall" in obj and self._on_tool_call is not None:
-                close_after = self._on_tool_call()
+            close_after = await self._after_sent(obj, content)
         if close_after:
             logger.info("connection %d: closing after a toolCall", self.index)
             await self.close(CLOSE_POLICY, REASON_NOT_IMPLEMENTED)
 
-    async def _send_handle(self) -> None:
-        """Send (and register) the next handle: ``emu-<connection>-<n>``, or a UUID with
-        :attr:`Realism.uuid_handles`."""
-        if self.realism.uuid_handles:
-            handle = str(uuid.uuid4())
-        else:
-            handle = f"emu-{self.index}-{self._handles}"
-        update = {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
-        self._register_handle(update)
-        await self._send_now(update)
-
-    def _register_handle(self, obj: dict[str, Any]) -> None:
-        update = obj.get("sessionResumptionUpdate")
-        if self._on_handle is None or not isinstance(update, dict):
-            return
-        handle = pick(update, "new_handle")
-        if pick(update, "resumable") is True and isinstance(handle, str) and handle:
-            self._on_handle(handle)
+    async def _after_sent(self, obj: dict[str, Any], content: dict[str, Any]) -> bool:
+        """What follows a message sent (the caller holds the send lock): handles, ``{}``
+        after ``turnComplete``, silence after ``goAway``; whether a close 1008 follows."""
+        turn_complete = bool(content.get("turnComplete"))
+        if "setupComplete" in obj:
+            self._setup_complete_sent = True
+            if self.setup_complete_at is None:
+                self.setup_complete_at = asyncio.get_running_loop().time()
+                self._setup_done.set()
+            if self._handles.send:
+                await self._send_now(self._handles.update())
+        if turn_complete or (content.get("interrupted") and self._generating):
+            self._generating = False
+            if self._handles.send:
+                await self._send_now(self._handles.update(next_reply=True))
+        if turn_complete and self.realism.empty_message_every_s is not None:
+            await self._send_now({})
+        if "goAway" in obj and self.realism.silent_after_go_away:
+            logger.info("connection %d: silent after goAway", self.index)
+            self._silent = True
+        return "toolCall" in obj and self._on_tool_call is not None and self._on_tool_call()
 
     async def _send_now(self, obj: dict[str, Any]) -> None:
         # The caller holds the send lock.
@@ -452,73 +356,6 @@ class EmulatorConnection:
             if late_pongs is not None:
                 late_pongs.release_pongs()
             self._flowing.set()
-
-    async def send_audio(
-        self, pcm24k: bytes, *, chunk_ms: int = DEFAULT_CHUNK_MS, pace: float | None = None
-    ) -> None:
-        """Send 24 kHz PCM16 as ``modelTurn`` inline data in chunks of ``chunk_ms``.
-
-        ``pace=None`` sends as fast as possible; ``1.0`` in real time, ``2.0`` twice as fast.
-        Cancellation stops between chunks.
-        """
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        offset_s = 0.0
-        for chunk in chunks(pcm24k, chunk_ms):
-            if pace is not None and pace > 0:
-                delay = start + offset_s / pace - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await self.send(audio_message(chunk, role=self.realism.model_role))
-            offset_s += len(chunk) / (OUTPUT_RATE_HZ * SAMPLE_BYTES)
-
-    async def input_transcription(self, text: str) -> None:
-        """Send ``serverContent.inputTranscription``."""
-        await self.send({"serverContent": {"inputTranscription": {"text": text}}})
-
-    async def output_transcription(self, text: str) -> None:
-        """Send ``serverContent.outputTranscription``."""
-        await self.send({"serverContent": {"outputTranscription": {"text": text}}})
-
-    async def voice_activity_start(self, offset_s: float) -> None:
-        """Send ``voiceActivity`` ``ACTIVITY_START`` at ``offset_s`` seconds into the audio."""
-        activity = {"type": "ACTIVITY_START", "audioOffset": duration_string(offset_s)}
-        await self.send({"voiceActivity": activity})
-
-    async def voice_activity_end(self) -> None:
-        """Send ``voiceActivity`` ``ACTIVITY_END`` next to an empty ``serverContent`` (R2)."""
-        await self.send({"serverContent": {}, "voiceActivity": {"type": "ACTIVITY_END"}})
-
-    async def interrupted(self) -> None:
-        """Send ``serverContent.interrupted`` (the user barged in)."""
-        await self.send({"serverContent": {"interrupted": True}})
-
-    async def generation_complete(self) -> None:
-        """Send ``serverContent.generationComplete``."""
-        await self.send({"serverContent": {"generationComplete": True}})
-
-    async def turn_complete(self, usage: dict[str, Any] | None = None) -> None:
-        """Send ``serverContent.turnComplete``, with ``usageMetadata`` if given."""
-        message: dict[str, Any] = {"serverContent": {"turnComplete": True}}
-        if usage is not None:
-            message["usageMetadata"] = usage
-        await self.send(message)
-
-    async def go_away(self, time_left: str = "5s") -> None:
-        """Send ``goAway`` with ``timeLeft`` as a protobuf Duration string."""
-        await self.send({"goAway": {"timeLeft": time_left}})
-
-    async def resumption_update(self, handle: str, resumable: bool = True) -> None:
-        """Send ``sessionResumptionUpdate``."""
-        await self.send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": resumable}})
-
-    async def tool_call(self, calls: list[dict[str, Any]]) -> None:
-        """Send ``toolCall`` with these ``functionCalls`` (``{"id", "name", "args"}``)."""
-        await self.send({"toolCall": {"functionCalls": calls}})
-
-    async def tool_call_cancellation(self, ids: list[str]) -> None:
-        """Send ``toolCallCancellation``."""
-        await self.send({"toolCallCancellation": {"ids": ids}})
 
     # ---- closing --------------------------------------------------------------------------
 

@@ -51,7 +51,8 @@ from typing import Any, Final
 from websockets.exceptions import ConnectionClosed
 
 from ..protocol import OUTPUT_RATE_HZ, SAMPLE_BYTES
-from .connection import EmulatorConnection, audio_message, chunks
+from .connection import EmulatorConnection
+from .messages import audio_message, chunks
 from .realism import IDEAL_REPLY_BURST_MS, IDEAL_REPLY_PACE, Realism
 from .recording import ReceivedFrame
 from .speech import DEFAULT_VOICE, DEFAULT_WPM, Synthesizer

@@ -35,12 +35,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from .recording import ReceivedFrame
 from .usage import Context
+from .wire import pick
 
 #: Close code and reason when a connection reaches its lifetime.
 CLOSE_LIFETIME: Final = 1000
@@ -287,3 +290,41 @@ class SessionStore:
             else:
                 kept.append(handle)
         session.handles = kept
+
+
+class Handles:
+    """The resumption handles one connection sends: ``emu-<connection>-<n>`` (``n`` counts
+    the replies ended), or UUIDs as the service sends them (``uuids``). ``send``: whether
+    the connection sends them at all (the client asked for resumption); ``on_handle`` is
+    told every handle that goes out with ``resumable: true``, scripted ones included.
+    """
+
+    def __init__(
+        self,
+        connection: int,
+        *,
+        send: bool,
+        uuids: bool,
+        on_handle: Callable[[str], None] | None,
+    ) -> None:
+        self.send = send
+        self._connection, self._uuids, self._on_handle = connection, uuids, on_handle
+        self._replies = 0
+
+    def update(self, *, next_reply: bool = False) -> dict[str, Any]:
+        """The next ``sessionResumptionUpdate`` with a new handle, registered already;
+        ``next_reply``: a reply just ended."""
+        self._replies += int(next_reply)
+        handle = str(uuid.uuid4()) if self._uuids else f"emu-{self._connection}-{self._replies}"
+        update = {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
+        self.register(update)
+        return update
+
+    def register(self, obj: dict[str, Any]) -> None:
+        """Tell ``on_handle`` of the handle ``obj`` carries with ``resumable: true``, if any."""
+        update = obj.get("sessionResumptionUpdate")
+        if self._on_handle is None or not isinstance(update, dict):
+            return
+        handle = pick(update, "new_handle")
+        if pick(update, "resumable") is True and isinstance(handle, str) and handle:
+            self._on_handle(handle)
