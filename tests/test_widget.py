@@ -561,3 +561,54 @@ def test_the_projection_traits_follow_the_turn_rate(widget, backend, monkeypatch
     assert w.projected_10min_usd == -1.0  # no prices
     w.prices = {"input:TEXT": 1.0, "output:AUDIO": 10.0}  # output:UNLABELLED at 10.0
     assert w.projected_10min_usd == pytest.approx(20 * (224 * 1.0 + 20 * 10.0) / 1e6)
+
+
+@pytest.mark.parametrize(
+    ("name", "inside", "outside", "error"),
+    [
+        ("max_fps", (1.0, 0.01), (0.0, 1.01, float("nan")),
+         "max_fps must be above 0 and at most 1 frame per second"),
+        ("max_size", (64, 4096), (63, 4097), "max_size must be between 64 and 4096 pixels"),
+        ("jpeg_quality", (0.1, 1.0), (0.09, 1.1), "jpeg_quality must be between 0.1 and 1"),
+        ("min_change", (0.0, 1.0), (-0.1, 1.1),
+         r"min_change must be between 0 and 1 \(a screen fraction\)"),
+        ("heartbeat_s", (1.0, 3600.0), (0.5, 3601.0),
+         "heartbeat_s must be between 1 and 3600 seconds"),
+        ("audio_chunk_ms", (20, 250), (19, 251), "audio_chunk_ms must be between 20 and 250 ms"),
+        ("budget_tokens", (0, 10**9), (-1,), r"budget_tokens must be a non-negative number"),
+        ("budget_usd", (0.0, 5.0), (-0.01, float("inf"), float("nan")),
+         r"budget_usd must be a non-negative number \(0: none\)"),
+    ],
+)  # fmt: skip
+@pytest.mark.filterwarnings("ignore:budget_usd takes effect")
+def test_each_range_takes_its_edges_and_refuses_beyond_with_its_sentence(
+    widget, name: str, inside: tuple[float, ...], outside: tuple[float, ...], error: str
+) -> None:
+    w, _ = widget
+    for value in inside:
+        setattr(w, name, value)
+        assert getattr(w, name) == value
+    kept = getattr(w, name)
+    for value in outside:
+        with pytest.raises(traitlets.TraitError, match=error):
+            setattr(w, name, value)
+        assert getattr(w, name) == kept
+
+
+def test_the_kernel_sends_the_page_only_messages_built_by_the_protocol() -> None:
+    """No message to the page is written by hand: widget.py and page.py use protocol.py's
+    builders (each checked in test_protocol.py), so the kinds and fields have one source."""
+    import re
+
+    from screenshare_widget import page as page_module
+    from screenshare_widget import widget as widget_module
+
+    for module in (widget_module, page_module):
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        assert re.findall(r"""["']kind["']\s*:""", source) == [], module.__name__
+
+
+def test_a_confirmation_with_no_session_is_rejected(widget) -> None:
+    w, _ = widget
+    page(w, {"kind": "confirm", "id": "x", "allow": True})  # nothing runs: no loop to ask
+    assert w.rejected_messages == 1 and w.status == "idle"
