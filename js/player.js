@@ -23,6 +23,8 @@ const MAX_QUEUE_MS = 60_000;
 const PLAYBACK_REPORT_MS = 1_000;
 /** How long a `trace` request waits for the player's answer (ms). */
 const TRACE_WAIT_MS = 1_000;
+/** How long a `stats()` call waits for the player's answer before it takes the last (ms). */
+export const STATS_WAIT_MS = 1_000;
 
 /**
  * Player statistics, in samples at 24 kHz.
@@ -166,17 +168,27 @@ export class Player {
     }
   }
 
-  /** @returns {Promise<PlayerStats>} the player's statistics now */
+  /**
+   * The player's statistics now; the last it reported when it does not answer within
+   * STATS_WAIT_MS (a suspended context or a stalled audio thread), or when it closes first.
+   * @returns {Promise<PlayerStats>}
+   */
   stats() {
     const node = this.node;
-    if (!node || this.context?.state === "closed") {
-      return Promise.resolve({ ...this.lastStats, generation: this.generation });
-    }
+    if (!node || this.context?.state === "closed") return Promise.resolve(this.last());
     const id = ++this.requestId;
     return new Promise((resolve) => {
       this.statsWaiters.set(id, resolve);
       node.port.postMessage({ cmd: "stats", id });
+      setTimeout(() => {
+        if (this.statsWaiters.delete(id)) resolve(this.last());
+      }, STATS_WAIT_MS);
     });
+  }
+
+  /** @returns {PlayerStats} the last statistics reported, at the current generation */
+  last() {
+    return { ...this.lastStats, generation: this.generation };
   }
 
   /** @returns {Promise<any[][]>} the player's trace entries, [] if it does not answer in time */

@@ -58,6 +58,9 @@ const FAILURE_SENTENCES = {
     "address bar) and click Share again.",
   "microphone:NotFoundError": "No microphone was found: connect one and click Share again.",
   "microphone:OverconstrainedError": "No microphone was found: connect one and click Share again.",
+  "audio:NotAllowedError":
+    "The browser would not start audio for this page (its autoplay or sound setting): allow " +
+    "sound for this site and click Share again.",
   "microphone:NotReadableError":
     "The microphone is in use by another application or could not start: close the other " +
     "application and click Share again.",

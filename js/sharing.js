@@ -27,6 +27,8 @@ const SPEECH_LEVEL = 0.4;
 const SPEECH_GAP_MS = 700;
 /** How often the busy check runs while streaming (ms). */
 const BUSY_CHECK_MS = 250;
+/** How long a Share waits for the browser to start its audio contexts (ms). */
+const RESUME_WAIT_MS = 3_000;
 /** After this page ends its capture, the kernel's status may still say live this long (ms). */
 export const STOP_SETTLE_MS = 3_000;
 
@@ -118,9 +120,10 @@ export class Sharing {
   async acquire(attempt) {
     let stage = /** @type {say.Stage} */ ("audio");
     try {
-      // Both contexts are created inside the click so autoplay rules let them run.
-      this.capture.open().catch(() => {});
-      this.player.open().catch(() => {});
+      // Both contexts are created inside the click so autoplay rules let them run; their
+      // resumes are awaited once the pickers are done (the screen's must be the first await).
+      const resumed = Promise.all([this.capture.open(), this.player.open()]);
+      resumed.catch(() => {}); // not unhandled while the pickers are open: awaited below
 
       stage = "screen";
       const screen = await this.capture.askScreen();
@@ -143,6 +146,7 @@ export class Sharing {
 
       stage = "audio";
       await this.setUpAudio(attempt);
+      await this.audioRunning(resumed);
       if (attempt !== this.attempt) return false;
       this.frames.preview(screen);
     } catch (error) {
@@ -152,6 +156,30 @@ export class Sharing {
       return false;
     }
     return true;
+  }
+
+  /**
+   * Wait, at most RESUME_WAIT_MS, for both audio contexts to run. Throws when the browser
+   * refused to resume one or it is still not running: else the session would go live with
+   * a microphone that sends nothing and a voice that never plays.
+   * @param {Promise<unknown>} resumed
+   */
+  async audioRunning(resumed) {
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(resolve, RESUME_WAIT_MS);
+    });
+    try {
+      await Promise.race([resumed, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+    for (const context of [this.capture.context, this.player.context]) {
+      if (context?.state !== "running") {
+        throw new DOMException(`the audio context is ${context?.state}`, "NotAllowedError");
+      }
+    }
   }
 
   /** @param {number} attempt */

@@ -371,6 +371,7 @@ var FAILURE_SENTENCES = {
   "microphone:NotAllowedError": "Microphone access was denied: allow the microphone for this page (the icon in the address bar) and click Share again.",
   "microphone:NotFoundError": "No microphone was found: connect one and click Share again.",
   "microphone:OverconstrainedError": "No microphone was found: connect one and click Share again.",
+  "audio:NotAllowedError": "The browser would not start audio for this page (its autoplay or sound setting): allow sound for this site and click Share again.",
   "microphone:NotReadableError": "The microphone is in use by another application or could not start: close the other application and click Share again."
 };
 function describeFailure(what, error) {
@@ -849,6 +850,7 @@ var PREROLL_MS = 100;
 var MAX_QUEUE_MS = 6e4;
 var PLAYBACK_REPORT_MS = 1e3;
 var TRACE_WAIT_MS = 1e3;
+var STATS_WAIT_MS = 1e3;
 function emptyStats(generation) {
   return { played: 0, queued: 0, underruns: 0, dropped: 0, stale: 0, generation, flushedAt: -1 };
 }
@@ -965,17 +967,26 @@ var Player = class {
       this.onReport(stats);
     }
   }
-  /** @returns {Promise<PlayerStats>} the player's statistics now */
+  /**
+   * The player's statistics now; the last it reported when it does not answer within
+   * STATS_WAIT_MS (a suspended context or a stalled audio thread), or when it closes first.
+   * @returns {Promise<PlayerStats>}
+   */
   stats() {
     const node = this.node;
-    if (!node || this.context?.state === "closed") {
-      return Promise.resolve({ ...this.lastStats, generation: this.generation });
-    }
+    if (!node || this.context?.state === "closed") return Promise.resolve(this.last());
     const id = ++this.requestId;
     return new Promise((resolve) => {
       this.statsWaiters.set(id, resolve);
       node.port.postMessage({ cmd: "stats", id });
+      setTimeout(() => {
+        if (this.statsWaiters.delete(id)) resolve(this.last());
+      }, STATS_WAIT_MS);
     });
+  }
+  /** @returns {PlayerStats} the last statistics reported, at the current generation */
+  last() {
+    return { ...this.lastStats, generation: this.generation };
   }
   /** @returns {Promise<any[][]>} the player's trace entries, [] if it does not answer in time */
   traceEntries() {
@@ -1009,6 +1020,7 @@ var CHUNK_MS = 100;
 var SPEECH_LEVEL = 0.4;
 var SPEECH_GAP_MS = 700;
 var BUSY_CHECK_MS = 250;
+var RESUME_WAIT_MS = 3e3;
 var STOP_SETTLE_MS = 3e3;
 var Sharing = class {
   /** @param {SharingHost} host */
@@ -1079,9 +1091,8 @@ var Sharing = class {
       "audio"
     );
     try {
-      this.capture.open().catch(() => {
-      });
-      this.player.open().catch(() => {
+      const resumed = Promise.all([this.capture.open(), this.player.open()]);
+      resumed.catch(() => {
       });
       stage = "screen";
       const screen = await this.capture.askScreen();
@@ -1102,6 +1113,7 @@ var Sharing = class {
       }
       stage = "audio";
       await this.setUpAudio(attempt);
+      await this.audioRunning(resumed);
       if (attempt !== this.attempt) return false;
       this.frames.preview(screen);
     } catch (error) {
@@ -1111,6 +1123,28 @@ var Sharing = class {
       return false;
     }
     return true;
+  }
+  /**
+   * Wait, at most RESUME_WAIT_MS, for both audio contexts to run. Throws when the browser
+   * refused to resume one or it is still not running: else the session would go live with
+   * a microphone that sends nothing and a voice that never plays.
+   * @param {Promise<unknown>} resumed
+   */
+  async audioRunning(resumed) {
+    let timer;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(resolve, RESUME_WAIT_MS);
+    });
+    try {
+      await Promise.race([resumed, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+    for (const context of [this.capture.context, this.player.context]) {
+      if (context?.state !== "running") {
+        throw new DOMException(`the audio context is ${context?.state}`, "NotAllowedError");
+      }
+    }
   }
   /** @param {number} attempt */
   async setUpAudio(attempt) {

@@ -778,6 +778,53 @@ def test_microphone_denied_reports_and_releases_the_screen(page: Page) -> None:
     assert page.locator(".ssw-share").is_enabled()
 
 
+def test_audio_the_browser_will_not_start_is_an_error_not_silence(page: Page) -> None:
+    """A refused AudioContext.resume() (the browser's autoplay rules) stops the Share with a
+    sentence in the cell, instead of a live session where the model's voice never plays."""
+    page.evaluate(
+        """() => {
+          AudioContext.prototype.resume = () =>
+            Promise.reject(new DOMException("blocked by the autoplay policy", "NotAllowedError"));
+        }"""
+    )
+    page.evaluate("mount()")
+    page.locator(".ssw-share").click()
+    errors = poll(
+        page, "model.sent.filter((m) => m.content.kind === 'client_error')", 10, "client_error"
+    )
+    message = errors[0]["content"]["message"]
+    assert message.startswith("The browser would not start audio for this page")
+    error = page.locator(".ssw-error")
+    assert error.is_visible()
+    assert (error.text_content() or "") == message
+    wait_all_ended(page)
+    assert sent(page, "start") == []
+    assert page.get_attribute(".ssw", "data-phase") == "idle"
+    assert page.locator(".ssw-share").is_enabled()
+
+
+def test_player_stats_answer_in_bounded_time_when_the_player_does_not(page: Page) -> None:
+    """stats() of a player whose answers are lost (a stalled audio thread) still resolves,
+    with the last statistics, within about a second."""
+    share(page)
+    poll(page, "!!window.__screenshareWidget.controllers[0].playerNode", 5, "the player")
+    result = page.evaluate(
+        """async () => {
+          const c = window.__screenshareWidget.controllers[0];
+          c.playerNode.port.onmessage = null;  // the player's answers go nowhere
+          const t0 = performance.now();
+          const late = new Promise((resolve) => setTimeout(() => resolve(null), 5000));
+          const stats = await Promise.race([c.stats(), late]);
+          return { stats, ms: performance.now() - t0 };
+        }"""
+    )
+    assert result["stats"] is not None, "stats() did not answer in 5 s"
+    assert result["ms"] < 2000
+    assert set(result["stats"]) == {
+        "played", "queued", "underruns", "dropped", "stale", "generation", "flushedAt",
+    }  # fmt: skip
+
+
 def test_insecure_page_explains_the_fix(page: Page) -> None:
     page.evaluate("() => { Object.defineProperty(window, 'isSecureContext', { value: false }); }")
     page.evaluate("mount()")
