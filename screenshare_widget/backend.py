@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from .config import SessionConfig
+from .config import SessionConfig, model_profile
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,31 @@ class LiveError(Exception):
         self.blames = blames
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What the model of one open connection can do.
+
+    ``context_update``: the system instruction can be replaced mid-session
+    (:meth:`LiveSession.update_instruction`); ``async_tools``: function calls run while the
+    model keeps talking, and their answers can wait until it is idle (``when_idle``).
+    """
+
+    context_update: bool = False
+    async_tools: bool = False
+
+    @classmethod
+    def of(cls, model: str) -> Capabilities:
+        """The capabilities of ``model``, from its profile in the config's table."""
+        profile = model_profile(model)
+        return cls(context_update=profile.context_update, async_tools=profile.async_tools)
+
+
 class LiveSession(Protocol):
-    """An open Live connection. Sends must not be called concurrently for the same stream."""
+    """An open Live connection. Sends must not be called concurrently for the same stream.
+
+    ``capabilities`` are those of the model this connection was opened with."""
+
+    capabilities: Capabilities
 
     async def send_audio(self, pcm: bytes) -> None:
         """Send microphone audio: PCM16 LE mono at 16 kHz."""

@@ -43,6 +43,7 @@ EventKind = Literal[
     "budget",  # a budget step: frames slowed, video paused, session stopped, or undone
     "page_lost",  # the page of the session was not heard from for the page timeout: stopped
     "stopped",  # the page or Python stopped the session (by, reason)
+    "task_failed",  # a relay task (a tool call) ended in an exception: a bug (task, error)
 ]
 
 

@@ -37,7 +37,15 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Event
 from websockets.typing import Data
 
-from .backend import Connector, LiveError, LiveSession, ServerMessage, ToolCall, Usage
+from .backend import (
+    Capabilities,
+    Connector,
+    LiveError,
+    LiveSession,
+    ServerMessage,
+    ToolCall,
+    Usage,
+)
 from .config import SessionConfig, live_connect_config
 from .protocol import FRAME_MIME, INPUT_MIME
 
@@ -657,6 +665,7 @@ class GeminiSession:
         self._session = session
         self._model = model
         self._secret = secret
+        self.capabilities = Capabilities.of(model)
         relax_keepalive(getattr(session, "_ws", None))  # the SDK keeps its websocket here
 
     @contextmanager

@@ -23,6 +23,7 @@ import pytest
 
 if TYPE_CHECKING:
     from screenshare_widget.relay import Relay
+    from screenshare_widget.timings import Timings
 
     from .fakes import FakeBackend, RecordingSink
 
@@ -93,11 +94,18 @@ def sink() -> RecordingSink:
 
 
 @pytest.fixture
-def relay(backend: FakeBackend, sink: RecordingSink) -> Iterator[Relay]:
-    """A relay on the fake backend, closed after the test."""
+def timings() -> Timings | None:
+    """The relay fixture's timings: None for the defaults; a test changes them with
+    ``@pytest.mark.parametrize("timings", [Timings(backoff_first_s=0.01)])``."""
+    return None
+
+
+@pytest.fixture
+def relay(backend: FakeBackend, sink: RecordingSink, timings: Timings | None) -> Iterator[Relay]:
+    """A relay on the fake backend (with ``timings``), closed after the test."""
     from screenshare_widget.config import SessionConfig
     from screenshare_widget.relay import Relay
 
-    r = Relay(backend.connect, SessionConfig(), sink, name="test-relay")
+    r = Relay(backend.connect, SessionConfig(), sink, name="test-relay", timings=timings)
     yield r
     r.close()

@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
+import pytest
+
 from screenshare_widget import gemini
-from screenshare_widget.backend import LiveError, LiveSession, ServerMessage, Usage
+from screenshare_widget.backend import Capabilities, LiveError, LiveSession, ServerMessage, Usage
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.emulator import LiveEmulator
 from screenshare_widget.events import Handover, SentFrame
 from screenshare_widget.instructions import Instruction
 from screenshare_widget.relay import Relay, RelayState
+from screenshare_widget.timings import Timings
 from screenshare_widget.tools import ToolActivity, Toolbox
 from screenshare_widget.transcript import Turn
 
@@ -27,8 +30,10 @@ Step = ServerMessage | LiveError
 class FakeSession:
     """Records what the relay sends; yields what the test pushes."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, capabilities: Capabilities | None = None) -> None:
         self.index = index
+        #: What the connection's model can do (as the backend opened it).
+        self.capabilities = capabilities if capabilities is not None else Capabilities.of("")
         self.audio: list[bytes] = []
         self.frames: list[bytes] = []
         self.texts: list[str] = []
@@ -96,7 +101,7 @@ class FakeBackend:
         self.configs.append((config, handle))
         if self.fail_connects:
             raise self.fail_connects.pop(0)
-        session = self.session_type(len(self.sessions))
+        session = self.session_type(len(self.sessions), Capabilities.of(config.model))
         self.sessions.append(session)
         self.opened.set()
         try:
@@ -170,16 +175,20 @@ def live(relay: Relay, backend: FakeBackend, count: int = 1) -> FakeSession:
 
 @contextmanager
 def relay_on(
-    emu: LiveEmulator, config: SessionConfig | None = None, toolbox: Toolbox | None = None
+    emu: LiveEmulator,
+    config: SessionConfig | None = None,
+    toolbox: Toolbox | None = None,
+    timings: Timings | None = None,
 ) -> Iterator[Relay]:
-    """``emu`` started and a relay talking to it through the real SDK, started; both are
-    stopped on exit."""
+    """``emu`` started and a relay (with ``timings``) talking to it through the real SDK,
+    started; both are stopped on exit."""
     emu.start_in_thread()
     relay = Relay(
         gemini.connector(gemini.client_for_emulator(emu.url, emu.cafile)),
         config or SessionConfig(),
         RecordingSink(),
         toolbox=toolbox,
+        timings=timings,
     )
     try:
         relay.start()
@@ -187,3 +196,9 @@ def relay_on(
     finally:
         relay.close()
         emu.stop()
+
+
+def timed(**changes: float) -> pytest.MarkDecorator:
+    """Give a test's ``relay`` fixture these timings (``Timings`` fields), instead of
+    monkeypatching the module constants: ``@timed(backoff_first_s=0.01)``."""
+    return pytest.mark.parametrize("timings", [Timings(**changes)], ids=["timed"])  # type: ignore[arg-type]

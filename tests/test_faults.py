@@ -4,21 +4,31 @@ a sentence that says the cause and the fix; repeated failures give up after the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
 import pytest
 
-from screenshare_widget import relay as relay_module
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.emulator import Fault, Lifetimes, LiveEmulator, Realism
 from screenshare_widget.relay import Relay, RelayState
+from screenshare_widget.timings import MAX_RECONNECTS, Timings
 
 from .conftest import wait_until
-from .fakes import relay_on as running
+from .fakes import relay_on
+
+#: A quick backoff, so reconnections come fast.
+QUICK = Timings(backoff_first_s=0.05, backoff_max_s=0.2)
 
 
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.05)
-    monkeypatch.setattr(relay_module, "BACKOFF_MAX_S", 0.2)
+@contextmanager
+def running(
+    emu: LiveEmulator, config: SessionConfig | None = None, timings: Timings = QUICK
+) -> Iterator[Relay]:
+    """``emu`` and a relay on it with ``timings``, started; both stop on exit."""
+    with relay_on(emu, config, timings=timings) as relay:
+        yield relay
 
 
 def speak(relay: Relay, seconds: float = 0.2) -> None:
@@ -82,15 +92,13 @@ def test_an_expired_handle_gets_a_fresh_session(realism: Realism, setups: int) -
 @pytest.mark.parametrize(
     ("realism", "resumed"), [(Realism.ideal(), True), (Realism(), False)], ids=["ideal", "real"]
 )
-def test_a_stalled_service_is_left_for_a_new_connection(
-    monkeypatch: pytest.MonkeyPatch, realism: Realism, resumed: bool
-) -> None:
-    monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.2)
-    monkeypatch.setattr(relay_module, "SILENCE_LIMIT_S", 0.7)
+def test_a_stalled_service_is_left_for_a_new_connection(realism: Realism, resumed: bool) -> None:
     emu = LiveEmulator(
         realism=realism, faults=[Fault("stall", after_s=0.5, duration_s=5, connection=0)]
     )
-    with running(emu) as relay:
+    with running(
+        emu, timings=replace(QUICK, keepalive_interval_s=0.2, silence_limit_s=0.7)
+    ) as relay:
         wait_until(lambda: relay.counters.connections == 2, 10, "a new connection")
         speak(relay)
         wait_until(lambda: relay.handovers, 5)
@@ -136,11 +144,11 @@ def test_repeated_failures_give_up_after_the_budget() -> None:
     emu = LiveEmulator(faults=[Fault("reject", code=1011, reason="Internal error occurred.")])
     with running(emu) as relay:
         wait_until(lambda: relay.state is RelayState.FAILED, 20)
-        attempts = relay_module.MAX_RECONNECTS + 1
+        attempts = MAX_RECONNECTS + 1
         assert len(emu.recording.setups) == attempts
         assert relay.error == (
             "The Live connection kept failing (1011: Internal error occurred.): gave up "
-            f"after {relay_module.MAX_RECONNECTS} reconnection attempts. Check the network, "
+            f"after {MAX_RECONNECTS} reconnection attempts. Check the network, "
             "then Share again."
         )
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import pytest
+from dataclasses import replace
 
 from screenshare_widget import gemini
-from screenshare_widget import relay as relay_module
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.emulator import Fault, Lifetimes, LiveEmulator, Realism
 from screenshare_widget.pricing import spend
 from screenshare_widget.relay import Relay, RelayState
+from screenshare_widget.timings import Timings
 from screenshare_widget.tools import Toolbox
 
 from .conftest import wait_until
@@ -26,16 +25,17 @@ from .media import chunks, silence_pcm, tone_pcm
 CHUNK_BYTES = 1280  # 40 ms of 16 kHz PCM16, as the page sends
 
 
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.05)
-    monkeypatch.setattr(relay_module, "BACKOFF_MAX_S", 0.2)
+#: A quick backoff, so reconnections come fast.
+QUICK = Timings(backoff_first_s=0.05, backoff_max_s=0.2)
 
 
 @contextmanager
-def running(emu: LiveEmulator, toolbox: Toolbox | None = None) -> Iterator[Relay]:
-    """A relay talking to ``emu`` through the real SDK, live; both stop on exit."""
-    with relay_on(emu, toolbox=toolbox) as relay:
+def running(
+    emu: LiveEmulator, toolbox: Toolbox | None = None, timings: Timings = QUICK
+) -> Iterator[Relay]:
+    """A relay (with ``timings``) talking to ``emu`` through the real SDK, live; both stop
+    on exit."""
+    with relay_on(emu, toolbox=toolbox, timings=timings) as relay:
         wait_until(lambda: relay.state is RelayState.LIVE, 10, "the first connection")
         yield relay
 
@@ -55,35 +55,28 @@ def utterance(seconds: float = 0.8) -> bytes:
 # ---- D1 ----------------------------------------------------------------------------------------
 
 
-def test_late_pongs_do_not_end_a_connection_that_delivers_messages(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.2)
-    monkeypatch.setattr(relay_module, "SILENCE_LIMIT_S", 1.0)
+def test_late_pongs_do_not_end_a_connection_that_delivers_messages() -> None:
+    timings = replace(QUICK, keepalive_interval_s=0.2, silence_limit_s=1.0)
     # Pongs come after twice the silence limit; the service's {} messages keep coming.
     emu = LiveEmulator(realism=Realism(pong_delay_s=2.0, empty_message_every_s=0.3))
-    with running(emu) as relay:
+    with running(emu, timings=timings) as relay:
         time.sleep(4.0)
         assert relay.counters.reconnects == 0
         assert emu.recording.connections == 1
 
 
-def test_late_pongs_alone_keep_an_idle_connection_within_the_limit(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.2)
-    monkeypatch.setattr(relay_module, "SILENCE_LIMIT_S", 1.5)
+def test_late_pongs_alone_keep_an_idle_connection_within_the_limit() -> None:
+    timings = replace(QUICK, keepalive_interval_s=0.2, silence_limit_s=1.5)
     emu = LiveEmulator(realism=Realism(pong_delay_s=0.8, empty_message_every_s=None))
-    with running(emu) as relay:
+    with running(emu, timings=timings) as relay:
         time.sleep(4.0)
         assert relay.counters.reconnects == 0
 
 
-def test_a_connection_silent_past_the_limit_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.2)
-    monkeypatch.setattr(relay_module, "SILENCE_LIMIT_S", 1.0)
+def test_a_connection_silent_past_the_limit_is_left() -> None:
+    timings = replace(QUICK, keepalive_interval_s=0.2, silence_limit_s=1.0)
     emu = LiveEmulator(realism=Realism(pong_delay_s=3.0, empty_message_every_s=None))
-    with running(emu) as relay:
+    with running(emu, timings=timings) as relay:
         wait_until(lambda: relay.counters.connections >= 2, 10, "a new connection")
         talk(relay, silence_pcm(0.2))
         wait_until(lambda: relay.handovers, 5)

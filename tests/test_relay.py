@@ -9,13 +9,14 @@ import time
 
 import pytest
 
-from screenshare_widget import relay as relay_module
+from screenshare_widget import timings as timing
 from screenshare_widget.backend import LiveError, ServerMessage, ToolCall, Usage
 from screenshare_widget.config import SessionConfig
+from screenshare_widget.pumps import WaitingFrame
 from screenshare_widget.relay import Relay, RelayState
 
 from .conftest import wait_until
-from .fakes import FakeSession, live, push
+from .fakes import FakeSession, live, push, timed
 
 
 def test_states_idle_connecting_live_closing_idle(relay: Relay, backend, sink) -> None:
@@ -58,7 +59,7 @@ def test_a_session_after_a_stop_starts_fresh(relay: Relay, backend) -> None:
     stopped one's context (a handover within a session does)."""
     session = live(relay, backend)
     push(relay, session, ServerMessage(resumption_handle="handle-1"))
-    wait_until(lambda: relay._handle == "handle-1")
+    wait_until(lambda: relay.conversation.core.handle == "handle-1")
     relay.stop()
     live(relay, backend, count=2)
     assert [handle for _, handle in backend.configs] == [None, None]
@@ -66,7 +67,7 @@ def test_a_session_after_a_stop_starts_fresh(relay: Relay, backend) -> None:
 
 def test_illegal_transition_raises(relay: Relay) -> None:
     with pytest.raises(RuntimeError, match="cannot move from idle to live"):
-        relay._set_state(RelayState.LIVE)
+        relay.conversation.set_state(RelayState.LIVE)
 
 
 def test_audio_and_frames_are_relayed_in_order(relay: Relay, backend) -> None:
@@ -94,7 +95,7 @@ def test_mic_buffer_drops_oldest_past_one_second(backend, sink) -> None:
 
         async def flood() -> None:
             for i in range(n):
-                relay._put_audio(bytes([i % 256]) * len(chunk))
+                relay.conversation.uplink.put_audio(bytes([i % 256]) * len(chunk))
 
         relay.run_coroutine(flood()).result(2)
         session = backend.sessions[0]
@@ -105,7 +106,7 @@ def test_mic_buffer_drops_oldest_past_one_second(backend, sink) -> None:
             )
         )
         kept = relay.counters.audio_bytes_sent
-        assert kept <= relay_module.MIC_BUFFER_BYTES
+        assert kept <= timing.MIC_BUFFER_BYTES
         assert relay.counters.dropped_audio_bytes == n * len(chunk) - kept
         # The newest audio survives (drop-oldest).
         assert session.audio[-1] == bytes([(n - 1) % 256]) * len(chunk)
@@ -118,7 +119,7 @@ def test_frames_latest_wins(relay: Relay, backend) -> None:
 
     async def burst() -> None:
         for i in range(5):
-            relay._put_frame(b"\xff\xd8\xff" + bytes([i]), 8, 4)
+            relay.conversation.uplink.put_frame(WaitingFrame(b"\xff\xd8\xff" + bytes([i]), 8, 4))
 
     relay.run_coroutine(burst()).result(2)
     wait_until(lambda: session.frames)
@@ -159,7 +160,7 @@ def test_every_field_of_one_message_is_handled(relay: Relay, backend, sink) -> N
     ]
     assert all(t.done for t in relay.transcript)
     assert sink.usage == [usage] and relay.usage == [usage]
-    assert relay._handle == "h-1"
+    assert relay.conversation.core.handle == "h-1"
 
 
 def test_partial_transcriptions_merge_into_turns(relay: Relay, backend) -> None:
@@ -222,10 +223,10 @@ def test_fatal_error_fails_without_retry(relay: Relay, backend, sink) -> None:
     assert sink.states[-1] == (RelayState.FAILED, relay.error)
 
 
+@timed(backoff_first_s=0.01)
 def test_drop_reconnects_with_the_latest_resumable_handle(
-    relay: Relay, backend, monkeypatch
+    relay: Relay, backend
 ) -> None:
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
     session = live(relay, backend)
     push(relay, session, ServerMessage(resumption_handle="h-7", resumable=True))
     push(relay, session, ServerMessage(resumable=False))
@@ -237,14 +238,13 @@ def test_drop_reconnects_with_the_latest_resumable_handle(
     wait_until(lambda: second.audio)
 
 
-def test_gives_up_after_the_reconnect_budget(relay: Relay, backend, monkeypatch) -> None:
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.001)
-    monkeypatch.setattr(relay_module, "BACKOFF_MAX_S", 0.002)
+@timed(backoff_first_s=0.001, backoff_max_s=0.002)
+def test_gives_up_after_the_reconnect_budget(relay: Relay, backend) -> None:
     err = LiveError("The Live service closed the connection (1011: x).", code=1011, fatal=False)
-    backend.fail_connects = [err] * (relay_module.MAX_RECONNECTS + 1)
+    backend.fail_connects = [err] * (timing.MAX_RECONNECTS + 1)
     relay.start()
     wait_until(lambda: relay.state is RelayState.FAILED)
-    assert len(backend.configs) == relay_module.MAX_RECONNECTS + 1
+    assert len(backend.configs) == timing.MAX_RECONNECTS + 1
     assert "gave up after" in relay.error
 
 
@@ -261,10 +261,10 @@ def test_go_away_hands_over_at_turn_boundary(relay: Relay, backend, sink) -> Non
     assert RelayState.RECONNECTING in [s for s, _ in sink.states]
 
 
+@timed(goaway_margin_s=0.0)
 def test_go_away_hands_over_before_the_deadline_mid_turn(
-    relay: Relay, backend, monkeypatch
+    relay: Relay, backend
 ) -> None:
-    monkeypatch.setattr(relay_module, "GOAWAY_MARGIN_S", 0.0)
     session = live(relay, backend)
     push(relay, session, ServerMessage(audio=b"\0\0"))
     push(relay, session, ServerMessage(go_away_s=0.2))
@@ -299,10 +299,10 @@ def test_generation_complete_tells_the_page_that_audio_ended(relay: Relay, backe
     assert relay.transcript[0].done
 
 
+@timed(backoff_first_s=0.01)
 def test_handovers_are_recorded_with_reason_resumption_and_gap(
-    relay: Relay, backend, sink, monkeypatch
+    relay: Relay, backend, sink
 ) -> None:
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
     session = live(relay, backend)
     push(relay, session, ServerMessage(resumption_handle="h-1", resumable=True))
     relay.feed_audio(b"\0\0" * 640)
@@ -319,8 +319,8 @@ def test_handovers_are_recorded_with_reason_resumption_and_gap(
     assert sink.handovers == [handover]
 
 
-def test_a_refused_handle_gets_one_fresh_retry(relay: Relay, backend, monkeypatch) -> None:
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
+@timed(backoff_first_s=0.01)
+def test_a_refused_handle_gets_one_fresh_retry(relay: Relay, backend) -> None:
     session = live(relay, backend)
     push(relay, session, ServerMessage(resumption_handle="old", resumable=True))
     refused = LiveError(
@@ -351,10 +351,8 @@ def test_a_refused_handle_then_a_fatal_fresh_attempt_fails(relay: Relay, backend
     assert [handle for _, handle in backend.configs] == [None, "old", None]
 
 
-def test_a_stalled_service_counts_as_a_drop(relay: Relay, backend, monkeypatch) -> None:
-    monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.05)
-    monkeypatch.setattr(relay_module, "SILENCE_LIMIT_S", 0.1)
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
+@timed(keepalive_interval_s=0.05, silence_limit_s=0.1, backoff_first_s=0.01)
+def test_a_stalled_service_counts_as_a_drop(relay: Relay, backend) -> None:
     session = live(relay, backend)
     session.stalled = True
     live(relay, backend, count=2)
@@ -362,10 +360,10 @@ def test_a_stalled_service_counts_as_a_drop(relay: Relay, backend, monkeypatch) 
     assert relay.counters.reconnects == 1
 
 
+@timed(backoff_first_s=0.01)
 def test_a_drop_mid_answer_cuts_the_model_turn_but_not_between_turns(
-    relay: Relay, backend, monkeypatch
+    relay: Relay, backend
 ) -> None:
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
     session = live(relay, backend)
     push(relay, session, ServerMessage(input_transcription="Tell me about"))
     push(relay, session, ServerMessage(resumption_handle="h", resumable=True))
@@ -386,7 +384,7 @@ def test_go_away_waits_for_a_pause_in_the_users_speech(relay: Relay, backend) ->
     session = live(relay, backend)
     loud = b"\x00\x10" * 640  # 40 ms at about -18 dBFS: voice
     relay.feed_audio(loud)  # already talking when the goAway comes
-    wait_until(lambda: relay._last_voice_at is not None)
+    wait_until(lambda: relay.conversation.core.floor.last_voice_at is not None)
     push(relay, session, ServerMessage(go_away_s=30.0))
     stop_talking = time.monotonic() + 0.6
     while time.monotonic() < stop_talking:  # the user keeps talking for 0.6 s
@@ -396,7 +394,7 @@ def test_go_away_waits_for_a_pause_in_the_users_speech(relay: Relay, backend) ->
     push(relay, session, ServerMessage(audio=b"\0\0", output_transcription="Yes."))
     push(relay, session, ServerMessage(turn_complete=True))
     live(relay, backend, count=2)  # answered, and the microphone is quiet: the handover comes
-    assert time.monotonic() - stop_talking >= relay_module.PAUSE_S - 0.05
+    assert time.monotonic() - stop_talking >= timing.PAUSE_S - 0.05
 
 
 def test_protocol_events_are_recorded(relay: Relay, backend) -> None:
@@ -444,10 +442,10 @@ def test_a_send_in_flight_at_a_handover_completes_and_counts(relay: Relay, backe
     assert backend.sessions[1].audio == []
 
 
+@timed(backoff_first_s=0.01)
 def test_a_chunk_whose_send_failed_goes_first_on_the_next_connection(
-    relay: Relay, backend, monkeypatch
+    relay: Relay, backend
 ) -> None:
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
     failing = {"left": 1}
 
     class BrokenOnce(FakeSession):

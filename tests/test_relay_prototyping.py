@@ -8,12 +8,11 @@ import time
 
 import pytest
 
-from screenshare_widget import relay as relay_module
 from screenshare_widget.backend import ServerMessage
 from screenshare_widget.relay import INSTRUCTION_HANDOVER, Relay, RelayState, SessionEnded
 
 from .conftest import wait_until
-from .fakes import FakeBackend, FakeSession, RecordingSink, live, push
+from .fakes import FakeBackend, FakeSession, RecordingSink, live, push, timed
 from .media import tone_pcm
 
 #: A model without mid-session context updates: a new instruction needs a handover.
@@ -63,7 +62,7 @@ def test_without_context_update_a_handover_applies_it_at_the_next_pause(
     push(relay, first, ServerMessage(audio=b"\x00\x01" * 240, output_transcription="Old"))
     wait_until(lambda: len(relay.transcript) == 1)
     relay.set_instruction("be terse")
-    wait_until(lambda: relay._handle == "handle-1")
+    wait_until(lambda: relay.conversation.core.handle == "handle-1")
     assert len(backend.sessions) == 1 and relay.instructions.current.pending
     assert first.instructions == []  # never a context update on this model
 
@@ -158,7 +157,7 @@ def test_ask_times_out_and_fails_when_the_session_stops(relay: Relay, backend: F
     relay.stop()
     with pytest.raises(SessionEnded, match="stopped before the model answered"):
         pending.result(5)
-    assert relay._waiters == []
+    assert relay.conversation.core.waiters == []
 
 
 def test_speech_end_is_dated_at_the_last_voice(relay: Relay, backend: FakeBackend) -> None:
@@ -185,14 +184,14 @@ def test_end_audio_ends_the_utterance_and_tells_the_service(
     assert session.audio_ended == 1
 
 
+@timed(instruction_wait_s=0.5)
 def test_an_unanswered_question_holds_the_swap_only_so_long(
-    relay: Relay, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+    relay: Relay, backend: FakeBackend
 ) -> None:
-    monkeypatch.setattr(relay_module, "INSTRUCTION_WAIT_S", 0.5)
     relay.config = dataclasses.replace(relay.config, model=NO_CONTEXT_UPDATE)
     live(relay, backend)
     relay.feed_audio(tone_pcm(0.04))  # the user spoke; the model never answers
-    wait_until(lambda: relay._awaiting_answer)
+    wait_until(lambda: relay.conversation.core.floor.awaiting_answer)
     started = time.monotonic()
     relay.set_instruction("new rule")
     live(relay, backend, count=2)

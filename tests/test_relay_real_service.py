@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from screenshare_widget import relay as relay_module
+from screenshare_widget import timings as timing
 from screenshare_widget.backend import LiveError, ServerMessage, Usage
 from screenshare_widget.relay import REPLAY_MAX_BYTES, REPLAY_PREROLL_BYTES, Relay, Unanswered
 
 from .conftest import wait_until
-from .fakes import FakeBackend, FakeSession, RecordingSink, live, push
+from .fakes import FakeBackend, FakeSession, RecordingSink, live, push, timed
 
 VOICE = b"\x00\x10" * 640  # 40 ms at about -18 dBFS
 QUIET = b"\0\0" * 640  # 40 ms of silence
@@ -30,11 +30,10 @@ class LatePongs(FakeSession):
 # ---- D1: late pongs --------------------------------------------------------------------------
 
 
+@timed(keepalive_interval_s=0.05, silence_limit_s=0.5)
 def test_a_connection_that_delivers_messages_is_alive_whatever_its_pongs(
-    relay: Relay, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+    relay: Relay, backend: FakeBackend
 ) -> None:
-    monkeypatch.setattr(relay_module, "KEEPALIVE_INTERVAL_S", 0.05)
-    monkeypatch.setattr(relay_module, "SILENCE_LIMIT_S", 0.5)
     backend.session_type = LatePongs
     session = live(relay, backend)
     end = time.monotonic() + 1.5  # three silence limits of unanswered pings
@@ -49,7 +48,7 @@ def test_a_connection_that_delivers_messages_is_alive_whatever_its_pongs(
 
 
 def test_the_silence_limit_leaves_room_for_the_real_services_late_pongs() -> None:
-    assert relay_module.SILENCE_LIMIT_S >= 30.0  # real pongs: 8-30 s (R9)
+    assert timing.SILENCE_LIMIT_S >= 30.0  # real pongs: 8-30 s (R9)
 
 
 # ---- D2: silence after goAway ----------------------------------------------------------------
@@ -82,10 +81,10 @@ def test_go_away_on_a_silent_service_hands_over_at_once_and_replays_the_question
     assert [e.detail["audio_s"] for e in relay.events if e.kind == "replay"] == [0.8]
 
 
+@timed(model_silent_s=0.3)
 def test_go_away_mid_reply_hands_over_once_the_model_fell_silent(
-    relay: Relay, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+    relay: Relay, backend: FakeBackend
 ) -> None:
-    monkeypatch.setattr(relay_module, "MODEL_SILENT_S", 0.3)
     session = live(relay, backend)
     relay.feed_audio(VOICE)
     relay.feed_audio(QUIET)
@@ -119,10 +118,10 @@ def test_go_away_mid_reply_hands_over_once_the_model_fell_silent(
     ]
 
 
+@timed(model_silent_s=0.3)
 def test_go_away_after_a_complete_generation_does_not_wait_for_its_turn_complete(
-    relay: Relay, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+    relay: Relay, backend: FakeBackend
 ) -> None:
-    monkeypatch.setattr(relay_module, "MODEL_SILENT_S", 0.3)
     session = live(relay, backend)
     push(relay, session, ServerMessage(audio=b"\0\0" * 24_000, output_transcription="Long."))
     push(relay, session, ServerMessage(generation_complete=True))
@@ -186,7 +185,7 @@ def test_interrupted_then_a_separate_turn_complete_keeps_one_user_turn(
     push(relay, session, ServerMessage(audio=b"\0\0" * 240, output_transcription="The chart"))
     wait_until(lambda: len(relay.transcript) == 2)
     relay.feed_audio(VOICE)  # the user barges in
-    wait_until(lambda: relay._speaking)
+    wait_until(lambda: relay.conversation.core.floor.user_speaking)
     interrupted_usage = Usage(prompt_tokens=554, response_tokens=40, total_tokens=594)
     for step in (
         ServerMessage(interrupted=True),
@@ -218,7 +217,7 @@ def test_the_turn_complete_of_an_interrupted_turn_leaves_the_barge_in_unanswered
     push(relay, session, ServerMessage(interrupted=True))
     push(relay, session, ServerMessage(turn_complete=True))
     wait_until(lambda: any(e.kind == "turn_complete" for e in relay.events))
-    assert relay._awaiting_answer  # the barge-in's answer is still to come
+    assert relay.conversation.core.floor.awaiting_answer  # the barge-in's answer is still to come
     assert not relay.at_rest()
 
 
@@ -231,7 +230,7 @@ def test_interrupted_and_turn_complete_in_one_message_end_one_turn(
     push(relay, session, ServerMessage(interrupted=True, turn_complete=True))
     push(relay, session, ServerMessage(input_transcription="Stop"))
     wait_until(lambda: len(relay.transcript) == 3)
-    assert relay._awaiting_answer
+    assert relay.conversation.core.floor.awaiting_answer
     assert [t.text for t in relay.transcript] == ["Hello", "Hi", "Stop"]
 
 
@@ -242,10 +241,10 @@ def _refusal(code: int, reason: str) -> LiveError:
     return LiveError(f"refused ({code})", code=code, reason=reason, fatal=code == 1007)
 
 
+@timed(backoff_first_s=0.01)
 def test_a_handle_refused_with_1011_gets_one_more_try_then_a_fresh_session(
-    relay: Relay, backend: FakeBackend, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+    relay: Relay, backend: FakeBackend, sink: RecordingSink
 ) -> None:
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
     session = live(relay, backend)
     push(relay, session, ServerMessage(resumption_handle="old", resumable=True))
     refused = _refusal(1011, "Internal error encountered.")
@@ -260,11 +259,11 @@ def test_a_handle_refused_with_1011_gets_one_more_try_then_a_fresh_session(
     assert "refused to resume (1011: Internal error encountered.)" in handover.reason
 
 
+@timed(backoff_first_s=0.01)
 def test_a_second_try_of_a_handle_can_succeed(
-    relay: Relay, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+    relay: Relay, backend: FakeBackend
 ) -> None:
     # The real service refuses a resume while the session's old socket is still open (R9).
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
     session = live(relay, backend)
     push(relay, session, ServerMessage(resumption_handle="old", resumable=True))
     backend.fail_connects = [_refusal(1011, "Internal error encountered.")]
@@ -297,7 +296,8 @@ def test_user_words_that_arrive_after_the_answer_go_before_it(
     start_ms = time.time() * 1000 - 1000  # the page captured it over the last second
     for i, pcm in enumerate([VOICE] * 10 + [QUIET] * 15):
         relay.feed_audio(pcm, start_ms + 40 * (i + 1))  # dated by the page's clock
-    wait_until(lambda: not relay._speaking and relay._last_voice_wall is not None)
+    floor = relay.conversation.core.floor
+    wait_until(lambda: not floor.user_speaking and floor.last_voice_wall is not None)
     push(relay, session, ServerMessage(audio=b"\0\0" * 240, output_transcription="Sure."))
     push(relay, session, ServerMessage(turn_complete=True))
     push(relay, session, ServerMessage(input_transcription="Can you"))  # pipecat#1788
@@ -327,10 +327,10 @@ def test_a_bad_key_on_a_resume_fails_at_once(relay: Relay, backend: FakeBackend)
 # ---- what a handover must not break ----------------------------------------------------------
 
 
+@timed(model_silent_s=0.2)
 def test_an_ask_cut_by_a_silent_go_away_gets_the_whole_answer_from_the_next_connection(
-    relay: Relay, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+    relay: Relay, backend: FakeBackend
 ) -> None:
-    monkeypatch.setattr(relay_module, "MODEL_SILENT_S", 0.2)
     session = live(relay, backend)
     answer = relay.ask("What is on screen?", timeout=10)
     wait_until(lambda: session.texts)
@@ -345,10 +345,10 @@ def test_an_ask_cut_by_a_silent_go_away_gets_the_whole_answer_from_the_next_conn
     assert relay._sink.interrupts == [1]  # type: ignore[attr-defined]  # the cut one flushed
 
 
+@timed(backoff_first_s=0.01)
 def test_a_send_that_fails_during_the_replay_keeps_the_rest_for_the_next_connection(
-    relay: Relay, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+    relay: Relay, backend: FakeBackend
 ) -> None:
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
 
     class BreaksOnThirdChunk(FakeSession):
         async def send_audio(self, pcm: bytes) -> None:
@@ -400,10 +400,10 @@ def test_a_go_away_waits_for_a_running_tool(sink: RecordingSink) -> None:
         relay.close()
 
 
+@timed(model_silent_s=0.2)
 def test_at_rest_after_a_handover_that_followed_a_complete_generation(
-    relay: Relay, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+    relay: Relay, backend: FakeBackend
 ) -> None:
-    monkeypatch.setattr(relay_module, "MODEL_SILENT_S", 0.2)
     session = live(relay, backend)
     relay.feed_audio(VOICE)
     push(relay, session, ServerMessage(audio=b"\0\0" * 240, output_transcription="Yes."))

@@ -1,0 +1,120 @@
+"""One daemon thread running one asyncio loop, with a bounded close.
+
+Internal module. The relay's conversation runs on a :class:`LoopThread` so it goes on
+while a notebook cell is busy. The thread starts on the first :meth:`LoopThread.submit`
+(or :meth:`LoopThread.ensure`); :meth:`LoopThread.close` runs a last coroutine, cancels
+whatever is left, closes the loop and joins the thread, all within its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+_T = TypeVar("_T")
+
+
+class LoopThread:
+    """A daemon thread named ``name`` and its asyncio loop. Safe from any thread."""
+
+    def __init__(self, name: str, on_start: Callable[[], None] | None = None) -> None:
+        self.name = name
+        self._on_start = on_start
+        self._lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+
+    def ensure(self) -> asyncio.AbstractEventLoop:
+        """The running loop, starting the thread if there is none."""
+        with self._lock:
+            if self.loop is not None:
+                return self.loop
+            ready = threading.Event()
+            loop = asyncio.new_event_loop()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                try:
+                    loop.run_forever()
+                finally:
+                    _cancel_all(loop)
+                    loop.close()
+
+            thread = threading.Thread(target=run, name=self.name, daemon=True)
+            thread.start()
+            ready.wait()
+            self.loop, self.thread = loop, thread
+            return loop
+
+    def submit(self, coro: Coroutine[Any, Any, _T]) -> Future[_T]:
+        """Run ``coro`` on the loop (starting the thread if needed); its future."""
+        return asyncio.run_coroutine_threadsafe(coro, self.ensure())
+
+    def call_soon(self, fn: Callable[[], None]) -> bool:
+        """Run ``fn`` soon on the loop (it must not block); False, and nothing runs, when
+        the loop is not running or closed."""
+        loop = self.loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return False
+        try:
+            loop.call_soon_threadsafe(fn)
+        except RuntimeError:  # the loop closed meanwhile
+            return False
+        return True
+
+    @property
+    def on_thread(self) -> bool:
+        """Whether the caller runs on this thread."""
+        return threading.current_thread() is self.thread
+
+    def close(
+        self,
+        last: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        *,
+        wait: bool = True,
+        timeout: float = 10.0,
+    ) -> None:
+        """Run ``last()`` (if given) on the loop, then stop it: whatever still runs is
+        cancelled and the loop closed. With ``wait`` (off the loop's thread), block until
+        the thread ended, at most ``timeout`` seconds (a task that ignores cancellation is
+        left to the daemon thread, with a warning). Idempotent."""
+        with self._lock:
+            loop, thread = self.loop, self.thread
+            self.loop = self.thread = None
+        if loop is None or thread is None:
+            return
+
+        async def finish() -> None:
+            try:
+                if last is not None:
+                    await last()
+            finally:
+                loop.stop()
+
+        try:
+            asyncio.run_coroutine_threadsafe(finish(), loop)
+        except RuntimeError:  # the loop already closed
+            return
+        if wait and threading.current_thread() is not thread:
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning("the %s thread did not end within %g s", self.name, timeout)
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop, timeout: float = 5.0) -> None:
+    """Cancel every task left on ``loop`` and let them end, at most ``timeout`` seconds."""
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        with contextlib.suppress(TimeoutError):
+            loop.run_until_complete(asyncio.wait(tasks, timeout=timeout))
