@@ -1,4 +1,5 @@
-"""The wire protocol between the browser (``static/widget.js``) and the kernel.
+"""The wire protocol between the browser (``js/``, bundled into ``static/widget.js``) and the
+kernel.
 
 Internal module. Every message is an anywidget custom message: a small JSON object with a
 ``kind`` key, plus at most one binary buffer for media. Streams (microphone PCM, screen JPEG,
@@ -8,8 +9,8 @@ This module is the single source of the wire in Python: one ``Literal`` of kinds
 direction (the sets :data:`BROWSER_KINDS` and :data:`KERNEL_KINDS` are derived from them), a
 frozen dataclass per kind the browser sends (what :func:`parse_browser_message` returns), a
 typed builder per message the kernel sends, and the limits the page shares (:data:`LIMITS`).
-The kinds, fields and limits are kept in sync with ``static/widget.js`` (``BROWSER_KINDS`` and
-``KERNEL_KINDS`` there); ``tests/test_protocol_sync.py`` checks that they match.
+The kinds, fields and limits are kept in sync with ``js/protocol.js`` (``BROWSER_KINDS``,
+``KERNEL_KINDS`` and ``LIMITS`` there); ``tests/test_protocol_sync.py`` checks that they match.
 
 Widget managers without binary buffers may put the payload in ``data`` as base64 (standard or
 URL-safe alphabet) instead; :func:`parse_browser_message` accepts both.
@@ -48,20 +49,20 @@ MAX_TEXT_CHARS: Final = 10_000
 # ---- liveness --------------------------------------------------------------------------------
 
 #: How often the page says it is there (``beat``), in seconds; kept in sync with
-#: ``BEAT_MS`` in static/widget.js.
+#: ``BEAT_MS`` in js/protocol.js.
 BEAT_INTERVAL_S: Final = 2.0
 
 # ---- settings the page shares ----------------------------------------------------------------
 
 #: Shortest and longest microphone chunk the page may be set to record (ms); kept in sync with
-#: static/widget.js.
+#: js/protocol.js.
 MIN_CHUNK_MS: Final = 20
 MAX_CHUNK_MS: Final = 250
-#: Most screen frames per second the model may be sent; kept in sync with static/widget.js.
+#: Most screen frames per second the model may be sent; kept in sync with js/protocol.js.
 MAX_FPS: Final = 1.0
 
 #: The limits both sides enforce, by the names ``tests/test_protocol_sync.py`` looks for in
-#: static/widget.js: text length (characters), microphone chunk range (ms), frame rate (1/s).
+#: js/protocol.js: text length (characters), microphone chunk range (ms), frame rate (1/s).
 LIMITS: Final[Mapping[str, float]] = MappingProxyType(
     {
         "max_text_chars": MAX_TEXT_CHARS,
@@ -72,7 +73,7 @@ LIMITS: Final[Mapping[str, float]] = MappingProxyType(
 )
 
 # ---- message kinds ---------------------------------------------------------------------------
-# Kept in sync with static/widget.js. Each direction is declared once, as a Literal; the sets
+# Kept in sync with js/protocol.js. Each direction is declared once, as a Literal; the sets
 # are derived from it.
 
 #: A kind the browser sends to the kernel.
