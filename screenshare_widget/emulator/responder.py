@@ -594,11 +594,7 @@ class _Turns:
         bytes_per_s = OUTPUT_RATE_HZ * SAMPLE_BYTES
         total_s = len(pcm) / bytes_per_s
         pieces = fragments(text) if realism.fragmented_transcription else split_pieces(text)
-        starts: list[float] = []  # where each piece begins, as a fraction of the text
-        position = 0
-        for piece in pieces:
-            starts.append(position / max(1, len(text)))
-            position += len(piece)
+        starts = _starts(pieces, len(text))
         first = loop.time()
         offset_s = 0.0
         sent = 0
@@ -625,6 +621,16 @@ class _Turns:
             await asyncio.sleep(delay)
         self.reply_counted = True
         await conn.turn_complete(self._usage(prompt, total_s, typed))
+
+
+def _starts(pieces: list[str], length: int) -> list[float]:
+    """Where each piece of a text of ``length`` characters begins, as a fraction of it."""
+    starts: list[float] = []
+    position = 0
+    for piece in pieces:
+        starts.append(position / max(1, length))
+        position += len(piece)
+    return starts
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

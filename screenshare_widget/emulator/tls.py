@@ -65,10 +65,29 @@ def make_certificate(prefix: str = "live-emulator-") -> Certificate:
     """
     directory = Path(tempfile.mkdtemp(prefix=prefix))
     key = ec.generate_private_key(ec.SECP256R1())
+    cert = _self_signed(key)
+    cert_path = directory / "cert.pem"
+    key_path = directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    logger.debug("made a throwaway certificate in %s", directory)
+    return Certificate(directory=directory, cert=cert_path, key=key_path)
+
+
+def _self_signed(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    """A certificate for localhost, 127.0.0.1 and ::1, signed by ``key`` itself."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.UTC)
     public = key.public_key()
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -106,17 +125,3 @@ def make_certificate(prefix: str = "live-emulator-") -> Certificate:
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
-    cert_path = directory / "cert.pem"
-    key_path = directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    logger.debug("made a throwaway certificate in %s", directory)
-    return Certificate(directory=directory, cert=cert_path, key=key_path)
