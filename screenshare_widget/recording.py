@@ -19,7 +19,9 @@ A recording folder holds:
     The turns spoken while recording, written when the recording stops.
 
 Files are flushed about every second while recording, so a crash loses at most that much.
-This module imports no widget or SDK code.
+They are written on the recorder's own thread, never on the relay's loop: the relay's
+calls only queue what to write (at most :data:`WRITE_QUEUE_ITEMS`; past that, the newest
+is dropped and counted, with one warning). This module imports no widget or SDK code.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import struct
 import threading
 import time
@@ -54,6 +57,12 @@ FORMAT: Final = 1
 GAP_FILL_S: Final = 0.5
 #: Flush files (and WAV headers) this often while recording (s).
 FLUSH_EVERY_S: Final = 1.0
+#: Writes waiting for the recorder's thread (one per event, mic chunk, frame or model
+#: chunk): about a minute of a busy session. Policy: drop the newest, counted in
+#: :attr:`Recorder.dropped`, when the disk cannot keep up.
+WRITE_QUEUE_ITEMS: Final = 4096
+#: How long :meth:`Recorder.stop` waits for the writes still queued (s).
+STOP_TIMEOUT_S: Final = 10.0
 _HEADER_BYTES: Final = 44
 
 
@@ -125,7 +134,8 @@ class Recorder:
         self._turns = turns
         self._on_stop = on_stop
         self._first_turn = len(turns())
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the files, between the writer and stop()
+        self._stop_lock = threading.Lock()
         self._closed = False
         self._mic = _WavWriter(folder / "mic.wav", INPUT_RATE_HZ)
         self._model = _WavWriter(folder / "model.wav", OUTPUT_RATE_HZ)
@@ -135,81 +145,119 @@ class Recorder:
         header = {"kind": "recording", "format": FORMAT, "started_at": _iso(self.started_at)}
         self._line({**header, **meta})
         self._recording: Recording | None = None
+        #: Writes dropped because the queue was full (the disk could not keep up).
+        self.dropped = 0
+        self._writes: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
+            queue.Queue(WRITE_QUEUE_ITEMS)
+        )
+        self._writer = threading.Thread(
+            target=self._write_all, name=f"recorder {folder.name}", daemon=True
+        )
+        self._writer.start()
 
     def __repr__(self) -> str:
         state = "stopped" if self._closed else "recording"
         return f"Recorder({str(self.path)!r}, {state}, {self._mic.seconds:.1f} s of audio)"
 
-    # ---- the relay's tap (relay thread) ------------------------------------------------------
+    # ---- the relay's tap (relay thread: queue only) -------------------------------------------
 
     def on_event(self, event: Event) -> None:
         """Append a session event (``frame_sent`` comes through :meth:`on_frame`)."""
-        if event.kind == "frame_sent":
-            return
-        with self._lock:
-            if self._closed:
-                return
-            self._line({"t": self._t(event.at), "kind": event.kind, **event.detail})
-            self._maybe_flush()
+        if event.kind != "frame_sent":
+            self._queue(self._write_event, event)
 
     def on_mic(self, pcm: bytes) -> None:
         """Append microphone audio, after silence for any gap since the last chunk."""
-        with self._lock:
-            if self._closed:
-                return
-            start_s = time.monotonic() - self._t0 - len(pcm) / (INPUT_RATE_HZ * SAMPLE_BYTES)
-            gap_s = start_s - self._mic.seconds
-            if gap_s > GAP_FILL_S:
-                self._mic.write(bytes(round(gap_s * INPUT_RATE_HZ) * SAMPLE_BYTES))
-            self._mic.write(pcm)
-            self._maybe_flush()
+        self._queue(self._write_mic, pcm, time.monotonic())
 
     def on_frame(self, frame: SentFrame) -> None:
         """Save a frame the model was sent, and its ``frame_sent`` line."""
-        with self._lock:
-            if self._closed:
-                return
-            self._frames += 1
-            name = f"frames/{self._frames:06d}.jpg"
-            (self.path / name).write_bytes(frame.jpeg)
-            self._line(
-                {
-                    "t": self._t(frame.at),
-                    "kind": "frame_sent",
-                    "file": name,
-                    "width": frame.width,
-                    "height": frame.height,
-                    "bytes": len(frame.jpeg),
-                    "reason": frame.reason,
-                }
-            )
-            self._maybe_flush()
+        self._queue(self._write_frame, frame)
 
     def on_model_audio(self, pcm: bytes) -> None:
         """Append model speech."""
-        with self._lock:
-            if not self._closed:
-                self._model.write(pcm)
+        self._queue(self._model.write, pcm)
+
+    def _queue(self, write: Callable[..., None], *args: Any) -> None:
+        if self._closed:
+            return
+        try:
+            self._writes.put_nowait((write, args))
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped == 1:
+                logger.warning("the recorder cannot keep up with the session; dropping writes")
+
+    # ---- the writer (the recorder's thread) ----------------------------------------------------
+
+    def _write_all(self) -> None:
+        while True:
+            item = self._writes.get()
+            if item is None:
+                return
+            write, args = item
+            with self._lock:
+                try:
+                    write(*args)
+                    self._maybe_flush()
+                except Exception:
+                    logger.exception("the recorder failed to write to %s", self.path)
+
+    def _write_event(self, event: Event) -> None:
+        self._line({"t": self._t(event.at), "kind": event.kind, **event.detail})
+
+    def _write_mic(self, pcm: bytes, arrived: float) -> None:
+        start_s = arrived - self._t0 - len(pcm) / (INPUT_RATE_HZ * SAMPLE_BYTES)
+        gap_s = start_s - self._mic.seconds
+        if gap_s > GAP_FILL_S:
+            self._mic.write(bytes(round(gap_s * INPUT_RATE_HZ) * SAMPLE_BYTES))
+        self._mic.write(pcm)
+
+    def _write_frame(self, frame: SentFrame) -> None:
+        self._frames += 1
+        name = f"frames/{self._frames:06d}.jpg"
+        (self.path / name).write_bytes(frame.jpeg)
+        self._line(
+            {
+                "t": self._t(frame.at),
+                "kind": "frame_sent",
+                "file": name,
+                "width": frame.width,
+                "height": frame.height,
+                "bytes": len(frame.jpeg),
+                "reason": frame.reason,
+            }
+        )
 
     # ---- finishing ---------------------------------------------------------------------------
 
     def stop(self) -> Recording:
-        """Finish the files (WAV headers, ``transcript.jsonl``) and return the recording."""
-        with self._lock:
+        """Write what is queued (waiting at most :data:`STOP_TIMEOUT_S`), finish the files
+        (WAV headers, ``transcript.jsonl``) and return the recording."""
+        with self._stop_lock:
             if not self._closed:
-                self._closed = True
-                self._mic.close()
-                self._model.close()
-                self._events.close()
-                turns = list(self._turns())[self._first_turn :]
-                with (self.path / "transcript.jsonl").open("w", encoding="utf-8") as out:
-                    for turn in turns:
-                        out.write(json.dumps(turn.to_record(), ensure_ascii=False) + "\n")
-                if self._on_stop is not None:
-                    self._on_stop()
+                self._closed = True  # the tap queues nothing more
+                try:
+                    self._writes.put(None, timeout=STOP_TIMEOUT_S)
+                except queue.Full:
+                    logger.warning("the recorder's writes did not drain; the rest is lost")
+                self._writer.join(STOP_TIMEOUT_S)
+                self._finish()
         if self._recording is None:
             self._recording = Recording.load(self.path)
         return self._recording
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._mic.close()
+            self._model.close()
+            self._events.close()
+            turns = list(self._turns())[self._first_turn :]
+            with (self.path / "transcript.jsonl").open("w", encoding="utf-8") as out:
+                for turn in turns:
+                    out.write(json.dumps(turn.to_record(), ensure_ascii=False) + "\n")
+        if self._on_stop is not None:
+            self._on_stop()
 
     @property
     def stopped(self) -> bool:

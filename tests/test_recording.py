@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import wave
 from pathlib import Path
@@ -92,9 +93,12 @@ def test_files_are_readable_while_recording(
     wait_until(lambda: any(e.kind == "speech_start" for e in relay.events))
     relay.feed_audio(silence_pcm(0.04))  # the next write flushes
     wait_until(lambda: relay.counters.audio_chunks_in == 2)
-    time.sleep(0.1)
-    with wave.open(str(tmp_path / "take" / "mic.wav")) as w:
-        assert w.getnframes() == 1600 + 640
+
+    def frames_written() -> int:
+        with wave.open(str(tmp_path / "take" / "mic.wav")) as w:
+            return w.getnframes()
+
+    wait_until(lambda: frames_written() == 1600 + 640)  # written on the recorder's thread
     lines = (tmp_path / "take" / "events.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["kind"] == "recording"
     assert json.loads(lines[1])["kind"] == "speech_start"
@@ -129,3 +133,25 @@ def test_a_broken_line_or_a_missing_frame_is_skipped_with_a_warning(
     assert loaded.frames == () and [t.text for t in loaded.texts] == ["hello"]
     assert "line 2 is not JSON" in caplog.text and "000009.jpg is missing" in caplog.text
     assert loaded.duration_s == 2.0
+
+
+def test_files_are_written_off_the_relay_thread(
+    relay: Relay, backend: FakeBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay's loop only queues what to write: a slow disk never stalls the session."""
+    writers: set[str] = set()
+    write = recording_module._WavWriter.write
+
+    def noting(self: recording_module._WavWriter, pcm: bytes) -> None:
+        writers.add(threading.current_thread().name)
+        write(self, pcm)
+
+    monkeypatch.setattr(recording_module._WavWriter, "write", noting)
+    session = live(relay, backend)
+    recorder = recorder_on(relay, tmp_path / "take")
+    relay.feed_audio(tone_pcm(0.1))
+    push(relay, session, ServerMessage(audio=b"\x01\x00" * 240))
+    wait_until(lambda: relay.counters.audio_chunks_out == 1)
+    loaded = recorder.stop()
+    assert loaded.mic == tone_pcm(0.1)
+    assert writers and "test-relay" not in writers, writers
