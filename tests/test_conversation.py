@@ -1,0 +1,221 @@
+"""The conversation core directly, on pytest-asyncio with a fake clock: no threads, no
+fixed sleeps, no monkeypatched constants. Time moves only by ``clock.advance``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from screenshare_widget.backend import LiveError, LiveSession, ServerMessage
+from screenshare_widget.config import SessionConfig
+from screenshare_widget.conversation import Conversation, RelayState
+from screenshare_widget.instructions import Instructions
+from screenshare_widget.pumps import WaitingFrame
+from screenshare_widget.timings import Timings
+from screenshare_widget.tools import Toolbox
+
+from .clock import FakeClock
+from .fakes import FakeBackend, FakeSession, RecordingSink
+
+LOUD = b"\x00\x10" * 640  # 40 ms at about -18 dBFS: voice
+QUIET = b"\x00\x00" * 640  # 40 ms of silence
+
+
+def conversation(
+    connect: object, sink: RecordingSink, clock: FakeClock, **timings: float
+) -> Conversation:
+    config = SessionConfig()
+    return Conversation(
+        connect,  # type: ignore[arg-type]
+        lambda: (config, 1),
+        sink,
+        toolbox=Toolbox(),
+        instructions=Instructions(config.system_instruction),
+        timings=Timings(**timings),  # type: ignore[arg-type]
+        clock=clock,
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def conv(
+    backend: FakeBackend, sink: RecordingSink, clock: FakeClock
+) -> AsyncIterator[Conversation]:
+    """A conversation on the fake backend and the fake clock, stopped after the test."""
+    c = conversation(backend.connect, sink, clock)
+    yield c
+    await c.stop()
+
+
+async def live(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock, count: int = 1
+) -> FakeSession:
+    """Start (if needed) and let the loop run until the ``count``-th connection is live."""
+    if conv.state is RelayState.IDLE:
+        await conv.start()
+    await clock.settle()
+    assert len(backend.sessions) >= count and conv.state is RelayState.LIVE, conv.state
+    return backend.sessions[count - 1]
+
+
+async def test_states_idle_connecting_live_closing_idle(
+    conv: Conversation, backend: FakeBackend, sink: RecordingSink, clock: FakeClock
+) -> None:
+    await live(conv, backend, clock)
+    await conv.stop()
+    assert [s for s, _ in sink.states] == [
+        RelayState.CONNECTING,
+        RelayState.LIVE,
+        RelayState.CLOSING,
+        RelayState.IDLE,
+    ]
+    assert backend.sessions[0].closed
+
+
+async def test_illegal_transition_raises(conv: Conversation) -> None:
+    with pytest.raises(RuntimeError, match="cannot move from idle to live"):
+        conv.set_state(RelayState.LIVE)
+
+
+async def test_a_drop_reconnects_after_the_backoff_in_virtual_time(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock
+) -> None:
+    session = await live(conv, backend, clock)
+    session.push(ServerMessage(resumption_handle="h-7", resumable=True))
+    session.push(LiveError("dropped", code=1006, fatal=False))
+    await clock.settle()
+    assert conv.state is RelayState.RECONNECTING and len(backend.sessions) == 1
+    await clock.advance(conv.timings.backoff_first_s)  # the first backoff is at most this
+    await live(conv, backend, clock, count=2)
+    assert backend.configs[-1][1] == "h-7"
+    await conv.stop()
+
+
+async def test_a_stalled_service_is_left_after_the_silence_limit(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock
+) -> None:
+    session = await live(conv, backend, clock)
+    session.stalled = True
+    await clock.advance(conv.timings.silence_limit_s - 1)
+    assert len(backend.sessions) == 1 and conv.state is RelayState.LIVE
+    await clock.advance(1 + conv.timings.backoff_first_s)
+    await live(conv, backend, clock, count=2)
+    assert conv.core.log.counters.reconnects == 1
+    await conv.stop()
+
+
+async def test_go_away_waits_for_a_pause_in_the_users_speech(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock
+) -> None:
+    session = await live(conv, backend, clock)
+    conv.uplink.put_audio(LOUD)  # already talking when the goAway comes
+    session.push(ServerMessage(go_away_s=30.0))
+    await clock.settle()
+    for _ in range(15):  # the user keeps talking for 0.6 s, paced like a microphone
+        conv.uplink.put_audio(LOUD)
+        await clock.advance(0.04)
+        assert len(backend.sessions) == 1, "handed over while the user was talking"
+    stopped_talking = clock.monotonic()
+    session.push(ServerMessage(audio=b"\0\0", output_transcription="Yes."))
+    session.push(ServerMessage(turn_complete=True))
+    while len(backend.sessions) == 1:  # answered; the handover comes once the mic is quiet
+        await clock.advance(conv.timings.handover_poll_s)
+    await live(conv, backend, clock, count=2)
+    assert clock.monotonic() - stopped_talking >= conv.timings.pause_s
+    await conv.stop()
+
+
+async def test_a_send_in_flight_at_a_handover_completes_and_counts(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock
+) -> None:
+    gate = asyncio.Event()
+
+    class SlowSession(FakeSession):
+        async def send_audio(self, pcm: bytes) -> None:
+            await gate.wait()  # the send is under way when the handover comes
+            self.audio.append(pcm)
+
+    backend.session_type = SlowSession
+    session = await live(conv, backend, clock)
+    conv.uplink.put_audio(b"\x01\x00" * 8)
+    session.push(ServerMessage(go_away_s=30.0))  # quiet, nothing pending: hand over
+    await clock.settle()  # the handover began; the send is blocked
+    assert len(backend.sessions) == 1
+    gate.set()
+    await clock.settle()
+    await live(conv, backend, clock, count=2)
+    assert conv.core.log.counters.audio_bytes_sent == 16
+    assert session.audio == [b"\x01\x00" * 8]  # sent once, on the old connection
+    assert backend.sessions[1].audio == []
+    await conv.stop()
+
+
+async def test_frames_latest_wins(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock
+) -> None:
+    session = await live(conv, backend, clock)
+    for i in range(5):
+        conv.uplink.put_frame(WaitingFrame(b"\xff\xd8\xff" + bytes([i]), 8, 4))
+    await clock.settle()
+    assert session.frames == [b"\xff\xd8\xff\x04"]
+    assert conv.core.log.counters.superseded_frames == 4
+    await conv.stop()
+
+
+def slow_close(backend: FakeBackend, gate: asyncio.Event) -> object:
+    """A connector whose connections take until ``gate`` is set to close."""
+
+    @asynccontextmanager
+    async def connect(config: SessionConfig, handle: str | None) -> AsyncIterator[LiveSession]:
+        async with backend.connect(config, handle) as session:
+            try:
+                yield session
+            finally:
+                await gate.wait()
+
+    return connect
+
+
+async def test_cancelling_a_stop_that_waits_for_the_close_propagates(
+    backend: FakeBackend, sink: RecordingSink, clock: FakeClock
+) -> None:
+    """Never swallow CancelledError: a stop waiting for a slow close that is itself
+    cancelled ends cancelled, not as if the session had closed."""
+    gate = asyncio.Event()
+    conv = conversation(slow_close(backend, gate), sink, clock)
+    await live(conv, backend, clock)
+    stopper = asyncio.create_task(conv.stop())
+    await clock.settle()  # it waits for the session's task to end
+    stopper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopper
+    gate.set()
+    await clock.settle()
+    assert conv.state is RelayState.IDLE
+
+
+async def test_cancelling_a_start_that_waits_for_a_closing_session_propagates(
+    backend: FakeBackend, sink: RecordingSink, clock: FakeClock
+) -> None:
+    gate = asyncio.Event()
+    conv = conversation(slow_close(backend, gate), sink, clock)
+    await live(conv, backend, clock)
+    stopper = asyncio.create_task(conv.stop())
+    await clock.settle()
+    assert conv.state is RelayState.CLOSING
+    starter = asyncio.create_task(conv.start())
+    await clock.settle()  # it waits for the closing session
+    starter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starter
+    gate.set()
+    await stopper
+    assert conv.state is RelayState.IDLE  # the cancelled start opened nothing
+    assert len(backend.sessions) == 1
