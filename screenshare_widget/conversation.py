@@ -25,6 +25,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Final, Protocol
 
 from .backend import Capabilities, Connector, LiveError, LiveSession, Usage
@@ -133,8 +134,6 @@ class Conversation:
         timings: Timings | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self._connect = connect
-        self._settings = settings
         self.timings = timings if timings is not None else Timings()
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.core = Core(
@@ -145,13 +144,13 @@ class Conversation:
         self.handovers = Handovers(self.core)
         self.uplink = Uplink(self.core, self.handovers, self.accepting)
         self.policy = ReconnectPolicy(self.timings)
+        self.link = Connection(connect, settings, self)
         #: The error that ended the last session in FAILED (None since the next start).
         self.failure: LiveError | None = None
         self._state = RelayState.IDLE
         self._error = ""
         self._state_lock = threading.Lock()  # the state is read from other threads
         self._task: asyncio.Task[None] | None = None
-        self._opened_at: float | None = None  # clock time the current connection opened
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -271,9 +270,9 @@ class Conversation:
             go_on = True
             while go_on:
                 handle = self.core.handle
-                self._opened_at = None
+                self.link.opened_at = None
                 try:
-                    await self._connection(handle, ended)
+                    await self.link.run(handle, ended)
                 except HandoverDue as due:
                     self.policy.handed_over()
                     ended = due.reason
@@ -298,7 +297,8 @@ class Conversation:
         self, exc: LiveError, handle: str | None, ended: str | None
     ) -> tuple[bool, str | None]:
         """Act on a connection's end in ``exc``: whether to go on, and why it ended."""
-        up_s = None if self._opened_at is None else self.clock.monotonic() - self._opened_at
+        opened = self.link.opened_at
+        up_s = None if opened is None else self.clock.monotonic() - opened
         decision = self.policy.after(exc, resumed=handle is not None, up_s=up_s)
         said = f"{exc.code}: {exc.reason or exc.message}"
         if decision.action == "again":
@@ -363,7 +363,32 @@ class Conversation:
         self._wind_down(f"The session failed before the model answered: {message}")
         self.set_state(RelayState.FAILED, message)
 
-    # ---- one connection -------------------------------------------------------------------------
+    async def _tick(self) -> None:
+        while True:
+            await self.clock.sleep(self.timings.ack_interval_s)
+            self.core.emit(self.core.sink.on_tick)
+
+
+class Connection:
+    """One connection at a time: open it, run its named tasks in one task group until the
+    first ends, close it. Relay loop only."""
+
+    def __init__(
+        self,
+        connect: Connector,
+        settings: Settings,
+        conversation: Conversation,
+    ) -> None:
+        self._connect = connect
+        self._settings = settings
+        self.core = conversation.core
+        self.timings, self.clock = conversation.timings, conversation.clock
+        self.dialogue = conversation.dialogue
+        self.uplink = conversation.uplink
+        self.handovers = conversation.handovers
+        self._live = partial(conversation.set_state, RelayState.LIVE)
+        #: When the current connection opened (clock s; None: it has not opened).
+        self.opened_at: float | None = None
 
     def _connect_config(self) -> tuple[SessionConfig, int]:
         """The next connection's settings with the tools declared for its model."""
@@ -378,7 +403,7 @@ class Conversation:
             ) from None
         return replace(config, tools=declarations), version
 
-    async def _connection(self, handle: str | None, ended: str | None) -> None:
+    async def run(self, handle: str | None, ended: str | None) -> None:
         """One connection: open it (resuming ``handle``), run its tasks until one ends,
         close it. ``ended`` says why the previous connection ended (None for the first).
         The tools still running at its end are cancelled (bounded)."""
@@ -387,7 +412,7 @@ class Conversation:
         async with self._connect(config, handle) as session:
             c.session = session
             c.log.counters.connections += 1
-            self._opened_at = self.clock.monotonic()
+            self.opened_at = self.clock.monotonic()
             if ended is not None:
                 self.handovers.begin(ended, handle is not None)
             by: AppliedBy = "handover" if ended == INSTRUCTION_HANDOVER else "setup"
@@ -396,7 +421,7 @@ class Conversation:
                 c.heard_at = self.clock.monotonic()
                 if ended is not None:
                     await self.handovers.replay(session)
-                self.set_state(RelayState.LIVE)
+                self._live()
                 await self._tasks(session)
             finally:
                 c.session = None
@@ -468,10 +493,6 @@ class Conversation:
             if ping is not None:
                 ping.cancel()
 
-    async def _tick(self) -> None:
-        while True:
-            await self.clock.sleep(self.timings.ack_interval_s)
-            self.core.emit(self.core.sink.on_tick)
 
 
 async def settled(task: asyncio.Future[None], limit_s: float | None = None) -> None:

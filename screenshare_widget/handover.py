@@ -18,6 +18,7 @@ from .backend import LiveSession
 from .instructions import AppliedBy
 from .policy import PendingHandover
 from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
+from .pumps import Said
 
 if TYPE_CHECKING:
     from .dialogue import Core
@@ -88,16 +89,7 @@ class Handovers:
             # The new connection transcribes the speech again: the same turn, unless the
             # speech is a barge-in no turn has claimed yet.
             c.turns(c.log.transcript.expect_retranscription(question=not taken.barge_in))
-        # The answers come in the order of the questions: renumber the asks waiting.
-        questions, in_speech = 0, False
-        for item in items:
-            if item.voiced and not in_speech:
-                questions += 1
-            in_speech = item.voiced or (in_speech and not item.text)
-            if item.text:
-                questions += 1
-                if item.reply is not None and not item.reply.future.done():
-                    item.reply.turn = c.model_turns + questions
+        _renumber(items, c.model_turns)
         sent = 0
         try:
             for item in items:
@@ -179,3 +171,17 @@ class Handovers:
                 raise HandoverDue(INSTRUCTION_HANDOVER)
             await c.instruction_ready.wait()
             c.instruction_ready.clear()
+
+
+def _renumber(items: list[Said], model_turns: int) -> None:
+    """The answers come in the order of the questions: renumber the asks waiting among
+    ``items`` (an utterance is one question, each text another) after ``model_turns``."""
+    questions, in_speech = 0, False
+    for item in items:
+        if item.voiced and not in_speech:
+            questions += 1
+        in_speech = item.voiced or (in_speech and not item.text)
+        if item.text:
+            questions += 1
+            if item.reply is not None and not item.reply.future.done():
+                item.reply.turn = model_turns + questions
