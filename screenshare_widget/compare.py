@@ -2,9 +2,10 @@
 
 :func:`compare` opens a fresh Live session per instruction variant and plays the recording
 into each (its microphone audio, the frames it sent and the texts it typed, at their
-recorded times), through the same :class:`~screenshare_widget.relay.Relay` the widget uses.
-It returns a DataFrame with one row per answer and, for each variant, the answer's text,
-its latency and its tokens.
+recorded times), through the same conversation core the widget's relay runs
+(:class:`~screenshare_widget.conversation.Conversation`), all variants on one loop: no
+thread per variant, and nothing polled across threads. It returns a DataFrame with one
+row per answer and, for each variant, the answer's text, its latency and its tokens.
 """
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .backend import Connector, Usage
 from .config import DEFAULT_MODEL, DEFAULT_VOICE, SessionConfig
+from .conversation import Conversation, RelayState
 from .events import Event
+from .instructions import Instructions
 from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
+from .pumps import PendingText, WaitingFrame
 from .recording import Recorder, Recording
-from .relay import QuietSink, Relay, RelayState
+from .relay import QuietSink
+from .session_log import SessionLog
+from .tools import Toolbox
 from .transcript import Turn
 
 if TYPE_CHECKING:
@@ -208,55 +214,73 @@ async def replay(
     speed: float = 1.0,
 ) -> Variant:
     """Play ``recording`` into one new session opened with ``connect`` and ``config``, and
-    return what came of it. Cancelling it closes the session."""
-    relay = Relay(connect, config, QuietSink(), name=f"screenshare-replay-{label}")
-    loop = asyncio.get_running_loop()
+    return what came of it. The variant's conversation runs on the caller's loop (no
+    thread of its own). Cancelling it closes the session."""
+    log = SessionLog()
+    instructions = Instructions(config.system_instruction)
+    conv = Conversation(
+        connect,
+        lambda: (config, instructions.current.version),
+        QuietSink(),
+        toolbox=Toolbox(),
+        instructions=instructions,
+        log=log,
+    )
     error = ""
     try:
-        relay.start()
-        await _until(lambda: relay.state in (RelayState.LIVE, RelayState.FAILED),
+        await conv.start()
+        await _until(lambda: conv.state in (RelayState.LIVE, RelayState.FAILED),
                      CONNECT_TIMEOUT_S, "the session to go live")  # fmt: skip
-        if relay.state is RelayState.FAILED:
-            raise _VariantFailed(relay.error)
-        prompts = _prompt_times(recording)
-        passed = 0  # prompts the replay has reached
-        start = loop.time()
-        shift = 0.0  # time spent waiting for answers (faster than real time only)
-        for t, kind, payload in _schedule(recording):
-            while speed > 1 and passed < len(prompts) and prompts[passed] <= t:
-                if passed > 0:  # the previous prompt's answer comes first
-                    waited = loop.time()
-                    await _until(relay.at_rest, ANSWER_TIMEOUT_S, "", fail=False)
-                    shift += loop.time() - waited
-                passed += 1
-            delay = start + shift + t / speed - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if _failed(relay):
-                raise _VariantFailed(relay.error)
-            if kind == "audio":
-                relay.feed_audio(payload)  # type: ignore[arg-type]
-            elif kind == "frame":
-                relay.feed_frame(*payload)  # type: ignore[misc]
-            else:
-                await asyncio.wrap_future(relay.say(payload))  # type: ignore[arg-type]
-        await asyncio.wrap_future(relay.end_audio())
-        await _settle(relay)
-        if _failed(relay):
-            raise _VariantFailed(relay.error)
+        _check(conv)
+        await _play(recording, conv, speed)
+        await conv.end_audio()
+        await _settle(conv)
+        _check(conv)
     except _VariantFailed as failed:
         error = str(failed) or "The session failed."
         logger.warning("variant %s: %s", label, error)
     finally:
-        await asyncio.to_thread(relay.close)
+        await conv.stop()
     return Variant(
         label=label,
         instruction=config.system_instruction,
-        turns=tuple(relay.transcript),
-        events=tuple(relay.events),
-        usage=tuple(relay.usage),
+        turns=tuple(log.transcript),
+        events=tuple(log.events),
+        usage=tuple(log.usage),
         error=error,
     )
+
+
+async def _play(recording: Recording, conv: Conversation, speed: float) -> None:
+    """Feed the recording's audio, frames and texts at their times divided by ``speed``;
+    faster than real time, each prompt's answer is awaited before the next prompt."""
+    loop = asyncio.get_running_loop()
+    prompts = _prompt_times(recording)
+    passed = 0  # prompts the replay has reached
+    start = loop.time()
+    shift = 0.0  # time spent waiting for answers (faster than real time only)
+    for t, kind, payload in _schedule(recording):
+        while speed > 1 and passed < len(prompts) and prompts[passed] <= t:
+            if passed > 0:  # the previous prompt's answer comes first
+                waited = loop.time()
+                await _until(conv.at_rest, ANSWER_TIMEOUT_S, "", fail=False)
+                shift += loop.time() - waited
+            passed += 1
+        delay = start + shift + t / speed - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        _check(conv)
+        if kind == "audio":
+            conv.uplink.put_audio(payload)  # type: ignore[arg-type]
+        elif kind == "frame":
+            conv.uplink.put_frame(WaitingFrame(*payload))  # type: ignore[misc]
+        else:
+            await conv.say(PendingText(payload))  # type: ignore[arg-type]
+
+
+def _check(conv: Conversation) -> None:
+    if conv.state is RelayState.FAILED:
+        raise _VariantFailed(conv.error)
 
 
 def table(variants: Sequence[Variant]) -> pd.DataFrame:
@@ -363,25 +387,21 @@ async def _until(
         await asyncio.sleep(_POLL_S)
 
 
-async def _settle(relay: Relay) -> None:
+async def _settle(conv: Conversation) -> None:
     """Wait until the conversation has been at rest for :data:`SETTLE_S` (the answers are
     in), or :data:`ANSWER_TIMEOUT_S` passed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ANSWER_TIMEOUT_S
     rest_since: float | None = None
-    while loop.time() < deadline and relay.state is not RelayState.FAILED:
+    while loop.time() < deadline and conv.state is not RelayState.FAILED:
         now = loop.time()
-        if relay.at_rest():
+        if conv.at_rest():
             rest_since = now if rest_since is None else rest_since
             if now - rest_since >= SETTLE_S:
                 return
         else:
             rest_since = None
         await asyncio.sleep(_POLL_S)
-
-
-def _failed(relay: Relay) -> bool:
-    return relay.state is RelayState.FAILED
 
 
 def _mean(values: list[float]) -> float:

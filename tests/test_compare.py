@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from screenshare_widget import compare, gemini
+from screenshare_widget.backend import LiveSession
 from screenshare_widget.compare import CHUNK_S, TAIL_SILENCE_S, _schedule, acompare
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.emulator import DefaultResponder, LiveEmulator
@@ -109,6 +112,28 @@ def test_compare_answers_each_prompt_per_variant_side_by_side(
     )
     assert len(setups) == 2
     assert all(any(v in i for i in instructions) for v in ("Short:", "Well, let me see:"))
+
+
+def test_every_variant_runs_on_the_callers_loop(emulator: LiveEmulator, take: Recording) -> None:
+    """No thread per variant: each variant's conversation runs on the loop that awaits
+    acompare (and nothing polls a relay thread's state from another thread)."""
+    real = gemini.connector(gemini.client_for_emulator(emulator.url, emulator.cafile))
+    seen: list[tuple[threading.Thread, asyncio.AbstractEventLoop]] = []
+
+    @asynccontextmanager
+    async def connect(config: SessionConfig, handle: str | None) -> AsyncIterator[LiveSession]:
+        seen.append((threading.current_thread(), asyncio.get_running_loop()))
+        async with real(config, handle) as session:
+            yield session
+
+    async def run() -> tuple[pd.DataFrame, threading.Thread, asyncio.AbstractEventLoop]:
+        df = await acompare(take, VARIANTS, speed=8.0, _connector=connect)
+        return df, threading.current_thread(), asyncio.get_running_loop()
+
+    df, thread, loop = asyncio.run(run())
+    assert len(seen) == 2
+    assert all(t is thread and running is loop for t, running in seen), seen
+    assert [v["error"] for v in df.attrs["variants"].values()] == ["", ""]
 
 
 def test_a_failing_variant_says_why_and_the_others_still_answer(
