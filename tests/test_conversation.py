@@ -219,3 +219,127 @@ async def test_cancelling_a_start_that_waits_for_a_closing_session_propagates(
     await stopper
     assert conv.state is RelayState.IDLE  # the cancelled start opened nothing
     assert len(backend.sessions) == 1
+
+
+async def reconnected(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock, count: int
+) -> FakeSession:
+    """Advance virtual time through backoffs until connection ``count`` is live."""
+    for _ in range(100):
+        if len(backend.sessions) >= count and conv.state is RelayState.LIVE:
+            break
+        await clock.advance(conv.timings.backoff_max_s / 4)
+    return await live(conv, backend, clock, count)
+
+
+async def test_drop_reconnects_with_the_latest_resumable_handle(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock
+) -> None:
+    session = await live(conv, backend, clock)
+    session.push(ServerMessage(resumption_handle="h-7", resumable=True))
+    session.push(ServerMessage(resumable=False))
+    session.push(LiveError("dropped", code=1006, fatal=False))
+    second = await reconnected(conv, backend, clock, 2)
+    assert backend.configs[-1][1] == "h-7"
+    assert conv.core.log.counters.reconnects == 1
+    conv.uplink.put_audio(b"\0\0" * 8)
+    await clock.settle()
+    assert second.audio
+
+
+async def test_gives_up_after_the_reconnect_budget(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock
+) -> None:
+    err = LiveError("The Live service closed the connection (1011: x).", code=1011, fatal=False)
+    budget = conv.timings.max_reconnects
+    backend.fail_connects = [err] * (budget + 1)
+    await conv.start()
+    for _ in range(200):
+        if conv.state is RelayState.FAILED:
+            break
+        await clock.advance(conv.timings.backoff_max_s / 4)
+    assert conv.state is RelayState.FAILED
+    assert len(backend.configs) == budget + 1
+    assert "gave up after" in conv.error
+
+
+async def test_go_away_hands_over_before_the_deadline_mid_turn(
+    backend: FakeBackend, sink: RecordingSink, clock: FakeClock
+) -> None:
+    conv = conversation(backend.connect, sink, clock, goaway_margin_s=0.0)
+    session = await live(conv, backend, clock)
+    session.push(ServerMessage(audio=b"\0\0"))
+    session.push(ServerMessage(go_away_s=0.2))
+    await clock.advance(0.1)
+    assert len(backend.sessions) == 1  # the model still speaks: not yet
+    await clock.advance(0.1 + conv.timings.handover_poll_s)
+    await live(conv, backend, clock, count=2)
+    await conv.stop()
+
+
+async def test_ticks_while_running(
+    conv: Conversation, backend: FakeBackend, sink: RecordingSink, clock: FakeClock
+) -> None:
+    await live(conv, backend, clock)
+    await clock.advance(2 * conv.timings.ack_interval_s)
+    assert sink.ticks == 2
+
+
+async def test_handovers_are_recorded_with_reason_resumption_and_gap(
+    conv: Conversation, backend: FakeBackend, sink: RecordingSink, clock: FakeClock
+) -> None:
+    session = await live(conv, backend, clock)
+    session.push(ServerMessage(resumption_handle="h-1", resumable=True))
+    conv.uplink.put_audio(b"\0\0" * 640)
+    await clock.settle()
+    assert session.audio
+    sent_at = clock.monotonic()
+    session.push(LiveError("x", code=1011, reason="Internal error occurred.", fatal=False))
+    second = await reconnected(conv, backend, clock, 2)
+    conv.uplink.put_audio(b"\0\0" * 640)
+    await clock.settle()
+    assert second.audio
+    (handover,) = conv.core.log.handovers
+    assert handover.reason == "1011: Internal error occurred."
+    assert handover.resumed
+    assert handover.gap_ms == pytest.approx((clock.monotonic() - sent_at) * 1000)
+    assert 0 < handover.gap_ms < 5_000
+    assert sink.handovers == [handover]
+
+
+async def test_a_refused_handle_gets_one_fresh_retry(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock
+) -> None:
+    session = await live(conv, backend, clock)
+    session.push(ServerMessage(resumption_handle="old", resumable=True))
+    refused = LiveError(
+        "refused", code=1008, reason="Session resumption handle is invalid or expired.", fatal=False
+    )
+    backend.fail_connects = [refused]
+    session.push(LiveError("dropped", code=1006, fatal=False))
+    await reconnected(conv, backend, clock, 2)
+    assert [handle for _, handle in backend.configs] == [None, "old", None]
+    conv.uplink.put_audio(b"\0\0" * 8)
+    await clock.settle()
+    assert conv.core.log.handovers[0].resumed is False
+
+
+async def test_a_chunk_whose_send_failed_goes_first_on_the_next_connection(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock
+) -> None:
+    failing = {"left": 1}
+
+    class BrokenOnce(FakeSession):
+        async def send_audio(self, pcm: bytes) -> None:
+            if failing["left"]:
+                failing["left"] -= 1
+                raise LiveError("dropped", code=1006, fatal=False)
+            self.audio.append(pcm)
+
+    backend.session_type = BrokenOnce
+    await live(conv, backend, clock)
+    conv.uplink.put_audio(b"\x07\x00" * 4)
+    second = await reconnected(conv, backend, clock, 2)
+    await clock.settle()
+    assert second.audio == [b"\x07\x00" * 4]
+    assert conv.core.log.counters.audio_bytes_sent == 8
