@@ -575,6 +575,33 @@ def _usage(meta: types.UsageMetadata) -> Usage:
     )
 
 
+def _content_fields(content: types.LiveServerContent, fields: dict[str, Any]) -> list[str]:
+    """Put the fields of ``serverContent`` into ``fields``; returns the ones not handled."""
+    unhandled = [
+        f"server_content.{name}"
+        for name in type(content).model_fields
+        if getattr(content, name) not in (None, False) and name not in _HANDLED_CONTENT
+    ]
+    audio: list[bytes] = []
+    text: list[str] = []
+    for part in content.model_turn.parts or () if content.model_turn else ():
+        blob = part.inline_data
+        if blob is not None and blob.data and (blob.mime_type or "").startswith("audio/"):
+            audio.append(blob.data)
+        if part.text and not part.thought:
+            text.append(part.text)
+    fields["audio"] = b"".join(audio)
+    fields["text"] = "".join(text)
+    if content.input_transcription and content.input_transcription.text:
+        fields["input_transcription"] = content.input_transcription.text
+    if content.output_transcription and content.output_transcription.text:
+        fields["output_transcription"] = content.output_transcription.text
+    fields["interrupted"] = bool(content.interrupted)
+    fields["generation_complete"] = bool(content.generation_complete)
+    fields["turn_complete"] = bool(content.turn_complete)
+    return unhandled
+
+
 def to_server_message(msg: types.LiveServerMessage) -> ServerMessage:
     """Every field of one SDK message, as a :class:`ServerMessage`."""
     fields: dict[str, Any] = {}
@@ -583,30 +610,8 @@ def to_server_message(msg: types.LiveServerMessage) -> ServerMessage:
         for name in type(msg).model_fields
         if getattr(msg, name) is not None and name not in _HANDLED_MESSAGE
     ]
-    content = msg.server_content
-    if content is not None:
-        unhandled += [
-            f"server_content.{name}"
-            for name in type(content).model_fields
-            if getattr(content, name) not in (None, False) and name not in _HANDLED_CONTENT
-        ]
-        audio: list[bytes] = []
-        text: list[str] = []
-        for part in content.model_turn.parts or () if content.model_turn else ():
-            blob = part.inline_data
-            if blob is not None and blob.data and (blob.mime_type or "").startswith("audio/"):
-                audio.append(blob.data)
-            if part.text and not part.thought:
-                text.append(part.text)
-        fields["audio"] = b"".join(audio)
-        fields["text"] = "".join(text)
-        if content.input_transcription and content.input_transcription.text:
-            fields["input_transcription"] = content.input_transcription.text
-        if content.output_transcription and content.output_transcription.text:
-            fields["output_transcription"] = content.output_transcription.text
-        fields["interrupted"] = bool(content.interrupted)
-        fields["generation_complete"] = bool(content.generation_complete)
-        fields["turn_complete"] = bool(content.turn_complete)
+    if msg.server_content is not None:
+        unhandled += _content_fields(msg.server_content, fields)
     if msg.usage_metadata is not None:
         fields["usage"] = _usage(msg.usage_metadata)
     if msg.go_away is not None:
