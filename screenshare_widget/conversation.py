@@ -438,7 +438,7 @@ class Connection:
                 group.create_task(uplink.send_frames(session), name="relay.send_frames")
                 group.create_task(self._receive(session, go_away), name="relay.receive")
                 group.create_task(self._keepalive(session), name="relay.keepalive")
-                group.create_task(handovers.after_goaway(go_away), name="relay.hand_over")
+                group.create_task(handovers.after_goaway(go_away), name="relay.after_goaway")
                 group.create_task(uplink.send_texts(session), name="relay.send_texts")
                 group.create_task(
                     handovers.apply_instructions(session), name="relay.apply_instructions"

@@ -110,6 +110,7 @@ class Recorder:
     """Writes one session into a folder while it runs; see the module docs for the layout.
 
     Made by ``assistant.record(path)``; the relay calls its ``on_*`` methods on its thread.
+    Files are flushed every ``flush_every_s`` seconds (:data:`FLUSH_EVERY_S`).
     :meth:`stop` (or leaving a ``with`` block) finishes the files and returns the
     :class:`Recording`. Stopping twice is harmless.
     """
@@ -121,6 +122,7 @@ class Recorder:
         meta: dict[str, Any],
         turns: Callable[[], Sequence[Turn]] = tuple,
         on_stop: Callable[[], None] | None = None,
+        flush_every_s: float = FLUSH_EVERY_S,
     ) -> None:
         folder = Path(path)
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
@@ -141,6 +143,7 @@ class Recorder:
         self._model = _WavWriter(folder / "model.wav", OUTPUT_RATE_HZ)
         self._events = (folder / "events.jsonl").open("w", encoding="utf-8")
         self._frames = 0
+        self._flush_every_s = flush_every_s
         self._flushed = self._t0
         header = {"kind": "recording", "format": FORMAT, "started_at": _iso(self.started_at)}
         self._line({**header, **meta})
@@ -286,7 +289,7 @@ class Recorder:
 
     def _maybe_flush(self) -> None:
         now = time.monotonic()
-        if now - self._flushed >= FLUSH_EVERY_S:
+        if now - self._flushed >= self._flush_every_s:
             self._flushed = now
             self._mic.flush()
             self._model.flush()

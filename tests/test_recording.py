@@ -22,8 +22,10 @@ from .media import fake_jpeg, silence_pcm, tone_pcm
 META = {"model": "gemini-3.8-live", "voice": "Puck", "system_instruction": "be brief"}
 
 
-def recorder_on(relay: Relay, folder: Path) -> Recorder:
-    recorder = Recorder(folder, meta=META, turns=relay.transcript.snapshot)
+def recorder_on(relay: Relay, folder: Path, flush_every_s: float = 1.0) -> Recorder:
+    recorder = Recorder(
+        folder, meta=META, turns=relay.transcript.snapshot, flush_every_s=flush_every_s
+    )
     relay.tap = recorder
     return recorder
 
@@ -84,11 +86,10 @@ def test_a_pause_in_the_audio_is_kept_as_silence(
 
 
 def test_files_are_readable_while_recording(
-    relay: Relay, backend: FakeBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    relay: Relay, backend: FakeBackend, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(recording_module, "FLUSH_EVERY_S", 0.0)
     live(relay, backend)
-    recorder = recorder_on(relay, tmp_path / "take")
+    recorder = recorder_on(relay, tmp_path / "take", flush_every_s=0.0)
     relay.feed_audio(tone_pcm(0.1))
     wait_until(lambda: any(e.kind == "speech_start" for e in relay.events))
     relay.feed_audio(silence_pcm(0.04))  # the next write flushes
