@@ -32,13 +32,18 @@ const common = { bundle: true, format: "esm", target: "es2022", charset: "utf8",
 const workletSource = {
   name: "worklet-source",
   setup(build) {
+    // Paths relative to the repository, so the bundle is the same in every checkout.
     build.onResolve({ filter: /\?source$/ }, (args) => ({
-      path: path.resolve(args.resolveDir, args.path.replace(/\?source$/, "")),
+      path: path.relative(root, path.resolve(args.resolveDir, args.path.replace(/\?source$/, ""))),
       namespace: "worklet-source",
     }));
     build.onLoad({ filter: /.*/, namespace: "worklet-source" }, async (args) => {
       const result = await esbuild.build({
-        ...common, entryPoints: [args.path], write: false, metafile: true,
+        ...common,
+        absWorkingDir: root,
+        entryPoints: [path.join(root, args.path)],
+        write: false,
+        metafile: true,
       });
       const watchFiles = Object.keys(result.metafile.inputs).map((f) => path.resolve(root, f));
       return { contents: result.outputFiles[0].text, loader: "text", watchFiles };

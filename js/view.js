@@ -23,8 +23,69 @@ const TOOLS_SHOWN = 8;
 /** Statuses in which the kernel has a session running. */
 const RUNNING = ["connecting", "live", "reconnecting"];
 
+/** The methods handed out as listeners, bound once so that `off` finds them. */
+const HANDLERS = /** @type {const} */ ([
+  "showState", "showLevel", "showTurns", "showTools", "showFilmstrip", "showTimer", "onSend",
+  "keepKeys", "onTranscriptScroll", "onPause", "onShare", "onStop", "cleanup",
+]);
+
 /** @typedef {import("./controller.js").Controller} Controller */
 /** @typedef {import("./model.js").WidgetModel} WidgetModel */
+
+/** The system instruction box: it follows the kernel's value unless the user is editing it. */
+class InstructionBox {
+  /**
+   * @param {import("./elements.js").ViewElements} ui
+   * @param {WidgetModel} model
+   * @param {Controller} ctl
+   */
+  constructor(ui, model, ctl) {
+    this.ui = ui;
+    this.model = model;
+    this.ctl = ctl;
+    this.editing = false;
+    this.onInput = this.onInput.bind(this);
+    this.apply = this.apply.bind(this);
+    this.revert = this.revert.bind(this);
+  }
+
+  show() {
+    const { ui, model } = this;
+    const text = model.get("system_instruction") || "";
+    if (!this.editing && ui.instructionText.value !== text) ui.instructionText.value = text;
+    const latest = Number(model.get("instruction_version")) || 1;
+    const applied = Number(model.get("instruction_applied")) || 0;
+    let state = `v${latest}`;
+    if (applied >= latest) state += " · the model has it";
+    else if (applied > 0) state += ` · waiting for the next turn (the model has v${applied})`;
+    else state += " · used when the session starts";
+    if (this.editing) state = `edited · Apply to make v${latest + 1}`;
+    ui.instructionState.textContent = state;
+    ui.instructionSummary.textContent = `System instruction (v${latest})`;
+    ui.instruction.dataset.version = String(latest);
+    ui.instruction.dataset.applied = String(applied);
+    ui.apply.disabled = !this.editing || !!this.ctl.kernelGone;
+    ui.revert.disabled = !this.editing;
+  }
+
+  onInput() {
+    this.editing = this.ui.instructionText.value !== (this.model.get("system_instruction") || "");
+    this.show();
+  }
+
+  apply() {
+    this.model.set("system_instruction", this.ui.instructionText.value);
+    this.model.save_changes();
+    this.editing = false;
+    this.show();
+  }
+
+  revert() {
+    this.editing = false;
+    this.ui.instructionText.value = this.model.get("system_instruction") || "";
+    this.show();
+  }
+}
 
 export class View {
   /**
@@ -41,15 +102,10 @@ export class View {
     this.rows = [];
     /** @type {ReturnType<typeof setInterval> | undefined} */
     this.clock = undefined;
-    this.editing = false; // the instruction box follows the kernel unless the user edits it
+    this.instruction = new InstructionBox(this.ui, model, ctl);
     this.following = true; // the transcript follows the newest turn unless scrolled up
     this.cleaned = false;
-    for (const name of Object.getOwnPropertyNames(View.prototype)) {
-      const value = /** @type {any} */ (this)[name];
-      if (name !== "constructor" && typeof value === "function") {
-        /** @type {any} */ (this)[name] = value.bind(this);
-      }
-    }
+    for (const name of HANDLERS) this[name] = /** @type {any} */ (this[name]).bind(this);
     // A view that opens with history is not laid out yet: it follows once it has a size.
     this.sized = new ResizeObserver(() => {
       if (this.following) this.ui.transcript.scrollTop = this.ui.transcript.scrollHeight;
@@ -80,9 +136,9 @@ export class View {
     ui.stop.addEventListener("click", this.onStop, until);
     ui.pause.addEventListener("click", this.onPause, until);
     ui.compose.addEventListener("submit", this.onSend, until);
-    ui.apply.addEventListener("click", this.onApply, until);
-    ui.revert.addEventListener("click", this.onRevert, until);
-    ui.instructionText.addEventListener("input", this.onInstructionInput, until);
+    ui.apply.addEventListener("click", this.instruction.apply, until);
+    ui.revert.addEventListener("click", this.instruction.revert, until);
+    ui.instructionText.addEventListener("input", this.instruction.onInput, until);
     ui.transcript.addEventListener("scroll", this.onTranscriptScroll, until);
     ui.textInput.addEventListener("keydown", this.keepKeys, until);
     ui.instructionText.addEventListener("keydown", this.keepKeys, until);
@@ -99,7 +155,7 @@ export class View {
     this.showBackend();
     this.showSpend();
     this.showToggles();
-    this.showInstruction();
+    this.instruction.show();
     this.showMessages();
     const stream = this.ctl.sharing.capture.screen;
     if (this.ui.preview.srcObject !== stream) this.ui.preview.srcObject = stream;
@@ -221,43 +277,6 @@ export class View {
     }
   }
 
-  showInstruction() {
-    const { ui, model } = this;
-    const text = model.get("system_instruction") || "";
-    if (!this.editing && ui.instructionText.value !== text) ui.instructionText.value = text;
-    const latest = Number(model.get("instruction_version")) || 1;
-    const applied = Number(model.get("instruction_applied")) || 0;
-    let state = `v${latest}`;
-    if (applied >= latest) state += " · the model has it";
-    else if (applied > 0) state += ` · waiting for the next turn (the model has v${applied})`;
-    else state += " · used when the session starts";
-    if (this.editing) state = `edited · Apply to make v${latest + 1}`;
-    ui.instructionState.textContent = state;
-    ui.instructionSummary.textContent = `System instruction (v${latest})`;
-    ui.instruction.dataset.version = String(latest);
-    ui.instruction.dataset.applied = String(applied);
-    ui.apply.disabled = !this.editing || !!this.ctl.kernelGone;
-    ui.revert.disabled = !this.editing;
-  }
-
-  onInstructionInput() {
-    this.editing = this.ui.instructionText.value !== (this.model.get("system_instruction") || "");
-    this.showInstruction();
-  }
-
-  onApply() {
-    this.model.set("system_instruction", this.ui.instructionText.value);
-    this.model.save_changes();
-    this.editing = false;
-    this.showInstruction();
-  }
-
-  onRevert() {
-    this.editing = false;
-    this.ui.instructionText.value = this.model.get("system_instruction") || "";
-    this.showInstruction();
-  }
-
   /** @param {SubmitEvent} event */
   onSend(event) {
     event.preventDefault();
@@ -275,7 +294,7 @@ export class View {
     event.stopPropagation();
     if (event.key === "Enter" && event.target === this.ui.instructionText && event.ctrlKey) {
       event.preventDefault();
-      if (this.editing) this.onApply();
+      if (this.instruction.editing) this.instruction.apply();
     }
   }
 

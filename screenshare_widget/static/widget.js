@@ -457,7 +457,7 @@ function rmsToLevel(rms) {
 var CAPTURE_PROCESSOR = "ssw-capture-16k";
 var PLAYER_PROCESSOR = "pcm-player";
 
-// worklet-source:/work/main/js/worklets/capture.worklet.js
+// worklet-source:js/worklets/capture.worklet.js
 var capture_worklet_default = '// js/pcm.js\nfunction sampleToPcm16(x) {\n  const c = x > 1 ? 1 : x < -1 ? -1 : x;\n  return c < 0 ? Math.round(c * 32768) : Math.round(c * 32767) || 0;\n}\n\n// js/worklets/names.js\nvar CAPTURE_PROCESSOR = "ssw-capture-16k";\n\n// js/worklets/capture.worklet.js\nvar SswCapture = class extends AudioWorkletProcessor {\n  /** @param {AudioWorkletNodeOptions} options */\n  constructor(options) {\n    super();\n    const o = options.processorOptions;\n    this.taps = o.taps;\n    const n = this.taps ? this.taps.length : 0;\n    this.history = new Float32Array(2 * n);\n    this.write = 0;\n    this.step = sampleRate / o.outRate;\n    this.passThrough = sampleRate === o.outRate;\n    this.previous = 0;\n    this.phase = 0;\n    this.chunk = new Int16Array(o.chunkSamples);\n    this.filled = 0;\n    this.sumSquares = 0;\n  }\n  /** @param {number} x */\n  filter(x) {\n    const taps = this.taps;\n    if (!taps) return x;\n    const n = taps.length;\n    const h = this.history;\n    h[this.write] = x;\n    h[this.write + n] = x;\n    this.write = this.write + 1 === n ? 0 : this.write + 1;\n    let acc = 0;\n    for (let i = 0, j = this.write; i < n; i++, j++) acc += taps[i] * h[j];\n    return acc;\n  }\n  /** @param {number} y */\n  emit(y) {\n    const c = y > 1 ? 1 : y < -1 ? -1 : y;\n    this.sumSquares += c * c;\n    this.chunk[this.filled++] = sampleToPcm16(c);\n    if (this.filled === this.chunk.length) {\n      const rms = Math.sqrt(this.sumSquares / this.filled);\n      const pcm = this.chunk.buffer;\n      this.port.postMessage({ pcm, rms }, [pcm]);\n      this.chunk = new Int16Array(this.filled);\n      this.filled = 0;\n      this.sumSquares = 0;\n    }\n  }\n  /** @param {Float32Array[][]} inputs */\n  process(inputs) {\n    const input = inputs[0];\n    if (!input || input.length === 0) return true;\n    const x = input[0];\n    for (let i = 0; i < x.length; i++) {\n      const y = this.filter(x[i]);\n      if (this.passThrough) {\n        this.emit(y);\n        continue;\n      }\n      while (this.phase < 1) {\n        this.emit(this.previous + (y - this.previous) * this.phase);\n        this.phase += this.step;\n      }\n      this.phase -= 1;\n      this.previous = y;\n    }\n    return true;\n  }\n};\nregisterProcessor(CAPTURE_PROCESSOR, SswCapture);\n';
 
 // js/capture.js
@@ -842,7 +842,7 @@ var FrameLoop = class {
   }
 };
 
-// worklet-source:/work/main/js/worklets/player.worklet.js
+// worklet-source:js/worklets/player.worklet.js
 var player_worklet_default = '// js/trace.js\nvar MAX_PLAYER_ENTRIES = 1e5;\nvar PlayerTrace = class {\n  constructor() {\n    this.entries = [];\n    this.flushes = [];\n    this.ids = /* @__PURE__ */ new WeakMap();\n  }\n  /**\n   * A chunk was queued.\n   * @param {Float32Array} samples\n   * @param {number | undefined} id\n   */\n  pushed(samples, id) {\n    if (id !== void 0) this.ids.set(samples, id);\n  }\n  /**\n   * A flush came while audio was `playing` (or not).\n   * @param {number | undefined} id\n   * @param {boolean} playing\n   */\n  flushed(id, playing) {\n    if (id !== void 0) this.flushes.push({ id, playing });\n  }\n  /** @returns {{id: number, playing: boolean}[]} the flushes the coming quantum follows */\n  beginQuantum() {\n    const flushes = this.flushes;\n    if (flushes.length) this.flushes = [];\n    return flushes;\n  }\n  /**\n   * `chunk`\'s first sample is rendered at audio frame `frame`.\n   * @param {Float32Array} chunk\n   * @param {number} frame\n   */\n  chunkStarts(chunk, frame) {\n    const id = this.ids.get(chunk);\n    if (id !== void 0 && this.entries.length < MAX_PLAYER_ENTRIES) this.entries.push([id, frame]);\n  }\n  /**\n   * The quantum at `frame` rendered `written` model samples after `flushes`.\n   * @param {{id: number, playing: boolean}[]} flushes\n   * @param {number} frame\n   * @param {number} written\n   */\n  endQuantum(flushes, frame, written) {\n    for (const f of flushes) this.entries.push(["flush", f.id, frame, written, f.playing]);\n  }\n  /** @returns {PlayerEntry[]} the entries so far, taken out */\n  take() {\n    const entries = this.entries;\n    this.entries = [];\n    return entries;\n  }\n};\n\n// js/worklets/names.js\nvar PLAYER_PROCESSOR = "pcm-player";\n\n// js/worklets/player.worklet.js\nvar SswPlayer = class extends AudioWorkletProcessor {\n  /** @param {AudioWorkletNodeOptions} options */\n  constructor(options) {\n    super();\n    const o = options.processorOptions;\n    this.prerollSamples = o.prerollSamples;\n    this.maxQueuedSamples = o.maxQueuedSamples;\n    this.reportEvery = o.reportEverySamples;\n    this.queue = [];\n    this.head = 0;\n    this.queued = 0;\n    this.generation = o.generation;\n    this.playing = false;\n    this.turnOpen = false;\n    this.played = 0;\n    this.underruns = 0;\n    this.dropped = 0;\n    this.stale = 0;\n    this.flushedAt = -1;\n    this.nextReport = 0;\n    this.reportedPlayed = 0;\n    this.trace = new PlayerTrace();\n    this.port.onmessage = (event) => this.handle(event.data);\n  }\n  /** @param {any} m */\n  handle(m) {\n    switch (m.cmd) {\n      case "push":\n        return this.push(m.gen, m.samples, m.trace);\n      case "end":\n        if (m.gen >= this.generation) {\n          this.generation = m.gen;\n          this.turnOpen = false;\n        }\n        return;\n      case "flush":\n        return this.flush(m.gen, m.trace);\n      case "generation":\n        if (m.gen > this.generation) this.generation = m.gen;\n        return;\n      case "stats":\n        return this.port.postMessage({ cmd: "stats", id: m.id, stats: this.stats() });\n      case "trace":\n        return this.port.postMessage({ cmd: "trace", id: m.id, entries: this.trace.take() });\n    }\n  }\n  /**\n   * @param {number} gen\n   * @param {Float32Array} samples\n   * @param {number | undefined} trace\n   */\n  push(gen, samples, trace) {\n    if (gen < this.generation) {\n      this.stale++;\n      return;\n    }\n    this.generation = gen;\n    this.trace.pushed(samples, trace);\n    this.queue.push(samples);\n    this.queued += samples.length;\n    this.turnOpen = true;\n    while (this.queued > this.maxQueuedSamples && this.queue.length > 1) {\n      this.queued -= /** @type {Float32Array} */\n      this.queue.shift().length - this.head;\n      this.head = 0;\n      this.dropped++;\n    }\n  }\n  /**\n   * @param {number} gen\n   * @param {number | undefined} trace\n   */\n  flush(gen, trace) {\n    this.trace.flushed(trace, this.playing && this.queued > 0);\n    this.generation = gen;\n    this.queue = [];\n    this.head = 0;\n    this.queued = 0;\n    this.playing = false;\n    this.turnOpen = false;\n    this.flushedAt = currentFrame;\n  }\n  stats() {\n    return {\n      played: this.played,\n      queued: this.queued,\n      underruns: this.underruns,\n      dropped: this.dropped,\n      stale: this.stale,\n      generation: this.generation,\n      flushedAt: this.flushedAt\n    };\n  }\n  /**\n   * @param {Float32Array[][]} _inputs\n   * @param {Float32Array[][]} outputs\n   */\n  process(_inputs, outputs) {\n    const out = outputs[0][0];\n    const flushes = this.trace.beginQuantum();\n    if (!this.playing && this.queued > 0 && (this.queued >= this.prerollSamples || !this.turnOpen)) {\n      this.playing = true;\n    }\n    const written = this.playing ? this.render(out) : 0;\n    out.fill(0, written);\n    this.trace.endQuantum(flushes, currentFrame, written);\n    for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);\n    if (currentFrame >= this.nextReport) {\n      this.nextReport = currentFrame + this.reportEvery;\n      if (this.played !== this.reportedPlayed || this.queued > 0) {\n        this.reportedPlayed = this.played;\n        this.port.postMessage({ cmd: "report", stats: this.stats() });\n      }\n    }\n    return true;\n  }\n  /**\n   * Copy queued audio into `out`.\n   * @param {Float32Array} out\n   * @returns {number} samples written\n   */\n  render(out) {\n    const n = out.length;\n    let written = 0;\n    while (written < n && this.queue.length > 0) {\n      const chunk = this.queue[0];\n      if (this.head === 0) this.trace.chunkStarts(chunk, currentFrame + written);\n      const take = Math.min(n - written, chunk.length - this.head);\n      out.set(chunk.subarray(this.head, this.head + take), written);\n      written += take;\n      this.head += take;\n      if (this.head === chunk.length) {\n        this.queue.shift();\n        this.head = 0;\n      }\n    }\n    this.queued -= written;\n    this.played += written;\n    if (written < n) {\n      this.playing = false;\n      if (this.turnOpen) this.underruns++;\n    }\n    return written;\n  }\n};\nregisterProcessor(PLAYER_PROCESSOR, SswPlayer);\n';
 
 // js/player.js
@@ -1858,7 +1858,74 @@ var VIEW_TRAITS = (
 );
 var TOOLS_SHOWN = 8;
 var RUNNING = ["connecting", "live", "reconnecting"];
-var View = class _View {
+var HANDLERS = (
+  /** @type {const} */
+  [
+    "showState",
+    "showLevel",
+    "showTurns",
+    "showTools",
+    "showFilmstrip",
+    "showTimer",
+    "onSend",
+    "keepKeys",
+    "onTranscriptScroll",
+    "onPause",
+    "onShare",
+    "onStop",
+    "cleanup"
+  ]
+);
+var InstructionBox = class {
+  /**
+   * @param {import("./elements.js").ViewElements} ui
+   * @param {WidgetModel} model
+   * @param {Controller} ctl
+   */
+  constructor(ui, model, ctl) {
+    this.ui = ui;
+    this.model = model;
+    this.ctl = ctl;
+    this.editing = false;
+    this.onInput = this.onInput.bind(this);
+    this.apply = this.apply.bind(this);
+    this.revert = this.revert.bind(this);
+  }
+  show() {
+    const { ui, model } = this;
+    const text2 = model.get("system_instruction") || "";
+    if (!this.editing && ui.instructionText.value !== text2) ui.instructionText.value = text2;
+    const latest = Number(model.get("instruction_version")) || 1;
+    const applied = Number(model.get("instruction_applied")) || 0;
+    let state = `v${latest}`;
+    if (applied >= latest) state += " · the model has it";
+    else if (applied > 0) state += ` · waiting for the next turn (the model has v${applied})`;
+    else state += " · used when the session starts";
+    if (this.editing) state = `edited · Apply to make v${latest + 1}`;
+    ui.instructionState.textContent = state;
+    ui.instructionSummary.textContent = `System instruction (v${latest})`;
+    ui.instruction.dataset.version = String(latest);
+    ui.instruction.dataset.applied = String(applied);
+    ui.apply.disabled = !this.editing || !!this.ctl.kernelGone;
+    ui.revert.disabled = !this.editing;
+  }
+  onInput() {
+    this.editing = this.ui.instructionText.value !== (this.model.get("system_instruction") || "");
+    this.show();
+  }
+  apply() {
+    this.model.set("system_instruction", this.ui.instructionText.value);
+    this.model.save_changes();
+    this.editing = false;
+    this.show();
+  }
+  revert() {
+    this.editing = false;
+    this.ui.instructionText.value = this.model.get("system_instruction") || "";
+    this.show();
+  }
+};
+var View = class {
   /**
    * @param {Controller} ctl
    * @param {WidgetModel} model
@@ -1871,18 +1938,11 @@ var View = class _View {
     el.replaceChildren(this.ui.root);
     this.rows = [];
     this.clock = void 0;
-    this.editing = false;
+    this.instruction = new InstructionBox(this.ui, model, ctl);
     this.following = true;
     this.cleaned = false;
-    for (const name of Object.getOwnPropertyNames(_View.prototype)) {
-      const value = (
-        /** @type {any} */
-        this[name]
-      );
-      if (name !== "constructor" && typeof value === "function") {
-        this[name] = value.bind(this);
-      }
-    }
+    for (const name of HANDLERS) this[name] = /** @type {any} */
+    this[name].bind(this);
     this.sized = new ResizeObserver(() => {
       if (this.following) this.ui.transcript.scrollTop = this.ui.transcript.scrollHeight;
     });
@@ -1911,9 +1971,9 @@ var View = class _View {
     ui.stop.addEventListener("click", this.onStop, until);
     ui.pause.addEventListener("click", this.onPause, until);
     ui.compose.addEventListener("submit", this.onSend, until);
-    ui.apply.addEventListener("click", this.onApply, until);
-    ui.revert.addEventListener("click", this.onRevert, until);
-    ui.instructionText.addEventListener("input", this.onInstructionInput, until);
+    ui.apply.addEventListener("click", this.instruction.apply, until);
+    ui.revert.addEventListener("click", this.instruction.revert, until);
+    ui.instructionText.addEventListener("input", this.instruction.onInput, until);
     ui.transcript.addEventListener("scroll", this.onTranscriptScroll, until);
     ui.textInput.addEventListener("keydown", this.keepKeys, until);
     ui.instructionText.addEventListener("keydown", this.keepKeys, until);
@@ -1928,7 +1988,7 @@ var View = class _View {
     this.showBackend();
     this.showSpend();
     this.showToggles();
-    this.showInstruction();
+    this.instruction.show();
     this.showMessages();
     const stream = this.ctl.sharing.capture.screen;
     if (this.ui.preview.srcObject !== stream) this.ui.preview.srcObject = stream;
@@ -2032,39 +2092,6 @@ var View = class _View {
       this.clock = void 0;
     }
   }
-  showInstruction() {
-    const { ui, model } = this;
-    const text2 = model.get("system_instruction") || "";
-    if (!this.editing && ui.instructionText.value !== text2) ui.instructionText.value = text2;
-    const latest = Number(model.get("instruction_version")) || 1;
-    const applied = Number(model.get("instruction_applied")) || 0;
-    let state = `v${latest}`;
-    if (applied >= latest) state += " · the model has it";
-    else if (applied > 0) state += ` · waiting for the next turn (the model has v${applied})`;
-    else state += " · used when the session starts";
-    if (this.editing) state = `edited · Apply to make v${latest + 1}`;
-    ui.instructionState.textContent = state;
-    ui.instructionSummary.textContent = `System instruction (v${latest})`;
-    ui.instruction.dataset.version = String(latest);
-    ui.instruction.dataset.applied = String(applied);
-    ui.apply.disabled = !this.editing || !!this.ctl.kernelGone;
-    ui.revert.disabled = !this.editing;
-  }
-  onInstructionInput() {
-    this.editing = this.ui.instructionText.value !== (this.model.get("system_instruction") || "");
-    this.showInstruction();
-  }
-  onApply() {
-    this.model.set("system_instruction", this.ui.instructionText.value);
-    this.model.save_changes();
-    this.editing = false;
-    this.showInstruction();
-  }
-  onRevert() {
-    this.editing = false;
-    this.ui.instructionText.value = this.model.get("system_instruction") || "";
-    this.showInstruction();
-  }
   /** @param {SubmitEvent} event */
   onSend(event) {
     event.preventDefault();
@@ -2081,7 +2108,7 @@ var View = class _View {
     event.stopPropagation();
     if (event.key === "Enter" && event.target === this.ui.instructionText && event.ctrlKey) {
       event.preventDefault();
-      if (this.editing) this.onApply();
+      if (this.instruction.editing) this.instruction.apply();
     }
   }
   /** @param {number} level */
