@@ -110,7 +110,8 @@ class Recorder:
     """Writes one session into a folder while it runs; see the module docs for the layout.
 
     Made by ``assistant.record(path)``; the relay calls its ``on_*`` methods on its thread.
-    Files are flushed every ``flush_every_s`` seconds (:data:`FLUSH_EVERY_S`).
+    Files are flushed every ``flush_every_s`` seconds (:data:`FLUSH_EVERY_S`); gaps in the
+    microphone audio are measured on ``monotonic`` (seconds; ``time.monotonic``).
     :meth:`stop` (or leaving a ``with`` block) finishes the files and returns the
     :class:`Recording`. Stopping twice is harmless.
     """
@@ -123,6 +124,7 @@ class Recorder:
         turns: Callable[[], Sequence[Turn]] = tuple,
         on_stop: Callable[[], None] | None = None,
         flush_every_s: float = FLUSH_EVERY_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         folder = Path(path)
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
@@ -132,7 +134,8 @@ class Recorder:
         (folder / "frames").mkdir(parents=True, exist_ok=True)
         self.path = folder
         self.started_at = datetime.now(UTC)
-        self._t0 = time.monotonic()
+        self._monotonic = monotonic
+        self._t0 = monotonic()
         self._turns = turns
         self._on_stop = on_stop
         self._first_turn = len(turns())
@@ -171,7 +174,7 @@ class Recorder:
 
     def on_mic(self, pcm: bytes) -> None:
         """Append microphone audio, after silence for any gap since the last chunk."""
-        self._queue(self._write_mic, pcm, time.monotonic())
+        self._queue(self._write_mic, pcm, self._monotonic())
 
     def on_frame(self, frame: SentFrame) -> None:
         """Save a frame the model was sent, and its ``frame_sent`` line."""
@@ -288,7 +291,7 @@ class Recorder:
         self._events.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
     def _maybe_flush(self) -> None:
-        now = time.monotonic()
+        now = self._monotonic()
         if now - self._flushed >= self._flush_every_s:
             self._flushed = now
             self._mic.flush()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
-import time
 import wave
 from pathlib import Path
 
@@ -73,11 +73,18 @@ def test_a_pause_in_the_audio_is_kept_as_silence(
     relay: Relay, backend: FakeBackend, tmp_path: Path
 ) -> None:
     live(relay, backend)
-    recorder = recorder_on(relay, tmp_path / "take")
+    now = [0.0]  # the recorder's clock (s), moved by hand
+    recorder = Recorder(
+        tmp_path / "take", meta=META, turns=relay.transcript.snapshot, monotonic=lambda: now[0]
+    )
+    relay.tap = recorder
+    now[0] = 0.04
     relay.feed_audio(tone_pcm(0.04))
-    time.sleep(0.8)  # sharing paused: no audio arrives
+    wait_until(lambda: any(e.kind == "speech_start" for e in relay.events))  # (after the tap)
+    now[0] += 0.8  # sharing paused: no audio arrives for 0.8 s
     relay.feed_audio(tone_pcm(0.04))
     wait_until(lambda: relay.counters.audio_chunks_in == 2)
+    relay.run_coroutine(asyncio.sleep(0)).result(2)  # the loop finished with that chunk
     loaded = recorder.stop()
     seconds = len(loaded.mic) / 32_000
     assert 0.75 <= seconds <= 1.0, seconds  # two 40 ms chunks around ~0.8 s of silence
