@@ -38,11 +38,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .events import Event, SentFrame
 from .protocol import INPUT_RATE_HZ, OUTPUT_RATE_HZ, SAMPLE_BYTES
 from .transcript import Turn
+from .wav import WavWriter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,46 +65,6 @@ WRITE_QUEUE_ITEMS: Final = 4096
 #: How long :meth:`Recorder.stop` waits for the writes still queued (s).
 STOP_TIMEOUT_S: Final = 10.0
 _HEADER_BYTES: Final = 44
-
-
-class _WavWriter:
-    """A PCM16 mono WAV file written incrementally; the header is correct after each
-    :meth:`flush`."""
-
-    def __init__(self, path: Path, rate_hz: int) -> None:
-        self._file: IO[bytes] = path.open("wb")
-        self._rate = rate_hz
-        self.data_bytes = 0
-        self._file.write(self._header())
-
-    def _header(self) -> bytes:
-        byte_rate = self._rate * SAMPLE_BYTES
-        return (
-            b"RIFF"
-            + struct.pack("<I", 36 + self.data_bytes)
-            + b"WAVEfmt "
-            + struct.pack("<IHHIIHH", 16, 1, 1, self._rate, byte_rate, SAMPLE_BYTES, 16)
-            + b"data"
-            + struct.pack("<I", self.data_bytes)
-        )
-
-    @property
-    def seconds(self) -> float:
-        return self.data_bytes / (self._rate * SAMPLE_BYTES)
-
-    def write(self, pcm: bytes) -> None:
-        self._file.write(pcm)
-        self.data_bytes += len(pcm)
-
-    def flush(self) -> None:
-        self._file.seek(0)
-        self._file.write(self._header())
-        self._file.seek(0, os.SEEK_END)
-        self._file.flush()
-
-    def close(self) -> None:
-        self.flush()
-        self._file.close()
 
 
 class Recorder:
@@ -142,8 +103,8 @@ class Recorder:
         self._lock = threading.Lock()  # the files, between the writer and stop()
         self._stop_lock = threading.Lock()
         self._closed = False
-        self._mic = _WavWriter(folder / "mic.wav", INPUT_RATE_HZ)
-        self._model = _WavWriter(folder / "model.wav", OUTPUT_RATE_HZ)
+        self._mic = WavWriter(folder / "mic.wav", INPUT_RATE_HZ)
+        self._model = WavWriter(folder / "model.wav", OUTPUT_RATE_HZ)
         self._events = (folder / "events.jsonl").open("w", encoding="utf-8")
         self._frames = 0
         self._flush_every_s = flush_every_s

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from screenshare_widget import recording as recording_module
+from screenshare_widget import wav
 from screenshare_widget.backend import ServerMessage
 from screenshare_widget.recording import Recorder, Recording
 from screenshare_widget.relay import Relay
@@ -148,13 +148,13 @@ def test_files_are_written_off_the_relay_thread(
 ) -> None:
     """The relay's loop only queues what to write: a slow disk never stalls the session."""
     writers: set[str] = set()
-    write = recording_module._WavWriter.write
+    write = wav.WavWriter.write
 
-    def noting(self: recording_module._WavWriter, pcm: bytes) -> None:
+    def noting(self: wav.WavWriter, pcm: bytes) -> None:
         writers.add(threading.current_thread().name)
         write(self, pcm)
 
-    monkeypatch.setattr(recording_module._WavWriter, "write", noting)
+    monkeypatch.setattr(wav.WavWriter, "write", noting)
     session = live(relay, backend)
     recorder = recorder_on(relay, tmp_path / "take")
     relay.feed_audio(tone_pcm(0.1))
