@@ -287,7 +287,7 @@ class PageLink:
         if self.relay.state in (RelayState.IDLE, RelayState.CLOSING):
             return  # nothing was running
         self.last_end = reason
-        self.relay.record("stopped", by=by, reason=reason)
+        self.relay.log_event("stopped", by=by, reason=reason)
 
     def end_session(self, reason: str) -> None:
         """Stop the running session for ``reason``, in the page too, without waiting."""
@@ -310,7 +310,7 @@ class PageLink:
         """A budget step was taken: an event, a note in the cell, and for "stop" the end."""
         if step != "undo":
             logger.warning("%s", text)
-        self.relay.record("budget", step=step, share=round(share, 4), text=text)
+        self.relay.log_event("budget", step=step, share=round(share, 4), text=text)
         if step == "stop":
             self.end_session(text)
         else:
@@ -364,7 +364,7 @@ class PageLink:
                 "click Share, or call say() or ask(), to start again."
             )
         logger.warning("%s", text)
-        self.relay.record("page_lost", silent_s=round(silent_s, 1), text=text)
+        self.relay.log_event("page_lost", silent_s=round(silent_s, 1), text=text)
         self.mirror.set(error=text)
         self.end_session(text)
 

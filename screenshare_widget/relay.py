@@ -382,9 +382,6 @@ class Relay:
         """Add an event from outside the relay, stamped now (any thread)."""
         self._log.log_event(kind, self.conversation.clock.now(), **detail)
 
-    #: The old name of :meth:`log_event` (widget.py still calls it; to be renamed there).
-    record = log_event
-
     # ---- for tests and the widget: the loop and a few loop-owned fields -----------------------
 
     @property
