@@ -86,6 +86,14 @@ class Core:
         self.texts = TextQueue(self.timings.max_pending_texts)
         self.tools = ToolRunner(self.timings.tool_cancel_timeout_s, self._task_failed)
 
+    def new_loop(self) -> None:
+        """Make the loop-bound events anew: the relay's thread starts a new loop after a
+        close, and an ``asyncio.Event`` belongs to the loop it first waited on."""
+        self.instruction_ready = asyncio.Event()
+        self.mic.ready = asyncio.Event()
+        self.frame.ready = asyncio.Event()
+        self.texts.ready = asyncio.Event()
+
     def record(self, kind: EventKind, at: datetime | None = None, **detail: object) -> None:
         """Add an event, dated ``at`` or now."""
         self.log.log_event(kind, at or self.clock.now(), **detail)

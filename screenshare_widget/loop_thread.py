@@ -23,7 +23,10 @@ _T = TypeVar("_T")
 
 
 class LoopThread:
-    """A daemon thread named ``name`` and its asyncio loop. Safe from any thread."""
+    """A daemon thread named ``name`` and its asyncio loop. Safe from any thread.
+
+    ``on_start`` runs on the thread, with its new loop set, before anything else: after a
+    :meth:`close`, the next :meth:`ensure` starts a new thread and loop."""
 
     def __init__(self, name: str, on_start: Callable[[], None] | None = None) -> None:
         self.name = name
@@ -42,6 +45,8 @@ class LoopThread:
 
             def run() -> None:
                 asyncio.set_event_loop(loop)
+                if self._on_start is not None:
+                    self._on_start()
                 loop.call_soon(ready.set)
                 try:
                     loop.run_forever()

@@ -141,7 +141,7 @@ class Relay:
         self._sink = sink
         self._name = name
         self._log = SessionLog()
-        self._host = LoopThread(name)
+        self._host = LoopThread(name, on_start=self._new_loop)
         self.conversation = Conversation(
             connect,
             self._settings,
@@ -268,6 +268,9 @@ class Relay:
             self.instructions.add(config.system_instruction)
         self._config = config
         return changed
+
+    def _new_loop(self) -> None:
+        self.conversation.core.new_loop()
 
     def _settings(self) -> tuple[SessionConfig, int]:
         with self._config_lock:

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from screenshare_widget.config import SessionConfig
-from screenshare_widget.relay import Relay
+from screenshare_widget.relay import Relay, RelayState
 
 from .conftest import wait_until
 from .fakes import FakeBackend, RecordingSink, live
@@ -83,3 +83,16 @@ def test_call_soon_without_a_loop_returns_false(relay: Relay, backend) -> None:
     relay.close()
     assert relay.call_soon(lambda: ran.append(2)) is False  # closed
     assert ran == []
+
+
+def test_a_closed_relay_starts_again_on_a_new_thread(relay: Relay, backend) -> None:
+    first = live(relay, backend)
+    relay.feed_audio(b"\0\0" * 8)
+    wait_until(lambda: first.audio)
+    old_thread = relay._thread
+    relay.close()
+    second = live(relay, backend, count=2)  # a new thread and loop
+    assert relay._thread is not old_thread
+    relay.feed_audio(b"\1\0" * 8)
+    wait_until(lambda: second.audio == [b"\1\0" * 8])
+    assert relay.state is RelayState.LIVE
