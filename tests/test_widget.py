@@ -199,10 +199,7 @@ def test_media_from_a_stale_capture_is_rejected(widget, backend) -> None:
     assert w.rejected_messages == 2
 
 
-def test_the_widget_shows_how_a_handover_went(widget, backend, monkeypatch) -> None:
-    from screenshare_widget import relay as relay_module
-
-    monkeypatch.setattr(relay_module, "BACKOFF_FIRST_S", 0.01)
+def test_the_widget_shows_how_a_handover_went(widget, backend) -> None:
     w, rec = widget
     page(w, {"kind": "start", "capture": "c"})
     wait_until(lambda: w.status == "live")
