@@ -6,6 +6,7 @@
  *
  * Built to a string by js/build.mjs and loaded from a Blob URL (the widget's own module has no
  * usable base URL). Options: {taps: Float32Array | null, outRate: Hz, chunkSamples}.
+ * Internal module.
  */
 
 import { sampleToPcm16 } from "../pcm.js";

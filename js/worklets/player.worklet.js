@@ -9,7 +9,7 @@
  * every `reportEverySamples` while audio plays.
  *
  * Built to a string by js/build.mjs and loaded from a Blob URL. Options: {prerollSamples,
- * maxQueuedSamples, reportEverySamples, generation}.
+ * maxQueuedSamples, reportEverySamples, generation}. Internal module.
  */
 
 import { PlayerTrace } from "../trace.js";
