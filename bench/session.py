@@ -39,7 +39,7 @@ from typing import Any, Final
 
 from playwright.sync_api import Page, sync_playwright
 
-from screenshare_widget.emulator import LiveEmulator, Realism, Recording
+from screenshare_widget.emulator import LiveEmulator, Realism, Traffic
 from screenshare_widget.events import MAX_FRAMES_KEPT
 from tests.browser.chromium import launch_options, write_speech_wav
 from tests.browser.jupyterlab import (
@@ -158,7 +158,7 @@ class Collected:
         self.threads.append(thread_cpu(pid))
 
     def take(
-        self, page: Page, recording: Recording, connection: int, *, last: bool = False
+        self, page: Page, recording: Traffic, connection: int, *, last: bool = False
     ) -> None:
         """Move what is final out of the page's trace and the emulator's record (from
         ``connection`` on: a handover continues the session on the next)."""
@@ -266,7 +266,7 @@ def _converse(
     page.click(".ssw-share")
     page.wait_for_selector(".ssw-status[data-status='live']", timeout=60_000)
     page.evaluate(f"{SEAM}.startTrace()")
-    recording = emulator.recording
+    recording = emulator.traffic
     connection = recording.connections - 1
     collected = Collected()
     run_cell(page, 3)  # the relay's thread runs now: name the threads

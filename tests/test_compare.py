@@ -82,7 +82,7 @@ def test_compare_answers_each_prompt_per_variant_side_by_side(
     emulator: LiveEmulator, take: Recording
 ) -> None:
     client = gemini.client_for_emulator(emulator.url, emulator.cafile)
-    before = len(emulator.recording.setups)
+    before = len(emulator.traffic.setups)
     df = compare(take.path, VARIANTS, client=client, speed=4.0)
     print(df.to_string())  # the table, for the log
 
@@ -106,7 +106,7 @@ def test_compare_answers_each_prompt_per_variant_side_by_side(
         assert summary["instruction"] == VARIANTS[label] and summary["answers"] == 2
         assert summary["error"] == "" and summary["total_tokens"] >= df[(label, "tokens")].sum()
     # One fresh session per variant, each set up with its own instruction.
-    setups = emulator.recording.setups[before:]
+    setups = emulator.traffic.setups[before:]
     instructions = sorted(
         str(s.get("systemInstruction") or s.get("system_instruction")) for s in setups
     )

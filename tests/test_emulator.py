@@ -31,7 +31,7 @@ from screenshare_widget.emulator import (
     EmulatorConnection,
     LiveEmulator,
     Realism,
-    Recording,
+    Traffic,
     shared_emulator,
 )
 
@@ -135,7 +135,7 @@ async def test_setup_is_recorded_and_answered_first() -> None:
         }
         async with client_for(emu).aio.live.connect(model=MODEL, config=config) as session:
             assert session.setup_complete is not None
-        (setup,) = emu.recording.setups
+        (setup,) = emu.traffic.setups
         assert setup["model"] == f"models/{MODEL}"
         assert (
             setup["systemInstruction"]["parts"][0]["text"] == "You are a screen-sharing assistant."
@@ -144,13 +144,13 @@ async def test_setup_is_recorded_and_answered_first() -> None:
         assert setup["outputAudioTranscription"] == {}
         assert setup["sessionResumption"] == {}
         assert setup["generationConfig"]["responseModalities"] == ["AUDIO"]
-        assert emu.recording.connections == 1
-        assert emu.recording.key_present(0)
-        kinds = [m.kind for m in emu.recording.messages]
+        assert emu.traffic.connections == 1
+        assert emu.traffic.key_present(0)
+        kinds = [m.kind for m in emu.traffic.messages]
         assert kinds == ["setup"]
-        assert emu.recording.wait_for_async is not None
-        assert await emu.recording.wait_for_async(lambda r: len(r.closes) == 1, 5)
-        assert emu.recording.closes == [(0, 1000, "")]
+        assert emu.traffic.wait_for_async is not None
+        assert await emu.traffic.wait_for_async(lambda r: len(r.closes) == 1, 5)
+        assert emu.traffic.closes == [(0, 1000, "")]
 
 
 async def test_media_text_and_other_messages_arrive_intact() -> None:
@@ -182,7 +182,7 @@ async def test_media_text_and_other_messages_arrive_intact() -> None:
         await session.send_realtime_input(
             media=types.Blob(data=b"\x01\x02" * 160, mime_type="audio/pcm;rate=16000")
         )
-        rec = emu.recording
+        rec = emu.traffic
         assert await rec.wait_for_async(lambda r: len(r.messages) >= 12, 5)
         after = time.time()
         assert [a.data for a in rec.audio] == [*chunks, b"\x01\x02" * 160]
@@ -225,10 +225,10 @@ async def test_api_key_is_never_recorded_or_logged(caplog: pytest.LogCaptureFixt
     async with running(script=idle) as emu:
         async with client_for(emu, key=secret).aio.live.connect(model=MODEL, config=CONFIG) as s:
             await s.send_realtime_input(text="hi")
-            assert await emu.recording.wait_for_async(lambda r: len(r.texts) == 1, 5)
-        rec = emu.recording
+            assert await emu.traffic.wait_for_async(lambda r: len(r.texts) == 1, 5)
+        rec = emu.traffic
         everything = repr((rec.setups, rec.messages, rec.texts, rec.closes))
-        assert emu.recording.key_present(0)
+        assert emu.traffic.key_present(0)
     assert "connection 0 opened" in caplog.text
     assert secret not in everything
     assert secret not in caplog.text
@@ -336,7 +336,7 @@ async def test_resumption_handles_follow_each_turn_and_resume_is_accepted() -> N
         resumed = {**CONFIG, "session_resumption": {"handle": handles[-1]}}
         async with client.aio.live.connect(model=MODEL, config=resumed) as session:
             assert session.setup_complete is not None
-        assert emu.recording.setups[1]["sessionResumption"] == {"handle": "emu-0-2"}
+        assert emu.traffic.setups[1]["sessionResumption"] == {"handle": "emu-0-2"}
 
 
 async def test_setup_complete_can_be_sent_by_the_script() -> None:
@@ -409,9 +409,9 @@ async def test_refused_setups_close_like_the_service(
                 pass
         assert info.value.code == code
         assert info.value.details == reason
-        assert await emu.recording.wait_for_async(lambda r: bool(r.closes), 5)
-        assert emu.recording.closes == [(0, code, reason)]
-        assert len(emu.recording.setups) == 1
+        assert await emu.traffic.wait_for_async(lambda r: bool(r.closes), 5)
+        assert emu.traffic.closes == [(0, code, reason)]
+        assert len(emu.traffic.setups) == 1
 
 
 async def test_server_close_1011_mid_session() -> None:
@@ -428,8 +428,8 @@ async def test_server_close_1011_mid_session() -> None:
             await receive_until(session, turn_complete)
         assert info.value.code == 1011
         assert info.value.details == "Internal error occurred."
-        assert await emu.recording.wait_for_async(lambda r: bool(r.closes), 5)
-        assert emu.recording.closes == [(0, 1011, "Internal error occurred.")]
+        assert await emu.traffic.wait_for_async(lambda r: bool(r.closes), 5)
+        assert emu.traffic.closes == [(0, 1011, "Internal error occurred.")]
 
 
 async def test_abort_is_seen_as_1006() -> None:
@@ -445,8 +445,8 @@ async def test_abort_is_seen_as_1006() -> None:
         with pytest.raises(errors.APIError) as info:
             await receive_until(session, turn_complete)
         assert info.value.code == 1006
-        assert await emu.recording.wait_for_async(lambda r: bool(r.closes), 5)
-        assert emu.recording.closes[0][:2] == (0, 1006)
+        assert await emu.traffic.wait_for_async(lambda r: bool(r.closes), 5)
+        assert emu.traffic.closes[0][:2] == (0, 1006)
 
 
 async def test_failing_script_closes_1011(caplog: pytest.LogCaptureFixture) -> None:
@@ -541,7 +541,7 @@ async def test_barge_in_interrupts_the_reply() -> None:
     said = "".join(c.output_transcription.text or "" for c in contents if c.output_transcription)
     assert "You spoke for 0.8 seconds." in said
     # What the emulator says it sent is what the SDK got: the same audio, one interruption.
-    sent = emu.recording.sent
+    sent = emu.traffic.sent
     assert sent[0].keys == ("setupComplete",)
     assert [s.t for s in sent] == sorted(s.t for s in sent)
     assert b"".join(s.audio for s in sent) == b"".join(m.data or b"" for _, m in got)
@@ -627,7 +627,7 @@ async def test_other_paths_get_404() -> None:
             async with ws_connect(uri, ssl=emu.client_ssl_context()):
                 pass
         assert info.value.response.status_code == 404
-        assert emu.recording.connections == 0
+        assert emu.traffic.connections == 0
 
 
 async def test_invalid_json_and_malformed_messages(caplog: pytest.LogCaptureFixture) -> None:
@@ -640,14 +640,14 @@ async def test_invalid_json_and_malformed_messages(caplog: pytest.LogCaptureFixt
             await ws.send(json.dumps({"realtimeInput": {"audio": {"data": "@@", "mimeType": "x"}}}))
             await ws.send(json.dumps({"brandNew": {}}))
             await ws.send(json.dumps({"realtimeInput": {"text": "still alive"}}))
-            assert await emu.recording.wait_for_async(lambda r: len(r.texts) == 1, 5)
+            assert await emu.traffic.wait_for_async(lambda r: len(r.texts) == 1, 5)
             await ws.send("{not json")
             with pytest.raises(websockets.exceptions.ConnectionClosedError) as info:
                 await ws.recv()
             assert info.value.rcvd is not None
             assert info.value.rcvd.code == 1007
             assert info.value.rcvd.reason == "Invalid JSON payload received."
-        kinds = [m.kind for m in emu.recording.messages]
+        kinds = [m.kind for m in emu.traffic.messages]
         assert kinds == ["setup", "realtime_input", "brandNew", "realtime_input", "invalid_json"]
     assert "invalid base64" in caplog.text
     assert "unknown message kind" in caplog.text
@@ -659,7 +659,7 @@ async def test_key_in_query_is_accepted_like_browsers_send_it() -> None:
         async with ws_connect(uri, ssl=emu.client_ssl_context()) as ws:
             await ws.send(json.dumps({"setup": {"model": f"models/{MODEL}"}}))
             assert json.loads(await ws.recv()) == {"setupComplete": {}}
-        assert emu.recording.key_present(0)
+        assert emu.traffic.key_present(0)
 
 
 async def test_server_frames_are_binary_camelcase_and_standard_base64() -> None:
@@ -713,7 +713,7 @@ async def test_start_in_thread_and_stop() -> None:
         assert ssl.create_default_context(cafile=str(cafile)) is not None
         async with client_for(emu).aio.live.connect(model=MODEL, config=CONFIG) as session:
             await session.send_realtime_input(text="from another loop")
-            rec: Recording = emu.recording
+            rec: Traffic = emu.traffic
             assert await asyncio.to_thread(rec.wait_for, lambda r: len(r.texts) == 1, 5)
             assert rec.texts[0].text == "from another loop"
     finally:

@@ -181,7 +181,7 @@ async def test_go_away_then_close_at_the_end_of_the_lifetime() -> None:
     assert closed - connected == pytest.approx(2.0, abs=SLACK_S)
     assert (info.value.code, info.value.details) == (1000, REASON_LIFETIME)
     assert [m.go_away is not None for _, m in got] == [True]
-    assert emu.recording.closes == [(0, 1000, REASON_LIFETIME)]
+    assert emu.traffic.closes == [(0, 1000, REASON_LIFETIME)]
 
 
 async def test_go_away_lead_is_clamped_to_a_short_lifetime() -> None:
@@ -220,7 +220,7 @@ async def test_resume_continues_the_session_and_counts_frames_cumulatively() -> 
             await session.send_realtime_input(text="a new session")
             text = said(await receive_until(session, frames_said))
             assert "I have received 1 screen frame;" in text
-        rec = emu.recording
+        rec = emu.traffic
         assert await rec.wait_for_async(lambda r: len(r.closes) == 3, 5)
     sessions = rec.sessions
     assert sessions[0] == sessions[1] != sessions[2]
@@ -231,7 +231,7 @@ async def test_unknown_and_expired_handles_are_refused_with_1008() -> None:
     ttl = 1.0
     async with running(script=idle, lifetimes=Lifetimes(handle_ttl_s=ttl)) as emu:
         client = client_for(emu)
-        rec = emu.recording
+        rec = emu.traffic
         unknown_handle = {**CONFIG, "session_resumption": {"handle": "no-such-handle"}}
         with pytest.raises(errors.APIError) as unknown:
             async with live(client, unknown_handle):
@@ -275,7 +275,7 @@ async def test_handle_after_setup_and_not_resumable_while_generating() -> None:
     assert len(updates) == 1
     assert updates[0].resumable is False
     assert not updates[0].new_handle
-    assert emu.recording.sessions == {0: "emu-session-1"}
+    assert emu.traffic.sessions == {0: "emu-session-1"}
 
 
 # ---- the audio+video session limit --------------------------------------------------------------
@@ -320,10 +320,10 @@ async def test_av_session_limit_without_compression_only() -> None:
             assert closed - start == pytest.approx(limit, abs=SLACK_S)
             with pytest.raises(TimeoutError):  # runs on well past the limit
                 await receive_until(kept, lambda m: True, limit_s=2 * limit)
-            assert emu.recording.audio_seconds() == pytest.approx(0.2)
+            assert emu.traffic.audio_seconds() == pytest.approx(0.2)
             await kept.send_realtime_input(text="still here")
-            assert await emu.recording.wait_for_async(lambda r: len(r.texts) == 1, 5)
-        setups = emu.recording.setups
+            assert await emu.traffic.wait_for_async(lambda r: len(r.texts) == 1, 5)
+        setups = emu.traffic.setups
         assert "contextWindowCompression" in setups[1]
 
 
@@ -350,7 +350,7 @@ async def test_drop_and_close_faults(fault: Fault, code: int, reason: str | None
     if reason is not None:
         assert error.details == reason
     assert closed - start == pytest.approx(0.3, abs=SLACK_S)
-    assert emu.recording.faults == [(0, fault.kind)]
+    assert emu.traffic.faults == [(0, fault.kind)]
 
 
 async def test_stall_stops_reading_sending_and_pongs_for_its_duration() -> None:
@@ -366,16 +366,16 @@ async def test_stall_stops_reading_sending_and_pongs_for_its_duration() -> None:
         task = asyncio.create_task(collect(session, got), name="collect")
         try:
             await asyncio.sleep(start + 0.7 - time.monotonic())  # inside the stall
-            assert emu.recording.faults == [(0, "stall")]
+            assert emu.traffic.faults == [(0, "stall")]
             ws = session._ws
             pong = await ws.ping()
             await session.send_realtime_input(text="are you there")
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(pong), start + 1.8 - time.monotonic())
-            assert [t.text for t in emu.recording.texts] == ["talk through the stall"]
+            assert [t.text for t in emu.traffic.texts] == ["talk through the stall"]
             await asyncio.wait_for(pong, 2)
             ponged = time.monotonic()
-            assert await emu.recording.wait_for_async(lambda r: len(r.texts) == 2, 2)
+            assert await emu.traffic.wait_for_async(lambda r: len(r.texts) == 2, 2)
             await wait_for(got, lambda t, _: t > start + 2.0 + SLACK_S, 3)
         finally:
             task.cancel()
@@ -401,7 +401,7 @@ async def test_reject_fault_fails_connect_a_number_of_times() -> None:
             )
         async with live(client, CONFIG) as session:
             assert session.setup_complete is not None
-        rec = emu.recording
+        rec = emu.traffic
         assert await rec.wait_for_async(lambda r: len(r.closes) == 3, 5)
     assert rec.faults == [(0, "reject"), (1, "reject")]
     assert list(rec.sessions) == [2]
@@ -427,9 +427,9 @@ async def test_faults_apply_to_the_chosen_connection_in_scripted_mode() -> None:
             assert rejected.value.code == 1011
             with pytest.raises(TimeoutError):  # the first connection is left alone
                 await receive_until(first, lambda m: True, limit_s=0.3)
-        assert await emu.recording.wait_for_async(lambda r: len(r.closes) == 3, 5)
+        assert await emu.traffic.wait_for_async(lambda r: len(r.closes) == 3, 5)
     assert seen == [0, 1]
-    assert emu.recording.faults == [(1, "close"), (2, "reject")]
+    assert emu.traffic.faults == [(1, "close"), (2, "reject")]
 
 
 # ---- reply pacing -------------------------------------------------------------------------------
@@ -483,7 +483,7 @@ async def test_a_long_resumed_conversation_keeps_bounded_state() -> None:
                 await send_frames(session, 1)
                 await session.send_realtime_input(text="how many")
                 text = said(await receive_until(session, frames_said))
-        rec = emu.recording
+        rec = emu.traffic
         assert await rec.wait_for_async(lambda r: len(r.closes) == connections, 5)
         assert f"I have received {connections} screen frames;" in text
         assert rec.audio_seconds() == pytest.approx(connections * seconds_each)

@@ -235,7 +235,7 @@ async def test_late_pongs_are_bounded_and_never_sent_after_the_close() -> None:
     async with running(script=script, realism=Realism(pong_delay_s=1.0)) as emu:
         async with live(client_for(emu), CONFIG) as session:
             waiters = [await session._ws.ping() for _ in range(pings)]
-            assert await emu.recording.wait_for_async(lambda r: len(conns) == 1, 5)
+            assert await emu.traffic.wait_for_async(lambda r: len(conns) == 1, 5)
             conn = conns[0]
 
             def all_pings_seen(_: list[Timed]) -> bool:
@@ -244,7 +244,7 @@ async def test_late_pongs_are_bounded_and_never_sent_after_the_close() -> None:
 
             await until([], all_pings_seen)
             assert conn.pongs == PongStats(sent=0, held=MAX_HELD_PONGS, dropped=4)
-        assert await emu.recording.wait_for_async(lambda r: len(r.closes) == 1, 5)
+        assert await emu.traffic.wait_for_async(lambda r: len(r.closes) == 1, 5)
         assert conn.pongs == PongStats(sent=0, held=0, dropped=pings)
         await asyncio.sleep(1.2)  # past the delay: the held pongs never go out
         assert conn.pongs == PongStats(sent=0, held=0, dropped=pings)
@@ -261,7 +261,7 @@ async def test_a_stall_holds_back_late_pongs_too() -> None:
         pong = await session._ws.ping()  # due at about 0.3 s, inside the stall
         latency = await asyncio.wait_for(pong, 5)
     assert latency > 1.0  # held to the stall's end, far past the 0.3 s delay
-    assert emu.recording.faults == [(0, "stall")]
+    assert emu.traffic.faults == [(0, "stall")]
 
 
 async def test_ideal_pongs_are_websockets_own() -> None:
@@ -275,7 +275,7 @@ async def test_ideal_pongs_are_websockets_own() -> None:
         live(client_for(emu), CONFIG) as session,
     ):
         await asyncio.wait_for(await session._ws.ping(), 5)
-        assert await emu.recording.wait_for_async(lambda r: len(conns) == 1, 5)
+        assert await emu.traffic.wait_for_async(lambda r: len(conns) == 1, 5)
         assert conns[0].pongs is None
 
 
@@ -298,7 +298,7 @@ async def test_silent_after_go_away_then_the_deadline_close() -> None:
         with pytest.raises(errors.APIError) as info:
             async with asyncio.timeout(5):
                 await task
-        texts = [t.text for t in emu.recording.texts]
+        texts = [t.text for t in emu.traffic.texts]
     messages = [m for _, m in got]
     seen = messages.index(go) + 1
     assert go.go_away is not None and go.go_away.time_left == "1s"  # whole seconds, down
@@ -308,7 +308,7 @@ async def test_silent_after_go_away_then_the_deadline_close() -> None:
     assert latency >= 0.3
     assert texts == ["talk through the goAway", "are you there"]  # input still recorded
     assert (info.value.code, info.value.details) == (1011, REASON_DEADLINE)
-    assert emu.recording.closes == [(0, 1011, REASON_DEADLINE)]
+    assert emu.traffic.closes == [(0, 1011, REASON_DEADLINE)]
 
 
 @pytest.mark.parametrize(
@@ -499,7 +499,7 @@ async def _slow_to_finish(conn: EmulatorConnection) -> None:
 async def test_a_resume_while_the_old_connection_is_open_is_refused_with_1011() -> None:
     async with running(script=_slow_to_finish, realism=Realism()) as emu:
         client = client_for(emu)
-        rec = emu.recording
+        rec = emu.traffic
         async with live(client, RESUME) as first:
             handle = await next_handle(first)
             uuid.UUID(handle)  # D10: handles look like the service's
@@ -753,7 +753,7 @@ async def test_every_nth_tool_call_is_followed_by_a_1008() -> None:
     assert len(calls) == 1 and got[-1][1] is calls[0]  # the call, then the close
     assert (info.value.code, info.value.details) == (1008, REASON_NOT_IMPLEMENTED)
     closes = [(0, 1008, REASON_NOT_IMPLEMENTED)]
-    assert await emu.recording.wait_for_async(lambda r: r.closes == closes, 5)
+    assert await emu.traffic.wait_for_async(lambda r: r.closes == closes, 5)
 
 
 def test_expired_key_is_refused_before_the_model() -> None:

@@ -11,7 +11,6 @@ import pytest
 
 from screenshare_widget.emulator import DefaultResponder, Fault, Lifetimes
 from screenshare_widget.emulator.faults import FaultPlan
-from screenshare_widget.emulator.recording import ReceivedFrame, Recording, pcm_rate
 from screenshare_widget.emulator.responder import _Prompt as Prompt
 from screenshare_widget.emulator.responder import frame_summary, split_pieces, usage_metadata
 from screenshare_widget.emulator.sessions import (
@@ -21,6 +20,7 @@ from screenshare_widget.emulator.sessions import (
     duration_string,
 )
 from screenshare_widget.emulator.speech import Synthesizer, resample, tone
+from screenshare_widget.emulator.traffic import ReceivedFrame, Traffic, pcm_rate
 from screenshare_widget.emulator.vad import (
     SpeechStarted,
     UtteranceDetector,
@@ -287,9 +287,9 @@ def test_close_reasons_fit_a_close_frame() -> None:
 
 
 def test_recording_bounds_media_but_keeps_totals() -> None:
-    from screenshare_widget.emulator.recording import ReceivedAudio
+    from screenshare_widget.emulator.traffic import ReceivedAudio
 
-    rec = Recording(max_media_bytes=10_000)
+    rec = Traffic(max_media_bytes=10_000)
     for i in range(10):
         rec.add_audio(ReceivedAudio(float(i), b"\x00" * 3200, "audio/pcm;rate=16000", 0))
     assert len(rec.audio) == 3

@@ -62,7 +62,7 @@ def test_go_away_hands_over_before_the_end() -> None:
         wait_until(lambda: len(relay.handovers) >= 2, 10, "two handovers")
         assert all(h.reason == "goAway" and h.resumed for h in relay.handovers)
         # The relay moved before the service had to end any connection itself.
-        assert all("lifetime" not in reason for _, _, reason in emu.recording.closes)
+        assert all("lifetime" not in reason for _, _, reason in emu.traffic.closes)
 
 
 @pytest.mark.parametrize(
@@ -85,8 +85,8 @@ def test_an_expired_handle_gets_a_fresh_session(realism: Realism, setups: int) -
         # The first connection, then the expired handle: refused with 1008 "invalid or
         # expired" (dropped at once), or with the real service's 1011 (tried once more);
         # then a fresh session.
-        assert len(emu.recording.setups) == setups
-        assert list(emu.recording.resumed.values()) == [False, False]
+        assert len(emu.traffic.setups) == setups
+        assert list(emu.traffic.resumed.values()) == [False, False]
 
 
 @pytest.mark.parametrize(
@@ -137,7 +137,7 @@ def test_fatal_errors_do_not_loop(
         wait_until(lambda: relay.state is RelayState.FAILED, 10)
         assert message in relay.error
         assert relay.counters.connections == 0
-        assert len(emulator.recording.setups) == 1  # tried once, never again
+        assert len(emulator.traffic.setups) == 1  # tried once, never again
 
 
 def test_repeated_failures_give_up_after_the_budget() -> None:
@@ -145,7 +145,7 @@ def test_repeated_failures_give_up_after_the_budget() -> None:
     with running(emu) as relay:
         wait_until(lambda: relay.state is RelayState.FAILED, 20)
         attempts = MAX_RECONNECTS + 1
-        assert len(emu.recording.setups) == attempts
+        assert len(emu.traffic.setups) == attempts
         assert relay.error == (
             "The Live connection kept failing (1011: Internal error occurred.): gave up "
             f"after {MAX_RECONNECTS} reconnection attempts. Check the network, "

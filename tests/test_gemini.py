@@ -95,7 +95,7 @@ async def test_every_server_field_converts(caplog: pytest.LogCaptureFixture) -> 
             await session.send_text("hi")
             with caplog.at_level(logging.WARNING, logger="screenshare_widget"):
                 got = await collect(session, 9)
-        rec = emu.recording
+        rec = emu.traffic
         assert len(rec.audio[0].data) == 1280
         assert rec.frames[0].data == b"\xff\xd8\xff\xd9"
         assert [t.text for t in rec.texts] == ["hi"]
@@ -218,9 +218,9 @@ def test_relay_hands_over_on_go_away_with_the_handle(handover_emulator: LiveEmul
         relay.start()
         wait_until(lambda: relay.state is RelayState.LIVE, 10)
         relay.feed_audio(b"\0\0" * 640)
-        wait_until(lambda: emu.recording.connections == 2, 10, "a second connection")
+        wait_until(lambda: emu.traffic.connections == 2, 10, "a second connection")
         wait_until(lambda: [t.text for t in relay.transcript] == ["Resumed"], 10)
-        setups = emu.recording.setups
+        setups = emu.traffic.setups
         assert "handle" not in str(setups[0].get("sessionResumption", {}))
         resumption = setups[1].get("sessionResumption") or setups[1].get("session_resumption")
         assert resumption == {"handle": "resume-me"}

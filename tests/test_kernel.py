@@ -141,7 +141,7 @@ def test_widget_relays_in_a_real_kernel(emulator: LiveEmulator, kernel: Kernel) 
     for seq, chunk in enumerate(sent):
         kernel.send_custom(comm_id, {"kind": "audio", "seq": seq, "t": time.time() * 1000}, [chunk])
 
-    rec = emulator.recording
+    rec = emulator.traffic
     assert rec.wait_for(lambda r: len(b"".join(a.data for a in r.audio)) >= len(utterance), 20)
     assert b"".join(a.data for a in rec.audio) == utterance  # intact, in order
     assert [f.data for f in rec.frames] == [frame]

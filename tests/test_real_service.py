@@ -62,7 +62,7 @@ def test_late_pongs_do_not_end_a_connection_that_delivers_messages() -> None:
     with running(emu, timings=timings) as relay:
         time.sleep(4.0)
         assert relay.counters.reconnects == 0
-        assert emu.recording.connections == 1
+        assert emu.traffic.connections == 1
 
 
 def test_late_pongs_alone_keep_an_idle_connection_within_the_limit() -> None:
@@ -98,7 +98,7 @@ def test_a_question_asked_at_the_go_away_is_answered_on_the_next_connection() ->
         wait_until(
             lambda: any(t.role == "model" and t.done for t in relay.transcript), 15, "an answer"
         )
-    rec = emu.recording
+    rec = emu.traffic
     (go_away,) = [m for m in rec.sent if "goAway" in m.keys and m.connection == 0]
     setup = next(m for m in rec.messages if m.kind == "setup" and m.connection == 1)
     assert setup.t - go_away.t < 2.0  # no dead air waiting for the silent connection
@@ -163,7 +163,7 @@ def test_a_handle_refused_with_1011_gets_a_fresh_session() -> None:
         assert "refused to resume (1011" in handover.reason
         assert relay.state is RelayState.LIVE
     # The first connection, the refused handle twice, then a fresh session.
-    assert len(emu.recording.setups) == 4
+    assert len(emu.traffic.setups) == 4
 
 
 # ---- D9 ----------------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def test_an_expired_key_fails_once_with_the_fix() -> None:
         wait_until(lambda: relay.state is RelayState.FAILED, 10)
         assert "expired" in relay.error.lower()
         assert "remove options" not in relay.error
-        assert len(emu.recording.setups) == 1
+        assert len(emu.traffic.setups) == 1
     finally:
         relay.close()
         emu.stop()

@@ -249,8 +249,8 @@ async def test_a_recorded_message_waits_for_what_the_client_sent_before_it(
                 await read()
             assert ended.value.code == 1011
         assert "hello" in got
-        sent = {m.keys: m.t for m in emulator.recording.sent}
-        text_at = next(m.t for m in emulator.recording.messages if m.summary.get("text"))
+        sent = {m.keys: m.t for m in emulator.traffic.sent}
+        text_at = next(m.t for m in emulator.traffic.messages if m.summary.get("text"))
         assert sent[("serverContent", "outputTranscription")] >= text_at
         # The capture has one connection; a second is closed during its setup.
         with pytest.raises(LiveError) as refused:

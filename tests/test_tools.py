@@ -210,7 +210,7 @@ def test_the_emulator_calls_a_declared_tool_and_says_its_result() -> None:
     try:
         relay.start()
         wait_until(lambda: relay.state is RelayState.LIVE, 10)
-        (setup,) = emu.recording.setups
+        (setup,) = emu.traffic.setups
         declared = setup.get("tools") or []
         names = [d["name"] for t in declared for d in t.get("functionDeclarations", [])]
         assert names[:2] == ["table_shape", "kernel_time"]

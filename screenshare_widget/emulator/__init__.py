@@ -10,7 +10,7 @@ keyless demo and the integration tests run offline::
 
 By default a :class:`DefaultResponder` answers each utterance by saying what it received;
 pass ``script=`` to :class:`LiveEmulator` to drive a connection message by message
-(:class:`EmulatorConnection`). Everything received is in :attr:`LiveEmulator.recording`.
+(:class:`EmulatorConnection`). Everything received is in :attr:`LiveEmulator.traffic`.
 
 Long conversations: pass ``lifetimes=Lifetimes(...)`` to enforce (shortened) connection
 lifetimes with ``goAway``, the audio+video session limit and handle expiry, and resume
@@ -33,18 +33,18 @@ This package never imports ``google.genai``.
 from .connection import EmulatorConnection
 from .faults import Fault
 from .realism import Realism
-from .recording import (
-    ReceivedAudio,
-    ReceivedFrame,
-    ReceivedMessage,
-    ReceivedText,
-    Recording,
-    SentMessage,
-)
 from .replay import Capture, Replay, load_capture, replay_emulator, replay_script
 from .responder import DefaultResponder
 from .server import LiveEmulator, Script, shared_emulator
 from .sessions import Lifetimes
+from .traffic import (
+    ReceivedAudio,
+    ReceivedFrame,
+    ReceivedMessage,
+    ReceivedText,
+    SentMessage,
+    Traffic,
+)
 from .validation import KNOWN_MODELS
 
 __all__ = [
@@ -60,7 +60,7 @@ __all__ = [
     "ReceivedFrame",
     "ReceivedMessage",
     "ReceivedText",
-    "Recording",
+    "Traffic",
     "Replay",
     "SentMessage",
     "Script",

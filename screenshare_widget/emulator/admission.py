@@ -21,11 +21,11 @@ from typing import Any, Final
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
-from .connection import record
+from .connection import note_received
 from .faults import FaultPlan
 from .realism import Realism
-from .recording import ReceivedMessage, Recording
 from .sessions import CLOSE_BAD_HANDLE, REASON_BAD_HANDLE, Session, SessionStore
+from .traffic import ReceivedMessage, Traffic
 from .validation import (
     CLOSE_INTERNAL,
     CLOSE_INVALID,
@@ -50,7 +50,7 @@ Close = tuple[int, str]
 class Admission:
     """The setup checks of one emulator; ``sockets`` are its open connections by index."""
 
-    recording: Recording
+    traffic: Traffic
     sessions: SessionStore
     realism: Realism
     faults: FaultPlan
@@ -71,14 +71,14 @@ class Admission:
         try:
             event = parse_client_message(raw, connection=index, t=t)
         except InvalidJson:
-            self.recording.add_message(ReceivedMessage(t, index, "invalid_json", {}))
+            self.traffic.add_message(ReceivedMessage(t, index, "invalid_json", {}))
             return None, await _close(ws, CLOSE_INVALID, REASON_INVALID_JSON)
-        record(self.recording, event)
+        note_received(self.traffic, event)
         if event.kind != "setup" or not isinstance(event.body, dict):
             logger.warning("connection %d: first message is %r, not setup", index, event.kind)
             return None, await _close(ws, CLOSE_INVALID, REASON_INVALID_ARGUMENT)
         setup: dict[str, Any] = event.body
-        self.recording.add_setup(setup)
+        self.traffic.add_setup(setup)
         rejection = check_setup(
             setup,
             version=version,
@@ -98,7 +98,7 @@ class Admission:
         fault = self.faults.rejection(index)
         if fault is not None:
             logger.info("connection %d: rejected by a fault: %d", index, fault.code)
-            self.recording.add_fault(index, fault.kind)
+            self.traffic.add_fault(index, fault.kind)
             return None, False, await _close(ws, fault.code, close_reason(fault.reason))
         handle = pick(pick(setup, "session_resumption"), "handle")
         if not handle:

@@ -44,8 +44,8 @@ from .inbox import Inbox
 from .messages import ServerMessages, sent_message
 from .pongs import LatePongConnection, PongStats
 from .realism import Realism
-from .recording import ReceivedMessage, Recording, SentMessage
 from .sessions import Handles, Session
+from .traffic import ReceivedMessage, SentMessage, Traffic
 from .validation import (
     CLOSE_INVALID,
     CLOSE_POLICY,
@@ -85,7 +85,7 @@ class EmulatorConnection(ServerMessages):
         index: int,
         setup: dict[str, Any],
         version: str,
-        recording: Recording,
+        traffic: Traffic,
         resumption_handles: bool,
         session: Session | None = None,
         resumed: bool = False,
@@ -101,7 +101,7 @@ class EmulatorConnection(ServerMessages):
         self.model = model_name(setup)
         self.version = version
         self._ws = ws
-        self._recording = recording
+        self._traffic = traffic
         resumption = pick(setup, "session_resumption")
         #: Whether the client asked for session resumption updates.
         self.wants_resumption = has(setup, "session_resumption")
@@ -175,9 +175,9 @@ class EmulatorConnection(ServerMessages):
             event = parse_client_message(raw, connection=self.index, t=t)
         except InvalidJson as exc:
             logger.warning("connection %d: invalid JSON (%s)", self.index, exc)
-            self._recording.add_message(ReceivedMessage(t, self.index, "invalid_json", {}))
+            self._traffic.add_message(ReceivedMessage(t, self.index, "invalid_json", {}))
             return None
-        record(self._recording, event)
+        note_received(self._traffic, event)
         return event
 
     async def next_event(self, kind: str | None = None, timeout: float | None = 5.0) -> ClientEvent:  # noqa: ASYNC109 (public API)
@@ -239,7 +239,7 @@ class EmulatorConnection(ServerMessages):
             self._handles.register(obj)  # before the client can see it
             t = time.time()  # before the send: the client may read it before the send returns
             await self._ws.send(data)
-            self._recording.add_sent(sent_message(self.index, obj, t))
+            self._traffic.add_sent(sent_message(self.index, obj, t))
             close_after = await self._after_sent(obj, content)
         if close_after:
             logger.info("connection %d: closing after a toolCall", self.index)
@@ -271,7 +271,7 @@ class EmulatorConnection(ServerMessages):
         # The caller holds the send lock.
         t = time.time()
         await self._ws.send(json.dumps(obj, separators=(",", ":")).encode("utf-8"))
-        self._recording.add_sent(sent_message(self.index, obj, t))
+        self._traffic.add_sent(sent_message(self.index, obj, t))
 
     async def send_raw(self, data: bytes | str) -> None:
         """Send a frame exactly as given (bytes: binary, str: text), without any checks.
@@ -285,7 +285,7 @@ class EmulatorConnection(ServerMessages):
                 return
             t = time.time()
             await self._ws.send(data)
-            self._recording.add_sent(SentMessage(t, self.index, ("raw",)))
+            self._traffic.add_sent(SentMessage(t, self.index, ("raw",)))
 
     async def send_setup_complete(self) -> None:
         """Send ``setupComplete``: it must be the first server message after the setup."""
@@ -386,14 +386,14 @@ class EmulatorConnection(ServerMessages):
         return (code if code is not None else CLOSE_ABNORMAL, self._ws.close_reason or "")
 
 
-def record(recording: Recording, event: ClientEvent) -> None:
-    """Put a parsed client message into the recording and log its problems."""
-    recording.add_message(ReceivedMessage(event.t, event.connection, event.kind, event.summary))
+def note_received(traffic: Traffic, event: ClientEvent) -> None:
+    """Put a parsed client message into ``traffic`` and log its problems."""
+    traffic.add_message(ReceivedMessage(event.t, event.connection, event.kind, event.summary))
     for audio in event.audio:
-        recording.add_audio(audio)
+        traffic.add_audio(audio)
     for frame in event.frames:
-        recording.add_frame(frame)
+        traffic.add_frame(frame)
     for text in event.texts:
-        recording.add_text(text)
+        traffic.add_text(text)
     for problem in event.problems:
         logger.warning("connection %d: skipped: %s", event.connection, problem)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from .connection import EmulatorConnection
 from .faults import Fault
 from .realism import Realism
-from .recording import Recording
 from .sessions import (
     CLOSE_AV_LIMIT,
     CLOSE_DEADLINE,
@@ -37,6 +36,7 @@ from .sessions import (
     duration_string,
     whole_seconds_string,
 )
+from .traffic import Traffic
 from .wire import pick
 
 logger = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ async def send_empty(conn: EmulatorConnection, every_s: float) -> None:
         await conn.send({})
 
 
-async def inject(conn: EmulatorConnection, fault: Fault, recording: Recording) -> None:
+async def inject(conn: EmulatorConnection, fault: Fault, traffic: Traffic) -> None:
     """Apply a drop, close or stall ``fault.after_s`` after ``setupComplete``."""
     loop = asyncio.get_running_loop()
     start = await conn.wait_setup_complete()
@@ -160,7 +160,7 @@ async def inject(conn: EmulatorConnection, fault: Fault, recording: Recording) -
     if delay > 0:
         await asyncio.sleep(delay)
     logger.info("connection %d: injecting a %s fault", conn.index, fault.kind)
-    recording.add_fault(conn.index, fault.kind)
+    traffic.add_fault(conn.index, fault.kind)
     if fault.kind == "drop":
         conn.abort()
     elif fault.kind == "close":

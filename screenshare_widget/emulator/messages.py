@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from ..protocol import OUTPUT_RATE_HZ, SAMPLE_BYTES
 from .realism import Realism
-from .recording import SentMessage
 from .sessions import duration_string
+from .traffic import SentMessage
 
 #: Default audio chunk of :meth:`ServerMessages.send_audio` (milliseconds).
 DEFAULT_CHUNK_MS: Final = 100
@@ -43,7 +43,7 @@ def audio_message(pcm24k: bytes, *, role: bool = False) -> dict[str, Any]:
 
 
 def sent_message(connection: int, obj: dict[str, Any], t: float) -> SentMessage:
-    """What :class:`Recording` keeps of a server message the emulator sent at ``t``."""
+    """What :class:`Traffic` keeps of a server message the emulator sent at ``t``."""
     keys: list[str] = list(obj)[:1]
     audio = b""
     content = obj.get("serverContent")

@@ -54,8 +54,8 @@ from ..protocol import OUTPUT_RATE_HZ, SAMPLE_BYTES
 from .connection import EmulatorConnection
 from .messages import audio_message, chunks
 from .realism import IDEAL_REPLY_BURST_MS, IDEAL_REPLY_PACE, Realism
-from .recording import ReceivedFrame
 from .speech import DEFAULT_VOICE, DEFAULT_WPM, Synthesizer
+from .traffic import ReceivedFrame
 from .usage import (
     AUDIO_TOKENS_PER_S,
     CHARS_PER_TOKEN,

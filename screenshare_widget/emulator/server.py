@@ -43,7 +43,6 @@ from .faults import Fault, FaultPlan
 from .hosting import ThreadHost
 from .pongs import late_pong_connection
 from .realism import Realism
-from .recording import Recording
 from .responder import DefaultResponder
 from .sessions import (
     Lifetimes,
@@ -51,6 +50,7 @@ from .sessions import (
     SessionStore,
 )
 from .tls import Certificate, make_certificate
+from .traffic import Traffic
 from .validation import (
     CLOSE_INTERNAL,
     REASON_INTERNAL,
@@ -89,7 +89,7 @@ class LiveEmulator:
     ``realism`` says how it imitates the real service (:class:`Realism`: realistic by
     default; :meth:`Realism.ideal` for tests that need exact control); every connection
     carries it.
-    :attr:`recording` holds what was received and which session each connection joined;
+    :attr:`traffic` holds what was received and which session each connection joined;
     :attr:`sessions` holds the sessions kept for resumption (use it on the emulator's loop).
 
     Start it with ``async with`` on the current loop, or with :meth:`start_in_thread`.
@@ -123,11 +123,11 @@ class LiveEmulator:
         self.realism = realism if realism is not None else Realism()
         self.lifetimes = lifetimes if lifetimes is not None else self.realism.lifetimes()
         self.faults = tuple(faults)
-        self.recording = Recording()
+        self.traffic = Traffic()
         self.sessions = SessionStore(self.lifetimes)
         self._fault_plan = FaultPlan(list(self.faults))
         self._admission = Admission(
-            self.recording,
+            self.traffic,
             self.sessions,
             self.realism,
             self._fault_plan,
@@ -269,7 +269,7 @@ class LiveEmulator:
         path = ws.request.path if ws.request is not None else ""
         key = _api_key(ws.request)
         version = api_version(path) or "v1"
-        index = self.recording.new_connection(key_present=bool(key))
+        index = self.traffic.new_connection(key_present=bool(key))
         self._admission.sockets[index] = ws
         logger.info("connection %d opened (%s, API key present: %s)", index, version, bool(key))
         conn: EmulatorConnection | None = None
@@ -283,13 +283,13 @@ class LiveEmulator:
             if session is None:
                 return
             self.sessions.attach(session, index)
-            self.recording.add_session(index, session.id, resumed=resumed)
+            self.traffic.add_session(index, session.id, resumed=resumed)
             conn = EmulatorConnection(
                 ws,
                 index=index,
                 setup=setup,
                 version=version,
-                recording=self.recording,
+                traffic=self.traffic,
                 resumption_handles=self.session_resumption_handles,
                 session=session,
                 resumed=resumed,
@@ -313,7 +313,7 @@ class LiveEmulator:
             else:
                 code = ws.close_code if ws.close_code is not None else 1006
                 reason = ws.close_reason or ""
-            self.recording.add_close(index, code, reason)
+            self.traffic.add_close(index, code, reason)
             logger.info("connection %d closed: %d %s", index, code, reason)
 
     def _close_after_tool_call(self) -> bool:
@@ -337,7 +337,7 @@ class LiveEmulator:
             every = self.realism.empty_message_every_s
             jobs["empty"] = self._guarded(conn, "ticker", lifetime.send_empty(conn, every))
         for n, fault in enumerate(self._fault_plan.timed(conn.index)):
-            inject = lifetime.inject(conn, fault, self.recording)
+            inject = lifetime.inject(conn, fault, self.traffic)
             jobs[f"fault-{n}-{fault.kind}"] = self._guarded(conn, "fault", inject)
         tasks = [
             asyncio.create_task(job, name=f"live-emulator-{name}-{conn.index}")

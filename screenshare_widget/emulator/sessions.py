@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .recording import ReceivedFrame
+from .traffic import ReceivedFrame
 from .usage import Context
 from .wire import pick
 

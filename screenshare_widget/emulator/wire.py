@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .recording import ReceivedAudio, ReceivedFrame, ReceivedText
+from .traffic import ReceivedAudio, ReceivedFrame, ReceivedText
 
 #: Client message kinds, normalised to snake_case.
 KNOWN_KINDS: Final[frozenset[str]] = frozenset(

@@ -76,7 +76,7 @@ def test_the_key_never_leaves_the_kernel(
     page.wait_for_selector(".ssw-status[data-status='idle']", timeout=10_000)
 
     # The key did reach the Live server (the emulator accepts only the sentinel).
-    rec = emulator.recording
+    rec = emulator.traffic
     assert rec.connections >= 1
     assert rec.key_present(0)
 

@@ -99,7 +99,7 @@ def poll(page: Any, expression: str, predicate: Any, timeout: float, what: str) 
 
 
 def test_share_talk_hear_and_stop(page: Any, lab: JupyterLab, emulator: LiveEmulator) -> None:
-    rec = emulator.recording
+    rec = emulator.traffic
     rec.clear()
     write_notebook(
         lab.root / "flow.ipynb",
@@ -187,7 +187,7 @@ def test_share_talk_hear_and_stop(page: Any, lab: JupyterLab, emulator: LiveEmul
 def test_conversation_continues_while_a_cell_is_busy(
     page: Any, lab: JupyterLab, emulator: LiveEmulator
 ) -> None:
-    rec = emulator.recording
+    rec = emulator.traffic
     write_notebook(
         lab.root / "busy.ipynb",
         [assistant_cell(emulator), "import time\ntime.sleep(15)\nprint('slept')"],
@@ -251,7 +251,7 @@ def test_a_handover_mid_conversation(page: Any, lab: JupyterLab) -> None:
         page.click(".ssw-share")
         page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
         # First exchange, then the handover, then the next question is answered.
-        assert emu.recording.wait_for(lambda r: r.connections >= 2, 40), "no handover"
+        assert emu.traffic.wait_for(lambda r: r.connections >= 2, 40), "no handover"
         page.wait_for_function(
             "document.querySelectorAll(`.ssw-turn[data-role='model']:not([data-partial])`)"
             ".length >= 2",

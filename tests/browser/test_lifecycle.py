@@ -100,10 +100,10 @@ def kernel_state(page: Page, index: int = 1) -> list[dict[str, Any]]:
 
 def share(page: Page, emulator: LiveEmulator, view: int = 0) -> None:
     """Click Share in view ``view`` and wait until the emulator hears the microphone."""
-    before = emulator.recording.audio_seconds()
+    before = emulator.traffic.audio_seconds()
     page.locator(".ssw-share").nth(view).click()
     page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
-    assert emulator.recording.wait_for(lambda r: r.audio_seconds() >= before + 1.0, 30), (
+    assert emulator.traffic.wait_for(lambda r: r.audio_seconds() >= before + 1.0, 30), (
         "no microphone audio reached the emulator"
     )
 
@@ -112,7 +112,7 @@ def go_live(page: Page, lab: JupyterLab, emulator: LiveEmulator, name: str, *mor
     """Write notebook ``name`` (the cells above, then ``more``), show the assistant, share,
     and keep the capture's tracks and contexts; the emulator's connection count before."""
     write_notebook(lab.root / name, cells(emulator, *more))
-    since = emulator.recording.connections
+    since = emulator.traffic.connections
     show_widget(page, lab, ARTIFACTS, name)
     share(page, emulator)
     assert page.evaluate(KEEP, 0) == ["video:live", "audio:live"]
@@ -121,7 +121,7 @@ def go_live(page: Page, lab: JupyterLab, emulator: LiveEmulator, name: str, *mor
 
 def open_connections(emulator: LiveEmulator, since: int) -> set[int]:
     """The emulator's connections opened since connection ``since`` and not yet closed."""
-    rec = emulator.recording
+    rec = emulator.traffic
     closed = {index for index, _, _ in rec.closes}
     return set(range(since, rec.connections)) - closed
 
@@ -222,10 +222,10 @@ def test_clearing_the_output_ends_capture_unless_another_view_shows_it(
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "failed-clear-output.png"))
         raise
-    heard = emulator.recording.audio_seconds()
+    heard = emulator.traffic.audio_seconds()
     page.wait_for_timeout(2_000)
     assert page.evaluate(KEPT)["tracks"] == ["live", "live"]
-    assert emulator.recording.audio_seconds() > heard + 1.0
+    assert emulator.traffic.audio_seconds() > heard + 1.0
 
     # The last view goes: capture ends at once, and the session with it.
     clear_output(page, 2)
@@ -326,7 +326,7 @@ def test_a_page_that_went_away_ends_its_session_in_the_page_timeout(
         assert "The page sharing with this assistant was not heard from" in state[0]["error"]
         assert "page_lost" in state[0]["events"]
         assert state[0]["error"] in again.inner_text(".ssw-error")
-        since = emulator.recording.connections
+        since = emulator.traffic.connections
         share(again, emulator)
 
         again.close()  # closing the browser page: it says so on its way out

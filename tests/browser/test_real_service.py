@@ -92,7 +92,7 @@ def test_three_minutes_on_the_realistic_emulator(page: Any, lab: JupyterLab) -> 
         lifetimes=Lifetimes(connection_s=connection_s, go_away_before_s=50.0),
     )
     emu.start_in_thread()
-    rec = emu.recording
+    rec = emu.traffic
     try:
         write_notebook(lab.root / "real.ipynb", [assistant_cell(emu), REPORT])
         show_widget(page, lab, ARTIFACTS, "real.ipynb")

@@ -1,11 +1,11 @@
-"""What the emulator received: a thread-safe record for tests and demos to inspect.
+"""What the emulator received and sent (its traffic): a thread-safe log for tests and demos.
 
 Internal module; the types are re-exported from :mod:`screenshare_widget.emulator`.
 
 The emulator's thread appends; any thread reads snapshots (every property returns a new
 list). Media payloads are kept up to :data:`MAX_MEDIA_BYTES` in total, dropping the oldest
 first, so a long demo does not grow without bound; the totals behind
-:meth:`Recording.audio_seconds` count everything ever received. Message summaries and texts
+:meth:`Traffic.audio_seconds` count everything ever received. Message summaries and texts
 are kept up to :data:`MAX_MESSAGES` each; per-connection facts (setup, session, close) take
 a few hundred bytes per connection.
 """
@@ -24,7 +24,7 @@ from typing import Any, Final
 MAX_MEDIA_BYTES: Final = 64 * 1024 * 1024
 #: Most client message summaries, and most texts, kept; the oldest are dropped first.
 MAX_MESSAGES: Final = 200_000
-#: Poll period of :meth:`Recording.wait_for` (seconds).
+#: Poll period of :meth:`Traffic.wait_for` (seconds).
 POLL_S: Final = 0.01
 
 
@@ -108,8 +108,8 @@ def pcm_rate(mime: str, default: int = 16_000) -> int:
     return default
 
 
-class Recording:
-    """Everything the emulator received, across all connections.
+class Traffic:
+    """Everything the emulator received (and sent), across all connections: ``emu.traffic``.
 
     Connections are numbered from 0 in the order the emulator accepted them.
     """
@@ -304,7 +304,7 @@ class Recording:
                 return round(sum(self._audio_seconds.values()), 9)
             return round(self._audio_seconds.get(connection, 0.0), 9)
 
-    def wait_for(self, predicate: Callable[[Recording], bool], timeout: float) -> bool:
+    def wait_for(self, predicate: Callable[[Traffic], bool], timeout: float) -> bool:
         """Block until ``predicate(self)`` is true or ``timeout`` seconds passed.
 
         Returns the predicate's last value. Polls every :data:`POLL_S`; call it from a thread
@@ -318,7 +318,7 @@ class Recording:
                 return False
             time.sleep(POLL_S)
 
-    async def wait_for_async(self, predicate: Callable[[Recording], bool], timeout: float) -> bool:  # noqa: ASYNC109 (public API)
+    async def wait_for_async(self, predicate: Callable[[Traffic], bool], timeout: float) -> bool:  # noqa: ASYNC109 (public API)
         """Like :meth:`wait_for` but sleeps with ``asyncio``; cancellation just stops waiting."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
