@@ -355,17 +355,26 @@ def _buffer(raw: Any, limit: int) -> bytes:
     return view.tobytes()
 
 
+def decode_base64(text: str) -> bytes:
+    """Standard or URL-safe base64, padded or not (what browsers and the Live service send);
+    raises ``ValueError``. The emulator decodes the service's wire with it too."""
+    if not isinstance(text, str):
+        raise ValueError(f"base64 payload must be a string, got {type(text).__name__}")
+    text = text.strip().replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"invalid base64: {exc}") from exc
+
+
 def _base64(text: Any, limit: int) -> bytes:
     if not isinstance(text, str):
         raise ProtocolError("'data' must be a base64 string")
     if len(text) > limit * 4 // 3 + 4:
         raise ProtocolError(f"payload over the {limit} byte limit")
     try:
-        # Accept the standard and the URL-safe alphabets, with or without padding.
-        return base64.b64decode(
-            text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), validate=True
-        )
-    except (binascii.Error, ValueError) as exc:
+        return decode_base64(text)
+    except ValueError as exc:
         raise ProtocolError("'data' is not valid base64") from exc
 
 

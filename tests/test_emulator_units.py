@@ -37,13 +37,13 @@ from screenshare_widget.emulator.validation import (
 )
 from screenshare_widget.emulator.wire import (
     InvalidJson,
-    b64decode_any,
     jpeg_size,
     parse_client_message,
     pick,
     snake,
     summarize,
 )
+from screenshare_widget.protocol import decode_base64
 
 RATE = 16_000
 
@@ -91,11 +91,11 @@ def test_casing_helpers() -> None:
 
 def test_base64_both_alphabets() -> None:
     data = bytes(range(256))
-    assert b64decode_any(base64.urlsafe_b64encode(data).decode()) == data
-    assert b64decode_any(base64.b64encode(data).decode()) == data
-    assert b64decode_any(base64.b64encode(b"ab").decode().rstrip("=")) == b"ab"
+    assert decode_base64(base64.urlsafe_b64encode(data).decode()) == data
+    assert decode_base64(base64.b64encode(data).decode()) == data
+    assert decode_base64(base64.b64encode(b"ab").decode().rstrip("=")) == b"ab"
     with pytest.raises(ValueError, match="base64"):
-        b64decode_any("not base64!")
+        decode_base64("not base64!")
 
 
 def test_jpeg_size_from_sof() -> None:

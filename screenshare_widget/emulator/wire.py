@@ -13,14 +13,13 @@ malformed message is skipped rather than ending the session.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..protocol import decode_base64
 from .traffic import ReceivedAudio, ReceivedFrame, ReceivedText
 
 #: Client message kinds, normalised to snake_case.
@@ -77,17 +76,6 @@ def has(obj: Any, name: str) -> bool:
     return isinstance(obj, dict) and any(k in obj for k in (name, camel(name), snake(name)))
 
 
-def b64decode_any(text: str) -> bytes:
-    """Decode standard or URL-safe base64, padded or not; raises ``ValueError``."""
-    if not isinstance(text, str):
-        raise ValueError(f"base64 payload must be a string, got {type(text).__name__}")
-    text = text.strip().replace("-", "+").replace("_", "/")
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except binascii.Error as exc:
-        raise ValueError(f"invalid base64: {exc}") from exc
-
-
 def jpeg_size(data: bytes) -> tuple[int, int]:
     """``(width, height)`` from a JPEG's SOF marker, or ``(0, 0)`` if not found."""
     if not data.startswith(b"\xff\xd8"):
@@ -138,7 +126,7 @@ def summarize(obj: Any, *, opaque: bool = False) -> Any:
         name = snake(key)
         if blob and name == "data":
             try:
-                out[name] = len(b64decode_any(value))
+                out[name] = len(decode_base64(value))
             except ValueError:
                 out[name] = -1
         else:
@@ -196,7 +184,7 @@ class _Collector:
             self.problems.append(f"{where}: no mime_type")
             return
         try:
-            data = b64decode_any(obj.get("data", ""))
+            data = decode_base64(obj.get("data", ""))
         except ValueError as exc:
             self.problems.append(f"{where}: {exc}")
             return
