@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -202,3 +204,30 @@ def timed(**changes: float) -> pytest.MarkDecorator:
     """Give a test's ``relay`` fixture these timings (``Timings`` fields), instead of
     monkeypatching the module constants: ``@timed(backoff_first_s=0.01)``."""
     return pytest.mark.parametrize("timings", [Timings(**changes)], ids=["timed"])  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class EmulatorProcess:
+    """Where an emulator running in a process of its own listens."""
+
+    url: str
+    cafile: str
+
+
+@contextmanager
+def emulator_process(*args: str) -> Iterator[EmulatorProcess]:
+    """``python -m screenshare_widget.emulator ARGS`` in its own process (so this process's
+    memory and CPU are the client's alone), stopped on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "screenshare_widget.emulator", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split()[-1]
+        cafile = process.stdout.readline().split()[-1]
+        yield EmulatorProcess(url, cafile)
+    finally:
+        process.terminate()
+        process.wait(10)

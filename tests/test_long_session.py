@@ -5,12 +5,9 @@ flow in real time the whole way; nothing the user said or heard may be lost or d
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,7 +18,7 @@ from screenshare_widget.emulator import Lifetimes
 from screenshare_widget.relay import Relay, RelayState
 
 from .conftest import wait_until
-from .fakes import RecordingSink
+from .fakes import EmulatorProcess, RecordingSink, emulator_process
 from .media import chunks, fake_jpeg, silence_pcm, speech_pcm
 
 #: Each connection lives 12 s and gets a goAway 10 s before its end (the service: 600 s and
@@ -41,34 +38,19 @@ def rss_mb() -> float:
     return pages * 4096 / 2**20
 
 
-@dataclass
-class Server:
-    url: str
-    cafile: str
-
-
 @pytest.fixture
-def emulator() -> Iterator[Server]:
+def emulator() -> Iterator[EmulatorProcess]:
     """The emulator in its own process, so this process's memory is the relay's alone."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "screenshare_widget.emulator",
-         "--connection-s", str(LIFETIMES.connection_s),
-         "--go-away-before-s", str(LIFETIMES.go_away_before_s),
-         "--av-limit-s", str(LIFETIMES.av_limit_s),
-         "--wpm", "380"],  # brisk answers keep the test short
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    url = process.stdout.readline().split()[-1]
-    cafile = process.stdout.readline().split()[-1]
-    yield Server(url, cafile)
-    process.terminate()
-    process.wait(10)
+    args = ("--connection-s", str(LIFETIMES.connection_s),
+            "--go-away-before-s", str(LIFETIMES.go_away_before_s),
+            "--av-limit-s", str(LIFETIMES.av_limit_s),
+            "--wpm", "380")  # brisk answers keep the test short  # fmt: skip
+    with emulator_process(*args) as server:
+        yield server
 
 
 @pytest.mark.slow
-def test_an_hour_of_handovers_loses_nothing(emulator: Server) -> None:
+def test_an_hour_of_handovers_loses_nothing(emulator: EmulatorProcess) -> None:
     sink = RecordingSink()
     connect = gemini.connector(gemini.client_for_emulator(emulator.url, emulator.cafile))
     relay = Relay(connect, SessionConfig(), sink)

@@ -10,8 +10,6 @@ import asyncio
 import json
 import secrets
 import string
-import subprocess
-import sys
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from screenshare_widget.emulator.replay import (
     write_lines,
 )
 
+from .fakes import EmulatorProcess, emulator_process
 from .media import silence_pcm
 
 #: The replay plays the capture this much faster than it was recorded.
@@ -288,30 +287,17 @@ def test_voiced_audio_paces_a_reply_and_silence_does_not(tmp_path: Path) -> None
 # ---- the wire tap ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Server:
-    url: str
-    cafile: str
-
-
 @pytest.fixture
-def emulator_process() -> Iterator[Server]:
+def emulator() -> Iterator[EmulatorProcess]:
     """The emulator in its own process, so this process's allocations are the client's."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "screenshare_widget.emulator"], stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    url = process.stdout.readline().split()[-1]
-    cafile = process.stdout.readline().split()[-1]
-    yield Server(url, cafile)
-    process.terminate()
-    process.wait(10)
+    with emulator_process() as server:
+        yield server
 
 
-def test_the_wire_tap_copies_no_audio(emulator_process: Server) -> None:
+def test_the_wire_tap_copies_no_audio(emulator: EmulatorProcess) -> None:
     """Sending 10 s of audio at once (about 430 kB of JSON) allocates no more with the wire
     tap than without: the frame it reports is the SDK's own string."""
-    client = gemini.client_for_emulator(emulator_process.url, emulator_process.cafile)
+    client = gemini.client_for_emulator(emulator.url, emulator.cafile)
     pcm = silence_pcm(10.0)
     seen: list[gemini.WireFrame] = []
 
