@@ -157,9 +157,7 @@ class Collected:
         self.kernel.append((t, *kernel_sample(pid)))
         self.threads.append(thread_cpu(pid))
 
-    def take(
-        self, page: Page, recording: Traffic, connection: int, *, last: bool = False
-    ) -> None:
+    def take(self, page: Page, recording: Traffic, connection: int, *, last: bool = False) -> None:
         """Move what is final out of the page's trace and the emulator's record (from
         ``connection`` on: a handover continues the session on the next)."""
         trace = page.evaluate(f"{SEAM}.takeTrace({'true' if last else 'false'})")

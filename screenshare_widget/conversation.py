@@ -136,9 +136,7 @@ class Conversation:
     ) -> None:
         self.timings = timings if timings is not None else Timings()
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.core = Core(
-            self.timings, self.clock, sink, log or SessionLog(), toolbox, instructions
-        )
+        self.core = Core(self.timings, self.clock, sink, log or SessionLog(), toolbox, instructions)
         self.core.state = RelayState.IDLE
         self.dialogue = Dialogue(self.core)
         self.handovers = Handovers(self.core)
@@ -492,7 +490,6 @@ class Connection:
         finally:
             if ping is not None:
                 ping.cancel()
-
 
 
 async def settled(task: asyncio.Future[None], limit_s: float | None = None) -> None:

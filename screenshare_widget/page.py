@@ -474,8 +474,7 @@ def handover_notice(handover: Handover) -> str:
         text += " What you said since the last answer was passed on to it."
     if handover.lost_s:
         text += (
-            f" {handover.lost_s:.0f} s of what you said before could not be kept: "
-            "please repeat it."
+            f" {handover.lost_s:.0f} s of what you said before could not be kept: please repeat it."
         )
     return text
 

@@ -458,5 +458,3 @@ class Unanswered:
                     self.lost_s += len(item.pcm) / (INPUT_RATE_HZ * SAMPLE_BYTES)
                 return True
         return False
-
-

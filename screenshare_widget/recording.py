@@ -114,8 +114,8 @@ class Recorder:
         self._recording: Recording | None = None
         #: Writes dropped because the queue was full (the disk could not keep up).
         self.dropped = 0
-        self._writes: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
-            queue.Queue(WRITE_QUEUE_ITEMS)
+        self._writes: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue(
+            WRITE_QUEUE_ITEMS
         )
         self._writer = threading.Thread(
             target=self._write_all, name=f"recorder {folder.name}", daemon=True

@@ -112,7 +112,6 @@ class QuietSink:
         """The relay keeps the frames."""
 
 
-
 class Relay:
     """One conversation with a Live backend, on its own thread and loop.
 

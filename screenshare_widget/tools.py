@@ -270,4 +270,3 @@ def _result_payload(value: Any) -> dict[str, object]:
 
 def _shorten(text: str, most: int = SHOWN_CHARS) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
-

@@ -142,9 +142,7 @@ class Uplink:
     def _frame_sent(self, frame: WaitingFrame) -> None:
         c = self.core
         c.log.counters.frames_sent += 1
-        sent = SentFrame(
-            c.clock.now(), frame.jpeg, frame.width, frame.height, reason=frame.reason
-        )
+        sent = SentFrame(c.clock.now(), frame.jpeg, frame.width, frame.height, reason=frame.reason)
         c.log.frames.append(sent)
         c.log.to_tap("on_frame", sent)
         c.emit(c.sink.on_frame, sent, frame.seq)

@@ -54,9 +54,9 @@ def test_controls() -> None:
     assert parse_browser_message({"kind": "stop", "reason": "user"}) == Stop(
         reason="user", capture=""
     )
-    assert parse_browser_message(
-        {"kind": "beat", "page": "p", "capture": "c", "views": 2}
-    ) == Beat(page="p", capture="c", views=2)
+    assert parse_browser_message({"kind": "beat", "page": "p", "capture": "c", "views": 2}) == Beat(
+        page="p", capture="c", views=2
+    )
     msg = parse_browser_message(
         {"kind": "playback", "played_ms": 10, "queued_ms": 2.5, "underruns": 0, "dropped_chunks": 1}
     )

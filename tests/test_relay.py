@@ -242,9 +242,7 @@ def test_a_refused_handle_then_a_fatal_fresh_attempt_fails(relay: Relay, backend
 
 
 @timed(backoff_first_s=0.01)
-def test_a_drop_mid_answer_cuts_the_model_turn_but_not_between_turns(
-    relay: Relay, backend
-) -> None:
+def test_a_drop_mid_answer_cuts_the_model_turn_but_not_between_turns(relay: Relay, backend) -> None:
     session = live(relay, backend)
     push(relay, session, ServerMessage(input_transcription="Tell me about"))
     push(relay, session, ServerMessage(resumption_handle="h", resumable=True))

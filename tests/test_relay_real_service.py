@@ -260,9 +260,7 @@ def test_a_handle_refused_with_1011_gets_one_more_try_then_a_fresh_session(
 
 
 @timed(backoff_first_s=0.01)
-def test_a_second_try_of_a_handle_can_succeed(
-    relay: Relay, backend: FakeBackend
-) -> None:
+def test_a_second_try_of_a_handle_can_succeed(relay: Relay, backend: FakeBackend) -> None:
     # The real service refuses a resume while the session's old socket is still open (R9).
     session = live(relay, backend)
     push(relay, session, ServerMessage(resumption_handle="old", resumable=True))
