@@ -323,39 +323,13 @@ class Recording:
         events_path = folder / "events.jsonl"
         if not events_path.is_file():
             raise ValueError(f"{folder} is not a recording: it has no events.jsonl")
-        lines = []
-        for number, line in enumerate(events_path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if number == 1:
-                    raise ValueError(f"{events_path}: the first line is not JSON") from exc
-                logger.warning("%s line %d is not JSON; skipped", events_path, number)
-                continue
-            if isinstance(record, dict):
-                lines.append(record)
+        lines = _read_events(events_path)
         if not lines or lines[0].get("kind") != "recording":
             raise ValueError(f"{events_path} does not start with a recording header")
         head, events = lines[0], tuple(lines[1:])
         if head.get("format", FORMAT) > FORMAT:
             raise ValueError(f"{folder} was written by a newer screenshare-widget")
-        frames = []
-        for e in events:
-            if e.get("kind") == "frame_sent" and isinstance(e.get("file"), str):
-                file = folder / e["file"]
-                if file.is_file():
-                    frames.append(
-                        RecordedFrame(
-                            float(e["t"]),
-                            file.read_bytes(),
-                            int(e.get("width", 0)),
-                            int(e.get("height", 0)),
-                        )  # fmt: skip
-                    )
-                else:
-                    logger.warning("%s: %s is missing; that frame is skipped", folder, e["file"])
+        frames = _read_frames(folder, events)
         texts = tuple(
             RecordedText(float(e["t"]), str(e["text"]))
             for e in events
@@ -373,6 +347,38 @@ class Recording:
             events=events,
             turns=_read_turns(folder / "transcript.jsonl"),
         )
+
+
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of ``events.jsonl``; a broken line after the first is skipped."""
+    lines = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == 1:
+                raise ValueError(f"{path}: the first line is not JSON") from exc
+            logger.warning("%s line %d is not JSON; skipped", path, number)
+            continue
+        if isinstance(record, dict):
+            lines.append(record)
+    return lines
+
+
+def _read_frames(folder: Path, events: Sequence[dict[str, Any]]) -> list[RecordedFrame]:
+    """The frames the ``frame_sent`` events name; a missing file is skipped."""
+    frames = []
+    for e in events:
+        if e.get("kind") == "frame_sent" and isinstance(e.get("file"), str):
+            file = folder / e["file"]
+            if file.is_file():
+                width, height = int(e.get("width", 0)), int(e.get("height", 0))
+                frames.append(RecordedFrame(float(e["t"]), file.read_bytes(), width, height))
+            else:
+                logger.warning("%s: %s is missing; that frame is skipped", folder, e["file"])
+    return frames
 
 
 def _iso(at: datetime) -> str:
