@@ -578,3 +578,14 @@ def test_the_emulator_serves_every_gemini_api_model_the_product_knows() -> None:
 
     assert set(MODELS) - VERTEX_ONLY_MODELS == KNOWN_MODELS
     assert set(MODELS) >= VERTEX_ONLY_MODELS  # a Vertex name the product dropped goes here too
+
+
+def test_the_old_names_of_the_emulator_traffic_still_work_with_a_warning() -> None:
+    import screenshare_widget.emulator as emulator_package
+    from screenshare_widget.emulator import LiveEmulator, Traffic
+
+    with pytest.warns(DeprecationWarning, match="now Traffic"):
+        assert emulator_package.Recording is Traffic
+    emu = LiveEmulator()
+    with pytest.warns(DeprecationWarning, match="now LiveEmulator.traffic"):
+        assert emu.recording is emu.traffic

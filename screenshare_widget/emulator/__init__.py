@@ -30,6 +30,9 @@ real service or this emulator) as a scripted session (:mod:`screenshare_widget.e
 This package never imports ``google.genai``.
 """
 
+import warnings
+from typing import Any
+
 from .connection import EmulatorConnection
 from .faults import Fault
 from .realism import Realism
@@ -69,3 +72,16 @@ __all__ = [
     "replay_script",
     "shared_emulator",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Recording``, the old name of :class:`Traffic`, still imports (with a warning)."""
+    if name == "Recording":
+        warnings.warn(
+            "screenshare_widget.emulator.Recording is now Traffic "
+            "(Recording is the user's recorded session, screenshare_widget.Recording)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return Traffic
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

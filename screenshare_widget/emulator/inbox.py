@@ -3,7 +3,7 @@
 Internal module. The connection's reader puts every parsed client message in an
 :class:`Inbox`; a script takes them by kind (:meth:`Inbox.next_event`) or waits for an
 amount of audio (:meth:`Inbox.wait_audio`). The inbox is bounded (policy: the oldest unread
-messages go first); the recording keeps everything regardless.
+messages go first); the emulator's traffic log keeps everything regardless.
 """
 
 from __future__ import annotations

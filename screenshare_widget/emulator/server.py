@@ -28,6 +28,7 @@ import logging
 import ssl
 import threading
 import urllib.parse
+import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Final
@@ -145,6 +146,14 @@ class LiveEmulator:
             stop_timeout_s=STOP_TIMEOUT_S,
         )
         self._tool_calls = 0  # toolCall messages sent, over all connections
+
+    @property
+    def recording(self) -> Traffic:
+        """The old name of :attr:`traffic` (deprecated)."""
+        warnings.warn(
+            "LiveEmulator.recording is now LiveEmulator.traffic", DeprecationWarning, stacklevel=2
+        )
+        return self.traffic
 
     # ---- addresses ------------------------------------------------------------------------
 
