@@ -703,11 +703,13 @@ async def test_server_frames_are_binary_camelcase_and_standard_base64() -> None:
 
 
 async def test_start_in_thread_and_stop() -> None:
+    before = set(threading.enumerate())  # the process-wide shared emulator may run already
     emu = LiveEmulator(script=idle)
     assert emu.start_in_thread() is emu
     assert emu.start_in_thread() is emu
+    (thread,) = set(threading.enumerate()) - before  # idempotent: one thread, its own
     try:
-        assert any(t.name == "live-emulator" and t.daemon for t in threading.enumerate())
+        assert thread.name == "live-emulator" and thread.daemon
         cafile = Path(emu.cafile)
         assert await asyncio.to_thread(cafile.exists)
         assert ssl.create_default_context(cafile=str(cafile)) is not None
@@ -721,7 +723,7 @@ async def test_start_in_thread_and_stop() -> None:
         await asyncio.to_thread(emu.stop)
         assert time.monotonic() - started < 5.5
     assert not await asyncio.to_thread(cafile.exists)
-    assert not any(t.name == "live-emulator" and t.is_alive() for t in threading.enumerate())
+    assert not thread.is_alive()
     emu.stop()  # idempotent
 
 
