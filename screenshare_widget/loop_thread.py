@@ -28,18 +28,26 @@ class LoopThread:
     ``on_start`` runs on the thread, with its new loop set, before anything else: after a
     :meth:`close`, the next :meth:`ensure` starts a new thread and loop."""
 
-    def __init__(self, name: str, on_start: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, name: str, on_start: Callable[[], None] | None = None, *, end_timeout_s: float = 10.0
+    ) -> None:
         self.name = name
         self._on_start = on_start
+        self._end_timeout_s = end_timeout_s
         self._lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
+        self._ending: threading.Thread | None = None  # the thread of the loop closed last
 
     def ensure(self) -> asyncio.AbstractEventLoop:
-        """The running loop, starting the thread if there is none."""
+        """The running loop, starting the thread if there is none. After a :meth:`close`
+        that did not wait (or timed out), the old thread is waited for first, at most
+        ``end_timeout_s``: two loops never run at once. ``RuntimeError`` if it is still
+        running then."""
         with self._lock:
             if self.loop is not None:
                 return self.loop
+            self._wait_for_the_last()
             ready = threading.Event()
             loop = asyncio.new_event_loop()
 
@@ -60,9 +68,31 @@ class LoopThread:
             self.loop, self.thread = loop, thread
             return loop
 
+    def _wait_for_the_last(self) -> None:
+        """Wait (lock held) until the thread of the loop closed last ended, at most
+        ``end_timeout_s``: its tasks still use what ``on_start`` renews."""
+        last = self._ending
+        if last is None:
+            return
+        if last is threading.current_thread():
+            raise RuntimeError(f"the {self.name} loop is closing: start again from elsewhere")
+        last.join(self._end_timeout_s)
+        if last.is_alive():
+            raise RuntimeError(
+                f"the {self.name} thread has not ended {self._end_timeout_s:g} s after its "
+                "close (a task ignores cancellation): try again later"
+            )
+        self._ending = None
+
     def submit(self, coro: Coroutine[Any, Any, _T]) -> Future[_T]:
-        """Run ``coro`` on the loop (starting the thread if needed); its future."""
-        return asyncio.run_coroutine_threadsafe(coro, self.ensure())
+        """Run ``coro`` on the loop (starting the thread if needed); its future. When no
+        loop can start (:meth:`ensure` raises), ``coro`` is closed and the error raised."""
+        try:
+            loop = self.ensure()
+        except RuntimeError:
+            coro.close()
+            raise
+        return asyncio.run_coroutine_threadsafe(coro, loop)
 
     def call_soon(self, fn: Callable[[], None]) -> bool:
         """Run ``fn`` soon on the loop (it must not block); False, and nothing runs, when
@@ -94,6 +124,8 @@ class LoopThread:
         left to the daemon thread, with a warning). Idempotent."""
         with self._lock:
             loop, thread = self.loop, self.thread
+            if thread is not None:
+                self._ending = thread
             self.loop = self.thread = None
         if loop is None or thread is None:
             return

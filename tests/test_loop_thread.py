@@ -6,6 +6,8 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from screenshare_widget.loop_thread import LoopThread
 
 from .conftest import wait_until
@@ -64,3 +66,47 @@ def test_close_is_bounded_when_a_task_ignores_cancellation() -> None:
     host.close(timeout=0.5)
     assert time.monotonic() - began < 3.0
     release.set()
+
+
+def alive(name: str) -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == name and thread.is_alive())
+
+
+async def nothing() -> None:
+    return None
+
+
+def test_a_start_right_after_a_close_that_did_not_wait_waits_for_the_old_thread() -> None:
+    """A second loop must not start while the first still runs: ``on_start`` renews what
+    the old loop's tasks still use."""
+    starts: list[int] = []
+    host = LoopThread("test-restart", on_start=lambda: starts.append(alive("test-restart")))
+
+    async def slow_last() -> None:
+        await asyncio.sleep(0.3)
+
+    host.submit(nothing()).result(2)
+    host.close(slow_last, wait=False)
+    host.submit(nothing()).result(5)
+    assert starts == [1, 1], starts  # the old thread had ended when the new one began
+    host.close()
+
+
+def test_a_start_while_the_old_loop_cannot_end_in_time_is_a_clear_error() -> None:
+    release = threading.Event()
+    host = LoopThread("test-stuck", end_timeout_s=0.2)
+
+    async def blocking_last() -> None:
+        release.wait(5)  # blocks the old loop's thread
+
+    host.submit(nothing()).result(2)
+    host.close(blocking_last, wait=False)
+    try:
+        with pytest.raises(RuntimeError, match="has not ended"):
+            host.ensure()
+    finally:
+        release.set()
+    host.submit(nothing()).result(5)  # once it ended, a new loop starts
+    assert alive("test-stuck") == 1
+    host.close()
+    assert alive("test-stuck") == 0
