@@ -7,7 +7,8 @@ read from any thread (each collection is a thread-safe sequence with snapshots).
 Bounds and policies: events and frames keep the newest (``events.MAX_EVENTS_KEPT``,
 ``events.MAX_FRAMES_KEPT``); usage reports list the newest :data:`MAX_USAGE_KEPT` and fold
 older ones into one report at the front, so token totals stay exact; handovers and tool
-calls keep the newest :data:`MAX_HANDOVERS_KEPT` and :data:`MAX_TOOL_CALLS_KEPT`, with
+calls keep the newest :data:`~.timings.MAX_HANDOVERS_KEPT` and
+:data:`~.timings.MAX_TOOL_CALLS_KEPT` (``Timings.max_handovers_kept``, ...), with
 :attr:`Window.total` counting all (tool calls keep their absolute numbers, as the sink
 saw them).
 """
@@ -25,6 +26,9 @@ from typing import Any, Final, Protocol, TypeVar
 from .backend import Usage
 from .events import Event, EventKind, Events, Frames, Handover, SentFrame
 from .locked import LockedSequence
+from .timings import MAX_HANDOVERS_KEPT as MAX_HANDOVERS_KEPT
+from .timings import MAX_TOOL_CALLS_KEPT as MAX_TOOL_CALLS_KEPT
+from .timings import Timings
 from .tools import ToolActivity
 from .transcript import Transcript
 
@@ -35,10 +39,6 @@ T = TypeVar("T")
 
 #: Usage reports listed one by one; older ones are folded into the first (exact totals).
 MAX_USAGE_KEPT: Final = 2_000
-#: Handovers kept, newest last; :attr:`Window.total` counts every one.
-MAX_HANDOVERS_KEPT: Final = 500
-#: Tool calls kept, newest last; :attr:`Window.total` counts every one.
-MAX_TOOL_CALLS_KEPT: Final = 1_000
 
 
 class RelayTap(Protocol):
@@ -159,18 +159,30 @@ def _fold(a: Usage, b: Usage) -> Usage:
 class SessionLog:
     """Everything a conversation keeps for the user, over stops and reconnections; and the
     tap (a recorder) that sees events, microphone audio, frames and model audio as they
-    come."""
+    come. ``handovers_kept`` and ``tool_calls_kept`` bound those two lists."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        handovers_kept: int = MAX_HANDOVERS_KEPT,
+        tool_calls_kept: int = MAX_TOOL_CALLS_KEPT,
+    ) -> None:
         self.transcript = Transcript()
         self.events = Events()
         self.frames = Frames()
         self.usage = UsageReports()
-        self.handovers: Window[Handover] = Window(MAX_HANDOVERS_KEPT)
-        self.tool_calls: Window[ToolActivity] = Window(MAX_TOOL_CALLS_KEPT)
+        self.handovers: Window[Handover] = Window(handovers_kept)
+        self.tool_calls: Window[ToolActivity] = Window(tool_calls_kept)
         self.counters = RelayCounters()
         #: Called (on the relay thread) with each event, mic chunk and sent frame while set.
         self.tap: RelayTap | None = None
+
+    @classmethod
+    def within(cls, timings: Timings) -> SessionLog:
+        """A log with the bounds ``timings`` give."""
+        return cls(
+            handovers_kept=timings.max_handovers_kept, tool_calls_kept=timings.max_tool_calls_kept
+        )
 
     def log_event(self, kind: EventKind, at: datetime, **detail: object) -> Event:
         """Add an event dated ``at`` (UTC) and show it to the tap."""

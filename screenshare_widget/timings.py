@@ -92,6 +92,14 @@ CLOCK_SKEW_S: Final = 5.0
 #: How long the end of a connection waits for its tool calls to take their cancellation
 #: (s); a tool that ignores it is left running, with a warning, so closing never hangs.
 TOOL_CANCEL_TIMEOUT_S: Final = 2.0
+#: Handovers the session log keeps, newest last (its ``total`` counts every one).
+MAX_HANDOVERS_KEPT: Final = 500
+#: Tool calls the session log keeps, newest last (its ``total`` counts every one).
+MAX_TOOL_CALLS_KEPT: Final = 1_000
+#: Microphone chunks, and frames, handed over from the page's thread that wait for the
+#: relay loop to take them. Policy: drop the oldest (a loop stalled this long has lost
+#: them anyway: the microphone buffer past it holds :data:`MIC_BUFFER_BYTES`).
+INBOX_MAX_ITEMS: Final = 1_000
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,9 @@ class Timings:
     instruction_wait_s: float = INSTRUCTION_WAIT_S
     tool_cancel_timeout_s: float = TOOL_CANCEL_TIMEOUT_S
     clock_skew_s: float = CLOCK_SKEW_S
+    max_handovers_kept: int = MAX_HANDOVERS_KEPT
+    max_tool_calls_kept: int = MAX_TOOL_CALLS_KEPT
+    inbox_max_items: int = INBOX_MAX_ITEMS
 
 
 class Clock(Protocol):
