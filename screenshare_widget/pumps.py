@@ -5,7 +5,8 @@ loop out).
 
 - :class:`Inbox`: hands items from any thread to the loop with at most one scheduled
   callback at a time, however many items come while the loop is busy (a stalled loop does
-  not pile up one callback per microphone chunk).
+  not pile up one callback per microphone chunk). Bound ``inbox_max_items``
+  (:data:`~.timings.INBOX_MAX_ITEMS`); policy: drop the oldest.
 - :class:`MicBuffer`: microphone audio waiting for the connection. Bound
   ``mic_buffer_bytes`` (:data:`~.timings.MIC_BUFFER_BYTES`); policy: drop the oldest.
 - :class:`FrameSlot`: the screen frame waiting for the connection. Bound: one; policy:
@@ -34,6 +35,7 @@ from typing import Any, Generic, TypeVar
 
 from .protocol import INPUT_RATE_HZ, SAMPLE_BYTES
 from .timings import (
+    INBOX_MAX_ITEMS,
     MAX_PENDING_TEXTS,
     REPLAY_MAX_BYTES,
     REPLAY_PREROLL_BYTES,
@@ -51,20 +53,27 @@ class Inbox(Generic[_T]):
 
     :meth:`put` appends under a lock and schedules one drain, unless one is already
     scheduled: while the loop is busy, items gather here and one callback takes them all.
-    The bound is the caller's (the buffer the drain fills has one); the inbox itself holds
-    only what arrived since the loop last ran.
+    It holds only what arrived since the loop last ran, at most ``limit`` items
+    (:data:`~.timings.INBOX_MAX_ITEMS`); policy: drop the oldest, counted in
+    :attr:`dropped`. A new loop calls :meth:`reset`: a drain scheduled on the old one
+    may have been dropped with it.
     """
 
-    def __init__(self, take: Callable[[_T], None]) -> None:
+    def __init__(self, take: Callable[[_T], None], limit: int = INBOX_MAX_ITEMS) -> None:
         self._take = take
-        self._items: deque[_T] = deque()
+        self._limit = max(1, limit)
+        self._items: deque[_T] = deque(maxlen=self._limit)
         self._lock = threading.Lock()
         self._scheduled = False
+        #: Items dropped by the bound so far.
+        self.dropped = 0
 
     def put(self, item: _T, schedule: Callable[[Callable[[], None]], bool]) -> bool:
         """Append ``item``; ``schedule`` runs a callback on the loop (False: no loop, and
         the item is dropped). Returns whether the item will be taken."""
         with self._lock:
+            if len(self._items) == self._limit:
+                self.dropped += 1
             self._items.append(item)
             if self._scheduled:
                 return True
@@ -76,9 +85,15 @@ class Inbox(Generic[_T]):
             self._items.clear()
         return False
 
+    def reset(self) -> None:
+        """Forget what waits and any drain scheduled (a new loop: the old one is gone)."""
+        with self._lock:
+            self._items.clear()
+            self._scheduled = False
+
     def _drain(self) -> None:
         with self._lock:
-            items, self._items = self._items, deque()
+            items, self._items = self._items, deque(maxlen=self._limit)
             self._scheduled = False
         for item in items:
             self._take(item)
@@ -223,7 +238,8 @@ async def send_whole(
     """Await a send that, once started, finishes even if the pump is cancelled meanwhile
     (a handover), so the chunk it carries is neither lost nor sent twice; ``sent()`` runs
     whenever it did complete. Cancellation waits for it at most ``finish_timeout_s``, then
-    propagates (a send still running then is cancelled, and its end is logged)."""
+    propagates (a send still running then is abandoned: it ends on its own, and a failure
+    is logged)."""
     task = asyncio.ensure_future(send)
     try:
         await asyncio.shield(task)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 
@@ -16,7 +17,21 @@ from screenshare_widget.pumps import (
     TextQueue,
     ToolRunner,
     WaitingFrame,
+    send_whole,
 )
+
+
+class Seen(logging.Handler):
+    """Sets :attr:`seen` when a record whose message holds ``text`` is logged (on the loop)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
 
 
 def test_the_mic_buffer_drops_the_oldest_past_its_bound_never_the_newest() -> None:
@@ -107,11 +122,12 @@ async def test_tool_runner_bounds_a_tool_that_ignores_cancellation(
             await release.wait()  # ignores the cancellation
 
     runner.start("c1", stubborn(), "relay.tool.stubborn")
+    task = runner.tasks["c1"]
     await asyncio.sleep(0)
     await asyncio.wait_for(runner.cancel_all("test"), 1.0)  # bounded: returns
     assert "ignored cancellation" in caplog.text and "relay.tool.stubborn" in caplog.text
     release.set()
-    await asyncio.sleep(0.01)
+    await asyncio.wait([task], timeout=1.0)  # the runner's callback came first
     assert failures == [] and len(runner) == 0
 
 
@@ -123,6 +139,56 @@ async def test_tool_runner_reports_a_task_that_failed() -> None:
         raise KeyError("bug")
 
     runner.start("c1", broken(), "relay.tool.broken")
-    await asyncio.sleep(0.01)
+    await asyncio.wait([runner.tasks["c1"]], timeout=1.0)  # the runner's callback came first
     assert [(name, type(exc)) for name, exc in failures] == [("relay.tool.broken", KeyError)]
     assert len(runner) == 0
+
+
+def test_the_inbox_keeps_the_newest_past_its_bound_and_a_reset_forgets_a_lost_drain() -> None:
+    taken: list[int] = []
+    drains: list[Callable[[], None]] = []
+
+    def schedule(fn: Callable[[], None]) -> bool:
+        drains.append(fn)
+        return True
+
+    inbox: Inbox[int] = Inbox(taken.append, limit=3)
+    for i in range(10):  # the loop is busy: they gather, past the bound the oldest go
+        inbox.put(i, schedule)
+    assert len(drains) == 1 and inbox.dropped == 7
+    drains[0]()
+    assert taken == [7, 8, 9]
+    inbox.put(10, lambda fn: True)  # scheduled on a loop that closed before running it
+    inbox.put(11, schedule)
+    assert len(drains) == 1  # it still waits for the lost drain
+    inbox.reset()  # a new loop
+    inbox.put(12, schedule)
+    assert len(drains) == 2
+    drains[1]()
+    assert taken == [7, 8, 9, 12]
+
+
+async def test_a_send_abandoned_after_its_finish_timeout_logs_its_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = asyncio.Event()
+    sent: list[int] = []
+
+    async def slow_send() -> None:
+        await release.wait()
+        raise ConnectionResetError("the socket closed under the send")
+
+    logged = Seen("a send abandoned at a handover failed")
+    logging.getLogger("screenshare_widget.pumps").addHandler(logged)
+    try:
+        pump = asyncio.create_task(send_whole(slow_send(), lambda: sent.append(1), 0.01))
+        await asyncio.sleep(0)  # the send is under way
+        pump.cancel()  # a handover
+        with pytest.raises(asyncio.CancelledError):
+            await pump  # after the finish timeout: the send is abandoned
+        assert not logged.seen.is_set()
+        release.set()
+        await asyncio.wait_for(logged.seen.wait(), 2.0)
+    finally:
+        logging.getLogger("screenshare_widget.pumps").removeHandler(logged)
+    assert "ConnectionResetError" in caplog.text and sent == []
