@@ -30,6 +30,7 @@ from .pumps import PendingText, WaitingFrame
 from .recording import Recorder, Recording
 from .relay import QuietSink
 from .session_log import SessionLog
+from .timings import Timings
 from .tools import Toolbox
 from .transcript import Turn
 
@@ -212,11 +213,13 @@ async def replay(
     *,
     label: str = "A",
     speed: float = 1.0,
+    timings: Timings | None = None,
 ) -> Variant:
-    """Play ``recording`` into one new session opened with ``connect`` and ``config``, and
-    return what came of it. The variant's conversation runs on the caller's loop (no
-    thread of its own). Cancelling it closes the session."""
-    log = SessionLog()
+    """Play ``recording`` into one new session opened with ``connect`` and ``config``
+    (and ``timings``), and return what came of it. The variant's conversation runs on the
+    caller's loop (no thread of its own). Cancelling it closes the session."""
+    timings = timings if timings is not None else Timings()
+    log = SessionLog.within(timings)
     instructions = Instructions(config.system_instruction)
     conv = Conversation(
         connect,
@@ -225,6 +228,7 @@ async def replay(
         toolbox=Toolbox(),
         instructions=instructions,
         log=log,
+        timings=timings,
     )
     error = ""
     try:
@@ -240,7 +244,7 @@ async def replay(
         error = str(failed) or "The session failed."
         logger.warning("variant %s: %s", label, error)
     finally:
-        await conv.stop()
+        await conv.close()  # nothing of the variant stays on the caller's loop
     return Variant(
         label=label,
         instruction=config.system_instruction,

@@ -136,7 +136,8 @@ class Conversation:
     ) -> None:
         self.timings = timings if timings is not None else Timings()
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.core = Core(self.timings, self.clock, sink, log or SessionLog(), toolbox, instructions)
+        log = log if log is not None else SessionLog.within(self.timings)
+        self.core = Core(self.timings, self.clock, sink, log, toolbox, instructions)
         self.core.state = RelayState.IDLE
         self.dialogue = Dialogue(self.core)
         self.handovers = Handovers(self.core)
@@ -177,6 +178,11 @@ class Conversation:
         self.core.state = new
         logger.debug("relay %s -> %s %s", old.value, new.value, error)
         self.core.emit(self.core.sink.on_state, new, error)
+
+    def report(self, message: str) -> None:
+        """Show ``message`` (a command that failed: a text refused, a start that broke) as
+        the error, in the current state; the next change of state replaces it."""
+        self.set_state(self._state, message)
 
     def accepting(self) -> bool:
         """Whether a session runs that takes media (not idle, closing or failed)."""
@@ -220,6 +226,23 @@ class Conversation:
         self.set_state(RelayState.CLOSING)
         task.cancel()
         await settled(task, self.timings.close_timeout_s)
+
+    async def close(self) -> None:
+        """:meth:`stop`, for a caller whose loop outlives the conversation: a session task
+        that outlived the stop's bound (a close that hangs) is cancelled again and waited
+        for at most ``close_timeout_s`` more; one that still runs then is left, with a
+        warning. Cancelling the wait propagates."""
+        await self.stop()
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        await settled(task, self.timings.close_timeout_s)
+        if not task.done():
+            logger.warning(
+                "the session ignored cancellation for %g s and is left running",
+                2 * self.timings.close_timeout_s,
+            )
 
     async def say(self, item: PendingText) -> None:
         """Queue typed text, starting a session if none runs (no screen or microphone
@@ -272,13 +295,16 @@ class Conversation:
                 try:
                     await self.link.run(handle, ended)
                 except HandoverDue as due:
+                    self._raise_if_stopping()
                     self.policy.handed_over()
                     ended = due.reason
                     self._reconnecting("")
                 except LiveError as exc:
+                    self._raise_if_stopping()
                     go_on, ended = await self._after_error(exc, handle, ended)
                 except Exception as exc:  # a bug, not a network event: say so and stop
                     logger.exception("the relay failed")
+                    self._raise_if_stopping()
                     message = f"The relay failed unexpectedly ({type(exc).__name__}: {exc})."
                     self._fail(LiveError(message, fatal=True))
                     return
@@ -290,6 +316,14 @@ class Conversation:
             raise
         finally:
             ticker.cancel()
+
+    def _raise_if_stopping(self) -> None:
+        """A connection that ended as :meth:`stop` cancelled the session is a stop: Python
+        3.11's TaskGroup gives a child's error priority over the parent's cancellation
+        (the ``CancelledError`` is lost, and its count stays raised after any child's
+        error), so the state, set before the cancel, is what tells."""
+        if self._state is RelayState.CLOSING:
+            raise asyncio.CancelledError
 
     async def _after_error(
         self, exc: LiveError, handle: str | None, ended: str | None

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -16,14 +17,22 @@ import pytest
 
 from screenshare_widget import compare, gemini
 from screenshare_widget.backend import LiveSession
-from screenshare_widget.compare import CHUNK_S, TAIL_SILENCE_S, _schedule, acompare
+from screenshare_widget.compare import (
+    CHUNK_S,
+    TAIL_SILENCE_S,
+    Variant,
+    _schedule,
+    acompare,
+    replay,
+)
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.emulator import DefaultResponder, LiveEmulator
 from screenshare_widget.recording import Recorder, Recording
 from screenshare_widget.relay import Relay, RelayState
+from screenshare_widget.timings import Timings
 
 from .conftest import wait_until
-from .fakes import RecordingSink
+from .fakes import FakeBackend, RecordingSink
 from .media import fake_jpeg, silence_pcm, speech_pcm
 
 pytestmark = pytest.mark.timeout(120)
@@ -177,3 +186,35 @@ def test_the_schedule_sends_audio_once_spoken_and_keeps_the_recorded_times(
     assert b"".join(p for _, p in audio).startswith(take.mic)  # type: ignore[arg-type]
     assert [t for t, k, _ in items if k == "text"] == [take.texts[0].t]
     assert not math.isnan(take.duration_s)
+
+
+def test_a_variant_whose_session_close_hangs_leaves_no_task_on_the_callers_loop() -> None:
+    """The stop waits at most ``close_timeout_s`` for the session to close; a close that
+    hangs past it is cancelled, so nothing of the variant stays on the caller's loop."""
+    backend = FakeBackend()
+    hung = asyncio.Event()  # never set: the close hangs
+
+    @asynccontextmanager
+    async def connect(config: SessionConfig, handle: str | None) -> AsyncIterator[LiveSession]:
+        async with backend.connect(config, handle) as session:
+            try:
+                yield session
+            finally:
+                await hung.wait()
+
+    empty = Recording(Path("."), datetime.now(UTC), "", "", "", b"", (), (), (), ())
+
+    async def run() -> tuple[Variant, set[asyncio.Task[object]]]:
+        timings = Timings(close_timeout_s=0.1)
+        async with asyncio.timeout(30):
+            variant = await replay(empty, connect, SessionConfig(), speed=100.0, timings=timings)
+        mine = asyncio.current_task()
+        left = {task for task in asyncio.all_tasks() if task is not mine}
+        if left:
+            await asyncio.wait(left, timeout=1.0)  # what was cancelled gets to end
+        return variant, {task for task in left if not task.done()}
+
+    variant, left = asyncio.run(run())
+    assert variant.error == ""
+    assert left == set(), left
+    assert len(backend.sessions) == 1 and backend.sessions[0].closed

@@ -343,3 +343,36 @@ async def test_a_chunk_whose_send_failed_goes_first_on_the_next_connection(
     await clock.settle()
     assert second.audio == [b"\x07\x00" * 4]
     assert conv.core.log.counters.audio_bytes_sent == 8
+
+
+@pytest.mark.parametrize("fatal", [False, True], ids=["drop", "fatal"])
+async def test_a_drop_and_a_stop_in_the_same_tick_end_idle_and_it_starts_again(
+    conv: Conversation, backend: FakeBackend, sink: RecordingSink, clock: FakeClock, fatal: bool
+) -> None:
+    """Python 3.11's TaskGroup gives a child's error priority over the parent's
+    cancellation: a connection that ends as the user stops must still end in IDLE (not
+    reconnect, not stay CLOSING), and the next start must work."""
+    session = await live(conv, backend, clock)
+    session.push(LiveError("dropped", code=1006, fatal=fatal))
+    await conv.stop()  # the same tick: the error reaches the group as stop() cancels
+    assert conv.state is RelayState.IDLE, conv.state
+    assert [s for s, _ in sink.states][-2:] == [RelayState.CLOSING, RelayState.IDLE]
+    await clock.advance(conv.timings.backoff_max_s)  # no reconnect is scheduled
+    assert len(backend.sessions) == 1 and conv.state is RelayState.IDLE
+    await live(conv, backend, clock, count=2)
+
+
+async def test_a_ping_that_fails_is_logged(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenPing(FakeSession):
+        async def ping(self) -> None:
+            raise KeyError("a bug in the adapter's ping")
+
+    backend.session_type = BrokenPing
+    await live(conv, backend, clock)
+    await clock.settle()
+    failed = [r for r in caplog.records if "relay.ping" in r.getMessage()]
+    assert failed and failed[0].exc_info is not None
+    assert isinstance(failed[0].exc_info[1], KeyError)
+    assert conv.state is RelayState.LIVE  # a broken ping is logged, not a reason to drop
