@@ -27,11 +27,13 @@ The names the rest of the package and its tests import from here are re-exported
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future
 from dataclasses import replace
+from functools import partial
 from typing import Any, TypeVar
 
 from .backend import Connector, LiveError, Usage
@@ -67,6 +69,9 @@ from .timings import Clock, Timings
 from .tools import ToolActivity, Toolbox
 from .transcript import Transcript, Turn
 from .uplink import is_voice as is_voice
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
 
 _T = TypeVar("_T")
 #: The old name of :data:`TRANSITIONS`.
@@ -139,8 +144,11 @@ class Relay:
         self.toolbox = toolbox if toolbox is not None else Toolbox()
         self._sink = sink
         self._name = name
-        self._log = SessionLog()
-        self._host = LoopThread(name, on_start=self._new_loop)
+        self.timings = timings if timings is not None else Timings()
+        self._log = SessionLog.within(self.timings)
+        self._host = LoopThread(
+            name, on_start=self._new_loop, end_timeout_s=2 * self.timings.close_timeout_s
+        )
         self.conversation = Conversation(
             connect,
             self._settings,
@@ -148,13 +156,13 @@ class Relay:
             toolbox=self.toolbox,
             instructions=self.instructions,
             log=self._log,
-            timings=timings,
+            timings=self.timings,
             clock=clock,
         )
-        self.timings = self.conversation.timings
         uplink = self.conversation.uplink
-        self._audio_in: Inbox[tuple[bytes, float]] = Inbox(lambda a: uplink.put_audio(*a))
-        self._frames_in: Inbox[WaitingFrame] = Inbox(uplink.put_frame)
+        limit = self.timings.inbox_max_items
+        self._audio_in: Inbox[tuple[bytes, float]] = Inbox(lambda a: uplink.put_audio(*a), limit)
+        self._frames_in: Inbox[WaitingFrame] = Inbox(uplink.put_frame, limit)
 
     # ---- what the session keeps (any thread) ------------------------------------------------
 
@@ -270,6 +278,9 @@ class Relay:
 
     def _new_loop(self) -> None:
         self.conversation.core.new_loop()
+        # A drain scheduled in the old loop's last tick went with it: start afresh.
+        self._audio_in.reset()
+        self._frames_in.reset()
 
     def _settings(self) -> tuple[SessionConfig, int]:
         with self._config_lock:
@@ -302,7 +313,8 @@ class Relay:
         (no screen or microphone needed). Safe from any thread.
         """
         checked = self._check_text(text)
-        return self.run_coroutine(self.conversation.say(PendingText(checked)))
+        future = self.run_coroutine(self.conversation.say(PendingText(checked)))
+        return self._reported(future, "The text was not sent")
 
     def ask(self, text: str, timeout: float = ASK_TIMEOUT_S) -> Future[str]:
         """Send typed text and resolve with the text of the model's answer when its turn
@@ -323,8 +335,15 @@ class Relay:
         return text
 
     def start(self) -> None:
-        """Open a session unless one is already running. Returns at once."""
-        self.run_coroutine(self.conversation.start())
+        """Open a session unless one is already running. Returns at once; a failure is
+        logged and shown as :attr:`error`."""
+        self._reported(self.run_coroutine(self.conversation.start()), "The session did not start")
+
+    def _reported(self, future: Future[_T], what: str) -> Future[_T]:
+        """``future``, whose failure is logged and shown to the user (the sink's error)
+        even if nobody reads it: a command sent off and forgotten never fails silently."""
+        future.add_done_callback(partial(_command_failed, what, self.conversation, self._host))
+        return future
 
     def stop(self, *, wait: bool = True, timeout: float | None = None) -> None:
         """End the session (a clean end, not an error). With ``wait``, block until it ended
@@ -401,3 +420,18 @@ class Relay:
     @property
     def _handle(self) -> str | None:
         return self.conversation.core.handle
+
+
+def _command_failed(
+    what: str, conversation: Conversation, host: LoopThread, future: Future[Any]
+) -> None:
+    """Log the failure of a command's ``future`` (``what`` says which) and show it as the
+    conversation's error, on its loop."""
+    if future.cancelled() or (exc := future.exception()) is None:
+        return
+    logger.error("%s", what, exc_info=exc)
+    report = partial(conversation.report, f"{what}: {exc}")
+    if host.on_thread:
+        report()
+    else:
+        host.call_soon(report)
