@@ -21,11 +21,16 @@ A recording folder holds:
 Files are flushed about every second while recording, so a crash loses at most that much.
 They are written on the recorder's own thread, never on the relay's loop: the relay's
 calls only queue what to write (at most :data:`WRITE_QUEUE_ITEMS`; past that, the newest
-is dropped and counted, with one warning). This module imports no widget or SDK code.
+is dropped and counted, with one warning). That thread owns the files: it alone writes and
+closes them. ``stop()`` waits for what is queued; if the disk did not keep up for
+:data:`STOP_TIMEOUT_S`, the rest is dropped (counted, one warning) and the thread finishes the
+files as soon as the write in progress returns, then ends. This module imports no widget or
+SDK code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -62,8 +67,11 @@ FLUSH_EVERY_S: Final = 1.0
 #: chunk): about a minute of a busy session. Policy: drop the newest, counted in
 #: :attr:`Recorder.dropped`, when the disk cannot keep up.
 WRITE_QUEUE_ITEMS: Final = 4096
-#: How long :meth:`Recorder.stop` waits for the writes still queued (s).
+#: How long :meth:`Recorder.stop` waits for the writes still queued (s); past that, they
+#: are dropped.
 STOP_TIMEOUT_S: Final = 10.0
+#: How long :meth:`Recorder.stop` then waits for the writer to finish the files (s).
+FINISH_TIMEOUT_S: Final = 1.0
 _HEADER_BYTES: Final = 44
 
 
@@ -100,9 +108,9 @@ class Recorder:
         self._turns = turns
         self._on_stop = on_stop
         self._first_turn = len(turns())
-        self._lock = threading.Lock()  # the files, between the writer and stop()
         self._stop_lock = threading.Lock()
-        self._closed = False
+        self._closed = False  # the tap queues nothing more
+        self._abandoned = threading.Event()  # stop() gave up waiting: the writer ends
         self._mic = WavWriter(folder / "mic.wav", INPUT_RATE_HZ)
         self._model = WavWriter(folder / "model.wav", OUTPUT_RATE_HZ)
         self._events = (folder / "events.jsonl").open("w", encoding="utf-8")
@@ -111,6 +119,8 @@ class Recorder:
         self._flushed = self._t0
         header = {"kind": "recording", "format": FORMAT, "started_at": _iso(self.started_at)}
         self._line({**header, **meta})
+        for file in (self._mic, self._model, self._events):
+            file.flush()  # a recording whose writer never gets to write still loads
         self._recording: Recording | None = None
         #: Writes dropped because the queue was full (the disk could not keep up).
         self.dropped = 0
@@ -158,17 +168,22 @@ class Recorder:
     # ---- the writer (the recorder's thread) ----------------------------------------------------
 
     def _write_all(self) -> None:
-        while True:
+        """Write what is queued until the end mark (or until :meth:`stop` gives up), then
+        finish the files: they are this thread's alone."""
+        while not self._abandoned.is_set():
             item = self._writes.get()
             if item is None:
-                return
+                break
             write, args = item
-            with self._lock:
-                try:
-                    write(*args)
-                    self._maybe_flush()
-                except Exception:
-                    logger.exception("the recorder failed to write to %s", self.path)
+            try:
+                write(*args)
+                self._maybe_flush()
+            except Exception:
+                logger.exception("the recorder failed to write to %s", self.path)
+        try:
+            self._finish()
+        except Exception:
+            logger.exception("the recorder failed to finish %s", self.path)
 
     def _write_event(self, event: Event) -> None:
         self._line({"t": self._t(event.at), "kind": event.kind, **event.detail})
@@ -199,32 +214,60 @@ class Recorder:
     # ---- finishing ---------------------------------------------------------------------------
 
     def stop(self) -> Recording:
-        """Write what is queued (waiting at most :data:`STOP_TIMEOUT_S`), finish the files
-        (WAV headers, ``transcript.jsonl``) and return the recording."""
+        """Write what is queued, finish the files (WAV headers, ``transcript.jsonl``) and
+        return the recording.
+
+        Blocks at most :data:`STOP_TIMEOUT_S` plus :data:`FINISH_TIMEOUT_S`. Writes still
+        queued after :data:`STOP_TIMEOUT_S` are dropped (added to :attr:`dropped`, with a
+        warning); a write the disk holds longer than that is the only thing that outlives
+        this call: the writer finishes the files when it returns, then ends.
+        """
         with self._stop_lock:
             if not self._closed:
-                self._closed = True  # the tap queues nothing more
-                try:
-                    self._writes.put(None, timeout=STOP_TIMEOUT_S)
-                except queue.Full:
-                    logger.warning("the recorder's writes did not drain; the rest is lost")
-                self._writer.join(STOP_TIMEOUT_S)
-                self._finish()
+                self._closed = True
+                self._end_writer()
+                if self._on_stop is not None:
+                    self._on_stop()
         if self._recording is None:
             self._recording = Recording.load(self.path)
         return self._recording
 
+    def _end_writer(self) -> None:
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        try:
+            self._writes.put(None, timeout=STOP_TIMEOUT_S)
+        except queue.Full:
+            pass
+        self._writer.join(max(0.0, deadline - time.monotonic()))
+        if not self._writer.is_alive():
+            return
+        self._abandoned.set()
+        dropped = 0
+        with contextlib.suppress(queue.Empty):
+            while True:
+                if self._writes.get_nowait() is not None:
+                    dropped += 1
+        self.dropped += dropped
+        with contextlib.suppress(queue.Full):
+            self._writes.put_nowait(None)  # a writer waiting for work wakes, and ends
+        logger.warning(
+            "the recorder's disk did not keep up: %d writes still queued after %.0f s were "
+            "dropped from %s",
+            dropped, STOP_TIMEOUT_S, self.path,
+        )  # fmt: skip
+        self._writer.join(FINISH_TIMEOUT_S)
+        if self._writer.is_alive():
+            logger.warning("a write to %s is still blocked; it finishes the files", self.path)
+
     def _finish(self) -> None:
-        with self._lock:
-            self._mic.close()
-            self._model.close()
-            self._events.close()
-            turns = list(self._turns())[self._first_turn :]
-            with (self.path / "transcript.jsonl").open("w", encoding="utf-8") as out:
-                for turn in turns:
-                    out.write(json.dumps(turn.to_record(), ensure_ascii=False) + "\n")
-        if self._on_stop is not None:
-            self._on_stop()
+        """Close the files and write ``transcript.jsonl`` (the writer's thread, at its end)."""
+        self._mic.close()
+        self._model.close()
+        self._events.close()
+        turns = list(self._turns())[self._first_turn :]
+        with (self.path / "transcript.jsonl").open("w", encoding="utf-8") as out:
+            for turn in turns:
+                out.write(json.dumps(turn.to_record(), ensure_ascii=False) + "\n")
 
     @property
     def stopped(self) -> bool:
@@ -242,7 +285,7 @@ class Recorder:
     ) -> None:
         self.stop()
 
-    # ---- internals (under the lock) ----------------------------------------------------------
+    # ---- internals (the writer's thread) -----------------------------------------------------
 
     def _t(self, at: datetime) -> float:
         # Speech is dated when it was captured, which can be just before the recording began.

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import wave
 from pathlib import Path
 
 import pytest
 
-from screenshare_widget import wav
+from screenshare_widget import recording, wav
 from screenshare_widget.backend import ServerMessage
 from screenshare_widget.recording import Recorder, Recording
 from screenshare_widget.relay import Relay
@@ -163,3 +164,63 @@ def test_files_are_written_off_the_relay_thread(
     loaded = recorder.stop()
     assert loaded.mic == tone_pcm(0.1)
     assert writers and "test-relay" not in writers, writers
+
+
+def _hold_the_first_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Event, threading.Event]:
+    """Make the recorder's first WAV write wait for the second event; the first says it
+    began."""
+    began, release = threading.Event(), threading.Event()
+    write = wav.WavWriter.write
+
+    def held(self: wav.WavWriter, pcm: bytes) -> None:
+        if not began.is_set():
+            began.set()
+            release.wait(10)
+        write(self, pcm)
+
+    monkeypatch.setattr(wav.WavWriter, "write", held)
+    return began, release
+
+
+def test_a_slow_disk_within_the_stop_timeout_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    began, release = _hold_the_first_write(monkeypatch)
+    recorder = Recorder(tmp_path / "take", meta=META)
+    for _ in range(5):
+        recorder.on_mic(tone_pcm(0.04))
+    assert began.wait(5)
+    threading.Timer(0.3, release.set).start()  # the disk answers while stop() waits
+    loaded = recorder.stop()
+    assert loaded.mic == tone_pcm(0.04) * 5 and recorder.dropped == 0
+    assert not recorder._writer.is_alive()
+
+
+def test_a_stuck_disk_at_stop_drops_the_rest_and_the_writer_then_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first write is held past stop()'s wait: stop() returns, the writes still queued
+    are dropped (counted, one warning) rather than failing one by one on closed files, and
+    the writer finishes the files once that write returns, then ends."""
+    monkeypatch.setattr(recording, "STOP_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(recording, "FINISH_TIMEOUT_S", 0.05, raising=False)
+    began, release = _hold_the_first_write(monkeypatch)
+    recorder = Recorder(tmp_path / "take", meta=META)
+    for _ in range(5):
+        recorder.on_mic(tone_pcm(0.04))
+    assert began.wait(5)
+    timer = threading.Timer(1.0, release.set)  # the disk answers, long after the timeout
+    timer.start()
+    with caplog.at_level(logging.WARNING, logger="screenshare_widget"):
+        recorder.stop()
+        assert recorder.stopped and recorder.dropped == 4
+        timer.join(5)
+        recorder._writer.join(5)
+        assert not recorder._writer.is_alive(), "the writer outlived stop()"
+    assert [r.levelname for r in caplog.records] == ["WARNING"] * len(caplog.records)
+    assert "4 writes still queued" in caplog.text
+    finished = Recording.load(tmp_path / "take")  # the writer finished the files
+    assert finished.mic == tone_pcm(0.04)  # the write in progress, and nothing after
+    assert (tmp_path / "take" / "transcript.jsonl").is_file()
