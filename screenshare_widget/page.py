@@ -24,9 +24,29 @@ makes goes through :meth:`UiMirror.set`, which:
   update on the channel the page's messages came on and a busy cell does not hold it;
 - logs, never raises: a failed write or send must not end the relay's thread.
 
-ipywidgets itself applies the page's own state updates (only ``system_instruction``: the
-instruction box) under ``hold_trait_notifications`` on the comm thread; that is its
-contract, not ours, and the page sends only strings there.
+**What the page writes.** The page writes two traits itself: ``system_instruction`` (the
+instruction box) and ``video_paused`` (the pause button), nothing else. ipywidgets applies
+each such update on the comm thread under ``hold_trait_notifications``: that is its contract,
+not ours, and it leaves one window open. While it applies a page update (one or two
+``set_trait`` calls), cross-validation and change notifications are held *for every thread*:
+a trait the user or the package writes in that moment is validated only when the hold ends,
+on the comm thread, where an invalid value is rolled back together with the page's update
+and the error is raised there rather than in the writer's thread; that write's observers
+run there too. Closing the window would need the page to send those two as custom messages
+(a change in ``js/``), so it stays, this short.
+
+**Lock order.** A thread holds at most one of this module's locks at a time (a send to
+the page, made under :class:`PageLink`'s, takes none). :data:`LIVE`
+computes the counts under its own lock, releases it, then writes each widget's count under
+that widget's :attr:`UiMirror.lock`, one after another (:meth:`UiMirror.set_newest` keeps a
+late writer from undoing a newer count). The garbage collector can run a collected widget's
+finalizer on a thread that holds some mirror's lock, so the finalizer takes no lock: it only
+marks the counts stale, and the next relay tick recounts (:meth:`_LiveRegistry.settle`).
+
+**Tool-call numbers.** The relay numbers tool calls from the first of the session and keeps
+the newest ``session_log.MAX_TOOL_CALLS_KEPT``. A page's list starts at the first call the
+last snapshot held; every page gets every snapshot (the kernel's messages go to all of them),
+so each ``tool`` message carries the call's place in that list (see :meth:`PageLink.tool`).
 """
 
 from __future__ import annotations
@@ -39,7 +59,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +70,7 @@ from .instructions import Instruction
 from .liveness import DEAF_AFTER_S, PageWatch
 from .pricing import Step
 from .relay import Relay, RelayState
+from .session_log import Window
 from .tools import ToolActivity
 from .transcript import Turn
 
@@ -74,6 +95,7 @@ class UiMirror:
         self.lock = threading.RLock()
         #: The context of the last page message (None before the first).
         self.context: contextvars.Context | None = None
+        self._versions: dict[str, int] = {}  # for set_newest, under the lock
 
     def get(self, name: str) -> Any:
         """The current value of trait ``name`` (None once the widget is gone)."""
@@ -92,6 +114,20 @@ class UiMirror:
 
         with self.lock:
             self._run(write, "a trait write from the kernel failed")
+
+    def set_newest(self, version: int, **values: Any) -> None:
+        """Like :meth:`set`, but a value is written only if no write of a later ``version``
+        of that trait was: for writers that compute values under a lock of their own and
+        write them after releasing it, so that a slow one never undoes a newer value."""
+        with self.lock:
+            newer = {
+                name: value
+                for name, value in values.items()
+                if version > self._versions.get(name, -1)
+            }
+            self._versions.update(dict.fromkeys(newer, version))
+            if newer:
+                self.set(**newer)
 
     def send(self, content: protocol.KernelMessage, buffers: list[bytes] | None = None) -> None:
         """Send one message to the page."""
@@ -162,6 +198,10 @@ class PageLink:
         #: (first, change, speech, heartbeat), for the current capture.
         self.frame_policy: dict[str, int] = {}
         self._lock = threading.Lock()
+        # Orders snapshots and tool messages; _tools_base is the relay's number of the first
+        # call the pages' lists hold (that of the last snapshot).
+        self._tools_lock = threading.Lock()
+        self._tools_base = 0
         self._uplink = {"audio_seq": -1, "frame_seq": -1}
         self._capture = ""  # id of the page's current capture; media from others is stale
         # The loop of the thread that last handled a page message, and since when a probe
@@ -243,14 +283,16 @@ class PageLink:
     def _snapshot(self) -> None:
         relay = self.relay
         idle = relay.state is RelayState.IDLE
-        self.send(
-            protocol.snapshot(
-                [t.to_record() for t in relay.transcript],
-                [c.to_record() for c in relay.tool_calls],
-                relay.generation,
-                self.last_end if idle else "",
+        with self._tools_lock:  # every page's list starts at the first call kept, from now
+            calls, self._tools_base = kept_calls(relay.tool_calls)
+            self.send(
+                protocol.snapshot(
+                    [t.to_record() for t in relay.transcript],
+                    [c.to_record() for c in calls],
+                    relay.generation,
+                    self.last_end if idle else "",
+                )
             )
-        )
 
     def _start(self, capture: str) -> None:
         self._capture = capture
@@ -276,6 +318,15 @@ class PageLink:
     def send(self, content: protocol.KernelMessage, buffers: list[bytes] | None = None) -> None:
         """Send one message, built by ``protocol.py``, to the page."""
         self.mirror.send(content, buffers)
+
+    def tool(self, number: int, call: ToolActivity) -> None:
+        """Send tool call ``number`` (the relay's number) at its place in the pages' lists,
+        which start at the first call of the last snapshot; a call before that one, which no
+        page lists, is not sent."""
+        with self._tools_lock:
+            index = number - self._tools_base
+            if index >= 0:
+                self.send(protocol.tool(index, call.to_record()))
 
     def ack(self) -> None:
         """Say what was relayed of the uplink (each relay tick)."""
@@ -446,9 +497,12 @@ class PageSink:
             self._send(protocol.frame_sent(seq))
 
     def on_tool(self, index: int, call: ToolActivity) -> None:
-        self._send(protocol.tool(index, call.to_record()))
+        link = self._ref()
+        if link is not None:
+            link.tool(index, call)
 
     def on_tick(self) -> None:
+        LIVE.settle()  # a collected assistant's count, done here: it takes no lock of ours
         link = self._ref()
         if link is not None:
             link.ack()
@@ -458,6 +512,18 @@ class PageSink:
         link = self._ref()
         if link is not None:
             link.send(content, buffers)
+
+
+def kept_calls(calls: Sequence[ToolActivity]) -> tuple[list[ToolActivity], int]:
+    """The tool calls kept, oldest first, and the relay's number of the first (0 for a plain
+    sequence), read together while the relay may be adding one."""
+    if not isinstance(calls, Window):
+        return list(calls), 0
+    while True:
+        total = calls.total
+        items = calls.snapshot()
+        if calls.total == total:  # nothing added in between: they agree
+            return items, total - len(items)
 
 
 def handover_notice(handover: Handover) -> str:
@@ -495,29 +561,58 @@ def instruction_notice(instruction: Instruction) -> str:
 class _LiveRegistry:
     """The assistants of this kernel that have a session running, so that each of their
     widgets can say how many others are billed beside it (``others_live``; 0 for an
-    assistant with no session running). Held weakly, by their :class:`UiMirror`."""
+    assistant with no session running). Held weakly, by their :class:`UiMirror`.
+
+    Its lock is never held while a widget is written (see the module's lock order): counts
+    are computed under it, numbered, and written after it is released.
+    """
 
     def __init__(self) -> None:
-        # Reentrant: a collection (and so a recount) may run inside update on this thread.
+        # Reentrant: a collection may run while this thread holds it.
         self._lock = threading.RLock()
         self._live: weakref.WeakSet[UiMirror] = weakref.WeakSet()
+        self._version = 0  # of the counts, for UiMirror.set_newest
+        self._stale = False  # one was collected: recount at the next settle()
 
-    def update(self, mirror: UiMirror | None, live: bool = False) -> None:
+    def update(self, mirror: UiMirror, live: bool) -> None:
         """``mirror``'s assistant has a session running (``live``) or not; tell every
-        widget concerned (``None``: one was collected, recount)."""
-        with self._lock:  # held while writing, so that two relays' updates do not cross
-            if mirror is not None:
-                if live == (mirror in self._live):
-                    return
-                if live:
-                    self._live.add(mirror)
-                else:
-                    self._live.discard(mirror)
-            members = list(self._live)
-            for member in {*members, *([mirror] if mirror is not None else [])}:
-                others = len(members) - 1 if member in members else 0
-                if member.get("others_live") not in (None, others):
-                    member.set(others_live=others)
+        widget concerned."""
+        with self._lock:
+            if live == (mirror in self._live):
+                return
+            if live:
+                self._live.add(mirror)
+            else:
+                self._live.discard(mirror)
+            version, counts = self._count()
+            counts.setdefault(mirror, 0)
+        self._write(version, counts)
+
+    def collected(self) -> None:
+        """An assistant was collected: recount at the next :meth:`settle`. Safe from a
+        finalizer on any thread, whatever locks it holds: it takes none."""
+        self._stale = True
+
+    def settle(self) -> None:
+        """Recount if an assistant was collected since the last count (a relay tick, on a
+        thread that holds no mirror's lock)."""
+        if not self._stale:
+            return
+        with self._lock:
+            version, counts = self._count()
+        self._write(version, counts)
+
+    def _count(self) -> tuple[int, dict[UiMirror, int]]:
+        """Under the lock: the next version, and each live widget's count of the others."""
+        self._stale = False
+        self._version += 1
+        members = list(self._live)
+        return self._version, dict.fromkeys(members, len(members) - 1)
+
+    @staticmethod
+    def _write(version: int, counts: dict[UiMirror, int]) -> None:
+        for member, others in counts.items():
+            member.set_newest(version, others_live=others)  # (unchanged: no update sent)
 
 
 #: The assistants with a session running in this kernel.

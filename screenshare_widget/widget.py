@@ -524,7 +524,7 @@ def _release(relay: Relay) -> None:
     """A collected widget's relay: end its session and thread without waiting (the
     collector may run on any thread, the relay's own included)."""
     relay.close(wait=False)
-    LIVE.update(None)
+    LIVE.collected()  # takes no lock: the collector may run where one is held
 
 
 def _toolbox(functions: Sequence[Callable[..., Any]]) -> Toolbox:

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, cast
 
 import pytest
 import traitlets
 
 from screenshare_widget import ScreenShareAssistant
+from screenshare_widget import page as page_module
+from screenshare_widget import widget as widget_module
 from screenshare_widget.backend import Usage
+from screenshare_widget.page import PageSink, UiMirror
+from screenshare_widget.session_log import Window
+from screenshare_widget.tools import ToolActivity
 
 from .conftest import wait_until
 from .fakes import FakeBackend
@@ -93,3 +102,168 @@ def test_the_budget_takes_a_step_once_when_two_threads_report_at_once(
     assert w.max_fps == 0.2
     w.budget_tokens = 0  # a new budget undoes the step it took, back to what was set
     assert w.max_fps == 1.0
+
+
+# ---- the live registry's locks ------------------------------------------------------------------
+
+
+def _locked_elsewhere(lock: Any) -> bool:
+    """Whether some thread holds ``lock`` (tried from a thread of its own, which a reentrant
+    lock does not let in)."""
+    taken: list[bool] = []
+
+    def attempt() -> None:
+        got = lock.acquire(blocking=False)
+        if got:
+            lock.release()
+        taken.append(got)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join(5)
+    return taken == [False]
+
+
+class _ProbeLock:
+    """A mirror's lock that notes each time it is taken while its thread holds another
+    probe, or while the registry's lock is held."""
+
+    held = threading.local()
+
+    def __init__(self, name: str, registry_lock: Any, notes: list[str]) -> None:
+        self.name, self._registry_lock, self._notes = name, registry_lock, notes
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> None:
+        mine: Counter[str] = self.held.__dict__.setdefault("locks", Counter())
+        others = sorted(name for name, n in mine.items() if n and name != self.name)
+        if others:
+            self._notes.append(f"{self.name} taken holding {others}")
+        if _locked_elsewhere(self._registry_lock):
+            self._notes.append(f"{self.name} taken under the registry's lock")
+        self._lock.acquire()
+        mine[self.name] += 1
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.held.locks[self.name] -= 1
+        self._lock.release()
+
+
+class _Counted(traitlets.HasTraits):
+    others_live = traitlets.Int(0)
+
+
+def test_the_live_registry_never_writes_a_widget_under_its_lock() -> None:
+    """A recount writes each widget's count after releasing the registry's lock, one
+    widget's lock at a time: a thread holding a mirror's lock that then needs the registry's
+    (a collection) cannot deadlock with it."""
+    registry = page_module._LiveRegistry()
+    notes: list[str] = []
+    widgets = {name: _Counted() for name in ("a", "b")}
+    mirrors = {name: UiMirror(cast(Any, w)) for name, w in widgets.items()}
+    for name, mirror in mirrors.items():
+        mirror.lock = _ProbeLock(name, registry._lock, notes)  # type: ignore[assignment]
+    registry.update(mirrors["a"], True)
+    registry.update(mirrors["b"], True)
+    assert (widgets["a"].others_live, widgets["b"].others_live) == (1, 1)
+    registry.update(mirrors["a"], False)
+    assert (widgets["a"].others_live, widgets["b"].others_live) == (0, 0)
+    assert notes == []
+
+
+def test_a_collected_assistant_takes_no_lock_of_the_registry(
+    widget: ScreenShareAssistant,
+) -> None:
+    """The collector may run a widget's finalizer on a thread that holds a mirror's lock
+    while another thread is inside the registry: the finalizer must not wait for it."""
+    held, done = threading.Event(), threading.Event()
+
+    def hold_the_registry() -> None:
+        with page_module.LIVE._lock:
+            held.set()
+            done.wait(5)
+
+    holder = threading.Thread(target=hold_the_registry)
+    holder.start()
+    try:
+        assert held.wait(5)
+        finalizer = threading.Thread(target=widget_module._release, args=(widget._relay,))
+        finalizer.start()
+        finalizer.join(2)
+        assert not finalizer.is_alive(), "the finalizer waited for the registry's lock"
+    finally:
+        done.set()
+        holder.join(5)
+        finalizer.join(5)
+
+
+# ---- tool-call numbers ------------------------------------------------------------------------
+
+
+class _PageTools:
+    """A page's list of tool calls, kept as js/controller.js keeps it: a snapshot replaces
+    it (numbered from 0), a ``tool`` message puts its call at ``index``."""
+
+    def __init__(self) -> None:
+        self.tools: list[dict[str, Any] | None] = []
+
+    def __call__(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        if content["kind"] == "snapshot":
+            self.tools = list(content["tools"])
+        elif content["kind"] == "tool" and content["index"] >= 0:
+            index = content["index"]
+            self.tools += [None] * (index + 1 - len(self.tools))
+            self.tools[index] = content["tool"]
+
+    @property
+    def shown(self) -> list[str]:
+        """The ids and outcomes of the calls listed, in order (what view.js shows)."""
+        return [f"{t['id']}:{t['outcome']}" for t in self.tools if t is not None]
+
+
+def test_a_page_that_opens_after_the_window_moved_lists_each_call_once(
+    widget: ScreenShareAssistant,
+) -> None:
+    """Five calls into a window of three: a page that opens then lists the three kept, and
+    the relay's later messages (a kept call ending, a new call) land on the right entries,
+    in that page and in one that opened earlier (every page gets every snapshot)."""
+    w = widget
+    calls: Window[ToolActivity] = Window(3)
+    w._relay._log.tool_calls = calls
+    early, late = _PageTools(), _PageTools()
+    pages = [early]
+
+    def send(content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        for page in pages:
+            page(content, buffers)
+
+    w.send = send  # type: ignore[method-assign]
+    sink = PageSink()
+    sink.bind(w._page)
+    at = datetime.now(UTC)
+
+    def call(n: int) -> None:
+        number = calls.append(ToolActivity(f"c{n}", "look", {}, at))
+        sink.on_tool(number, ToolActivity(f"c{n}", "look", {}, at))
+
+    def finish(n: int) -> None:  # as dialogue.py ends a call, kept or not
+        before = calls.get(n) or ToolActivity(f"c{n}", "look", {}, at)
+        done = dataclasses.replace(before, outcome="ok")
+        calls.replace(n, done)
+        sink.on_tool(n, done)
+
+    w._page.receive({"kind": "hello"}, [])
+    for n in range(5):
+        call(n)
+    assert early.shown == [f"c{n}:running" for n in range(5)]
+    pages.append(late)
+    w._page.receive({"kind": "hello"}, [])  # the late page opens: both get its snapshot
+    assert early.shown == late.shown == ["c2:running", "c3:running", "c4:running"]
+    finish(4)
+    call(5)
+    finish(1)  # dropped from the window: no page lists it
+    expected = ["c2:running", "c3:running", "c4:ok", "c5:running"]
+    assert early.shown == late.shown == expected
+    assert expected[-3:] == [f"{c.id}:{c.outcome}" for c in calls]
