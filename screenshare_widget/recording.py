@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .events import Event, SentFrame
 from .protocol import INPUT_RATE_HZ, OUTPUT_RATE_HZ, SAMPLE_BYTES
@@ -319,6 +319,59 @@ class RecordedText:
 
     t: float
     text: str
+
+
+class _Tapped(Protocol):
+    """What a :class:`RecorderSlot` taps: the relay, whose ``tap`` sees the session."""
+
+    @property
+    def tap(self) -> Any: ...
+    @tap.setter
+    def tap(self, tap: Any) -> None: ...
+
+
+class RecorderSlot:
+    """The one :class:`Recorder` an assistant runs at a time, tapped into its relay.
+
+    ``shown`` is told the folder being recorded to, and ``""`` when the recording stops
+    (the widget's ``recording`` trait); it may be called from the thread that stops it.
+    """
+
+    def __init__(self, relay: _Tapped, shown: Callable[[str], None]) -> None:
+        self._relay = relay
+        self._shown = shown
+        self._lock = threading.Lock()
+        #: The latest recorder (stopped or not); None before the first.
+        self.recorder: Recorder | None = None
+
+    def start(
+        self,
+        path: str | os.PathLike[str],
+        meta: dict[str, Any],
+        turns: Callable[[], Sequence[Turn]],
+    ) -> Recorder:
+        """Start recording into ``path``; ``RuntimeError`` while another recording runs."""
+        with self._lock:
+            if self.recorder is not None and not self.recorder.stopped:
+                raise RuntimeError(
+                    f"already recording to {self.recorder.path}; "
+                    "call assistant.stop_recording() first"
+                )
+            recorder = Recorder(path, meta=meta, turns=turns, on_stop=self._stopped)
+            self.recorder = recorder
+            self._relay.tap = recorder
+        self._shown(str(recorder.path))
+        return recorder
+
+    def stop(self) -> Recording | None:
+        """Finish the running recording and return it (None if there is none)."""
+        recorder = self.recorder
+        return None if recorder is None else recorder.stop()
+
+    def _stopped(self) -> None:
+        if self._relay.tap is self.recorder:
+            self._relay.tap = None
+        self._shown("")
 
 
 @dataclass(frozen=True)

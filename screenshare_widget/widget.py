@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import pathlib
-import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -41,7 +40,7 @@ from .instructions import Instructions
 from .liveness import PAGE_TIMEOUT_S, PageWatch
 from .page import CELLS, LIVE, PageLink, PageSink, UiMirror, weak_call, weak_confirm
 from .pricing import Spend, UsageLog
-from .recording import Recorder, Recording
+from .recording import Recorder, RecorderSlot, Recording
 from .relay import ASK_TIMEOUT_S, Relay, RelayCounters, RelayState
 from .tools import Toolbox, ToolCalls
 from .transcript import Transcript
@@ -267,8 +266,7 @@ class ScreenShareAssistant(_Traits):
         self._page = PageLink(self._ui, self._relay, PageWatch(page_timeout_s), spend_changed)
         sink.bind(self._page)
         self._budget = Budget(self._page)
-        self._lock = threading.Lock()
-        self._recorder: Recorder | None = None
+        self._recordings = RecorderSlot(self._relay, lambda folder: self._ui.set(recording=folder))
         toolbox.confirm = weak_confirm(weakref.WeakMethod(self._page.confirmations.wait))
         self.on_msg(self._on_custom_message)
 
@@ -423,37 +421,17 @@ class ScreenShareAssistant(_Traits):
         returns the :class:`~screenshare_widget.recording.Recording` to replay with
         :func:`screenshare_widget.compare`.
         """
-        with self._lock:
-            if self._recorder is not None and not self._recorder.stopped:
-                raise RuntimeError(
-                    f"already recording to {self._recorder.path}; "
-                    "call assistant.stop_recording() first"
-                )
-            config = self._relay.config
-            recorder = Recorder(
-                path,
-                meta={
-                    "model": config.model,
-                    "voice": config.voice,
-                    "system_instruction": config.system_instruction,
-                },
-                turns=self.transcript.snapshot,
-                on_stop=weak_call(weakref.WeakMethod(self._recording_stopped)),
-            )
-            self._recorder = recorder
-            self._relay.tap = recorder
-        self._ui.set(recording=str(recorder.path))
-        return recorder
+        config = self._relay.config
+        meta = {
+            "model": config.model,
+            "voice": config.voice,
+            "system_instruction": config.system_instruction,
+        }
+        return self._recordings.start(path, meta, self.transcript.snapshot)
 
     def stop_recording(self) -> Recording | None:
         """Finish the recording :meth:`record` started and return it (None if none runs)."""
-        recorder = self._recorder
-        return None if recorder is None else recorder.stop()
-
-    def _recording_stopped(self) -> None:
-        if self._relay.tap is self._recorder:
-            self._relay.tap = None
-        self._ui.set(recording="")
+        return self._recordings.stop()
 
     def stop(self) -> None:
         """End the conversation: closes the Live session and ends sharing in the page.
@@ -471,9 +449,9 @@ class ScreenShareAssistant(_Traits):
         if relay is not None:
             relay.close()
             LIVE.update(self._ui, False)
-        recorder = getattr(self, "_recorder", None)
-        if recorder is not None:
-            recorder.stop()
+        recordings = getattr(self, "_recordings", None)
+        if recordings is not None:
+            recordings.stop()
         super().close()
 
     def _on_custom_message(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
