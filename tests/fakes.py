@@ -6,8 +6,8 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -231,3 +231,20 @@ def emulator_process(*args: str) -> Iterator[EmulatorProcess]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def closing_after(
+    backend: FakeBackend, wait: Callable[[], Awaitable[object]]
+) -> Callable[[SessionConfig, str | None], AbstractAsyncContextManager[LiveSession]]:
+    """A connector on ``backend`` whose connections take until ``wait()`` returns to close
+    (a session close that is slow, or that hangs)."""
+
+    @asynccontextmanager
+    async def connect(config: SessionConfig, handle: str | None) -> AsyncIterator[LiveSession]:
+        async with backend.connect(config, handle) as session:
+            try:
+                yield session
+            finally:
+                await wait()
+
+    return connect

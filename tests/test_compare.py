@@ -32,7 +32,7 @@ from screenshare_widget.relay import Relay, RelayState
 from screenshare_widget.timings import Timings
 
 from .conftest import wait_until
-from .fakes import FakeBackend, RecordingSink
+from .fakes import FakeBackend, RecordingSink, closing_after
 from .media import fake_jpeg, silence_pcm, speech_pcm
 
 pytestmark = pytest.mark.timeout(120)
@@ -194,13 +194,7 @@ def test_a_variant_whose_session_close_hangs_leaves_no_task_on_the_callers_loop(
     backend = FakeBackend()
     hung = asyncio.Event()  # never set: the close hangs
 
-    @asynccontextmanager
-    async def connect(config: SessionConfig, handle: str | None) -> AsyncIterator[LiveSession]:
-        async with backend.connect(config, handle) as session:
-            try:
-                yield session
-            finally:
-                await hung.wait()
+    connect = closing_after(backend, hung.wait)
 
     empty = Recording(Path("."), datetime.now(UTC), "", "", "", b"", (), (), (), ())
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 
-from screenshare_widget.backend import LiveError, LiveSession, ServerMessage
+from screenshare_widget.backend import LiveError, ServerMessage
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.conversation import Conversation, RelayState
 from screenshare_widget.instructions import Instructions
@@ -18,7 +17,7 @@ from screenshare_widget.timings import Timings
 from screenshare_widget.tools import Toolbox
 
 from .clock import FakeClock
-from .fakes import FakeBackend, FakeSession, RecordingSink
+from .fakes import FakeBackend, FakeSession, RecordingSink, closing_after
 
 LOUD = b"\x00\x10" * 640  # 40 ms at about -18 dBFS: voice
 QUIET = b"\x00\x00" * 640  # 40 ms of silence
@@ -169,27 +168,13 @@ async def test_frames_latest_wins(
     await conv.stop()
 
 
-def slow_close(backend: FakeBackend, gate: asyncio.Event) -> object:
-    """A connector whose connections take until ``gate`` is set to close."""
-
-    @asynccontextmanager
-    async def connect(config: SessionConfig, handle: str | None) -> AsyncIterator[LiveSession]:
-        async with backend.connect(config, handle) as session:
-            try:
-                yield session
-            finally:
-                await gate.wait()
-
-    return connect
-
-
 async def test_cancelling_a_stop_that_waits_for_the_close_propagates(
     backend: FakeBackend, sink: RecordingSink, clock: FakeClock
 ) -> None:
     """Never swallow CancelledError: a stop waiting for a slow close that is itself
     cancelled ends cancelled, not as if the session had closed."""
     gate = asyncio.Event()
-    conv = conversation(slow_close(backend, gate), sink, clock)
+    conv = conversation(closing_after(backend, gate.wait), sink, clock)
     await live(conv, backend, clock)
     stopper = asyncio.create_task(conv.stop())
     await clock.settle()  # it waits for the session's task to end
@@ -205,7 +190,7 @@ async def test_cancelling_a_start_that_waits_for_a_closing_session_propagates(
     backend: FakeBackend, sink: RecordingSink, clock: FakeClock
 ) -> None:
     gate = asyncio.Event()
-    conv = conversation(slow_close(backend, gate), sink, clock)
+    conv = conversation(closing_after(backend, gate.wait), sink, clock)
     await live(conv, backend, clock)
     stopper = asyncio.create_task(conv.stop())
     await clock.settle()

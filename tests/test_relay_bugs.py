@@ -10,21 +10,20 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from screenshare_widget import gemini
-from screenshare_widget.backend import LiveError, LiveSession, ServerMessage, ToolCall, Usage
+from screenshare_widget.backend import LiveError, ServerMessage, ToolCall, Usage
 from screenshare_widget.config import SessionConfig
 from screenshare_widget.relay import Relay, RelayState
 from screenshare_widget.timings import Timings
 from screenshare_widget.tools import Toolbox
 
 from .conftest import wait_until
-from .fakes import FakeBackend, FakeSession, RecordingSink, live, push, timed
+from .fakes import FakeBackend, FakeSession, RecordingSink, closing_after, live, push, timed
 
 #: Usage reports listed at most (session_log.MAX_USAGE_KEPT).
 USAGE_KEPT = 2_000
@@ -199,14 +198,8 @@ def test_a_start_that_fails_on_the_loop_is_logged_and_reported(
 def test_a_start_right_after_a_close_that_did_not_wait_runs_on_one_loop(
     backend: FakeBackend,
 ) -> None:
-    @asynccontextmanager
-    async def slow_close(config: SessionConfig, handle: str | None) -> AsyncIterator[LiveSession]:
-        async with backend.connect(config, handle) as session:
-            try:
-                yield session
-            finally:
-                await asyncio.sleep(0.3)  # the old loop is still closing when start() comes
-
+    # The old loop is still closing when start() comes.
+    slow_close = closing_after(backend, lambda: asyncio.sleep(0.3))
     relay = Relay(slow_close, SessionConfig(), RecordingSink(), name="test-relay")
     try:
         first = live(relay, backend)
