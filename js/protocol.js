@@ -21,6 +21,7 @@ export const BROWSER_KINDS = Object.freeze([
   "confirm",
   "frame_stats",
   "beat",
+  "set",
 ]);
 /** Kinds the kernel sends to the browser. */
 export const KERNEL_KINDS = Object.freeze([
@@ -40,11 +41,13 @@ export const KERNEL_KINDS = Object.freeze([
 /**
  * Limits the kernel enforces on what the page sends (protocol.LIMITS in Python).
  * - `max_text_chars`: longest typed text (characters); the kernel refuses longer;
+ * - `max_instruction_chars`: longest system instruction the box may apply (characters);
  * - `min_chunk_ms`, `max_chunk_ms`: accepted `audio_chunk_ms` values (ms);
  * - `max_fps`: screen frames per second never exceed this, whatever `max_fps` says.
  */
 export const LIMITS = Object.freeze({
   max_text_chars: 10_000,
+  max_instruction_chars: 200_000,
   min_chunk_ms: 20,
   max_chunk_ms: 250,
   max_fps: 1,
@@ -190,6 +193,20 @@ export const text = (value) => ({
  * @param {boolean} allow
  */
 export const confirm = (id, allow) => ({ kind: /** @type {const} */ ("confirm"), id, allow });
+
+/**
+ * The traits the page may change, each by a `set` message (PAGE_TRAITS in Python). The page
+ * never writes a trait through the model's state sync (`save_changes`): the kernel writes it,
+ * and the model follows.
+ */
+export const PAGE_TRAITS = Object.freeze(["system_instruction", "video_paused"]);
+
+/**
+ * The user changed a trait the page may change.
+ * @param {"system_instruction" | "video_paused"} name
+ * @param {string | boolean} value
+ */
+export const setTrait = (name, value) => ({ kind: /** @type {const} */ ("set"), name, value });
 
 /** @param {FrameCounts} counts */
 export const frameStats = (counts) => ({ kind: /** @type {const} */ ("frame_stats"), ...counts });

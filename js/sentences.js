@@ -23,6 +23,15 @@ export const MOVED_REASON = "Sharing moved to another view of this assistant.";
 export const PAGE_CLOSED_REASON = "The page was closed, so sharing stopped.";
 export const CLOSED_REASON = "The widget was closed.";
 
+/**
+ * @param {number} length characters in the instruction box
+ * @param {number} limit most characters the kernel takes from it
+ */
+export function instructionTooLong(length, limit) {
+  return `Too long to apply: ${length.toLocaleString("en-US")} characters, the most is ` +
+    `${limit.toLocaleString("en-US")}. Set a longer one from Python.`;
+}
+
 /** @returns {string} why this page cannot share, or "" if it can */
 export function unsupportedReason() {
   if (!window.isSecureContext) {

@@ -44,6 +44,12 @@ class InstructionBox {
     this.model = model;
     this.ctl = ctl;
     this.editing = false;
+    /** The text Apply sent that the kernel has not taken yet (null: none). */
+    this.applying = /** @type {string | null} */ (null);
+    /** The kernel's error when Apply was clicked: a new one means the text was refused. */
+    this.errorBefore = "";
+    /** Why the page could not apply the box's text ("" when it could). */
+    this.note = "";
     this.onInput = this.onInput.bind(this);
     this.apply = this.apply.bind(this);
     this.revert = this.revert.bind(this);
@@ -52,6 +58,12 @@ class InstructionBox {
   show() {
     const { ui, model } = this;
     const text = model.get("system_instruction") || "";
+    if (this.applying !== null) {
+      const error = model.get("error") || "";
+      // The kernel took it: the box is edited only if the user typed on meanwhile.
+      if (text === this.applying) this.editing = ui.instructionText.value !== text;
+      if (text === this.applying || (error && error !== this.errorBefore)) this.applying = null;
+    }
     if (!this.editing && ui.instructionText.value !== text) ui.instructionText.value = text;
     const latest = Number(model.get("instruction_version")) || 1;
     const applied = Number(model.get("instruction_applied")) || 0;
@@ -60,28 +72,42 @@ class InstructionBox {
     else if (applied > 0) state += ` · waiting for the next turn (the model has v${applied})`;
     else state += " · used when the session starts";
     if (this.editing) state = `edited · Apply to make v${latest + 1}`;
+    if (this.editing && this.note) state = this.note;
+    if (this.applying !== null) state = `applying v${latest + 1}…`;
     ui.instructionState.textContent = state;
     ui.instructionSummary.textContent = `System instruction (v${latest})`;
     ui.instruction.dataset.version = String(latest);
     ui.instruction.dataset.applied = String(applied);
-    ui.apply.disabled = !this.editing || !!this.ctl.kernelGone;
+    ui.apply.disabled = !this.editing || this.applying !== null || !!this.ctl.kernelGone;
     ui.revert.disabled = !this.editing;
   }
 
   onInput() {
+    this.note = "";
     this.editing = this.ui.instructionText.value !== (this.model.get("system_instruction") || "");
     this.show();
   }
 
+  /** Send the box's text to the kernel, which writes the trait; the box says "applying"
+   * until the model has it (or the kernel refuses it, with an error). */
   apply() {
-    this.model.set("system_instruction", this.ui.instructionText.value);
-    this.model.save_changes();
-    this.editing = false;
+    const text = this.ui.instructionText.value;
+    if (this.applying !== null) return;
+    const limit = protocol.LIMITS.max_instruction_chars;
+    this.note = text.length > limit ? say.instructionTooLong(text.length, limit) : "";
+    if (this.note) {
+      this.show();
+      return;
+    }
+    this.applying = text;
+    this.errorBefore = this.model.get("error") || "";
+    this.ctl.send(protocol.setTrait("system_instruction", text));
     this.show();
   }
 
   revert() {
     this.editing = false;
+    this.applying = null;
     this.ui.instructionText.value = this.model.get("system_instruction") || "";
     this.show();
   }
@@ -352,9 +378,12 @@ export class View {
     this.ui.filmstrip.hidden = filmstrip.length === 0;
   }
 
+  /** Pause or resume the video here at once (a local change the kernel's value then
+   * confirms: no frame waits for a busy kernel), and have the kernel write the trait. */
   onPause() {
-    this.model.set("video_paused", !this.model.get("video_paused"));
-    this.model.save_changes();
+    const paused = !this.model.get("video_paused");
+    this.model.set("video_paused", paused);
+    this.ctl.send(protocol.setTrait("video_paused", paused));
   }
 
   onShare() {

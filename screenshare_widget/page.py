@@ -24,16 +24,15 @@ makes goes through :meth:`UiMirror.set`, which:
   update on the channel the page's messages came on and a busy cell does not hold it;
 - logs, never raises: a failed write or send must not end the relay's thread.
 
-**What the page writes.** The page writes two traits itself: ``system_instruction`` (the
-instruction box) and ``video_paused`` (the pause button), nothing else. ipywidgets applies
-each such update on the comm thread under ``hold_trait_notifications``: that is its contract,
-not ours, and it leaves one window open. While it applies a page update (one or two
-``set_trait`` calls), cross-validation and change notifications are held *for every thread*:
-a trait the user or the package writes in that moment is validated only when the hold ends,
-on the comm thread, where an invalid value is rolled back together with the page's update
-and the error is raised there rather than in the writer's thread; that write's observers
-run there too. Closing the window would need the page to send those two as custom messages
-(a change in ``js/``), so it stays, this short.
+**What the page writes.** Nothing, through the widget's state sync. The user changes two
+traits in the page, ``system_instruction`` (the instruction box's Apply) and
+``video_paused`` (the pause button), and the page sends each change as a ``set`` message
+(``protocol.PAGE_TRAITS``); :meth:`PageLink.page_set` writes it through the mirror, like
+every other write, and the page's model follows the kernel's value. A state update from some
+other page is taken the same way (``ScreenShareAssistant.set_state``). ipywidgets would
+apply one under ``hold_trait_notifications``, which would hold back, for every thread, the
+validation of whatever the user assigned meanwhile: their invalid value would be taken in
+their cell and rolled back, with the page's change, on the comm thread.
 
 **Lock order.** A thread holds at most one of this module's locks at a time (a send to
 the page, made under :class:`PageLink`'s, takes none). :data:`LIVE`
@@ -62,6 +61,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
+
+import traitlets
 
 from . import protocol
 from .backend import Usage
@@ -128,6 +129,25 @@ class UiMirror:
             self._versions.update(dict.fromkeys(newer, version))
             if newer:
                 self.set(**newer)
+
+    def set_checked(self, name: str, value: Any) -> str:
+        """Like :meth:`set` for one trait, but a value the trait refuses is not logged: why it
+        was refused is returned ("" once written), for a caller that tells the user."""
+        widget = self._widget()
+        if widget is None:
+            return ""
+        refused = ""
+
+        def write() -> None:
+            nonlocal refused
+            try:
+                widget.set_trait(name, value)
+            except (traitlets.TraitError, TypeError, ValueError) as exc:
+                refused = str(exc)
+
+        with self.lock:
+            self._run(write, f"writing {name} from the page failed")
+        return refused
 
     def send(self, content: protocol.KernelMessage, buffers: list[bytes] | None = None) -> None:
         """Send one message to the page."""
@@ -277,8 +297,25 @@ class PageLink:
                     self.relay.say(text)
                 except (RuntimeError, ValueError) as exc:
                     self.mirror.set(error=str(exc))
+            case protocol.SetTrait(name=name, value=value):
+                self.page_set(name, value)
             case protocol.Beat():
                 pass  # heard: that is all a beat says
+
+    def page_set(self, name: str, value: Any) -> None:
+        """The user changed trait ``name`` to ``value`` in the page (a ``set`` message, or a
+        state update from a page that writes traits itself): write it the package's one way,
+        through the mirror, and say in the cell if it is refused."""
+        try:
+            protocol.parse_page_trait(name, value)
+        except protocol.ProtocolError as exc:
+            self.reject(str(exc))
+            return
+        refused = self.mirror.set_checked(name, value)
+        if refused:
+            label = name.replace("_", " ")
+            self.reject(f"{name}: {refused}")
+            self.mirror.set(error=f"The {label} from the page was not applied: {refused}")
 
     def _snapshot(self) -> None:
         relay = self.relay

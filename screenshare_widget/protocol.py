@@ -45,6 +45,8 @@ MAX_AUDIO_BYTES: Final = INPUT_RATE_HZ * SAMPLE_BYTES
 MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 #: Largest text field accepted (characters).
 MAX_TEXT_CHARS: Final = 10_000
+#: Longest system instruction the page's instruction box may apply (characters).
+MAX_INSTRUCTION_CHARS: Final = 200_000
 
 # ---- liveness --------------------------------------------------------------------------------
 
@@ -62,10 +64,12 @@ MAX_CHUNK_MS: Final = 250
 MAX_FPS: Final = 1.0
 
 #: The limits both sides enforce, by the names ``tests/test_protocol_sync.py`` looks for in
-#: js/protocol.js: text length (characters), microphone chunk range (ms), frame rate (1/s).
+#: js/protocol.js: text and instruction length (characters), microphone chunk range (ms),
+#: frame rate (1/s).
 LIMITS: Final[Mapping[str, float]] = MappingProxyType(
     {
         "max_text_chars": MAX_TEXT_CHARS,
+        "max_instruction_chars": MAX_INSTRUCTION_CHARS,
         "min_chunk_ms": MIN_CHUNK_MS,
         "max_chunk_ms": MAX_CHUNK_MS,
         "max_fps": MAX_FPS,
@@ -79,7 +83,7 @@ LIMITS: Final[Mapping[str, float]] = MappingProxyType(
 #: A kind the browser sends to the kernel.
 BrowserKind = Literal[
     "hello", "start", "audio", "frame", "stop", "client_error", "playback", "text", "confirm",
-    "frame_stats", "beat",
+    "frame_stats", "beat", "set",
 ]  # fmt: skip
 #: A kind the kernel sends to the browser.
 KernelKind = Literal[
@@ -92,6 +96,13 @@ BROWSER_KINDS: Final[frozenset[str]] = frozenset(get_args(BrowserKind))
 #: Kinds the kernel sends to the browser.
 KERNEL_KINDS: Final[frozenset[str]] = frozenset(get_args(KernelKind))
 
+
+#: The traits the page may change, each by a ``set`` message, with the type of their value:
+#: the instruction box's Apply and the pause button. Kept in sync with js/protocol.js. The
+#: page writes no trait through the widget's state sync (see ``page.py``).
+PAGE_TRAITS: Final[Mapping[str, type]] = MappingProxyType(
+    {"system_instruction": str, "video_paused": bool}
+)
 
 # ---- browser -> kernel: one frozen dataclass per kind ------------------------------------------
 
@@ -208,6 +219,16 @@ class FrameStats:
     heartbeat: int = 0
 
 
+@dataclass(frozen=True)
+class SetTrait:
+    """``set``: the user changed trait ``name``, one of :data:`PAGE_TRAITS`, to ``value`` in
+    the page. The kernel writes it as it writes its own traits, and the page's model follows
+    the kernel's value."""
+
+    name: str
+    value: str | bool
+
+
 #: What a ``frame_stats`` message counts, in its fields' order.
 FRAME_STATS_FIELDS: Final = ("checked", "sent", "skipped", "first", "change", "speech",
                              "heartbeat")  # fmt: skip
@@ -215,10 +236,12 @@ FRAME_STATS_FIELDS: Final = ("checked", "sent", "skipped", "first", "change", "s
 #: A parsed browser message; media are :class:`AudioChunk` and :class:`Frame`.
 BrowserMessage = (
     AudioChunk | Frame | Hello | Start | Stop | Beat | ClientError | Text | Confirm | Playback
-    | FrameStats
+    | FrameStats | SetTrait
 )  # fmt: skip
 #: A parsed browser message that is not media.
-Control = Hello | Start | Stop | Beat | ClientError | Text | Confirm | Playback | FrameStats
+Control = (
+    Hello | Start | Stop | Beat | ClientError | Text | Confirm | Playback | FrameStats | SetTrait
+)  # fmt: skip
 
 _JPEG_SOI: Final = b"\xff\xd8\xff"
 
@@ -299,6 +322,8 @@ def _control(content: dict[str, Any]) -> Control:
             return _playback(content)
         case "frame_stats":
             return FrameStats(*(_int_field(content, name) for name in FRAME_STATS_FIELDS))
+        case "set":
+            return parse_page_trait(content.get("name"), content.get("value"))
         case "audio" | "frame":
             raise ProtocolError(f"{kind} is media, not a control message")
 
@@ -317,6 +342,21 @@ def _confirm(content: dict[str, Any]) -> Confirm:
     if not isinstance(allow, bool):
         raise ProtocolError("'allow' must be true or false")
     return Confirm(id=_text_field(content, "id"), allow=allow)
+
+
+def parse_page_trait(name: Any, value: Any) -> SetTrait:
+    """Check that the page may set trait ``name`` (one of :data:`PAGE_TRAITS`) to ``value``,
+    of that trait's type; an instruction is at most :data:`MAX_INSTRUCTION_CHARS` characters."""
+    if not isinstance(name, str) or name not in PAGE_TRAITS:
+        raise ProtocolError(f"the page may not set the trait {name!r}")
+    kind = PAGE_TRAITS[name]
+    if type(value) is not kind or not isinstance(value, str | bool):
+        raise ProtocolError(f"'{name}' must be {'a string' if kind is str else 'true or false'}")
+    if isinstance(value, str) and len(value) > MAX_INSTRUCTION_CHARS:
+        raise ProtocolError(
+            f"'{name}' of {len(value):,} characters is over {MAX_INSTRUCTION_CHARS:,}"
+        )
+    return SetTrait(name, value)
 
 
 def _playback(content: dict[str, Any]) -> Playback:

@@ -457,6 +457,13 @@ class ScreenShareAssistant(_Traits):
     def _on_custom_message(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
         self._page.receive(content, buffers)  # any thread; never blocks
 
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """A state update from a page. Ours writes no trait that way (it sends ``set``), so
+        one from elsewhere is written as a ``set`` is, trait by trait, never under
+        ``hold_trait_notifications`` (see ``page.py``); any other trait is refused."""
+        for name, value in sync_data.items():
+            self._page.page_set(name, value)
+
     # ---- traits -----------------------------------------------------------------------------
 
     @traitlets.validate("voice", "model", "system_instruction")

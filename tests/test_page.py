@@ -66,6 +66,85 @@ def test_a_users_invalid_value_raises_in_their_thread_while_the_relay_writes(
     assert caplog.records == [], "an error on the relay's thread"
 
 
+#: The two ways a page's change reaches the kernel: our page's ``set`` message, and the
+#: widget state update of a page that writes traits itself (ipywidgets' ``update``).
+PAGE_WRITES = {
+    "set message": lambda w: w._handle_custom_msg(
+        {"kind": "set", "name": "video_paused", "value": True}, []
+    ),
+    "state update": lambda w: w._handle_msg(
+        {"content": {"data": {"method": "update", "state": {"video_paused": True},
+                              "buffer_paths": []}}, "buffers": []}
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", list(PAGE_WRITES))
+def test_a_users_invalid_value_raises_in_their_thread_while_the_page_writes(
+    widget: ScreenShareAssistant, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The comm thread is held in the middle of writing the page's video_paused=True; the
+    user's invalid max_fps meanwhile raises in the user's thread, and the page's change
+    stands (not rolled back, no error on the comm thread)."""
+    w = widget
+    writing, user_done = threading.Event(), threading.Event()
+    set_trait = w.set_trait
+
+    def held_write(name: str, value: Any) -> None:
+        set_trait(name, value)
+        if name == "video_paused":
+            writing.set()
+            user_done.wait(5)
+
+    w.set_trait = held_write  # type: ignore[method-assign]
+    comm_thread = threading.Thread(target=PAGE_WRITES[how], args=(w,))
+    with caplog.at_level(logging.WARNING, logger="screenshare_widget"):
+        comm_thread.start()
+        try:
+            assert writing.wait(5), "the page's change was never written"
+            with pytest.raises(traitlets.TraitError, match="max_fps must be"):
+                w.max_fps = 2.0
+            assert w.max_fps == 1.0 and w.video_paused is True
+        finally:
+            user_done.set()
+            comm_thread.join(5)
+    assert not comm_thread.is_alive()
+    assert (w.max_fps, w.video_paused) == (1.0, True)
+    assert caplog.records == [], "an error on the comm thread"
+
+
+def test_a_page_may_change_only_its_own_traits(
+    widget: ScreenShareAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A state update or ``set`` for any other trait, or of the wrong type, is refused and
+    counted; the traits stay as they were."""
+    w = widget
+    with caplog.at_level(logging.WARNING, logger="screenshare_widget"):
+        w._handle_msg(
+            {"content": {"data": {"method": "update", "state": {"status": "live"},
+                                  "buffer_paths": []}}, "buffers": []}
+        )  # fmt: skip
+        w._handle_custom_msg({"kind": "set", "name": "max_fps", "value": 0.5}, [])
+        w._handle_custom_msg({"kind": "set", "name": "video_paused", "value": "yes"}, [])
+    assert (w.status, w.max_fps, w.video_paused) == ("idle", 1.0, False)
+    assert w._page.rejected == 3
+    assert "may not set the trait 'status'" in caplog.text
+    # The page's instruction box: applied like an assignment from Python.
+    w._handle_custom_msg({"kind": "set", "name": "system_instruction", "value": "Be brief."}, [])
+    assert w.system_instruction == "Be brief." and w.instruction_version == 2
+
+
+def test_a_value_a_trait_refuses_is_returned_not_logged(
+    widget: ScreenShareAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    mirror = widget._ui
+    with caplog.at_level(logging.WARNING, logger="screenshare_widget"):
+        assert "max_fps must be" in mirror.set_checked("max_fps", 5.0)
+        assert mirror.set_checked("max_fps", 0.5) == ""
+    assert widget.max_fps == 0.5
+    assert caplog.records == []
+
+
 class _RacingSet(set[str]):
     """The guard's steps taken: the first look-up of "lower_fps" by each of two threads
     meets the other's at a barrier, so that both look before either adds (when nothing

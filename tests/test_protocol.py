@@ -66,6 +66,12 @@ def test_controls() -> None:
         "c1", allow=False
     )
     assert parse_browser_message({"kind": "frame_stats", "sent": 3}) == FrameStats(sent=3)
+    assert parse_browser_message(
+        {"kind": "set", "name": "video_paused", "value": True}
+    ) == protocol.SetTrait("video_paused", True)
+    assert parse_browser_message(
+        {"kind": "set", "name": "system_instruction", "value": ""}
+    ) == protocol.SetTrait("system_instruction", "")
 
 
 def test_every_browser_kind_parses_to_its_own_dataclass() -> None:
@@ -74,6 +80,7 @@ def test_every_browser_kind_parses_to_its_own_dataclass() -> None:
         "frame": ({}, [JPEG]),
         "text": ({"text": "hi"}, None),
         "confirm": ({"allow": True}, None),
+        "set": ({"name": "video_paused", "value": False}, None),
     }
     parsed = {}
     for kind in sorted(protocol.BROWSER_KINDS):
@@ -100,6 +107,7 @@ def test_every_kernel_kind_has_a_builder_that_builds_it() -> None:
 def test_the_shared_limits_come_from_the_constants() -> None:
     assert dict(protocol.LIMITS) == {
         "max_text_chars": protocol.MAX_TEXT_CHARS,
+        "max_instruction_chars": protocol.MAX_INSTRUCTION_CHARS,
         "min_chunk_ms": protocol.MIN_CHUNK_MS,
         "max_chunk_ms": protocol.MAX_CHUNK_MS,
         "max_fps": protocol.MAX_FPS,
@@ -138,6 +146,20 @@ def test_the_shared_limits_come_from_the_constants() -> None:
         ({"kind": "text", "text": "  "}, None, "'text' must be a non-empty string"),
         ({"kind": "confirm", "id": "c"}, None, "'allow' must be true or false"),
         ({"kind": "frame_stats", "sent": 1.5}, None, "'sent' must be an integer"),
+        ({"kind": "set", "name": "status", "value": "live"}, None, "may not set the trait"),
+        ({"kind": "set", "value": True}, None, "may not set the trait None"),
+        ({"kind": "set", "name": "video_paused", "value": 1}, None, "must be true or false"),
+        ({"kind": "set", "name": "video_paused"}, None, "must be true or false"),
+        ({"kind": "set", "name": "system_instruction", "value": False}, None, "a string"),
+        (
+            {
+                "kind": "set",
+                "name": "system_instruction",
+                "value": "x" * (protocol.MAX_INSTRUCTION_CHARS + 1),
+            },
+            None,
+            "over 200,000",
+        ),
     ],
 )
 def test_bad_input_is_rejected_with_a_reason(content, buffers, reason) -> None:

@@ -36,7 +36,8 @@ var BROWSER_KINDS = Object.freeze([
   "text",
   "confirm",
   "frame_stats",
-  "beat"
+  "beat",
+  "set"
 ]);
 var KERNEL_KINDS = Object.freeze([
   "audio",
@@ -53,6 +54,7 @@ var KERNEL_KINDS = Object.freeze([
 ]);
 var LIMITS = Object.freeze({
   max_text_chars: 1e4,
+  max_instruction_chars: 2e5,
   min_chunk_ms: 20,
   max_chunk_ms: 250,
   max_fps: 1
@@ -139,6 +141,11 @@ var confirm = (id, allow) => ({ kind: (
   /** @type {const} */
   "confirm"
 ), id, allow });
+var PAGE_TRAITS = Object.freeze(["system_instruction", "video_paused"]);
+var setTrait = (name, value) => ({ kind: (
+  /** @type {const} */
+  "set"
+), name, value });
 var frameStats = (counts) => ({ kind: (
   /** @type {const} */
   "frame_stats"
@@ -352,6 +359,9 @@ var NO_VIEW_REASON = "No view of the assistant is left in the page, so sharing s
 var MOVED_REASON = "Sharing moved to another view of this assistant.";
 var PAGE_CLOSED_REASON = "The page was closed, so sharing stopped.";
 var CLOSED_REASON = "The widget was closed.";
+function instructionTooLong(length, limit) {
+  return `Too long to apply: ${length.toLocaleString("en-US")} characters, the most is ${limit.toLocaleString("en-US")}. Set a longer one from Python.`;
+}
 function unsupportedReason() {
   if (!window.isSecureContext) {
     return "Screen sharing needs a secure page: open JupyterLab at http://localhost or over https.";
@@ -1887,6 +1897,10 @@ var InstructionBox = class {
     this.model = model;
     this.ctl = ctl;
     this.editing = false;
+    this.applying = /** @type {string | null} */
+    null;
+    this.errorBefore = "";
+    this.note = "";
     this.onInput = this.onInput.bind(this);
     this.apply = this.apply.bind(this);
     this.revert = this.revert.bind(this);
@@ -1894,6 +1908,11 @@ var InstructionBox = class {
   show() {
     const { ui, model } = this;
     const text2 = model.get("system_instruction") || "";
+    if (this.applying !== null) {
+      const error = model.get("error") || "";
+      if (text2 === this.applying) this.editing = ui.instructionText.value !== text2;
+      if (text2 === this.applying || error && error !== this.errorBefore) this.applying = null;
+    }
     if (!this.editing && ui.instructionText.value !== text2) ui.instructionText.value = text2;
     const latest = Number(model.get("instruction_version")) || 1;
     const applied = Number(model.get("instruction_applied")) || 0;
@@ -1902,25 +1921,39 @@ var InstructionBox = class {
     else if (applied > 0) state += ` · waiting for the next turn (the model has v${applied})`;
     else state += " · used when the session starts";
     if (this.editing) state = `edited · Apply to make v${latest + 1}`;
+    if (this.editing && this.note) state = this.note;
+    if (this.applying !== null) state = `applying v${latest + 1}…`;
     ui.instructionState.textContent = state;
     ui.instructionSummary.textContent = `System instruction (v${latest})`;
     ui.instruction.dataset.version = String(latest);
     ui.instruction.dataset.applied = String(applied);
-    ui.apply.disabled = !this.editing || !!this.ctl.kernelGone;
+    ui.apply.disabled = !this.editing || this.applying !== null || !!this.ctl.kernelGone;
     ui.revert.disabled = !this.editing;
   }
   onInput() {
+    this.note = "";
     this.editing = this.ui.instructionText.value !== (this.model.get("system_instruction") || "");
     this.show();
   }
+  /** Send the box's text to the kernel, which writes the trait; the box says "applying"
+   * until the model has it (or the kernel refuses it, with an error). */
   apply() {
-    this.model.set("system_instruction", this.ui.instructionText.value);
-    this.model.save_changes();
-    this.editing = false;
+    const text2 = this.ui.instructionText.value;
+    if (this.applying !== null) return;
+    const limit = LIMITS.max_instruction_chars;
+    this.note = text2.length > limit ? instructionTooLong(text2.length, limit) : "";
+    if (this.note) {
+      this.show();
+      return;
+    }
+    this.applying = text2;
+    this.errorBefore = this.model.get("error") || "";
+    this.ctl.send(setTrait("system_instruction", text2));
     this.show();
   }
   revert() {
     this.editing = false;
+    this.applying = null;
     this.ui.instructionText.value = this.model.get("system_instruction") || "";
     this.show();
   }
@@ -2162,9 +2195,12 @@ var View = class {
     );
     this.ui.filmstrip.hidden = filmstrip.length === 0;
   }
+  /** Pause or resume the video here at once (a local change the kernel's value then
+   * confirms: no frame waits for a busy kernel), and have the kernel write the trait. */
   onPause() {
-    this.model.set("video_paused", !this.model.get("video_paused"));
-    this.model.save_changes();
+    const paused = !this.model.get("video_paused");
+    this.model.set("video_paused", paused);
+    this.ctl.send(setTrait("video_paused", paused));
   }
   onShare() {
     void this.ctl.sharing.start();

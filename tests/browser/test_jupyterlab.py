@@ -305,7 +305,7 @@ def test_instruction_changes_while_live_from_python_and_from_the_widget(
             "import json\n"
             "print(json.dumps({'turns': [t.to_record() for t in assistant.transcript],"
             " 'instructions': [(i.version, i.text, i.applied_by)"
-            " for i in assistant.instructions]}))",
+            " for i in assistant.instructions], 'paused': assistant.video_paused}))",
         ],
     )
     show_widget(page, lab, ARTIFACTS, "instructions.ipynb")
@@ -336,6 +336,7 @@ def test_instruction_changes_while_live_from_python_and_from_the_widget(
     )
     assert page.input_value(".ssw-text-input") == ""
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-instructions.png"))
+    page.click(".ssw-pause-video")  # the page's other own trait, written by the kernel too
 
     run_cell(page, 2)
     wait_cell_done(page, 2)
@@ -345,6 +346,7 @@ def test_instruction_changes_while_live_from_python_and_from_the_widget(
         [2, "context_update"],
         [3, "context_update"],
     ]
+    assert data["paused"] is True
     models = [t for t in data["turns"] if t["role"] == "model"]
     assert models[0]["text"].startswith("You spoke for") and models[0]["instruction"] == 1
     switched = [t for t in models if t["text"].startswith("Switched")]

@@ -58,10 +58,12 @@ const describe = (b) => ({ exact: b instanceof ArrayBuffer, bytes: b.byteLength,
   head: Array.from(new Uint8Array(b instanceof ArrayBuffer ? b : b.buffer, 0, 3)) });
 
 class FakeModel {
-  constructor(traits) { this.traits = { ...traits }; this.listeners = []; this.sent = []; }
+  constructor(traits) {
+    this.traits = { ...traits }; this.listeners = []; this.sent = []; this.saves = 0;
+  }
   get(key) { return this.traits[key]; }
   set(key, value) { this.traits[key] = value; this.emit(`change:${key}`); }
-  save_changes() {}
+  save_changes() { this.saves += 1; }
   on(name, fn) { this.listeners.push([name, fn]); }
   off(name, fn) {
     this.listeners = this.listeners.filter(([n, f]) => (name && n !== name) || (fn && f !== fn));
@@ -987,8 +989,13 @@ def test_pause_video_stops_frames_and_the_voice_goes_on(page: Page) -> None:
     share(page, heartbeat_s=1.0)
     poll(page, "model.sent.some((m) => m.content.kind === 'frame')", 3, "the first frame")
     page.click(".ssw-pause-video")
-    assert page.evaluate("model.get('video_paused')") is True
+    assert page.evaluate("model.get('video_paused')") is True  # at once, here
     assert page.inner_text(".ssw-pause-video") == "Resume video"
+    # ... and the kernel writes the trait: asked by a message, not by the model's state sync.
+    assert sent(page, "set")[-1]["content"] == {
+        "kind": "set", "name": "video_paused", "value": True,
+    }  # fmt: skip
+    assert page.evaluate("model.saves") == 0
     frames, audio = len(sent(page, "frame")), len(sent(page, "audio"))
     page.evaluate("changeScreen()")
     page.wait_for_timeout(2_500)
@@ -996,6 +1003,45 @@ def test_pause_video_stops_frames_and_the_voice_goes_on(page: Page) -> None:
     assert len(sent(page, "audio")) >= audio + 20  # 100 ms chunks go on
     page.click(".ssw-pause-video")
     poll(page, "model.sent.some((m) => m.content.reason === 'change')", 3, "frames again")
+
+
+def test_the_instruction_box_applies_through_the_kernel(page: Page) -> None:
+    """Apply sends the text; the box says "applying" until the kernel's value comes back,
+    keeps the user's text if the kernel refuses it, and never saves the model's state."""
+    page.evaluate("mount(['light'], {system_instruction: 'Old.', instruction_version: 1})")
+    state = ".ssw-instruction-state"
+    page.click(".ssw-instruction-summary")
+    page.fill(".ssw-instruction-text", "New.")
+    assert page.inner_text(state) == "edited · Apply to make v2"
+    page.click(".ssw-apply")
+    assert sent(page, "set")[-1]["content"] == {
+        "kind": "set", "name": "system_instruction", "value": "New.",
+    }  # fmt: skip
+    assert page.inner_text(state) == "applying v2…"
+    assert page.is_disabled(".ssw-apply")
+    assert page.input_value(".ssw-instruction-text") == "New."
+    assert page.evaluate("model.get('system_instruction')") == "Old."  # the kernel's, so far
+
+    # The kernel takes it: its trait comes back, then the new version.
+    page.evaluate("model.set('system_instruction', 'New.'); model.set('instruction_version', 2)")
+    assert page.inner_text(state).startswith("v2 ·")
+    assert page.is_disabled(".ssw-apply") and page.input_value(".ssw-instruction-text") == "New."
+
+    # The kernel refuses one: its error comes, and the box keeps the user's text to fix.
+    page.fill(".ssw-instruction-text", "Other.")
+    page.click(".ssw-apply")
+    assert page.inner_text(state) == "applying v3…"
+    page.evaluate("model.set('error', 'The system instruction from the page was not applied')")
+    assert page.inner_text(state) == "edited · Apply to make v3"
+    assert page.is_enabled(".ssw-apply") and page.input_value(".ssw-instruction-text") == "Other."
+
+    # Longer than the kernel takes from the box: said here, nothing sent.
+    sets = len(sent(page, "set"))
+    page.fill(".ssw-instruction-text", "x" * 200_001)
+    page.click(".ssw-apply")
+    assert "Too long to apply: 200,001 characters" in page.inner_text(state)
+    assert len(sent(page, "set")) == sets
+    assert page.evaluate("model.saves") == 0
 
 
 def test_the_token_meter_shows_tokens_cost_and_budget(page: Page) -> None:

@@ -9,7 +9,7 @@ test("the kinds and the limits are frozen", () => {
   assert.ok(Object.isFrozen(protocol.KERNEL_KINDS));
   assert.ok(Object.isFrozen(protocol.LIMITS));
   assert.deepEqual(protocol.LIMITS, {
-    max_text_chars: 10_000, min_chunk_ms: 20, max_chunk_ms: 250, max_fps: 1,
+    max_text_chars: 10_000, max_instruction_chars: 200_000, min_chunk_ms: 20, max_chunk_ms: 250, max_fps: 1,
   });
   assert.equal(new Set(protocol.BROWSER_KINDS).size, protocol.BROWSER_KINDS.length);
 });
@@ -29,6 +29,7 @@ test("every builder makes a message of a browser kind", () => {
     protocol.text("hi"),
     protocol.confirm("id-1", true),
     protocol.frameStats(counts),
+    protocol.setTrait("video_paused", true),
   ];
   for (const message of built) assert.ok(protocol.BROWSER_KINDS.includes(message.kind), message.kind);
   assert.deepEqual(new Set(built.map((m) => m.kind)), new Set(protocol.BROWSER_KINDS));
@@ -47,6 +48,10 @@ test("the builders carry the fields the kernel parses", () => {
     kind: "playback", played_ms: 1000, queued_ms: 250, underruns: 2, dropped_chunks: 1,
   });
   assert.deepEqual(protocol.confirm("x", false), { kind: "confirm", id: "x", allow: false });
+  assert.deepEqual(protocol.setTrait("system_instruction", "Be brief."), {
+    kind: "set", name: "system_instruction", value: "Be brief.",
+  });
+  assert.ok(Object.isFrozen(protocol.PAGE_TRAITS));
   assert.deepEqual(protocol.frameStats({ checked: 1, sent: 1, skipped: 0, first: 1, change: 0,
     speech: 0, heartbeat: 0 }), { kind: "frame_stats", checked: 1, sent: 1, skipped: 0,
     first: 1, change: 0, speech: 0, heartbeat: 0 });
