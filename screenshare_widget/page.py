@@ -202,9 +202,16 @@ class PageLink:
     """
 
     def __init__(
-        self, mirror: UiMirror, relay: Relay, watch: PageWatch, on_spend: Callable[[], None]
+        self,
+        mirror: UiMirror,
+        relay: Relay,
+        watch: PageWatch,
+        on_spend: Callable[[], None],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.mirror = mirror
+        #: The watch's clock (s, never going back); tests pass a manual one.
+        self.monotonic = monotonic
         self.relay = relay
         self.watch = watch
         self.spend_changed = on_spend
@@ -241,7 +248,7 @@ class PageLink:
         except protocol.ProtocolError as exc:
             self.reject(str(exc))
             return
-        now = time.monotonic()
+        now = self.monotonic()
         match message:
             case protocol.AudioChunk() | protocol.Frame():
                 self.watch.heard(now, message.capture)
@@ -333,7 +340,7 @@ class PageLink:
 
     def _start(self, capture: str) -> None:
         self._capture = capture
-        self.watch.own(time.monotonic(), capture)
+        self.watch.own(self.monotonic(), capture)
         self._uplink = {"audio_seq": -1, "frame_seq": -1}
         if self.mirror.get("error") and self.relay.state is not RelayState.FAILED:
             self.mirror.set(error="")
@@ -408,7 +415,7 @@ class PageLink:
 
     def watch_page(self) -> None:
         """End the session if the page that owns it went away (each relay tick)."""
-        now = time.monotonic()
+        now = self.monotonic()
         if self.watch.check(now, deaf=self._handler_deaf(now)):
             self._page_lost(self.watch.silent_s)
 
@@ -476,7 +483,7 @@ class PageSink:
         if link is None:
             return
         if state is RelayState.CONNECTING:  # a new session, not a handover
-            link.watch.session_started(time.monotonic())
+            link.watch.session_started(link.monotonic())
         elif state in (RelayState.CLOSING, RelayState.IDLE, RelayState.FAILED):
             link.watch.session_ended()
         LIVE.update(link.mirror, state in _RUNNING)

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import pathlib
+import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -42,6 +43,7 @@ from .page import CELLS, LIVE, PageLink, PageSink, UiMirror, weak_call, weak_con
 from .pricing import Spend, UsageLog
 from .recording import Recorder, RecorderSlot, Recording
 from .relay import ASK_TIMEOUT_S, Relay, RelayCounters, RelayState
+from .timings import Timings
 from .tools import Toolbox, ToolCalls
 from .transcript import Transcript
 
@@ -181,6 +183,14 @@ class _Traits(anywidget.AnyWidget):
     def _validate_range(self, proposal: dict[str, Any]) -> int | float:
         return RANGES[proposal["trait"].name].check(proposal["value"])
 
+    @traitlets.validate("voice", "model", "system_instruction")
+    def _validate_config(self, proposal: dict[str, Any]) -> Any:
+        name, value = proposal["trait"].name, proposal["value"]
+        current = getattr(self, "_relay", None)
+        base = current.config if current is not None else SessionConfig()
+        replace(base, **{name: value})  # raises with a clear message
+        return value
+
     @traitlets.validate("media_resolution")
     def _validate_resolution(self, proposal: dict[str, Any]) -> str:
         value = str(proposal["value"])
@@ -233,6 +243,8 @@ class ScreenShareAssistant(_Traits):
         tools: Sequence[Callable[..., Any]] = (),
         page_timeout_s: float = PAGE_TIMEOUT_S,
         _connector: Connector | None = None,
+        _page_clock: Callable[[], float] = time.monotonic,
+        _timings: Timings | None = None,
     ) -> None:
         instruction = (
             DEFAULT_SYSTEM_INSTRUCTION if system_instruction is None else system_instruction
@@ -255,7 +267,7 @@ class ScreenShareAssistant(_Traits):
             logger.warning("%s is not supported by %s and will not be sent", option, model)
         sink = PageSink()  # holds the link weakly: a dropped widget can be collected
         name = f"screenshare-relay-{id(self):x}"
-        self._relay = Relay(connector, config, sink, name=name, toolbox=toolbox)
+        self._relay = Relay(connector, config, sink, name=name, toolbox=toolbox, timings=_timings)
         # Nothing the relay's thread holds keeps the widget alive, so a widget that is
         # collected (closed, or dropped by a host that holds widgets weakly) ends its session.
         weakref.finalize(self, _release, self._relay)
@@ -263,7 +275,8 @@ class ScreenShareAssistant(_Traits):
         #: Every trait write the package makes goes through it (see page.py).
         self._ui = UiMirror(self)
         spend_changed = weak_call(weakref.WeakMethod(self._update_spend))
-        self._page = PageLink(self._ui, self._relay, PageWatch(page_timeout_s), spend_changed)
+        watch = PageWatch(page_timeout_s)
+        self._page = PageLink(self._ui, self._relay, watch, spend_changed, _page_clock)
         sink.bind(self._page)
         self._budget = Budget(self._page)
         self._recordings = RecorderSlot(self._relay, lambda folder: self._ui.set(recording=folder))
@@ -458,21 +471,11 @@ class ScreenShareAssistant(_Traits):
         self._page.receive(content, buffers)  # any thread; never blocks
 
     def set_state(self, sync_data: dict[str, Any]) -> None:
-        """A state update from a page. Ours writes no trait that way (it sends ``set``), so
-        one from elsewhere is written as a ``set`` is, trait by trait, never under
-        ``hold_trait_notifications`` (see ``page.py``); any other trait is refused."""
+        """A page's state update, taken as its ``set`` messages are (see ``page.py``)."""
         for name, value in sync_data.items():
             self._page.page_set(name, value)
 
     # ---- traits -----------------------------------------------------------------------------
-
-    @traitlets.validate("voice", "model", "system_instruction")
-    def _validate_config(self, proposal: dict[str, Any]) -> Any:
-        name, value = proposal["trait"].name, proposal["value"]
-        current = getattr(self, "_relay", None)
-        base = current.config if current is not None else SessionConfig()
-        replace(base, **{name: value})  # raises with a clear message
-        return value
 
     @traitlets.observe("voice", "model", "system_instruction", "media_resolution")
     def _config_changed(self, change: dict[str, Any]) -> None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,26 +18,88 @@ from screenshare_widget import page as page_module
 from screenshare_widget.backend import LiveError
 from screenshare_widget.liveness import PageWatch
 from screenshare_widget.relay import RelayState
+from screenshare_widget.timings import Timings
 
-from .conftest import MS, wait_until
+from .conftest import wait_until
 from .fakes import FakeBackend
 
-#: The page timeout these tests use (s): short, so that a lost page shows quickly.
-TIMEOUT_S = 0.6
+#: The page timeout these tests use (s of the page watch's clock, which the tests move).
+TIMEOUT_S = 10.0
+
+
+#: The relay ticks (and checks the page watch) every 20 ms of real time.
+TICKS = Timings(ack_interval_s=0.02)
+
+
+class PageTime:
+    """The page watch's clock (s), moved only by the test, and a count of the relay's ticks
+    that checked the watch: a test waits for those, never for a fixed time."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.checks = 0
+        self._running: Callable[[], bool] = lambda: True
+
+    def __call__(self) -> float:
+        return self.t
+
+    def follow(self, w: ScreenShareAssistant) -> None:
+        """Count each check of ``w``'s page watch (one per relay tick, while a session runs)."""
+        link = w._page
+        check = link.watch_page
+        widget = weakref.ref(w)  # the clock must not keep a dropped widget alive
+        self._running = lambda: (
+            getattr(widget(), "status", "") in ("connecting", "live", "reconnecting")
+        )
+
+        def counted() -> None:
+            check()
+            self.checks += 1
+
+        link.watch_page = counted  # type: ignore[method-assign]
+
+    def ticks(self, count: int = 2) -> None:
+        """Wait until the relay checked the watch ``count`` more times (it checks only while
+        a session runs)."""
+        until = self.checks + count
+        wait_until(lambda: self.checks >= until, 5, f"{count} checks of the page watch")
+
+    def passes(self) -> None:
+        """Wait for the next check, or for the session to have ended."""
+        until = self.checks + 1
+        wait_until(lambda: self.checks >= until or not self._running(), 5, "a check")
+
+    def advance(
+        self, seconds: float, step: float = 1.0, each: Callable[[], None] | None = None
+    ) -> None:
+        """Move the clock ``seconds`` on, ``step`` at a time; after each step, run ``each``
+        (a beat, say) and let a check see the time."""
+        left = seconds
+        while left > 1e-9:
+            self.t += min(step, left)
+            left -= step
+            if each is not None:
+                each()
+            self.passes()
 
 
 class PageSends:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.clock = PageTime()
 
     def __call__(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         self.sent.append(content)
 
 
 def make(backend: FakeBackend, **kwargs: Any) -> tuple[ScreenShareAssistant, PageSends]:
+    """An assistant whose page is played by the test; ``rec.clock`` is its watch's clock."""
     kwargs.setdefault("page_timeout_s", TIMEOUT_S)
-    w = ScreenShareAssistant(_connector=backend.connect, **kwargs)
     rec = PageSends()
+    w = ScreenShareAssistant(
+        _connector=backend.connect, _page_clock=rec.clock, _timings=TICKS, **kwargs
+    )
+    rec.clock.follow(w)
     w.send = rec  # type: ignore[method-assign]
     return w, rec
 
@@ -58,11 +119,11 @@ def beat(w: ScreenShareAssistant, capture: str = "", page_id: str = "p1") -> Non
     page(w, {"kind": "beat", "page": page_id, "capture": capture, "views": 1})
 
 
-def keep_beating(w: ScreenShareAssistant, seconds: float, capture: str = "", **kw: Any) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        beat(w, capture, **kw)
-        time.sleep(50 * MS)
+def keep_beating(
+    w: ScreenShareAssistant, rec: PageSends, seconds: float, capture: str = "", **kw: Any
+) -> None:
+    """The page beats every 2 s of the watch's clock, for ``seconds`` of it."""
+    rec.clock.advance(seconds, 2.0, lambda: beat(w, capture, **kw))
 
 
 # ---- the watch itself (pure) -----------------------------------------------------------------
@@ -170,9 +231,11 @@ def test_a_session_whose_page_went_silent_ends_and_says_why(widget, backend) -> 
     w, rec = widget
     page(w, {"kind": "start", "capture": "c1"})
     wait_until(lambda: w.status == "live")
-    started = time.monotonic()
+    rec.clock.advance(TIMEOUT_S - 0.5)
+    rec.clock.ticks(2)
+    assert w.status == "live"  # silent, not yet for long enough
+    rec.clock.advance(1.0)
     wait_until(lambda: w.status == "idle", 5, "the session to end")
-    assert time.monotonic() - started >= TIMEOUT_S - 0.1
     assert backend.sessions[0].closed
     assert w.error.startswith("The page sharing with this assistant was not heard from for")
     lost = [e for e in w.events if e.kind == "page_lost"]
@@ -185,46 +248,47 @@ def test_a_session_whose_page_went_silent_ends_and_says_why(widget, backend) -> 
 
 
 def test_beats_and_media_of_the_owner_keep_the_session(widget, backend) -> None:
-    w, _ = widget
+    w, rec = widget
     page(w, {"kind": "start", "capture": "c1"})
     wait_until(lambda: w.status == "live")
-    keep_beating(w, 3 * TIMEOUT_S, capture="c1")
+    keep_beating(w, rec, 3 * TIMEOUT_S, capture="c1")
     assert w.status == "live"
-    deadline = time.monotonic() + 3 * TIMEOUT_S
-    seq = 0
-    while time.monotonic() < deadline:  # a page that sends only audio is there too
-        page(w, {"kind": "audio", "capture": "c1", "seq": seq}, [b"\0\0" * 160])
-        seq += 1
-        time.sleep(50 * MS)
+    seq = iter(range(1_000))
+
+    def chunk() -> None:  # a page that sends only audio is there too
+        page(w, {"kind": "audio", "capture": "c1", "seq": next(seq)}, [b"\0\0" * 160])
+
+    rec.clock.advance(3 * TIMEOUT_S, 0.5, chunk)
     assert w.status == "live"
     assert not [e for e in w.events if e.kind == "page_lost"]
 
 
 def test_another_page_without_the_capture_does_not_keep_it(widget, backend) -> None:
-    w, _ = widget
+    w, rec = widget
     page(w, {"kind": "start", "capture": "c1"})
     wait_until(lambda: w.status == "live")
     # The page that shared closed; a reopened notebook beats, sharing nothing.
-    keep_beating(w, 4 * TIMEOUT_S, capture="", page_id="reopened")
-    assert w.status == "idle"
+    keep_beating(w, rec, TIMEOUT_S + 2.0, capture="", page_id="reopened")
+    wait_until(lambda: w.status == "idle", 5, "the session to end")
     assert "The page sharing with this assistant was not heard from" in w.error
 
 
 def test_a_session_from_python_with_no_page_is_not_watched(widget, backend) -> None:
-    w, _ = widget
+    w, rec = widget
     w.start()
     wait_until(lambda: w.status == "live")
-    time.sleep(3 * TIMEOUT_S)
+    rec.clock.advance(3 * TIMEOUT_S, 2.0)
     assert w.status == "live" and w.error == ""
 
 
 def test_a_session_from_python_ends_when_the_page_about_goes(widget, backend) -> None:
-    w, _ = widget
+    w, rec = widget
     beat(w)
     w.say("hello")
     wait_until(lambda: w.status == "live")
-    keep_beating(w, 3 * TIMEOUT_S)
+    keep_beating(w, rec, 3 * TIMEOUT_S)
     assert w.status == "live"
+    rec.clock.advance(TIMEOUT_S + 1.0, 2.0)  # the page went
     wait_until(lambda: w.status == "idle", 5, "the session to end")
     assert w.error.startswith("No page of this assistant was heard from for")
 
@@ -232,7 +296,7 @@ def test_a_session_from_python_ends_when_the_page_about_goes(widget, backend) ->
 def test_a_cell_holding_the_pages_thread_is_not_the_pages_silence(backend) -> None:
     """The page's messages handled on a loop (the kernel's main loop without subshells) that a
     blocking cell holds: they queue; the session must outlive the cell."""
-    w, _ = make(backend, page_timeout_s=2.0)
+    w, rec = make(backend)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="fake-shell", daemon=True)
     thread.start()
@@ -243,14 +307,17 @@ def test_a_cell_holding_the_pages_thread_is_not_the_pages_silence(backend) -> No
     try:
         asyncio.run_coroutine_threadsafe(deliver({"kind": "start", "capture": "c1"}), loop)
         wait_until(lambda: w.status == "live")
-        held = threading.Event()
-        loop.call_soon_threadsafe(lambda: (held.set(), time.sleep(7.0)))
+        held, cell_ends = threading.Event(), threading.Event()
+        loop.call_soon_threadsafe(lambda: (held.set(), cell_ends.wait(30)))
         held.wait(5)
-        time.sleep(6.0)  # the cell runs; the page's beats would queue behind it
+        rec.clock.advance(3 * TIMEOUT_S, 0.5)  # the cell runs; the page's beats queue
         assert w.status == "live", w.error
         # The cell ends; the page is really gone: the session ends once the silence counts.
-        wait_until(lambda: w.status == "idle", 10, "the session to end after the cell")
+        cell_ends.set()
+        rec.clock.advance(TIMEOUT_S + 1.0, 0.5)
+        wait_until(lambda: w.status == "idle", 5, "the session to end after the cell")
     finally:
+        cell_ends.set()
         w.close()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
@@ -260,15 +327,17 @@ def test_a_cell_holding_the_pages_thread_is_not_the_pages_silence(backend) -> No
 def test_a_running_cell_that_holds_the_pages_messages_is_not_silence(widget, backend) -> None:
     """ipykernel 6, or comm subshells off: the page's messages wait until the cell ends,
     even one that awaits (``await assistant.ask(...)``) with the loop free."""
-    w, _ = widget
+    w, rec = widget
     page(w, {"kind": "start", "capture": "c1"})
     wait_until(lambda: w.status == "live")
-    page_module.CELLS.running_since = time.monotonic()  # a cell begins
+    rec.clock.advance(0.5)
+    page_module.CELLS.running_since = rec.clock.t  # a cell begins, after the page's last word
     try:
-        time.sleep(4 * TIMEOUT_S)
+        rec.clock.advance(4 * TIMEOUT_S, 2.0)
         assert w.status == "live", w.error
     finally:
         page_module.CELLS.running_since = None  # it ends: the page's silence counts now
+    rec.clock.advance(TIMEOUT_S + 1.0, 2.0)
     wait_until(lambda: w.status == "idle", 5, "the session to end after the cell")
 
 
@@ -301,7 +370,7 @@ def test_a_stop_from_a_stale_capture_is_ignored(widget, backend) -> None:
     page(w, {"kind": "start", "capture": "new"})  # sharing moved to another window
     assert {"kind": "capture", "capture": "new"} in rec.sent
     page(w, {"kind": "stop", "reason": "No view", "capture": "old"})
-    time.sleep(0.2)
+    rec.clock.ticks(2)  # a stop taken would have ended the session, and the ticks
     assert w.status == "live" and w.rejected_messages == 1
     page(w, {"kind": "stop", "reason": "Stopped by the user.", "capture": "new"})
     wait_until(lambda: w.status == "idle")
@@ -332,16 +401,17 @@ def test_each_live_assistant_says_how_many_others_are_live(backend) -> None:
 
 
 def test_a_share_into_a_session_from_python_is_watched(widget, backend) -> None:
-    w, _ = widget
+    w, rec = widget
     w.start()  # before any page was heard from: not watched
     wait_until(lambda: w.status == "live")
     page(w, {"kind": "start", "capture": "c1"})  # the user shares into it, then closes the tab
+    rec.clock.advance(TIMEOUT_S + 1.0, 2.0)
     wait_until(lambda: w.status == "idle", 5, "the session to end")
     assert "The page sharing with this assistant" in w.error
 
 
 def test_a_question_from_python_after_a_share_is_not_cut_by_the_old_page(widget, backend) -> None:
-    w, _ = widget
+    w, rec = widget
     beat(w)
     page(w, {"kind": "start", "capture": "c1"})
     wait_until(lambda: w.status == "live")
@@ -349,7 +419,7 @@ def test_a_question_from_python_after_a_share_is_not_cut_by_the_old_page(widget,
     wait_until(lambda: w.status == "idle")
     w.say("and now from Python")
     wait_until(lambda: w.status == "live")
-    keep_beating(w, 3 * TIMEOUT_S)  # the page, idle, is there
+    keep_beating(w, rec, 3 * TIMEOUT_S)  # the page, idle, is there
     assert w.status == "live", w.error
 
 
@@ -415,5 +485,6 @@ def test_an_error_not_about_settings_stays(widget, backend) -> None:
     page(w, {"kind": "start", "capture": "c1"})
     wait_until(lambda: w.status == "error")
     w.model = "gemini-live-2.5-flash-native-audio"
-    time.sleep(0.3)  # what a wrongly scheduled stop would take to show
+    for _ in range(3):  # a stop scheduled on the relay's loop would have run by now
+        w._relay.run_coroutine(asyncio.sleep(0)).result(5)
     assert w.status == "error" and w.error == message
