@@ -162,9 +162,9 @@ def test_ask_times_out_and_fails_when_the_session_stops(relay: Relay, backend: F
 
 def test_speech_end_is_dated_at_the_last_voice(relay: Relay, backend: FakeBackend) -> None:
     live(relay, backend)
-    relay.feed_audio(tone_pcm(0.04))
-    time.sleep(0.8)  # the quiet is noticed with the next chunk, 0.8 s later
-    relay.feed_audio(bytes(1280))
+    began = time.time() * 1000
+    relay.feed_audio(tone_pcm(0.04), began)
+    relay.feed_audio(bytes(1280), began + 800)  # the quiet is noticed 0.8 s later
     wait_until(lambda: any(e.kind == "speech_end" for e in relay.events))
     start = next(e for e in relay.events if e.kind == "speech_start")
     end = next(e for e in relay.events if e.kind == "speech_end")
