@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from .backend import Capabilities, Connector, LiveError, LiveSession, Usage
 from .config import SessionConfig
@@ -257,13 +257,17 @@ class Conversation:
         c = self.core
         waiter = new_waiter()
         c.waiters.append(waiter)
+        expiry = asyncio.ensure_future(self.clock.sleep(limit_s))  # on the injected clock
         try:
             await self.say(PendingText(text, waiter))
-            async with asyncio.timeout(limit_s):
-                return await waiter.future
-        except TimeoutError:
-            raise TimeoutError(f"The model did not answer within {limit_s:g} s.") from None
+            either: set[asyncio.Future[Any]] = {waiter.future, expiry}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not waiter.future.done():
+                waiter.future.cancel()
+                raise TimeoutError(f"The model did not answer within {limit_s:g} s.")
+            return await waiter.future
         finally:
+            expiry.cancel()
             if waiter in c.waiters:
                 c.waiters.remove(waiter)
 

@@ -387,8 +387,14 @@ class Relay:
 
     def at_rest(self) -> bool:
         """Whether the conversation is at a turn boundary: the model is silent, nothing the
-        user said or typed waits for an answer, and the microphone is quiet."""
-        return self.conversation.at_rest()
+        user said or typed waits for an answer, and the microphone is quiet. Asked on the
+        relay's loop, which owns that state (the caller waits for one loop turn)."""
+        answer: Future[bool] = Future()
+        if self._host.on_thread or not self._host.call_soon(
+            lambda: answer.set_result(self.conversation.at_rest())
+        ):
+            return self.conversation.at_rest()  # on the loop, or no loop runs to race with
+        return answer.result(self.timings.close_timeout_s)
 
     def run_coroutine(self, coro: Coroutine[Any, Any, _T]) -> Future[_T]:
         """Run ``coro`` on the relay's loop (starting the thread if needed)."""

@@ -361,3 +361,19 @@ async def test_a_ping_that_fails_is_logged(
     assert failed and failed[0].exc_info is not None
     assert isinstance(failed[0].exc_info[1], KeyError)
     assert conv.state is RelayState.LIVE  # a broken ping is logged, not a reason to drop
+
+
+async def test_an_ask_times_out_on_the_conversations_clock(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock
+) -> None:
+    """The answer's wait is measured on the injected clock: a minute of virtual time, no
+    real wait; an answer within it is returned."""
+    session = await live(conv, backend, clock)
+    asking = asyncio.create_task(conv.ask("anyone?", 60.0))
+    await clock.advance(59.0)
+    assert not asking.done() and conv.core.waiters
+    await clock.advance(1.5)
+    with pytest.raises(TimeoutError, match="did not answer within 60 s"):
+        await asking
+    assert conv.core.waiters == []
+    assert session.texts == ["anyone?"]
