@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future
-from dataclasses import replace
+from dataclasses import fields, replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -117,6 +117,45 @@ class QuietSink:
         """The relay keeps the frames."""
 
 
+class NextSettings:
+    """The settings the next connection uses and the system instruction's versions, under
+    one lock: any thread changes them; the conversation reads both when it connects."""
+
+    def __init__(self, config: SessionConfig) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self.instructions = Instructions(config.system_instruction)
+
+    @property
+    def config(self) -> SessionConfig:
+        """The current settings."""
+        return self._config
+
+    def current(self) -> tuple[SessionConfig, int]:
+        """The settings and the current instruction's version, read together."""
+        with self._lock:
+            return self._config, self.instructions.current.version
+
+    def update(self, **changes: Any) -> tuple[SessionConfig, bool]:
+        """Apply ``changes`` atomically (raising, and changing nothing, as
+        ``dataclasses.replace`` does); the new settings, and whether their system
+        instruction is new (it is then a new version)."""
+        with self._lock:
+            config = replace(self._config, **changes)
+            changed = config.system_instruction != self._config.system_instruction
+            if changed:
+                self.instructions.add(config.system_instruction)
+            self._config = config
+            return config, changed
+
+    def set_instruction(self, text: str) -> Instruction:
+        """Make ``text`` a new version of the system instruction, and the settings' one."""
+        with self._lock:
+            version = self.instructions.add(text)
+            self._config = replace(self._config, system_instruction=text)
+            return version
+
+
 class Relay:
     """One conversation with a Live backend, on its own thread and loop.
 
@@ -137,9 +176,9 @@ class Relay:
         timings: Timings | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self._config = config
-        self._config_lock = threading.Lock()
-        self.instructions = Instructions(config.system_instruction)
+        self._settings = NextSettings(config)
+        #: The system instruction's versions.
+        self.instructions = self._settings.instructions
         #: The user's tools; declared to each new connection.
         self.toolbox = toolbox if toolbox is not None else Toolbox()
         self._sink = sink
@@ -151,7 +190,7 @@ class Relay:
         )
         self.conversation = Conversation(
             connect,
-            self._settings,
+            self._settings.current,
             sink,
             toolbox=self.toolbox,
             instructions=self.instructions,
@@ -244,47 +283,29 @@ class Relay:
     @property
     def config(self) -> SessionConfig:
         """The settings the next connection uses."""
-        return self._config
+        return self._settings.config
 
     @config.setter
     def config(self, config: SessionConfig) -> None:
         """Change settings for the next connection; a new system instruction goes through
         :meth:`set_instruction` (it also reaches the running session)."""
-        with self._config_lock:
-            changed = self._replace_config(config)
-        if changed:
-            self._instruction_changed()
+        self.update_config(**{f.name: getattr(config, f.name) for f in fields(config)})
 
     def update_config(self, **changes: Any) -> SessionConfig:
         """Change some settings for the next connection in one atomic read-modify-write
         (``relay.update_config(voice="Kore")``), with the effects of the :attr:`config`
         setter; returns the new settings. Invalid changes raise as ``dataclasses.replace``
         and :class:`SessionConfig` do, and change nothing. Safe from any thread."""
-        with self._config_lock:
-            config = replace(self._config, **changes)
-            changed = self._replace_config(config)
-            config = self._config
+        config, changed = self._settings.update(**changes)
         if changed:
             self._instruction_changed()
         return config
-
-    def _replace_config(self, config: SessionConfig) -> bool:
-        """Make ``config`` current (lock held); True if its system instruction is new."""
-        changed = config.system_instruction != self._config.system_instruction
-        if changed:
-            self.instructions.add(config.system_instruction)
-        self._config = config
-        return changed
 
     def _new_loop(self) -> None:
         self.conversation.core.new_loop()
         # A drain scheduled in the old loop's last tick went with it: start afresh.
         self._audio_in.reset()
         self._frames_in.reset()
-
-    def _settings(self) -> tuple[SessionConfig, int]:
-        with self._config_lock:
-            return self._config, self.instructions.current.version
 
     def _instruction_changed(self) -> None:
         self.call_soon(self.conversation.core.instruction_ready.set)
@@ -298,9 +319,7 @@ class Relay:
         """
         if not isinstance(text, str):
             raise TypeError("system_instruction must be a string")
-        with self._config_lock:
-            version = self.instructions.add(text)
-            self._config = replace(self._config, system_instruction=text)
+        version = self._settings.set_instruction(text)
         self._instruction_changed()
         return version
 
@@ -418,14 +437,6 @@ class Relay:
     @property
     def _thread(self) -> threading.Thread | None:
         return self._host.thread
-
-    @property
-    def _tool_tasks(self) -> dict[str, asyncio.Task[None]]:
-        return self.conversation.core.tools.tasks
-
-    @property
-    def _handle(self) -> str | None:
-        return self.conversation.core.handle
 
 
 def _command_failed(

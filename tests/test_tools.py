@@ -175,10 +175,13 @@ def test_a_cancelled_call_gets_no_answer_and_the_session_goes_on(
 ) -> None:
     session = live(tool_relay, backend)
     push(tool_relay, session, ServerMessage(tool_calls=(ToolCall("9", "forever", {}),)))
-    wait_until(lambda: tool_relay.tool_calls and tool_relay._tool_tasks)
+    wait_until(lambda: tool_relay.tool_calls and tool_relay.conversation.core.tools.tasks)
     push(tool_relay, session, ServerMessage(cancelled_tool_calls=("9",)))
     wait_until(lambda: tool_relay.tool_calls[0].outcome == "cancelled")
-    wait_until(lambda: not tool_relay._tool_tasks, what="the cancelled call's task to end")
+    wait_until(
+        lambda: not tool_relay.conversation.core.tools.tasks,
+        what="the cancelled call's task to end",
+    )
     assert session.tool_responses == []  # it ended without answering: no answer can follow
     push(tool_relay, session, ServerMessage(tool_calls=(ToolCall("10", "nope", {}),)))
     wait_until(lambda: len(session.tool_responses) == 1)
