@@ -198,7 +198,78 @@ class _Traits(anywidget.AnyWidget):
         return value
 
 
-class ScreenShareAssistant(_Traits):
+class _SessionData:
+    """The conversation as Python data, read-only: what the relay and the page link keep,
+    for :class:`ScreenShareAssistant`."""
+
+    _relay: Relay
+    _page: PageLink
+
+    @property
+    def transcript(self) -> Transcript:
+        """The conversation so far, as :class:`Turn` objects (``.to_pandas()`` for a table)."""
+        return self._relay.transcript
+
+    @property
+    def events(self) -> Events:
+        """Every protocol event with its time: speech start and end, frame sent, first model
+        audio, interruption, turn complete, tool call, handover, usage (``.to_pandas()``)."""
+        return self._relay.events
+
+    @property
+    def frames(self) -> Frames:
+        """The screen frames the model was actually sent, with their times; index one to see
+        it, or display the whole to see the latest as a strip."""
+        return self._relay.frames
+
+    @property
+    def instructions(self) -> Instructions:
+        """Every version of the system instruction, with when it was set and how and when
+        the model got it (``.to_pandas()``); turns carry their version."""
+        return self._relay.instructions
+
+    @property
+    def tool_calls(self) -> ToolCalls:
+        """Every tool call of the session: name, arguments, outcome, result or error, and
+        duration (``.to_pandas()``; also in :attr:`events` as ``tool_call`` and
+        ``tool_result``)."""
+        return ToolCalls(self._relay.tool_calls)
+
+    @property
+    def usage(self) -> UsageLog:
+        """Token usage reported by the service, one entry per report (``.to_pandas()``
+        gives a column per modality)."""
+        return UsageLog(self._relay.usage)
+
+    @property
+    def handovers(self) -> list[Handover]:
+        """Each move to a new connection: when, why, whether the context was resumed, and
+        the microphone audio gap in ms."""
+        return list(self._relay.handovers)
+
+    @property
+    def stats(self) -> RelayCounters:
+        """Counters of what was relayed, dropped and rejected."""
+        return self._relay.counters
+
+    @property
+    def rejected_messages(self) -> int:
+        """How many messages from the page could not be taken (malformed, or stale)."""
+        return self._page.rejected
+
+    @property
+    def playback(self) -> dict[str, float]:
+        """The page player's last statistics: played and queued ms, underruns, dropped."""
+        return self._page.playback
+
+    @property
+    def frame_policy(self) -> dict[str, int]:
+        """The page's frame policy counters: checked, sent, skipped, and sends by reason
+        (first, change, speech, heartbeat), for the current capture."""
+        return self._page.frame_policy
+
+
+class ScreenShareAssistant(_Traits, _SessionData):
     """A live voice assistant that sees your shared screen, in a notebook cell.
 
     Display it, click **Share screen & mic**, and talk, or type: :meth:`say` and
@@ -272,41 +343,23 @@ class ScreenShareAssistant(_Traits):
         # collected (closed, or dropped by a host that holds widgets weakly) ends its session.
         weakref.finalize(self, _release, self._relay)
         CELLS.register()
+        self._link_page(sink, PageWatch(page_timeout_s), _page_clock)
+
+    def _link_page(self, sink: PageSink, watch: PageWatch, clock: Callable[[], float]) -> None:
+        """The comm side: the mirror, the page link, the budget, the recorder and the tool
+        confirmations, each holding the widget weakly."""
         #: Every trait write the package makes goes through it (see page.py).
         self._ui = UiMirror(self)
         spend_changed = weak_call(weakref.WeakMethod(self._update_spend))
-        watch = PageWatch(page_timeout_s)
-        self._page = PageLink(self._ui, self._relay, watch, spend_changed, _page_clock)
+        self._page = PageLink(self._ui, self._relay, watch, spend_changed, clock)
         sink.bind(self._page)
         self._budget = Budget(self._page)
         self._recordings = RecorderSlot(self._relay, lambda folder: self._ui.set(recording=folder))
-        toolbox.confirm = weak_confirm(weakref.WeakMethod(self._page.confirmations.wait))
+        confirmations = self._page.confirmations
+        self._relay.toolbox.confirm = weak_confirm(weakref.WeakMethod(confirmations.wait))
         self.on_msg(self._on_custom_message)
 
     # ---- public API -------------------------------------------------------------------------
-
-    @property
-    def transcript(self) -> Transcript:
-        """The conversation so far, as :class:`Turn` objects (``.to_pandas()`` for a table)."""
-        return self._relay.transcript
-
-    @property
-    def events(self) -> Events:
-        """Every protocol event with its time: speech start and end, frame sent, first model
-        audio, interruption, turn complete, tool call, handover, usage (``.to_pandas()``)."""
-        return self._relay.events
-
-    @property
-    def frames(self) -> Frames:
-        """The screen frames the model was actually sent, with their times; index one to see
-        it, or display the whole to see the latest as a strip."""
-        return self._relay.frames
-
-    @property
-    def instructions(self) -> Instructions:
-        """Every version of the system instruction, with when it was set and how and when
-        the model got it (``.to_pandas()``); turns carry their version."""
-        return self._relay.instructions
 
     @property
     def tools(self) -> list[Callable[..., Any]]:
@@ -325,19 +378,6 @@ class ScreenShareAssistant(_Traits):
         _toolbox(functions)  # fails early for a function the model cannot be told about
         self._relay.toolbox.functions[:] = list(functions)
         self._mended("tools")
-
-    @property
-    def tool_calls(self) -> ToolCalls:
-        """Every tool call of the session: name, arguments, outcome, result or error, and
-        duration (``.to_pandas()``; also in :attr:`events` as ``tool_call`` and
-        ``tool_result``)."""
-        return ToolCalls(self._relay.tool_calls)
-
-    @property
-    def usage(self) -> UsageLog:
-        """Token usage reported by the service, one entry per report (``.to_pandas()``
-        gives a column per modality)."""
-        return UsageLog(self._relay.usage)
 
     @property
     def prices(self) -> Mapping[str, float]:
@@ -373,17 +413,6 @@ class ScreenShareAssistant(_Traits):
         running = self._relay.state not in (RelayState.IDLE, RelayState.CLOSING)
         self._budget.check(spent, running)
 
-    @property
-    def handovers(self) -> list[Handover]:
-        """Each move to a new connection: when, why, whether the context was resumed, and
-        the microphone audio gap in ms."""
-        return list(self._relay.handovers)
-
-    @property
-    def stats(self) -> RelayCounters:
-        """Counters of what was relayed, dropped and rejected."""
-        return self._relay.counters
-
     def start(self) -> None:
         """Open the Live session now (the Share button also does this). Returns at once."""
         self._relay.start()
@@ -408,22 +437,6 @@ class ScreenShareAssistant(_Traits):
         the question.
         """
         return await asyncio.wrap_future(self._relay.ask(text, timeout))
-
-    @property
-    def rejected_messages(self) -> int:
-        """How many messages from the page could not be taken (malformed, or stale)."""
-        return self._page.rejected
-
-    @property
-    def playback(self) -> dict[str, float]:
-        """The page player's last statistics: played and queued ms, underruns, dropped."""
-        return self._page.playback
-
-    @property
-    def frame_policy(self) -> dict[str, int]:
-        """The page's frame policy counters: checked, sent, skipped, and sends by reason
-        (first, change, speech, heartbeat), for the current capture."""
-        return self._page.frame_policy
 
     def record(self, path: str | os.PathLike[str]) -> Recorder:
         """Start saving this session into the folder ``path`` (new or empty): microphone
