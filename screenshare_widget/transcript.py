@@ -72,6 +72,51 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# ---- views of the turns: plain functions of a snapshot, kept out of the merging class ----
+
+
+def _markdown(turns: Sequence[Turn]) -> str:
+    """``turns`` as markdown, one paragraph per turn; a rule where the instruction changed."""
+    lines = []
+    version = 1
+    for turn in turns:
+        if turn.instruction != version:
+            version = turn.instruction
+            lines.append(f"--- *instruction v{version}* ---")
+        who = "**You**" if turn.role == "user" else "**Assistant**"
+        text = turn.text.strip() or "…"
+        mark = " *(interrupted)*" if turn.interrupted else ""
+        typed = " *(typed)*" if turn.typed else ""
+        lines.append(f"{who}{typed}: {text}{mark}")
+    return "\n\n".join(lines)
+
+
+def _frame(turns: Sequence[Turn]) -> pd.DataFrame:
+    """``turns`` as a DataFrame (see :meth:`Transcript.to_pandas` for the columns)."""
+    import pandas as pd
+
+    rows = [
+        {
+            "role": t.role,
+            "text": t.text.strip(),
+            "started_at": t.started_at,
+            "ended_at": t.ended_at,
+            "interrupted": t.interrupted,
+            "instruction": t.instruction,
+            "typed": t.typed,
+        }
+        for t in turns
+    ]
+    columns = [
+        "role", "text", "started_at", "ended_at", "interrupted", "instruction", "typed"
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
+    frame["ended_at"] = pd.to_datetime(frame["ended_at"], utc=True)
+    frame["duration_s"] = (frame["ended_at"] - frame["started_at"]).dt.total_seconds()
+    return frame
+
+
 class Transcript(LockedSequence[Turn]):
     """The conversation so far: a read-only sequence of :class:`Turn`, growing as it happens.
 
@@ -112,18 +157,7 @@ class Transcript(LockedSequence[Turn]):
     def to_markdown(self) -> str:
         """The conversation as markdown, one paragraph per turn; a rule marks where the
         instruction version changed."""
-        lines = []
-        version = 1
-        for turn in self.snapshot():
-            if turn.instruction != version:
-                version = turn.instruction
-                lines.append(f"--- *instruction v{version}* ---")
-            who = "**You**" if turn.role == "user" else "**Assistant**"
-            text = turn.text.strip() or "…"
-            mark = " *(interrupted)*" if turn.interrupted else ""
-            typed = " *(typed)*" if turn.typed else ""
-            lines.append(f"{who}{typed}: {text}{mark}")
-        return "\n\n".join(lines)
+        return _markdown(self.snapshot())
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown() or "*(no turns yet)*"
@@ -131,28 +165,7 @@ class Transcript(LockedSequence[Turn]):
     def to_pandas(self) -> pd.DataFrame:
         """The turns as a DataFrame: role, text, started_at, ended_at, interrupted,
         instruction (version), typed, duration_s."""
-        import pandas as pd
-
-        rows = [
-            {
-                "role": t.role,
-                "text": t.text.strip(),
-                "started_at": t.started_at,
-                "ended_at": t.ended_at,
-                "interrupted": t.interrupted,
-                "instruction": t.instruction,
-                "typed": t.typed,
-            }
-            for t in self.snapshot()
-        ]
-        columns = [
-            "role", "text", "started_at", "ended_at", "interrupted", "instruction", "typed"
-        ]  # fmt: skip
-        frame = pd.DataFrame(rows, columns=columns)
-        frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
-        frame["ended_at"] = pd.to_datetime(frame["ended_at"], utc=True)
-        frame["duration_s"] = (frame["ended_at"] - frame["started_at"]).dt.total_seconds()
-        return frame
+        return _frame(self.snapshot())
 
     # ---- writing (the relay) ----------------------------------------------------------------
     # Each writer returns the indexes of the turns it changed, for mirroring to the page.
