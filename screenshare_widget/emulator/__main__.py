@@ -40,6 +40,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+    _add_realism_flags(parser)
+    _add_lifetime_flags(parser)
+    parser.add_argument("--wpm", type=int, default=None, help="speaking rate of the replies")
+    return parser.parse_args(argv)
+
+
+def _add_realism_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags :func:`realism_of` reads: ``--ideal`` and one per realistic behaviour."""
     parser.add_argument(
         "--ideal",
         action="store_true",
@@ -71,6 +79,25 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="close 1008 after every Nth toolCall (default never)",
     )
+
+
+def realism_of(args: argparse.Namespace) -> Realism:
+    """The :class:`Realism` the flags ask for."""
+    realism = Realism.ideal() if args.ideal else Realism()
+    changes: dict[str, Any] = {}
+    if args.pong_delay_s is not None:
+        changes["pong_delay_s"] = args.pong_delay_s
+    if args.refused_handle_close is not None:
+        changes["refused_handle_close"] = args.refused_handle_close
+    if args.interrupted_turn_complete_s is not None:
+        changes["interrupted_turn_complete_s"] = args.interrupted_turn_complete_s
+    if args.tool_call_close_every is not None:
+        changes["tool_call_close_every"] = args.tool_call_close_every
+    return dataclasses.replace(realism, **changes)
+
+
+def _add_lifetime_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags :func:`lifetimes_of` reads (seconds; by default the realism's lifetimes)."""
     parser.add_argument(
         "--connection-s",
         type=float,
@@ -90,23 +117,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="end audio+video sessions without context compression after this "
         "(s; default 120, none with --ideal)",
     )
-    parser.add_argument("--wpm", type=int, default=None, help="speaking rate of the replies")
-    return parser.parse_args(argv)
-
-
-def realism_of(args: argparse.Namespace) -> Realism:
-    """The :class:`Realism` the flags ask for."""
-    realism = Realism.ideal() if args.ideal else Realism()
-    changes: dict[str, Any] = {}
-    if args.pong_delay_s is not None:
-        changes["pong_delay_s"] = args.pong_delay_s
-    if args.refused_handle_close is not None:
-        changes["refused_handle_close"] = args.refused_handle_close
-    if args.interrupted_turn_complete_s is not None:
-        changes["interrupted_turn_complete_s"] = args.interrupted_turn_complete_s
-    if args.tool_call_close_every is not None:
-        changes["tool_call_close_every"] = args.tool_call_close_every
-    return dataclasses.replace(realism, **changes)
 
 
 def lifetimes_of(args: argparse.Namespace, realism: Realism) -> Lifetimes:

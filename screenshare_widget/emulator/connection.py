@@ -19,13 +19,15 @@ Resumption updates follow the service when the setup asked for resumption (and t
 sends handles): a ``sessionResumptionUpdate {newHandle, resumable: true}`` right after
 ``setupComplete`` and after each ``turnComplete`` (or ``interrupted``) that ends a reply, and
 ``{resumable: false}`` (no handle) when the model starts generating: before the first
-``modelTurn``, ``outputTranscription`` or ``toolCall`` of a reply. Every handle sent with
+``modelTurn``, ``outputTranscription`` or ``toolCall`` of a reply
+(:mod:`~screenshare_widget.emulator.resumption`). Every handle sent with
 ``resumable: true``, scripted ones included, resumes the connection's session.
 
 The connection's :attr:`EmulatorConnection.realism` applies to scripts too: handles are
 UUIDs, ``{}`` follows each ``turnComplete``, ``modelTurn`` audio from :meth:`send_audio`
 carries ``"role": "model"``, and once a ``goAway`` went out nothing more is sent (sends
-return quietly; the reader keeps recording; closes still happen).
+return quietly; the reader keeps recording; closes still happen). When sends go out (in turn,
+not while stalled, not once silent) is :mod:`~screenshare_widget.emulator.flow`'s concern.
 """
 
 from __future__ import annotations
@@ -40,11 +42,13 @@ from typing import Any, Final
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from .flow import Flow
 from .inbox import Inbox
 from .messages import ServerMessages, sent_message
 from .pongs import LatePongConnection, PongStats
 from .realism import Realism
-from .sessions import Handles, Session
+from .resumption import ResumptionUpdates, server_content
+from .sessions import Session
 from .traffic import ReceivedMessage, SentMessage, Traffic
 from .validation import (
     CLOSE_INVALID,
@@ -107,7 +111,7 @@ class EmulatorConnection(ServerMessages):
         self.wants_resumption = has(setup, "session_resumption")
         #: The handle the client resumes from, if any.
         self.resumed_handle: str | None = pick(resumption, "handle")
-        self._handles = Handles(
+        self._resumption = ResumptionUpdates(
             index,
             send=resumption_handles and self.wants_resumption,
             uuids=self.realism.uuid_handles,
@@ -124,17 +128,10 @@ class EmulatorConnection(ServerMessages):
         self._av_seen = asyncio.Event()
         if self.session.got_audio and self.session.got_video:
             self._av_seen.set()
-        # Cleared while stalled: nothing is sent until it is set again.
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        self._generating = False
-        self._send_lock = asyncio.Lock()
+        self._flow = Flow(ws)  # sends in turn, held while stalled, dropped once silent
         self._inbox = Inbox()
         self._setup_complete_sent = False
         self._initiated_close: tuple[int, str] | None = None
-        # Set once a goAway went out with Realism.silent_after_go_away: nothing more is sent.
-        self._silent = False
-        self._withheld = 0
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -222,49 +219,34 @@ class EmulatorConnection(ServerMessages):
             raise ValueError(
                 f"server message of {len(data)} bytes is over {MAX_SERVER_FRAME_BYTES} bytes"
             )
-        content = obj.get("serverContent")
-        content = content if isinstance(content, dict) else {}
-        starts_reply = "toolCall" in obj or any(
-            content.get(key) for key in ("modelTurn", "outputTranscription")
-        )
-        async with self._send_lock:
-            await self._flowing.wait()
-            if self._silent:
-                self._withheld += 1
+        async with self._flow.lock:
+            if not await self._flow.admit():
                 return
-            if starts_reply and not self._generating:
-                self._generating = True
-                if self._handles.send:
-                    await self._send_now({"sessionResumptionUpdate": {"resumable": False}})
-            self._handles.register(obj)  # before the client can see it
+            await self._resumption.before(obj, self._send_now)
+            self._resumption.register(obj)  # before the client can see it
             t = time.time()  # before the send: the client may read it before the send returns
             await self._ws.send(data)
             self._traffic.add_sent(sent_message(self.index, obj, t))
-            close_after = await self._after_sent(obj, content)
+            close_after = await self._after_sent(obj)
         if close_after:
             logger.info("connection %d: closing after a toolCall", self.index)
             await self.close(CLOSE_POLICY, REASON_NOT_IMPLEMENTED)
 
-    async def _after_sent(self, obj: dict[str, Any], content: dict[str, Any]) -> bool:
+    async def _after_sent(self, obj: dict[str, Any]) -> bool:
         """What follows a message sent (the caller holds the send lock): handles, ``{}``
         after ``turnComplete``, silence after ``goAway``; whether a close 1008 follows."""
-        turn_complete = bool(content.get("turnComplete"))
         if "setupComplete" in obj:
             self._setup_complete_sent = True
             if self.setup_complete_at is None:
                 self.setup_complete_at = asyncio.get_running_loop().time()
                 self._setup_done.set()
-            if self._handles.send:
-                await self._send_now(self._handles.update())
-        if turn_complete or (content.get("interrupted") and self._generating):
-            self._generating = False
-            if self._handles.send:
-                await self._send_now(self._handles.update(next_reply=True))
+        await self._resumption.after(obj, self._send_now)
+        turn_complete = bool(server_content(obj).get("turnComplete"))
         if turn_complete and self.realism.empty_message_every_s is not None:
             await self._send_now({})
         if "goAway" in obj and self.realism.silent_after_go_away:
             logger.info("connection %d: silent after goAway", self.index)
-            self._silent = True
+            self._flow.silence()
         return "toolCall" in obj and self._on_tool_call is not None and self._on_tool_call()
 
     async def _send_now(self, obj: dict[str, Any]) -> None:
@@ -278,10 +260,8 @@ class EmulatorConnection(ServerMessages):
 
         Waits while the connection is stalled; dropped once silent after ``goAway``.
         """
-        async with self._send_lock:
-            await self._flowing.wait()
-            if self._silent:
-                self._withheld += 1
+        async with self._flow.lock:
+            if not await self._flow.admit():
                 return
             t = time.time()
             await self._ws.send(data)
@@ -314,12 +294,12 @@ class EmulatorConnection(ServerMessages):
     @property
     def silent(self) -> bool:
         """Whether the connection sends nothing more (silent after ``goAway``)."""
-        return self._silent
+        return self._flow.silent
 
     @property
     def withheld(self) -> int:
         """Messages dropped because the connection was silent after ``goAway``."""
-        return self._withheld
+        return self._flow.withheld
 
     @property
     def pongs(self) -> PongStats | None:
@@ -332,7 +312,7 @@ class EmulatorConnection(ServerMessages):
     @property
     def stalled(self) -> bool:
         """Whether the connection is stalled (:meth:`stall`)."""
-        return not self._flowing.is_set()
+        return self._flow.stalled
 
     async def stall(self, seconds: float) -> None:
         """Stop reading the socket and sending for ``seconds``, then carry on.
@@ -341,21 +321,8 @@ class EmulatorConnection(ServerMessages):
         already due wait as well); sends (and :meth:`close`) wait. Cancellation ends the
         stall early.
         """
-        transport = self._ws.transport
-        late_pongs = self._ws if isinstance(self._ws, LatePongConnection) else None
-        self._flowing.clear()
-        if late_pongs is not None:
-            late_pongs.hold_pongs()
-        transport.pause_reading()
         logger.info("connection %d: stalled for %.3f s", self.index, seconds)
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            if not transport.is_closing():
-                transport.resume_reading()
-            if late_pongs is not None:
-                late_pongs.release_pongs()
-            self._flowing.set()
+        await self._flow.stall(seconds)
 
     # ---- closing --------------------------------------------------------------------------
 
@@ -365,7 +332,7 @@ class EmulatorConnection(ServerMessages):
         The reason is cut to 123 UTF-8 bytes, the most a close frame carries. Waits while
         the connection is stalled.
         """
-        await self._flowing.wait()
+        await self._flow.wait()
         reason = close_reason(reason)
         if self._initiated_close is None:
             self._initiated_close = (code, reason)

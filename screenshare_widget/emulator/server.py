@@ -339,15 +339,15 @@ class LiveEmulator:
         behaviour: Script | None = self.script if self.script is not None else self.responder
         jobs: dict[str, Coroutine[Any, Any, None]] = {}
         if behaviour is not None:
-            jobs["script"] = self._run_behaviour(behaviour, conn)
+            jobs["script"] = _run_behaviour(behaviour, conn)
         supervise = lifetime.supervise(conn, self.sessions, self.lifetimes, self.realism)
-        jobs["supervisor"] = self._guarded(conn, "supervisor", supervise)
+        jobs["supervisor"] = _guarded(conn, "supervisor", supervise)
         if self.realism.empty_message_every_s is not None:
             every = self.realism.empty_message_every_s
-            jobs["empty"] = self._guarded(conn, "ticker", lifetime.send_empty(conn, every))
+            jobs["empty"] = _guarded(conn, "ticker", lifetime.send_empty(conn, every))
         for n, fault in enumerate(self._fault_plan.timed(conn.index)):
             inject = lifetime.inject(conn, fault, self.traffic)
-            jobs[f"fault-{n}-{fault.kind}"] = self._guarded(conn, "fault", inject)
+            jobs[f"fault-{n}-{fault.kind}"] = _guarded(conn, "fault", inject)
         tasks = [
             asyncio.create_task(job, name=f"live-emulator-{name}-{conn.index}")
             for name, job in jobs.items()
@@ -359,28 +359,33 @@ class LiveEmulator:
                 task.cancel()
             await asyncio.wait(tasks)
 
-    async def _guarded(
-        self, conn: EmulatorConnection, what: str, job: Coroutine[Any, Any, None]
-    ) -> None:
-        """Run ``job``; a close ends it quietly, any other failure is logged."""
+
+# ---- how the jobs beside a connection's reader fail ------------------------------------------
+
+
+async def _guarded(conn: EmulatorConnection, what: str, job: Coroutine[Any, Any, None]) -> None:
+    """Run ``job``; a close ends it quietly, any other failure is logged."""
+    try:
+        await job
+    except ConnectionClosed:
+        pass
+    except Exception:
+        logger.exception("connection %d: the %s failed", conn.index, what)
+
+
+async def _run_behaviour(behaviour: Script, conn: EmulatorConnection) -> None:
+    """Run the script (or responder) on ``conn``; a close ends it quietly, any other failure
+    is logged and closes the connection with 1011."""
+    try:
+        await behaviour(conn)
+    except ConnectionClosed:
+        logger.debug("connection %d: closed while the script ran", conn.index)
+    except Exception:
+        logger.exception("connection %d: the script failed; closing with 1011", conn.index)
         try:
-            await job
+            await conn.close(CLOSE_INTERNAL, REASON_INTERNAL)
         except ConnectionClosed:
             pass
-        except Exception:
-            logger.exception("connection %d: the %s failed", conn.index, what)
-
-    async def _run_behaviour(self, behaviour: Script, conn: EmulatorConnection) -> None:
-        try:
-            await behaviour(conn)
-        except ConnectionClosed:
-            logger.debug("connection %d: closed while the script ran", conn.index)
-        except Exception:
-            logger.exception("connection %d: the script failed; closing with 1011", conn.index)
-            try:
-                await conn.close(CLOSE_INTERNAL, REASON_INTERNAL)
-            except ConnectionClosed:
-                pass
 
 
 def _api_key(request: Request | None) -> str | None:
