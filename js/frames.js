@@ -153,6 +153,33 @@ export class FramePolicy {
  * and sends a JPEG scaled to `max_size`; it keeps the object URLs of recent frames for the
  * filmstrip, which shows those the kernel says the model got.
  */
+/**
+ * Whether frames are paused: the user's click is obeyed and shown here at once, until the
+ * kernel's `video_paused` changes (the kernel writes that trait, asked by a `set` message;
+ * the page never writes a trait into its model, so nothing stale can be saved later).
+ */
+export class PauseWish {
+  /** @param {import("./model.js").WidgetModel} model */
+  constructor(model) {
+    this.model = model;
+    /** @type {boolean | null} the user's wish the kernel has not confirmed (null: none) */
+    this.wanted = null;
+    model.on("change:video_paused", () => {
+      this.wanted = null; // the kernel's value, now: it took the wish, or decided later
+    });
+  }
+
+  /** @returns {boolean} paused now, here */
+  get paused() {
+    return this.wanted ?? !!this.model.get("video_paused");
+  }
+
+  /** @param {boolean} paused what the user clicked for */
+  want(paused) {
+    this.wanted = paused;
+  }
+}
+
 export class FrameLoop {
   /**
    * @param {import("./model.js").WidgetModel} model its frame traits are read at each check
@@ -173,6 +200,7 @@ export class FrameLoop {
     this.thumbCanvas.width = THUMB_WIDTH;
     this.thumbCanvas.height = THUMB_HEIGHT;
     this.policy = new FramePolicy();
+    this.pause = new PauseWish(model);
     /** @type {MediaStream | null} the screen while frames are being sent */
     this.stream = null;
     this.captureId = "";
@@ -246,7 +274,7 @@ export class FrameLoop {
       minChange: minChange >= 0 ? minChange : DEFAULT_MIN_CHANGE,
       heartbeatMs: 1000 * (heartbeat > 0 ? heartbeat : DEFAULT_HEARTBEAT_S),
       intervalMs: frameIntervalMs(Number(this.model.get("max_fps"))),
-      paused: !!this.model.get("video_paused"),
+      paused: this.pause.paused,
     };
   }
 

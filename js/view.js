@@ -64,6 +64,10 @@ class InstructionBox {
       if (text === this.applying) this.editing = ui.instructionText.value !== text;
       if (text === this.applying || (error && error !== this.errorBefore)) this.applying = null;
     }
+    // Edited back to the kernel's value (or given it by the kernel): nothing to apply.
+    if (this.editing && this.applying === null && ui.instructionText.value === text) {
+      this.editing = false;
+    }
     if (!this.editing && ui.instructionText.value !== text) ui.instructionText.value = text;
     const latest = Number(model.get("instruction_version")) || 1;
     const applied = Number(model.get("instruction_applied")) || 0;
@@ -84,6 +88,7 @@ class InstructionBox {
 
   onInput() {
     this.note = "";
+    this.applying = null; // typing on takes over from an Apply the kernel never answered
     this.editing = this.ui.instructionText.value !== (this.model.get("system_instruction") || "");
     this.show();
   }
@@ -94,7 +99,8 @@ class InstructionBox {
     const text = this.ui.instructionText.value;
     if (this.applying !== null) return;
     const limit = protocol.LIMITS.max_instruction_chars;
-    this.note = text.length > limit ? say.instructionTooLong(text.length, limit) : "";
+    const length = [...text].length; // code points, as the kernel counts
+    this.note = length > limit ? say.instructionTooLong(length, limit) : "";
     if (this.note) {
       this.show();
       return;
@@ -248,7 +254,8 @@ export class View {
   /** Pause video and the recording mark. */
   showToggles() {
     const { ui, model } = this;
-    const paused = !!model.get("video_paused");
+    const paused = this.ctl.sharing.frames.pause.paused;
+    ui.pause.dataset.kernel = String(!!model.get("video_paused")); // what the kernel has
     ui.pause.textContent = paused ? "Resume video" : "Pause video";
     ui.pause.setAttribute("aria-pressed", String(paused));
     ui.root.dataset.videoPaused = String(paused);
@@ -378,12 +385,14 @@ export class View {
     this.ui.filmstrip.hidden = filmstrip.length === 0;
   }
 
-  /** Pause or resume the video here at once (a local change the kernel's value then
-   * confirms: no frame waits for a busy kernel), and have the kernel write the trait. */
+  /** Pause or resume the video here at once (no frame waits for a busy kernel), and have
+   * the kernel write the trait, which then takes over. */
   onPause() {
-    const paused = !this.model.get("video_paused");
-    this.model.set("video_paused", paused);
+    const pause = this.ctl.sharing.frames.pause;
+    const paused = !pause.paused;
+    pause.want(paused);
     this.ctl.send(protocol.setTrait("video_paused", paused));
+    this.ctl.emit("state");
   }
 
   onShare() {

@@ -667,6 +667,24 @@ var FramePolicy = class {
     this.speechPending = true;
   }
 };
+var PauseWish = class {
+  /** @param {import("./model.js").WidgetModel} model */
+  constructor(model) {
+    this.model = model;
+    this.wanted = null;
+    model.on("change:video_paused", () => {
+      this.wanted = null;
+    });
+  }
+  /** @returns {boolean} paused now, here */
+  get paused() {
+    return this.wanted ?? !!this.model.get("video_paused");
+  }
+  /** @param {boolean} paused what the user clicked for */
+  want(paused) {
+    this.wanted = paused;
+  }
+};
 var FrameLoop = class {
   /**
    * @param {import("./model.js").WidgetModel} model its frame traits are read at each check
@@ -687,6 +705,7 @@ var FrameLoop = class {
     this.thumbCanvas.width = THUMB_WIDTH;
     this.thumbCanvas.height = THUMB_HEIGHT;
     this.policy = new FramePolicy();
+    this.pause = new PauseWish(model);
     this.stream = null;
     this.captureId = "";
     this.seq = 0;
@@ -748,7 +767,7 @@ var FrameLoop = class {
       minChange: minChange >= 0 ? minChange : DEFAULT_MIN_CHANGE,
       heartbeatMs: 1e3 * (heartbeat > 0 ? heartbeat : DEFAULT_HEARTBEAT_S),
       intervalMs: frameIntervalMs(Number(this.model.get("max_fps"))),
-      paused: !!this.model.get("video_paused")
+      paused: this.pause.paused
     };
   }
   /** Look at the screen, send a frame if the policy says so, and look again in CHECK_MS. */
@@ -1913,6 +1932,9 @@ var InstructionBox = class {
       if (text2 === this.applying) this.editing = ui.instructionText.value !== text2;
       if (text2 === this.applying || error && error !== this.errorBefore) this.applying = null;
     }
+    if (this.editing && this.applying === null && ui.instructionText.value === text2) {
+      this.editing = false;
+    }
     if (!this.editing && ui.instructionText.value !== text2) ui.instructionText.value = text2;
     const latest = Number(model.get("instruction_version")) || 1;
     const applied = Number(model.get("instruction_applied")) || 0;
@@ -1932,6 +1954,7 @@ var InstructionBox = class {
   }
   onInput() {
     this.note = "";
+    this.applying = null;
     this.editing = this.ui.instructionText.value !== (this.model.get("system_instruction") || "");
     this.show();
   }
@@ -1941,7 +1964,8 @@ var InstructionBox = class {
     const text2 = this.ui.instructionText.value;
     if (this.applying !== null) return;
     const limit = LIMITS.max_instruction_chars;
-    this.note = text2.length > limit ? instructionTooLong(text2.length, limit) : "";
+    const length = [...text2].length;
+    this.note = length > limit ? instructionTooLong(length, limit) : "";
     if (this.note) {
       this.show();
       return;
@@ -2082,7 +2106,8 @@ var View = class {
   /** Pause video and the recording mark. */
   showToggles() {
     const { ui, model } = this;
-    const paused = !!model.get("video_paused");
+    const paused = this.ctl.sharing.frames.pause.paused;
+    ui.pause.dataset.kernel = String(!!model.get("video_paused"));
     ui.pause.textContent = paused ? "Resume video" : "Pause video";
     ui.pause.setAttribute("aria-pressed", String(paused));
     ui.root.dataset.videoPaused = String(paused);
@@ -2195,12 +2220,14 @@ var View = class {
     );
     this.ui.filmstrip.hidden = filmstrip.length === 0;
   }
-  /** Pause or resume the video here at once (a local change the kernel's value then
-   * confirms: no frame waits for a busy kernel), and have the kernel write the trait. */
+  /** Pause or resume the video here at once (no frame waits for a busy kernel), and have
+   * the kernel write the trait, which then takes over. */
   onPause() {
-    const paused = !this.model.get("video_paused");
-    this.model.set("video_paused", paused);
+    const pause = this.ctl.sharing.frames.pause;
+    const paused = !pause.paused;
+    pause.want(paused);
     this.ctl.send(setTrait("video_paused", paused));
+    this.ctl.emit("state");
   }
   onShare() {
     void this.ctl.sharing.start();

@@ -337,6 +337,7 @@ def test_instruction_changes_while_live_from_python_and_from_the_widget(
     assert page.input_value(".ssw-text-input") == ""
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-instructions.png"))
     page.click(".ssw-pause-video")  # the page's other own trait, written by the kernel too
+    page.wait_for_selector(".ssw-pause-video[data-kernel='true']", timeout=10_000)
 
     run_cell(page, 2)
     wait_cell_done(page, 2)

@@ -989,20 +989,25 @@ def test_pause_video_stops_frames_and_the_voice_goes_on(page: Page) -> None:
     share(page, heartbeat_s=1.0)
     poll(page, "model.sent.some((m) => m.content.kind === 'frame')", 3, "the first frame")
     page.click(".ssw-pause-video")
-    assert page.evaluate("model.get('video_paused')") is True  # at once, here
-    assert page.inner_text(".ssw-pause-video") == "Resume video"
-    # ... and the kernel writes the trait: asked by a message, not by the model's state sync.
+    assert page.inner_text(".ssw-pause-video") == "Resume video"  # at once, here
+    # The kernel writes the trait, asked by a message; the page's model is the kernel's.
     assert sent(page, "set")[-1]["content"] == {
         "kind": "set", "name": "video_paused", "value": True,
     }  # fmt: skip
-    assert page.evaluate("model.saves") == 0
+    assert page.evaluate("model.get('video_paused')") is not True
+    assert page.get_attribute(".ssw-pause-video", "data-kernel") == "false"
     frames, audio = len(sent(page, "frame")), len(sent(page, "audio"))
     page.evaluate("changeScreen()")
-    page.wait_for_timeout(2_500)
+    page.wait_for_timeout(2_500)  # the media clock: 2.5 s of a changing screen, paused
     assert len(sent(page, "frame")) <= frames + 1  # at most one already being encoded
     assert len(sent(page, "audio")) >= audio + 20  # 100 ms chunks go on
-    page.click(".ssw-pause-video")
+    page.evaluate("model.set('video_paused', true)")  # the kernel took it
+    assert page.get_attribute(".ssw-pause-video", "data-kernel") == "true"
+    assert page.inner_text(".ssw-pause-video") == "Resume video"
+    page.click(".ssw-pause-video")  # resumed here before the kernel has it
+    assert sent(page, "set")[-1]["content"]["value"] is False
     poll(page, "model.sent.some((m) => m.content.reason === 'change')", 3, "frames again")
+    assert page.evaluate("model.saves") == 0
 
 
 def test_the_instruction_box_applies_through_the_kernel(page: Page) -> None:

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  changedFraction, fitSize, frameIntervalMs, FramePolicy, luma, PIXEL_DELTA,
+  changedFraction, fitSize, frameIntervalMs, FramePolicy, luma, PauseWish, PIXEL_DELTA,
 } from "../../js/frames.js";
 
 const OPTIONS = { minChange: 0.01, heartbeatMs: 10_000, intervalMs: 1000, paused: false };
@@ -86,4 +86,24 @@ test("nothing is sent while paused, however much changed", () => {
   p.sent(0, still(), "first");
   assert.equal(p.decide(60_000, moved(100), { ...OPTIONS, paused: true }), null);
   assert.equal(p.counts.skipped, 2);
+});
+
+test("a pause wish is obeyed at once and gives way to the kernel's value", () => {
+  const listeners = new Map();
+  const traits = { video_paused: false };
+  const model = {
+    get: (/** @type {string} */ key) => traits[key],
+    on: (/** @type {string} */ name, /** @type {() => void} */ fn) => listeners.set(name, fn),
+  };
+  const pause = new PauseWish(/** @type {any} */ (model));
+  assert.equal(pause.paused, false);
+  pause.want(true); // clicked: paused here before the kernel knows
+  assert.equal(pause.paused, true);
+  assert.equal(traits.video_paused, false); // the model is untouched
+  traits.video_paused = true;
+  listeners.get("change:video_paused")(); // the kernel wrote it
+  assert.equal(pause.wanted, null);
+  traits.video_paused = false; // later, the kernel resumes (a budget's undo, Python)
+  listeners.get("change:video_paused")();
+  assert.equal(pause.paused, false);
 });
