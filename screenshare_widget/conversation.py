@@ -253,21 +253,25 @@ class Conversation:
         self.uplink.put_text(item)
 
     async def ask(self, text: str, limit_s: float) -> str:
-        """Send ``text`` and return the text of the model's answer (see ``Relay.ask``)."""
+        """Send ``text`` and return the text of the model's answer (see ``Relay.ask``);
+        ``limit_s`` seconds on the conversation's clock from when the text is queued, then
+        ``TimeoutError``. Cancelling ends the wait (the text stays sent)."""
         c = self.core
         waiter = new_waiter()
         c.waiters.append(waiter)
-        expiry = asyncio.ensure_future(self.clock.sleep(limit_s))  # on the injected clock
+        expiry: asyncio.Future[None] | None = None
         try:
             await self.say(PendingText(text, waiter))
+            expiry = asyncio.ensure_future(self.clock.sleep(limit_s))  # the injected clock
             either: set[asyncio.Future[Any]] = {waiter.future, expiry}
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if not waiter.future.done():
-                waiter.future.cancel()
                 raise TimeoutError(f"The model did not answer within {limit_s:g} s.")
             return await waiter.future
         finally:
-            expiry.cancel()
+            if expiry is not None:
+                expiry.cancel()
+            waiter.future.cancel()  # timed out or cancelled: no answer is awaited any more
             if waiter in c.waiters:
                 c.waiters.remove(waiter)
 

@@ -210,7 +210,8 @@ class PageLink:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.mirror = mirror
-        #: The watch's clock (s, never going back); tests pass a manual one.
+        #: The watch's clock (s, never going back); tests pass a manual one, and then put
+        #: ``CELLS.running_since`` (``time.monotonic`` in a kernel) on it too.
         self.monotonic = monotonic
         self.relay = relay
         self.watch = watch

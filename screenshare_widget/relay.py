@@ -409,11 +409,22 @@ class Relay:
         user said or typed waits for an answer, and the microphone is quiet. Asked on the
         relay's loop, which owns that state (the caller waits for one loop turn)."""
         answer: Future[bool] = Future()
-        if self._host.on_thread or not self._host.call_soon(
-            lambda: answer.set_result(self.conversation.at_rest())
-        ):
+
+        def look() -> None:
+            try:
+                answer.set_result(self.conversation.at_rest())
+            except BaseException as exc:  # the caller's to see
+                answer.set_exception(exc)
+
+        if self._host.on_thread or not self._host.call_soon(look):
             return self.conversation.at_rest()  # on the loop, or no loop runs to race with
-        return answer.result(self.timings.close_timeout_s)
+        while True:
+            try:
+                return answer.result(0.05)
+            except TimeoutError:
+                loop = self._host.loop
+                if loop is None or not loop.is_running():  # it stopped before it looked
+                    return self.conversation.at_rest()
 
     def run_coroutine(self, coro: Coroutine[Any, Any, _T]) -> Future[_T]:
         """Run ``coro`` on the relay's loop (starting the thread if needed)."""

@@ -367,7 +367,7 @@ async def test_an_ask_times_out_on_the_conversations_clock(
     conv: Conversation, backend: FakeBackend, clock: FakeClock
 ) -> None:
     """The answer's wait is measured on the injected clock: a minute of virtual time, no
-    real wait; an answer within it is returned."""
+    real wait."""
     session = await live(conv, backend, clock)
     asking = asyncio.create_task(conv.ask("anyone?", 60.0))
     await clock.advance(59.0)
@@ -377,3 +377,28 @@ async def test_an_ask_times_out_on_the_conversations_clock(
         await asking
     assert conv.core.waiters == []
     assert session.texts == ["anyone?"]
+
+
+async def test_an_answer_within_the_limit_is_returned_and_a_cancelled_ask_leaves_nothing(
+    conv: Conversation, backend: FakeBackend, clock: FakeClock
+) -> None:
+    session = await live(conv, backend, clock)
+    sleeping = clock.sleepers  # the relay's own timers
+    asking = asyncio.create_task(conv.ask("what is 2 + 2?", 60.0))
+    await clock.advance(30.0)
+    assert clock.sleepers == sleeping + 1  # and the ask's expiry
+    session.push(ServerMessage(audio=b"\x00\x01" * 240, output_transcription="Four."))
+    session.push(ServerMessage(turn_complete=True))
+    await clock.advance(1.0)
+    assert await asking == "Four."
+    assert clock.sleepers == sleeping  # the ask's expiry went with it
+
+    cancelled = asyncio.create_task(conv.ask("and 3 + 3?", 60.0))
+    await clock.settle()
+    waiter = conv.core.waiters[0]
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert conv.core.waiters == [] and waiter.future.cancelled()
+    await clock.advance(61.0)  # its expiry was cancelled with it: nothing fires
+    assert session.texts == ["what is 2 + 2?", "and 3 + 3?"]
