@@ -48,7 +48,7 @@ from .messages import ServerMessages, sent_message
 from .pongs import LatePongConnection, PongStats
 from .realism import Realism
 from .resumption import ResumptionUpdates, server_content
-from .sessions import Session
+from .sessions import Handles, Session
 from .traffic import ReceivedMessage, SentMessage, Traffic
 from .validation import (
     CLOSE_INVALID,
@@ -111,11 +111,9 @@ class EmulatorConnection(ServerMessages):
         self.wants_resumption = has(setup, "session_resumption")
         #: The handle the client resumes from, if any.
         self.resumed_handle: str | None = pick(resumption, "handle")
+        send_handles = resumption_handles and self.wants_resumption
         self._resumption = ResumptionUpdates(
-            index,
-            send=resumption_handles and self.wants_resumption,
-            uuids=self.realism.uuid_handles,
-            on_handle=on_handle,
+            Handles(index, send=send_handles, uuids=self.realism.uuid_handles, on_handle=on_handle)
         )
         #: The session this connection continues or started.
         self.session = session if session is not None else Session(id=f"emu-connection-{index}")

@@ -39,21 +39,11 @@ def _starts_reply(obj: dict[str, Any]) -> bool:
 
 
 class ResumptionUpdates:
-    """The resumption updates of connection ``connection``, and whether it is generating.
+    """The resumption updates of one connection, with its ``handles``, and whether it is
+    generating."""
 
-    ``send``, ``uuids`` and ``on_handle`` are those of its
-    :class:`~screenshare_widget.emulator.sessions.Handles`.
-    """
-
-    def __init__(
-        self,
-        connection: int,
-        *,
-        send: bool,
-        uuids: bool,
-        on_handle: Callable[[str], None] | None,
-    ) -> None:
-        self._handles = Handles(connection, send=send, uuids=uuids, on_handle=on_handle)
+    def __init__(self, handles: Handles) -> None:
+        self._handles = handles
         # Whether a reply started and has not ended yet.
         self._generating = False
 
