@@ -6,6 +6,7 @@
  */
 
 import { BEAT_MS } from "./protocol.js";
+import { every } from "./ticker.js";
 
 /** Sends in a row that throw before the page counts its kernel connection as gone. */
 const MAX_SEND_FAILURES = 3;
@@ -23,43 +24,13 @@ export const KERNEL_LOST =
   "and run the cell again.";
 
 /**
- * Call `tick` every BEAT_MS until the returned function is called. A worker's timer keeps time
- * in a background tab, where Chrome wakes a page's own timers once a minute after five hidden
- * minutes; where workers are refused (a strict CSP), the page's timer does it.
+ * Call `tick` every BEAT_MS until the returned function is called; the ticks keep time in a
+ * background tab (see ticker.js).
  * @param {() => void} tick
  * @returns {() => void} stops the beat
  */
 export function startBeat(tick) {
-  /** @type {ReturnType<typeof setInterval> | undefined} */
-  let timer;
-  /** @type {Worker | null} */
-  let worker = null;
-  let stopped = false;
-  let url = "";
-  const release = () => {
-    worker?.terminate();
-    worker = null;
-    if (url) URL.revokeObjectURL(url);
-    url = "";
-  };
-  const fallback = () => {
-    release();
-    if (!stopped) timer ??= setInterval(tick, BEAT_MS);
-  };
-  try {
-    const source = `setInterval(() => postMessage(0), ${BEAT_MS});`;
-    url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
-    worker = new Worker(url);
-    worker.onmessage = tick;
-    worker.onerror = fallback;
-  } catch {
-    fallback();
-  }
-  return () => {
-    stopped = true;
-    release();
-    clearInterval(timer);
-  };
+  return every(BEAT_MS, tick);
 }
 
 /**

@@ -12,6 +12,7 @@ import { Player } from "./player.js";
 import * as protocol from "./protocol.js";
 import { LIMITS, newCaptureId } from "./protocol.js";
 import * as say from "./sentences.js";
+import { every } from "./ticker.js";
 
 /**
  * Default duration of one microphone chunk (ms; the `audio_chunk_ms` trait): 1600 samples =
@@ -64,8 +65,8 @@ export class Sharing {
     this.audioSeq = 0;
     this.chunkMs = CHUNK_MS; // the capture's chunk length, from `audio_chunk_ms` at each Share
     this.busyWatch = new BusyWatch();
-    /** @type {ReturnType<typeof setInterval> | undefined} */
-    this.busyTimer = undefined;
+    /** @type {(() => void) | null} stops the busy check's ticks */
+    this.stopBusyTicks = null;
     this.lastVoiceAt = -Infinity;
     this.stoppedAt = -Infinity; // when this page last ended a capture (performance.now())
     this.capture = new Capture();
@@ -208,7 +209,7 @@ export class Sharing {
     // Media flows only after `start`, so the kernel never sees audio before it.
     this.capture.connect();
     this.frames.begin();
-    this.busyTimer = setInterval(() => this.checkBusy(), BUSY_CHECK_MS);
+    this.stopBusyTicks = every(BUSY_CHECK_MS, () => this.checkBusy());
     this.host.phaseChanged();
     this.host.emit("state");
   }
@@ -295,8 +296,8 @@ export class Sharing {
     this.attempt++;
     this.startSent = false;
     this.frames.end();
-    clearInterval(this.busyTimer);
-    this.busyTimer = undefined;
+    this.stopBusyTicks?.();
+    this.stopBusyTicks = null;
     this.capture.close();
     this.player.close();
     this.phase = "idle";

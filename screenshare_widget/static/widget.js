@@ -157,15 +157,8 @@ function newCaptureId() {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
-// js/kernel-link.js
-var MAX_SEND_FAILURES = 3;
-var KERNEL_GONE_STATUSES = ["restarting", "autorestarting", "dead"];
-var ACK_LAG_MS = 1500;
-var ACK_SILENCE_MS = 2e3;
-var KERNEL_RESTARTED = "The kernel restarted: run the cell again.";
-var KERNEL_DIED = "The kernel stopped: start it again and run the cell.";
-var KERNEL_LOST = "The kernel is gone (shut down, restarted or disconnected): start it if it is not running, and run the cell again.";
-function startBeat(tick) {
+// js/ticker.js
+function every(periodMs, tick) {
   let timer;
   let worker = null;
   let stopped = false;
@@ -178,13 +171,15 @@ function startBeat(tick) {
   };
   const fallback = () => {
     release();
-    if (!stopped) timer ??= setInterval(tick, BEAT_MS);
+    if (!stopped) timer ??= setInterval(tick, periodMs);
   };
   try {
-    const source = `setInterval(() => postMessage(0), ${BEAT_MS});`;
+    const source = `setInterval(() => postMessage(0), ${Math.max(1, Math.round(periodMs))});`;
     url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
     worker = new Worker(url);
-    worker.onmessage = tick;
+    worker.onmessage = () => {
+      if (!stopped) tick();
+    };
     worker.onerror = fallback;
   } catch {
     fallback();
@@ -194,6 +189,18 @@ function startBeat(tick) {
     release();
     clearInterval(timer);
   };
+}
+
+// js/kernel-link.js
+var MAX_SEND_FAILURES = 3;
+var KERNEL_GONE_STATUSES = ["restarting", "autorestarting", "dead"];
+var ACK_LAG_MS = 1500;
+var ACK_SILENCE_MS = 2e3;
+var KERNEL_RESTARTED = "The kernel restarted: run the cell again.";
+var KERNEL_DIED = "The kernel stopped: start it again and run the cell.";
+var KERNEL_LOST = "The kernel is gone (shut down, restarted or disconnected): start it if it is not running, and run the cell again.";
+function startBeat(tick) {
+  return every(BEAT_MS, tick);
 }
 function kernelOf(model) {
   try {
@@ -1067,7 +1074,7 @@ var Sharing = class {
     this.audioSeq = 0;
     this.chunkMs = CHUNK_MS;
     this.busyWatch = new BusyWatch();
-    this.busyTimer = void 0;
+    this.stopBusyTicks = null;
     this.lastVoiceAt = -Infinity;
     this.stoppedAt = -Infinity;
     this.capture = new Capture();
@@ -1198,7 +1205,7 @@ var Sharing = class {
     this.startSent = true;
     this.capture.connect();
     this.frames.begin();
-    this.busyTimer = setInterval(() => this.checkBusy(), BUSY_CHECK_MS);
+    this.stopBusyTicks = every(BUSY_CHECK_MS, () => this.checkBusy());
     this.host.phaseChanged();
     this.host.emit("state");
   }
@@ -1275,8 +1282,8 @@ var Sharing = class {
     this.attempt++;
     this.startSent = false;
     this.frames.end();
-    clearInterval(this.busyTimer);
-    this.busyTimer = void 0;
+    this.stopBusyTicks?.();
+    this.stopBusyTicks = null;
     this.capture.close();
     this.player.close();
     this.phase = "idle";

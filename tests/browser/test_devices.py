@@ -1,0 +1,169 @@
+"""The widget's page on real devices: a private PulseAudio (speaker, room, microphone) and a
+real captured tab, in Debian's chromium with no fake device (see devices.py and pulse.py).
+
+The page is the widget harness of test_widget_js (a fake anywidget model; no kernel): these
+tests are about what the browser's devices do to the page.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from .devices import SCREEN_PAGE, launch_real, new_context
+from .pulse import Pulse, require_pulse
+from .test_widget_js import INIT_SCRIPT, _Handler
+
+pytestmark = pytest.mark.browser
+
+SEAM = "window.__screenshareWidget.controllers[0]"
+
+
+class _DeviceHandler(_Handler):
+    routes = {**_Handler.routes, "/screen": ("text/html", SCREEN_PAGE.encode)}
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    """The harness and the screen tab, served from a thread on 127.0.0.1."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DeviceHandler)
+    thread = threading.Thread(target=server.serve_forever, name="devices-site", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def _or_fail_pulse() -> None:
+    try:
+        require_pulse()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+class Tabs:
+    """The notebook's tab (the harness) and the shared tab, in one context."""
+
+    def __init__(self, browser: Any, site: str) -> None:
+        self.context = new_context(browser)
+        self.screen = self.context.new_page()
+        self.screen.goto(f"{site}/screen")
+        self.page = self.context.new_page()
+        self.page.add_init_script(INIT_SCRIPT)
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.goto(f"{site}/")
+        self.page.wait_for_function("window.harnessReady === true", timeout=10_000)
+
+    def share(self, **traits: Any) -> None:
+        """Mount the widget (keeping a copy of every microphone chunk) and click Share."""
+        self.page.evaluate(
+            """(traits) => {
+              mount(["light"], traits);
+              window.__pcm = [];
+              const send = model.send.bind(model);
+              model.send = (content, callbacks, buffers = []) => {
+                const copy = content.kind === "audio" ? buffers[0].slice(0) : null;
+                if (copy) window.__pcm.push(new Int16Array(copy));
+                send(content, callbacks, buffers);
+              };
+            }""",
+            traits,
+        )
+        self.page.click(".ssw-share")
+        self.page.wait_for_function(
+            "model.sent.some((m) => m.content.kind === 'start')", timeout=15_000
+        )
+
+    def close(self) -> None:
+        self.context.close()
+        assert not self.errors, f"uncaught errors in the page: {self.errors}"
+
+
+def _tone(rate_hz: int, seconds: float, parts: list[tuple[float, float]]) -> bytes:
+    t = np.arange(round(rate_hz * seconds)) / rate_hz
+    x = sum(amp * np.sin(2 * np.pi * hz * t) for hz, amp in parts)
+    ramp = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.02)  # no clicks at the ends
+    return (np.asarray(x) * ramp * 32767).astype("<i2").tobytes()
+
+
+def _amplitude(x: np.ndarray, hz: float, rate_hz: int) -> float:
+    n = np.arange(len(x))
+    return float(2 * abs(np.sum(x * np.exp(-2j * np.pi * hz * n / rate_hz))) / len(x))
+
+
+def _peak_hz(x: np.ndarray, rate_hz: int) -> float:
+    """The frequency of the spectrum's peak, refined by parabolic interpolation (Hz)."""
+    window = np.hanning(len(x))
+    spectrum = np.abs(np.fft.rfft(x * window, n=8 * len(x)))
+    k = int(np.argmax(spectrum[1:-1])) + 1
+    a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-12)
+    offset = 0.5 * (a - c) / (a - 2 * b + c)
+    return float((k + offset) * rate_hz / (8 * len(x)))
+
+
+@pytest.mark.parametrize("rate_hz", [44_100, 48_000])
+def test_a_microphone_at_the_device_rate_is_resampled_to_16k(
+    playwright: Any, site: str, tmp_path: Path, rate_hz: int
+) -> None:
+    """A 1 kHz tone and a 12 kHz one (which would alias to 4 kHz) played into the room at the
+    device rate; the page's 16 kHz chunks have the 1 kHz tone within 1 % and nothing at 4 kHz.
+    The browser's voice processing is turned off for this test (its noise suppression fades a
+    steady tone): what is measured is the page's own resampler on a real device rate."""
+    _or_fail_pulse()
+    pulse = Pulse(tmp_path / "pulse", rate_hz=rate_hz).start()
+    browser = launch_real(playwright, pulse)
+    tabs = None
+    try:
+        tabs = Tabs(browser, site)
+        tabs.page.evaluate(
+            """() => {
+              const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+              navigator.mediaDevices.getUserMedia = (c) => gum({ audio: { ...c.audio,
+                echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+            }"""
+        )
+        pulse.set_echo_gain(0)  # nothing from the speaker: only the tone is in the room
+        tabs.share()
+        context_rate = tabs.page.evaluate(f"{SEAM}.captureContext.sampleRate")
+        assert context_rate == rate_hz, "the capture context does not run at the device rate"
+        recorder = pulse.record()
+        player = pulse.play(_tone(rate_hz, 2.0, [(1000, 0.3), (12000, 0.3)]), rate_hz)
+        player.wait(10)
+        tabs.page.wait_for_timeout(500)
+        recorder.terminate()
+        heard, _ = recorder.communicate(timeout=5)
+        chunks = tabs.page.evaluate("window.__pcm.map((c) => Array.from(c))")
+    finally:
+        if tabs is not None:
+            tabs.close()
+        browser.close()
+        pulse.stop()
+    # The room (what the microphone hears at the device rate) has both tones.
+    raw = np.frombuffer(heard, dtype="<i2").astype(np.float64) / 32768
+    middle = raw[np.flatnonzero(np.abs(raw) > 0.1)[0] + rate_hz // 2 :][:rate_hz]
+    assert _amplitude(middle, 12000, rate_hz) > 0.2, "the 12 kHz tone is not in the room"
+    x = np.concatenate([np.asarray(c, dtype=np.float64) for c in chunks]) / 32768
+    level = np.array(
+        [np.sqrt(np.mean(x[i : i + 1600] ** 2)) for i in range(0, len(x) - 1600, 1600)]
+    )
+    loud = np.flatnonzero(level > 0.05)
+    assert len(loud) >= 10, f"the tone did not come through (levels {np.round(level, 3)})"
+    tone = x[(loud[0] + 2) * 1600 : (loud[-1] - 1) * 1600]  # the steady middle
+    peak = _peak_hz(tone, 16_000)
+    a1k, a4k = _amplitude(tone, 1000, 16_000), _amplitude(tone, 4000, 16_000)
+    print(
+        f"{rate_hz} Hz device: peak {peak:.1f} Hz, 1 kHz at {20 * np.log10(a1k):.1f} dBFS, "
+        f"4 kHz (alias of 12 kHz) at {20 * np.log10(a4k + 1e-9):.1f} dBFS"
+    )
+    assert peak == pytest.approx(1000, rel=0.01)
+    assert a4k < a1k * 10 ** (-40 / 20), "the 12 kHz tone aliased into the 16 kHz stream"
