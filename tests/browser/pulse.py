@@ -119,6 +119,7 @@ class Pulse:
         deadline = time.monotonic() + START_TIMEOUT_S
         while self.pactl_ok("info") is False:
             if time.monotonic() > deadline:
+                self.stop()  # a daemon that started but does not answer is not left behind
                 raise RuntimeError(f"pulseaudio did not answer:\n{self.log()[-2000:]}")
             time.sleep(0.1)
         return self
