@@ -251,6 +251,10 @@ export class Controller extends Emitter {
       tracks: () => [...capture.tracks()],
       stats: () => player.stats(),
       sent: this.sharing.sent,
+      /** How the frame loop reads the screen: "frames" (VideoFrames), "video" or "" (none). */
+      get screenMode() {
+        return self.sharing.frames.source.mode;
+      },
       startTrace: () => {
         self.trace ??= new LatencyTrace(); // a trace on goes on
       },

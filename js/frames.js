@@ -1,18 +1,18 @@
 // @ts-check
 /**
- * Screen frames: the change detector, the policy that decides when a frame goes to the model,
- * and the loop that looks at the shared screen, encodes JPEGs, sends them and keeps the
- * filmstrip's object URLs. Internal module; everything above `FrameLoop` is pure.
+ * The frame loop: it looks at the shared screen (screen-source.js), asks the frame policy
+ * (frame-policy.js), encodes JPEGs (encoder.js), sends them and keeps the filmstrip's object
+ * URLs. Internal module.
  */
 
 import * as protocol from "./protocol.js";
-import { LIMITS } from "./protocol.js";
+import { JpegEncoder } from "./encoder.js";
+import {
+  FramePolicy, PauseWish, THUMB_HEIGHT, THUMB_WIDTH, fitSize, frameIntervalMs, luma,
+} from "./frame-policy.js";
+import { ScreenSource } from "./screen-source.js";
+import { every } from "./ticker.js";
 
-/** The change detector compares luma thumbnails of this size (px). */
-export const THUMB_WIDTH = 64;
-export const THUMB_HEIGHT = 36;
-/** A thumbnail pixel whose luma moved by more than this (of 255) counts as changed. */
-export const PIXEL_DELTA = 12;
 /** Defaults for the frame traits when the model does not set them. */
 const DEFAULT_MAX_SIZE_PX = 1024;
 const DEFAULT_JPEG_QUALITY = 0.7;
@@ -20,127 +20,13 @@ const DEFAULT_JPEG_QUALITY = 0.7;
  * and the heartbeat (s) that sends one on a still screen. */
 const DEFAULT_MIN_CHANGE = 0.01;
 const DEFAULT_HEARTBEAT_S = 10;
-/** Retry delay while the shared video has no dimensions yet (ms). */
-const FRAME_RETRY_MS = 100;
-/** How often the frame policy looks at the screen (ms). */
+/** How often the frame policy looks at the screen (ms); the ticks come from a worker's timer,
+ * so they keep time in a background tab (see ticker.js). */
 const CHECK_MS = 250;
 /** How often the page reports the frame policy's counters to the kernel (ms). */
 const FRAME_STATS_MS = 2_000;
 /** Frames the filmstrip shows (the latest the model got). */
 export const FILMSTRIP_FRAMES = 8;
-
-/** @typedef {"first" | "change" | "speech" | "heartbeat"} FrameReason */
-
-/**
- * Luma (Rec. 601, 0-255) of RGBA pixels.
- * @param {Uint8ClampedArray | Uint8Array} rgba
- * @returns {Uint8Array}
- */
-export function luma(rgba) {
-  const out = new Uint8Array(rgba.length >> 2);
-  for (let i = 0, j = 0; j < out.length; i += 4, j++) {
-    out[j] = (77 * rgba[i] + 150 * rgba[i + 1] + 29 * rgba[i + 2]) >> 8;
-  }
-  return out;
-}
-
-/**
- * The fraction (0..1) of pixels whose luma differs by more than PIXEL_DELTA; 1 when the two
- * cannot be compared (none yet, or another size).
- * @param {Uint8Array | null} a
- * @param {Uint8Array | null} b
- */
-export function changedFraction(a, b) {
-  if (!a || !b || a.length !== b.length || a.length === 0) return 1;
-  let changed = 0;
-  for (let i = 0; i < a.length; i++) if (Math.abs(a[i] - b[i]) > PIXEL_DELTA) changed++;
-  return changed / a.length;
-}
-
-/**
- * Scale `width` x `height` so the long side is at most `maxSide`, keeping the aspect ratio.
- * Never upscales. Returns 0 x 0 for a source without dimensions.
- * @param {number} width
- * @param {number} height
- * @param {number} maxSide
- * @returns {{width: number, height: number}}
- */
-export function fitSize(width, height, maxSide) {
-  if (!(width > 0 && height > 0)) return { width: 0, height: 0 };
-  const scale = Math.min(1, maxSide / Math.max(width, height));
-  return {
-    width: Math.max(1, Math.round(width * scale)),
-    height: Math.max(1, Math.round(height * scale)),
-  };
-}
-
-/**
- * Frame interval (ms) for a `max_fps` trait value, never faster than LIMITS.max_fps.
- * @param {number} fps
- */
-export function frameIntervalMs(fps) {
-  return 1000 / (fps > 0 ? Math.min(fps, LIMITS.max_fps) : LIMITS.max_fps);
-}
-
-/**
- * When a screen frame goes to the model: when the screen changed beyond `minChange` since the
- * last frame sent; when the user starts to speak and anything at all changed since (say, a
- * word typed); and as a heartbeat on a still screen. Never sooner than `intervalMs` after the
- * last one, and never while paused. A change that comes within the interval is sent when it
- * ends (the comparison is with the last frame *sent*).
- */
-export class FramePolicy {
-  constructor() {
-    this.lastSentAt = -Infinity;
-    /** @type {Uint8Array | null} */
-    this.lastThumb = null;
-    this.speechPending = false;
-    /** @type {protocol.FrameCounts} */
-    this.counts = { checked: 0, sent: 0, skipped: 0, first: 0, change: 0, speech: 0, heartbeat: 0 };
-  }
-
-  /**
-   * @param {number} now ms
-   * @param {Uint8Array} thumb luma thumbnail of the screen now
-   * @param {{minChange: number, heartbeatMs: number, intervalMs: number, paused: boolean}} o
-   * @returns {FrameReason | null} why to send now, or null
-   */
-  decide(now, thumb, { minChange, heartbeatMs, intervalMs, paused }) {
-    this.counts.checked++;
-    /** @type {FrameReason | null} */
-    let reason = null;
-    if (!paused && now - this.lastSentAt >= intervalMs) {
-      const changed = changedFraction(thumb, this.lastThumb);
-      if (!this.lastThumb) reason = "first";
-      else if (changed >= minChange) reason = "change";
-      else if (this.speechPending && changed > 0) reason = "speech";
-      else if (now - this.lastSentAt >= heartbeatMs) reason = "heartbeat";
-      // The user speaks about a screen the model already has: nothing to send for that.
-      if (this.speechPending && changed === 0) this.speechPending = false;
-    }
-    if (!reason) this.counts.skipped++;
-    return reason;
-  }
-
-  /**
-   * A frame went out.
-   * @param {number} now
-   * @param {Uint8Array} thumb
-   * @param {FrameReason} reason
-   */
-  sent(now, thumb, reason) {
-    this.lastSentAt = now;
-    this.lastThumb = thumb;
-    this.speechPending = false;
-    this.counts.sent++;
-    this.counts[reason]++;
-  }
-
-  /** The user started to speak: the next check sends a frame (within the interval). */
-  speechStarted() {
-    this.speechPending = true;
-  }
-}
 
 /**
  * What the page has sent since it loaded (the test seam's `sent`).
@@ -153,33 +39,6 @@ export class FramePolicy {
  * and sends a JPEG scaled to `max_size`; it keeps the object URLs of recent frames for the
  * filmstrip, which shows those the kernel says the model got.
  */
-/**
- * Whether frames are paused: the user's click is obeyed and shown here at once, until the
- * kernel's `video_paused` changes (the kernel writes that trait, asked by a `set` message;
- * the page never writes a trait into its model, so nothing stale can be saved later).
- */
-export class PauseWish {
-  /** @param {import("./model.js").WidgetModel} model */
-  constructor(model) {
-    this.model = model;
-    /** @type {boolean | null} the user's wish the kernel has not confirmed (null: none) */
-    this.wanted = null;
-    model.on("change:video_paused", () => {
-      this.wanted = null; // the kernel's value, now: it took the wish, or decided later
-    });
-  }
-
-  /** @returns {boolean} paused now, here */
-  get paused() {
-    return this.wanted ?? !!this.model.get("video_paused");
-  }
-
-  /** @param {boolean} paused what the user clicked for */
-  want(paused) {
-    this.wanted = paused;
-  }
-}
-
 export class FrameLoop {
   /**
    * @param {import("./model.js").WidgetModel} model its frame traits are read at each check
@@ -192,10 +51,8 @@ export class FrameLoop {
     this.send = send;
     this.sent = sent;
     this.onFilmstrip = onFilmstrip;
-    this.video = document.createElement("video");
-    this.video.muted = true;
-    this.video.playsInline = true;
-    this.canvas = document.createElement("canvas");
+    this.source = new ScreenSource();
+    this.encoder = new JpegEncoder();
     this.thumbCanvas = document.createElement("canvas");
     this.thumbCanvas.width = THUMB_WIDTH;
     this.thumbCanvas.height = THUMB_HEIGHT;
@@ -206,8 +63,9 @@ export class FrameLoop {
     this.captureId = "";
     this.seq = 0;
     this.run = 0; // bumps on every begin and end; in-flight checks compare against it
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    this.timer = undefined;
+    /** @type {(() => void) | null} stops the ticks */
+    this.stopTicks = null;
+    this.checking = false; // a check is in flight: a tick that comes meanwhile is skipped
     this.lastStatsAt = 0;
     /** @type {Map<number, string>} object URLs of recently sent frames, by seq */
     this.recentFrames = new Map();
@@ -216,13 +74,11 @@ export class FrameLoop {
   }
 
   /**
-   * Play `screen` in the hidden video the frames are drawn from.
+   * Start reading `screen`, which the frames are drawn from.
    * @param {MediaStream} screen
    */
   preview(screen) {
-    this.video.srcObject = screen;
-    // Not awaited: the loop waits for dimensions, and a refused play() is only logged.
-    this.video.play().catch((error) => console.warn("[screenshare-widget] preview:", error));
+    this.source.open(screen);
   }
 
   /**
@@ -240,29 +96,39 @@ export class FrameLoop {
 
   /** Start looking at the screen (after the kernel got `start`). */
   begin() {
-    this.schedule(0);
+    if (this.source.mode === "frames") this.encoder.warm();
+    this.stopTicks?.();
+    this.stopTicks = every(CHECK_MS, () => this.tick());
+    this.tick();
   }
 
   /** The screen is no longer shared: stop looking (the filmstrip stays). */
   end() {
     this.run++;
-    clearTimeout(this.timer);
+    this.stopTicks?.();
+    this.stopTicks = null;
     this.stream = null;
-    this.video.pause();
-    this.video.srcObject = null;
+    this.source.close();
+    this.encoder.close();
   }
 
-  /** @param {number} delayMs */
-  schedule(delayMs) {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.check(), delayMs);
+  /** One tick: a check, unless the last one is still encoding or sending. */
+  tick() {
+    if (this.checking || !this.stream) return;
+    this.checking = true;
+    this.check().finally(() => {
+      this.checking = false;
+    });
   }
 
-  /** A luma thumbnail of the shared screen now. */
-  screenThumb() {
+  /**
+   * A luma thumbnail of the shared screen now.
+   * @param {import("./screen-source.js").Picture} picture
+   */
+  screenThumb(picture) {
     const ctx = this.thumbCanvas.getContext("2d", { willReadFrequently: true });
     if (!ctx) return new Uint8Array(0);
-    ctx.drawImage(this.video, 0, 0, THUMB_WIDTH, THUMB_HEIGHT);
+    ctx.drawImage(picture.image, 0, 0, THUMB_WIDTH, THUMB_HEIGHT);
     return luma(ctx.getImageData(0, 0, THUMB_WIDTH, THUMB_HEIGHT).data);
   }
 
@@ -278,21 +144,17 @@ export class FrameLoop {
     };
   }
 
-  /** Look at the screen, send a frame if the policy says so, and look again in CHECK_MS. */
+  /** Look at the screen and send a frame if the policy says so. */
   async check() {
     const run = this.run;
-    const video = this.video;
-    if (!this.stream) return;
-    if (!video.videoWidth || !video.videoHeight) {
-      this.schedule(FRAME_RETRY_MS);
-      return;
-    }
+    const picture = this.source.picture();
+    if (!this.stream || !picture) return; // no picture yet: the next tick looks again
     try {
       const now = performance.now();
-      const thumb = this.screenThumb();
+      const thumb = this.screenThumb(picture);
       const reason = this.policy.decide(now, thumb, this.options());
       if (reason) {
-        const sent = await this.sendFrame(run, reason);
+        const sent = await this.sendFrame(run, reason, picture);
         if (run !== this.run || !this.stream) return;
         if (sent) this.policy.sent(now, thumb, reason);
       }
@@ -300,17 +162,17 @@ export class FrameLoop {
     } catch (error) {
       console.warn("[screenshare-widget] frame capture failed:", error);
     }
-    this.schedule(CHECK_MS);
   }
 
   /**
    * Draw the shared screen scaled to `max_size`, encode a JPEG and send it.
    * @param {number} run
-   * @param {FrameReason} reason why the policy sends it
+   * @param {import("./frame-policy.js").FrameReason} reason why the policy sends it
+   * @param {import("./screen-source.js").Picture} picture the screen now
    * @returns {Promise<boolean>} whether it went out
    */
-  async sendFrame(run, reason) {
-    const { width, height, blob } = await this.encode();
+  async sendFrame(run, reason, picture) {
+    const { width, height, blob } = await this.encode(picture);
     if (run !== this.run || !this.stream || !blob) return false;
     const jpeg = await blob.arrayBuffer();
     if (run !== this.run || !this.stream) return false;
@@ -323,21 +185,17 @@ export class FrameLoop {
     return true;
   }
 
-  /** @returns {Promise<{width: number, height: number, blob: Blob | null}>} the JPEG now */
-  async encode() {
-    const video = this.video;
+  /**
+   * The picture as a JPEG, drawn at once (before any await: the source may close it later).
+   * @param {import("./screen-source.js").Picture} picture
+   * @returns {Promise<{width: number, height: number, blob: Blob | null}>}
+   */
+  async encode(picture) {
     const maxSide = Number(this.model.get("max_size")) || DEFAULT_MAX_SIZE_PX;
     const q = Number(this.model.get("jpeg_quality"));
     const quality = q >= 0 && q <= 1 ? q : DEFAULT_JPEG_QUALITY;
-    const { width, height } = fitSize(video.videoWidth, video.videoHeight, maxSide);
-    this.canvas.width = width;
-    this.canvas.height = height;
-    this.canvas.getContext("2d")?.drawImage(video, 0, 0, width, height);
-    const blob = /** @type {Blob | null} */ (
-      await new Promise((resolve) => {
-        this.canvas.toBlob(resolve, "image/jpeg", quality);
-      })
-    );
+    const { width, height } = fitSize(picture.width, picture.height, maxSide);
+    const blob = await this.encoder.encode(picture.image, width, height, quality);
     return { width, height, blob };
   }
 

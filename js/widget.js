@@ -38,7 +38,7 @@ export {
 } from "./pcm.js";
 export {
   changedFraction, fitSize, FramePolicy, luma, PIXEL_DELTA, THUMB_HEIGHT, THUMB_WIDTH,
-} from "./frames.js";
+} from "./frame-policy.js";
 export { formatElapsed, formatSpend } from "./format.js";
 export { CAPTURE_PROCESSOR, PLAYER_PROCESSOR } from "./worklets/names.js";
 export { CAPTURE_WORKLET_SOURCE } from "./capture.js";

@@ -593,18 +593,125 @@ var Capture = class {
   }
 };
 
-// js/frames.js
+// worklet-source:js/workers/encoder.worker.js
+var encoder_worker_default = '// js/workers/encoder.worker.js\nvar canvas = null;\nself.onmessage = async (event) => {\n  const { id, frame, width, height, quality } = event.data;\n  try {\n    if (!canvas) canvas = new OffscreenCanvas(width, height);\n    canvas.width = width;\n    canvas.height = height;\n    const ctx = (\n      /** @type {OffscreenCanvasRenderingContext2D} */\n      canvas.getContext("2d")\n    );\n    ctx.drawImage(frame, 0, 0, width, height);\n    frame.close();\n    const blob = await canvas.convertToBlob({ type: "image/jpeg", quality });\n    self.postMessage({ id, blob });\n  } catch (error) {\n    frame?.close?.();\n    self.postMessage({ id, error: String(error) });\n  }\n};\n';
+
+// js/encoder.js
+var WORKER_WAIT_MS = 3e3;
+var JpegEncoder = class {
+  constructor() {
+    this.worker = null;
+    this.url = "";
+    this.refused = false;
+    this.nextId = 0;
+    this.waiting = /* @__PURE__ */ new Map();
+    this.canvas = document.createElement("canvas");
+  }
+  /**
+   * The picture as a JPEG of `width` x `height`. The picture is drawn (or copied) before this
+   * returns its promise, so its source may close it afterwards.
+   * @param {CanvasImageSource} image
+   * @param {number} width
+   * @param {number} height
+   * @param {number} quality 0..1
+   * @returns {Promise<Blob | null>}
+   */
+  encode(image, width, height, quality) {
+    const worker = typeof VideoFrame !== "undefined" && image instanceof VideoFrame ? this.started() : null;
+    if (worker) {
+      const frame2 = (
+        /** @type {VideoFrame} */
+        image.clone()
+      );
+      const id = ++this.nextId;
+      const answer = new Promise((resolve) => this.waiting.set(id, resolve));
+      worker.postMessage({ id, frame: frame2, width, height, quality }, [frame2]);
+      return this.answer(id, answer);
+    }
+    return this.onPage(image, width, height, quality);
+  }
+  /**
+   * The worker's answer; if it does not come within WORKER_WAIT_MS, null (this picture is
+   * not sent; the next check's is encoded on the page, the worker no longer used).
+   * @param {number} id
+   * @param {Promise<Blob | null>} answer
+   * @returns {Promise<Blob | null>}
+   */
+  answer(id, answer) {
+    let timer;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(() => resolve("late"), WORKER_WAIT_MS);
+    });
+    return Promise.race([answer, late]).then((blob) => {
+      clearTimeout(timer);
+      this.waiting.delete(id);
+      if (blob !== "late") return (
+        /** @type {Blob | null} */
+        blob
+      );
+      console.warn("[screenshare-widget] the JPEG worker does not answer: encoding on the page");
+      this.refuse();
+      return null;
+    });
+  }
+  /** Start the worker now where frames will come as VideoFrames, so that the first frame
+   * does not wait for it to start. */
+  warm() {
+    if (typeof VideoFrame !== "undefined") this.started();
+  }
+  /** @returns {Worker | null} the worker, started on first use; null where it is refused */
+  started() {
+    if (this.refused) return null;
+    if (this.worker) return this.worker;
+    try {
+      this.url = URL.createObjectURL(new Blob([encoder_worker_default], { type: "text/javascript" }));
+      const worker = new Worker(this.url);
+      worker.onmessage = ({ data }) => {
+        if (data.error) console.warn("[screenshare-widget] JPEG worker:", data.error);
+        this.waiting.get(data.id)?.(data.blob ?? null);
+        this.waiting.delete(data.id);
+      };
+      worker.onerror = () => this.refuse();
+      this.worker = worker;
+    } catch {
+      this.refuse();
+    }
+    return this.worker;
+  }
+  /** The worker failed: answer what waits with null (the page encodes it) and stop using it. */
+  refuse() {
+    this.refused = true;
+    this.close();
+  }
+  /**
+   * @param {CanvasImageSource} image
+   * @param {number} width
+   * @param {number} height
+   * @param {number} quality
+   * @returns {Promise<Blob | null>}
+   */
+  onPage(image, width, height, quality) {
+    const canvas = this.canvas;
+    canvas.width = width;
+    canvas.height = height;
+    canvas.getContext("2d")?.drawImage(image, 0, 0, width, height);
+    return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
+  }
+  /** Stop the worker; what waits for it is encoded on the page. Idempotent. */
+  close() {
+    this.worker?.terminate();
+    this.worker = null;
+    if (this.url) URL.revokeObjectURL(this.url);
+    this.url = "";
+    for (const resolve of this.waiting.values()) resolve(null);
+    this.waiting.clear();
+  }
+};
+
+// js/frame-policy.js
 var THUMB_WIDTH = 64;
 var THUMB_HEIGHT = 36;
 var PIXEL_DELTA = 12;
-var DEFAULT_MAX_SIZE_PX = 1024;
-var DEFAULT_JPEG_QUALITY = 0.7;
-var DEFAULT_MIN_CHANGE = 0.01;
-var DEFAULT_HEARTBEAT_S = 10;
-var FRAME_RETRY_MS = 100;
-var CHECK_MS = 250;
-var FRAME_STATS_MS = 2e3;
-var FILMSTRIP_FRAMES = 8;
 function luma(rgba) {
   const out = new Uint8Array(rgba.length >> 2);
   for (let i = 0, j = 0; j < out.length; i += 4, j++) {
@@ -692,6 +799,104 @@ var PauseWish = class {
     this.wanted = paused;
   }
 };
+
+// js/screen-source.js
+var ScreenSource = class {
+  constructor() {
+    this.video = document.createElement("video");
+    this.video.muted = true;
+    this.video.playsInline = true;
+    this.latest = null;
+    this.reader = null;
+    this.clone = null;
+    this.mode = "";
+  }
+  /**
+   * Start reading `stream`'s video track (what was read before is dropped).
+   * @param {MediaStream} stream
+   */
+  open(stream) {
+    this.close();
+    const track = stream.getVideoTracks()[0];
+    const Processor = (
+      /** @type {any} */
+      globalThis.MediaStreamTrackProcessor
+    );
+    if (track && typeof Processor === "function") {
+      try {
+        this.clone = track.clone();
+        const processor = new Processor({ track: this.clone, maxBufferSize: 1 });
+        this.reader = processor.readable.getReader();
+        this.mode = "frames";
+        void this.pump(
+          /** @type {ReadableStreamDefaultReader<VideoFrame>} */
+          this.reader
+        );
+        return;
+      } catch (error) {
+        console.warn("[screenshare-widget] reading frames failed, using a video:", error);
+        this.close();
+      }
+    }
+    this.mode = "video";
+    this.video.srcObject = stream;
+    this.video.play().catch((error) => console.warn("[screenshare-widget] preview:", error));
+  }
+  /**
+   * Keep the newest frame `reader` gives until it ends or another reader replaces it.
+   * @param {ReadableStreamDefaultReader<VideoFrame>} reader
+   */
+  async pump(reader) {
+    try {
+      for (; ; ) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        if (reader !== this.reader) {
+          value.close();
+          return;
+        }
+        this.latest?.close();
+        this.latest = value;
+      }
+    } catch {
+    }
+  }
+  /** @returns {Picture | null} the screen now, or null before its first picture */
+  picture() {
+    const frame2 = this.latest;
+    if (frame2 && frame2.displayWidth > 0 && frame2.displayHeight > 0) {
+      return { image: frame2, width: frame2.displayWidth, height: frame2.displayHeight };
+    }
+    const video = this.video;
+    if (this.mode === "video" && video.videoWidth > 0 && video.videoHeight > 0) {
+      return { image: video, width: video.videoWidth, height: video.videoHeight };
+    }
+    return null;
+  }
+  /** Stop reading and release every frame. Idempotent. */
+  close() {
+    const reader = this.reader;
+    this.reader = null;
+    reader?.cancel().catch(() => {
+    });
+    this.clone?.stop();
+    this.clone = null;
+    this.latest?.close();
+    this.latest = null;
+    this.video.pause();
+    this.video.srcObject = null;
+    this.mode = "";
+  }
+};
+
+// js/frames.js
+var DEFAULT_MAX_SIZE_PX = 1024;
+var DEFAULT_JPEG_QUALITY = 0.7;
+var DEFAULT_MIN_CHANGE = 0.01;
+var DEFAULT_HEARTBEAT_S = 10;
+var CHECK_MS = 250;
+var FRAME_STATS_MS = 2e3;
+var FILMSTRIP_FRAMES = 8;
 var FrameLoop = class {
   /**
    * @param {import("./model.js").WidgetModel} model its frame traits are read at each check
@@ -704,10 +909,8 @@ var FrameLoop = class {
     this.send = send;
     this.sent = sent;
     this.onFilmstrip = onFilmstrip;
-    this.video = document.createElement("video");
-    this.video.muted = true;
-    this.video.playsInline = true;
-    this.canvas = document.createElement("canvas");
+    this.source = new ScreenSource();
+    this.encoder = new JpegEncoder();
     this.thumbCanvas = document.createElement("canvas");
     this.thumbCanvas.width = THUMB_WIDTH;
     this.thumbCanvas.height = THUMB_HEIGHT;
@@ -717,18 +920,18 @@ var FrameLoop = class {
     this.captureId = "";
     this.seq = 0;
     this.run = 0;
-    this.timer = void 0;
+    this.stopTicks = null;
+    this.checking = false;
     this.lastStatsAt = 0;
     this.recentFrames = /* @__PURE__ */ new Map();
     this.filmstrip = [];
   }
   /**
-   * Play `screen` in the hidden video the frames are drawn from.
+   * Start reading `screen`, which the frames are drawn from.
    * @param {MediaStream} screen
    */
   preview(screen) {
-    this.video.srcObject = screen;
-    this.video.play().catch((error) => console.warn("[screenshare-widget] preview:", error));
+    this.source.open(screen);
   }
   /**
    * Counters and sequence numbers start again for a new capture.
@@ -744,26 +947,36 @@ var FrameLoop = class {
   }
   /** Start looking at the screen (after the kernel got `start`). */
   begin() {
-    this.schedule(0);
+    if (this.source.mode === "frames") this.encoder.warm();
+    this.stopTicks?.();
+    this.stopTicks = every(CHECK_MS, () => this.tick());
+    this.tick();
   }
   /** The screen is no longer shared: stop looking (the filmstrip stays). */
   end() {
     this.run++;
-    clearTimeout(this.timer);
+    this.stopTicks?.();
+    this.stopTicks = null;
     this.stream = null;
-    this.video.pause();
-    this.video.srcObject = null;
+    this.source.close();
+    this.encoder.close();
   }
-  /** @param {number} delayMs */
-  schedule(delayMs) {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.check(), delayMs);
+  /** One tick: a check, unless the last one is still encoding or sending. */
+  tick() {
+    if (this.checking || !this.stream) return;
+    this.checking = true;
+    this.check().finally(() => {
+      this.checking = false;
+    });
   }
-  /** A luma thumbnail of the shared screen now. */
-  screenThumb() {
+  /**
+   * A luma thumbnail of the shared screen now.
+   * @param {import("./screen-source.js").Picture} picture
+   */
+  screenThumb(picture) {
     const ctx = this.thumbCanvas.getContext("2d", { willReadFrequently: true });
     if (!ctx) return new Uint8Array(0);
-    ctx.drawImage(this.video, 0, 0, THUMB_WIDTH, THUMB_HEIGHT);
+    ctx.drawImage(picture.image, 0, 0, THUMB_WIDTH, THUMB_HEIGHT);
     return luma(ctx.getImageData(0, 0, THUMB_WIDTH, THUMB_HEIGHT).data);
   }
   /** The policy's options from the traits now. */
@@ -777,21 +990,17 @@ var FrameLoop = class {
       paused: this.pause.paused
     };
   }
-  /** Look at the screen, send a frame if the policy says so, and look again in CHECK_MS. */
+  /** Look at the screen and send a frame if the policy says so. */
   async check() {
     const run = this.run;
-    const video = this.video;
-    if (!this.stream) return;
-    if (!video.videoWidth || !video.videoHeight) {
-      this.schedule(FRAME_RETRY_MS);
-      return;
-    }
+    const picture = this.source.picture();
+    if (!this.stream || !picture) return;
     try {
       const now = performance.now();
-      const thumb = this.screenThumb();
+      const thumb = this.screenThumb(picture);
       const reason = this.policy.decide(now, thumb, this.options());
       if (reason) {
-        const sent = await this.sendFrame(run, reason);
+        const sent = await this.sendFrame(run, reason, picture);
         if (run !== this.run || !this.stream) return;
         if (sent) this.policy.sent(now, thumb, reason);
       }
@@ -799,16 +1008,16 @@ var FrameLoop = class {
     } catch (error) {
       console.warn("[screenshare-widget] frame capture failed:", error);
     }
-    this.schedule(CHECK_MS);
   }
   /**
    * Draw the shared screen scaled to `max_size`, encode a JPEG and send it.
    * @param {number} run
-   * @param {FrameReason} reason why the policy sends it
+   * @param {import("./frame-policy.js").FrameReason} reason why the policy sends it
+   * @param {import("./screen-source.js").Picture} picture the screen now
    * @returns {Promise<boolean>} whether it went out
    */
-  async sendFrame(run, reason) {
-    const { width, height, blob } = await this.encode();
+  async sendFrame(run, reason, picture) {
+    const { width, height, blob } = await this.encode(picture);
     if (run !== this.run || !this.stream || !blob) return false;
     const jpeg = await blob.arrayBuffer();
     if (run !== this.run || !this.stream) return false;
@@ -820,22 +1029,17 @@ var FrameLoop = class {
     this.keep(seq, URL.createObjectURL(blob));
     return true;
   }
-  /** @returns {Promise<{width: number, height: number, blob: Blob | null}>} the JPEG now */
-  async encode() {
-    const video = this.video;
+  /**
+   * The picture as a JPEG, drawn at once (before any await: the source may close it later).
+   * @param {import("./screen-source.js").Picture} picture
+   * @returns {Promise<{width: number, height: number, blob: Blob | null}>}
+   */
+  async encode(picture) {
     const maxSide = Number(this.model.get("max_size")) || DEFAULT_MAX_SIZE_PX;
     const q = Number(this.model.get("jpeg_quality"));
     const quality = q >= 0 && q <= 1 ? q : DEFAULT_JPEG_QUALITY;
-    const { width, height } = fitSize(video.videoWidth, video.videoHeight, maxSide);
-    this.canvas.width = width;
-    this.canvas.height = height;
-    this.canvas.getContext("2d")?.drawImage(video, 0, 0, width, height);
-    const blob = (
-      /** @type {Blob | null} */
-      await new Promise((resolve) => {
-        this.canvas.toBlob(resolve, "image/jpeg", quality);
-      })
-    );
+    const { width, height } = fitSize(picture.width, picture.height, maxSide);
+    const blob = await this.encoder.encode(picture.image, width, height, quality);
     return { width, height, blob };
   }
   /**
@@ -1622,6 +1826,10 @@ var Controller = class extends Emitter {
       tracks: () => [...capture.tracks()],
       stats: () => player.stats(),
       sent: this.sharing.sent,
+      /** How the frame loop reads the screen: "frames" (VideoFrames), "video" or "" (none). */
+      get screenMode() {
+        return self.sharing.frames.source.mode;
+      },
       startTrace: () => {
         self.trace ??= new LatencyTrace();
       },

@@ -42,7 +42,7 @@ canvas {{ display: block; width: 100vw; height: 100vh; }}</style></head>
 <script>
 const ctx = document.getElementById("c").getContext("2d");
 window.show = (n) => {{
-  ctx.fillStyle = `hsl(${{(n * 67) % 360}}, 70%, ${{n % 2 ? 30 : 70}}%)`;
+  ctx.fillStyle = `hsl(${{(n * 67) % 360}}, 70%, ${{n % 2 ? 12 : 88}}%)`;
   ctx.fillRect(0, 0, 1280, 720);
   ctx.fillStyle = n % 2 ? "#ffffff" : "#000000";
   ctx.font = "bold 200px sans-serif";

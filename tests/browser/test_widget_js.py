@@ -984,6 +984,41 @@ def test_a_still_screen_sends_only_heartbeats_and_a_change_goes_within_a_second(
     assert last["sent"] == len(sent(page, "frame")), (last, len(sent(page, "frame")))
 
 
+#: What a browser without one of the APIs the frame loop prefers looks like to the page.
+WITHOUT = {
+    # Firefox and Safari: no MediaStreamTrackProcessor, so frames are drawn from a <video>.
+    "track-processor": "delete window.MediaStreamTrackProcessor;",
+    # A strict content security policy: no worker from a blob URL, so ticks come from the
+    # page's timer and JPEGs are encoded on the page.
+    "workers": "window.Worker = function () { throw new DOMException('no', 'SecurityError'); };",
+}
+
+
+@pytest.mark.parametrize("missing", sorted(WITHOUT))
+def test_frames_go_out_without_the_apis_the_loop_prefers(page: Page, missing: str) -> None:
+    page.add_init_script(WITHOUT[missing])
+    page.reload()
+    page.wait_for_function("window.harnessReady === true", timeout=10_000)
+    page.evaluate("useStillScreen()")
+    share(page, heartbeat_s=1.0)
+    seam = "window.__screenshareWidget.controllers[0]"
+    poll(page, f"{seam}.sent.frames >= 3", 6, "three frames")
+    mode = page.evaluate(f"{seam}.screenMode")
+    assert mode == ("video" if missing == "track-processor" else "frames")
+    changed_at = page.evaluate("changeScreen()")
+    change = poll(
+        page,
+        f"model.sent.find((m) => m.content.reason === 'change' && m.content.t > {changed_at})",
+        3,
+        "a change frame",
+    )
+    # Within the frame interval (1 s: a heartbeat may just have gone) and a check (250 ms).
+    assert change["content"]["t"] - changed_at <= 1_000 + 250 + 150
+    frames = sent(page, "frame")
+    assert all(f["buffers"][0]["head"] == [0xFF, 0xD8, 0xFF] for f in frames)
+    assert {(f["content"]["width"], f["content"]["height"]) for f in frames} == {(1024, 576)}
+
+
 def test_pause_video_stops_frames_and_the_voice_goes_on(page: Page) -> None:
     page.evaluate("useStillScreen()")
     share(page, heartbeat_s=1.0)

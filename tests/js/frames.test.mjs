@@ -4,7 +4,7 @@ import { test } from "node:test";
 
 import {
   changedFraction, fitSize, frameIntervalMs, FramePolicy, luma, PauseWish, PIXEL_DELTA,
-} from "../../js/frames.js";
+} from "../../js/frame-policy.js";
 
 const OPTIONS = { minChange: 0.01, heartbeatMs: 10_000, intervalMs: 1000, paused: false };
 const still = () => new Uint8Array(100).fill(100);
