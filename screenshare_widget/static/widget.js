@@ -141,7 +141,12 @@ var confirm = (id, allow) => ({ kind: (
   /** @type {const} */
   "confirm"
 ), id, allow });
-var PAGE_TRAITS = Object.freeze(["system_instruction", "video_paused"]);
+var PAGE_TRAITS = Object.freeze([
+  "system_instruction",
+  "video_paused",
+  "volume",
+  "muted"
+]);
 var setTrait = (name, value) => ({ kind: (
   /** @type {const} */
   "set"
