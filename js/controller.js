@@ -1,9 +1,9 @@
 // @ts-check
 /**
  * Everything that exists once per widget model: the kernel link, the sharing (capture,
- * playback, frames), the transcript and the tool calls. Views subscribe to "state", "level",
- * "turns", "tools" and "filmstrip"; "gone" says the model's kernel is gone for good.
- * Internal module.
+ * playback, frames), the volume of the model's voice, the transcript and the tool calls.
+ * Views subscribe to "state", "level", "turns", "tools" and "filmstrip"; "gone" says the
+ * model's kernel is gone for good. Internal module.
  */
 
 import { Emitter } from "./emitter.js";
@@ -14,6 +14,7 @@ import { isToolCall, isTurn, isWhole, newCaptureId } from "./protocol.js";
 import * as say from "./sentences.js";
 import { Sharing } from "./sharing.js";
 import { LatencyTrace } from "./trace.js";
+import { Volume } from "./volume.js";
 
 /** With no view of the model left in the page, capture stops after this long unless a view
  * comes back (ms): a re-render keeps the session; a closed tab or a cleared output ends the
@@ -55,6 +56,9 @@ export class Controller extends Emitter {
       phaseChanged: () => this.updateBeat(),
       trace: () => this.trace,
     });
+    // Once per model, like the player it sets: it outlasts each Share's audio context.
+    this.volume = new Volume(model, (content) => this.send(content), () => this.onVolume());
+    this.sharing.player.setGain(this.volume.gain);
     this.link.send(protocol.hello());
     this.updateBeat();
   }
@@ -125,6 +129,12 @@ export class Controller extends Emitter {
     this.updateBeat();
     this.emit("state");
     this.emit("gone"); // off the test seam: this model is dead
+  }
+
+  /** The volume or mute changed, here or in the kernel: the voice and the views follow. */
+  onVolume() {
+    this.sharing.player.setGain(this.volume.gain);
+    this.emit("state");
   }
 
   onError() {
@@ -248,6 +258,14 @@ export class Controller extends Emitter {
       get playerNode() {
         return player.node;
       },
+      get gainNode() {
+        return player.gainNode;
+      },
+      volume: () => ({
+        volume: self.volume.volume,
+        muted: self.volume.muted,
+        gain: player.gainNode ? player.gainNode.gain.value : null,
+      }),
       tracks: () => [...capture.tracks()],
       stats: () => player.stats(),
       sent: this.sharing.sent,
@@ -266,6 +284,7 @@ export class Controller extends Emitter {
     this.sharing.stop(say.CLOSED_REASON);
     this.link.dispose();
     this.notice.clear();
+    this.volume.dispose();
     clearTimeout(this.viewlessTimer);
     window.removeEventListener("pagehide", this.onPageHide);
     this.model.off("msg:custom", this.onCustom);

@@ -78,7 +78,24 @@ function buildPreview() {
   return { previewBox, preview };
 }
 
-/** The side column: mic meter, transcript, tool calls and the text box. */
+/** The model's voice: a Mute button and a volume slider (0..100 %). */
+function buildVoice() {
+  const voiceRow = h("div", "ssw-voice-row");
+  const mute = button("ssw-mute", "Mute");
+  mute.setAttribute("aria-pressed", "false");
+  mute.setAttribute("aria-label", "Mute the assistant");
+  const volume = /** @type {HTMLInputElement} */ (h("input", "ssw-volume"));
+  volume.type = "range";
+  volume.min = "0";
+  volume.max = "100";
+  volume.step = "1";
+  volume.value = "100";
+  volume.setAttribute("aria-label", "Assistant volume");
+  voiceRow.append(h("span", "ssw-meter-label", "Voice"), volume, mute);
+  return { voiceRow, mute, volume };
+}
+
+/** The side column: mic meter, the voice's volume, transcript, tool calls and the text box. */
 function buildSide() {
   const side = h("div", "ssw-side");
   const meterRow = h("div", "ssw-meter-row");
@@ -87,6 +104,7 @@ function buildSide() {
   const meterFill = h("div", "ssw-meter-fill");
   meter.append(meterFill);
   meterRow.append(h("span", "ssw-meter-label", "Mic"), meter);
+  const { voiceRow, mute, volume } = buildVoice();
   const transcript = h("div", "ssw-transcript");
   transcript.setAttribute("aria-live", "polite");
   const compose = /** @type {HTMLFormElement} */ (h("form", "ssw-compose"));
@@ -100,8 +118,8 @@ function buildSide() {
   compose.append(textInput, send);
   const tools = h("div", "ssw-tools");
   tools.setAttribute("aria-label", "Tool calls");
-  side.append(meterRow, transcript, tools, compose);
-  return { side, meter, meterFill, transcript, tools, compose, textInput, send };
+  side.append(meterRow, voiceRow, transcript, tools, compose);
+  return { side, meter, meterFill, mute, volume, transcript, tools, compose, textInput, send };
 }
 
 /** The system instruction box. */

@@ -26,6 +26,8 @@
  * @property {number} heartbeat_s a frame goes this often on a still screen (s)
  * @property {string} media_resolution the kernel's setting (the page does not read it)
  * @property {boolean} video_paused no frames are sent while true
+ * @property {number} volume the model's voice: a linear gain 0..1, applied in the page
+ * @property {boolean} muted the model's voice is silent in the page while true
  * @property {number} audio_chunk_ms length of one microphone message (ms), from each Share
  * @property {number} tokens tokens reported so far (the meter)
  * @property {number} cost_usd estimated cost so far (USD), -1 without prices

@@ -1,8 +1,8 @@
 // @ts-check
 /**
- * Playback of the model's voice: the 24 kHz AudioContext, the player worklet, the playback
- * generation (audio from before the latest `interrupted` is stale), and the player's
- * statistics. Internal module.
+ * Playback of the model's voice: the 24 kHz AudioContext, the player worklet, the gain after
+ * it (the volume and mute), the playback generation (audio from before the latest
+ * `interrupted` is stale), and the player's statistics. Internal module.
  */
 
 import { loadWorklet } from "./capture.js";
@@ -10,6 +10,7 @@ import { isWhole } from "./protocol.js";
 import { OUTPUT_RATE_HZ, pcm16ToFloat } from "./pcm.js";
 import { PLAYER_PROCESSOR } from "./worklets/names.js";
 import PLAYER_WORKLET_SOURCE from "./worklets/player.worklet.js?source";
+import { GAIN_TIME_CONSTANT_S } from "./volume.js";
 
 export { PLAYER_WORKLET_SOURCE };
 
@@ -53,8 +54,12 @@ export class Player {
     this.onReport = onReport;
     /** @type {AudioContext | null} 24 kHz context for the model's voice */
     this.context = null;
-    /** @type {AudioWorkletNode | null} */
+    /** @type {AudioWorkletNode | null} the player worklet */
     this.node = null;
+    /** @type {GainNode | null} between the worklet and the speakers */
+    this.gainNode = null;
+    /** The gain the model's voice plays at (0..1); kept for the next context. */
+    this.gain = 1;
     this.generation = 0;
     this.staleDropped = 0; // stale model chunks dropped on the main thread
     /** @type {Map<number, (stats: PlayerStats) => void>} */
@@ -82,7 +87,7 @@ export class Player {
     return loadWorklet(/** @type {AudioContext} */ (this.context), PLAYER_WORKLET_SOURCE);
   }
 
-  /** Create the player node and connect it to the speakers. */
+  /** Create the player node and connect it, through the gain, to the speakers. */
   attach() {
     const context = /** @type {AudioContext} */ (this.context);
     this.node = new AudioWorkletNode(context, PLAYER_PROCESSOR, {
@@ -97,7 +102,21 @@ export class Player {
       },
     });
     this.node.port.onmessage = (event) => this.onMessage(event.data);
-    this.node.connect(context.destination);
+    // Starts at the gain in force: nothing has played in this context yet.
+    this.gainNode = new GainNode(context, { gain: this.gain });
+    this.node.connect(this.gainNode).connect(context.destination);
+  }
+
+  /**
+   * Play the model's voice at `gain` (0..1) from now on: a ramp (time constant
+   * GAIN_TIME_CONSTANT_S) when it plays, else at the next `attach`.
+   * @param {number} gain
+   */
+  setGain(gain) {
+    this.gain = gain;
+    const context = this.context;
+    if (!this.gainNode || !context) return;
+    this.gainNode.gain.setTargetAtTime(gain, context.currentTime, GAIN_TIME_CONSTANT_S);
   }
 
   /** @param {unknown} gen a generation from the kernel, or the current one */
@@ -210,10 +229,12 @@ export class Player {
   /** Disconnect and close the context; waiting `stats()` calls get the last statistics. */
   close() {
     this.node?.disconnect();
+    this.gainNode?.disconnect();
     if (this.context && this.context.state !== "closed") this.context.close().catch(() => {});
     for (const resolve of this.statsWaiters.values()) resolve(this.lastStats);
     this.statsWaiters.clear();
     this.node = null;
+    this.gainNode = null;
     this.context = null;
   }
 }

@@ -199,12 +199,17 @@ export const confirm = (id, allow) => ({ kind: /** @type {const} */ ("confirm"),
  * never writes a trait through the model's state sync (`save_changes`): the kernel writes it,
  * and the model follows.
  */
-export const PAGE_TRAITS = Object.freeze(["system_instruction", "video_paused"]);
+export const PAGE_TRAITS = Object.freeze([
+  "system_instruction",
+  "video_paused",
+  "volume",
+  "muted",
+]);
 
 /**
  * The user changed a trait the page may change.
- * @param {"system_instruction" | "video_paused"} name
- * @param {string | boolean} value
+ * @param {"system_instruction" | "video_paused" | "volume" | "muted"} name
+ * @param {string | boolean | number} value a number only for `volume` (0..1)
  */
 export const setTrait = (name, value) => ({ kind: /** @type {const} */ ("set"), name, value });
 

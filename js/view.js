@@ -10,6 +10,7 @@ import { formatElapsed, formatSpend } from "./format.js";
 import * as protocol from "./protocol.js";
 import * as say from "./sentences.js";
 import { STOP_SETTLE_MS } from "./sharing.js";
+import { fromPercent, toPercent } from "./volume.js";
 
 /** Traits a view shows; it re-renders its header when any of them changes. */
 export const VIEW_TRAITS = /** @type {const} */ ([
@@ -26,7 +27,7 @@ const RUNNING = ["connecting", "live", "reconnecting"];
 /** The methods handed out as listeners, bound once so that `off` finds them. */
 const HANDLERS = /** @type {const} */ ([
   "showState", "showLevel", "showTurns", "showTools", "showFilmstrip", "showTimer", "onSend",
-  "keepKeys", "onTranscriptScroll", "onPause", "onShare", "onStop", "cleanup",
+  "keepKeys", "onTranscriptScroll", "onShare", "onStop", "cleanup",
 ]);
 
 /** @typedef {import("./controller.js").Controller} Controller */
@@ -119,6 +120,77 @@ class InstructionBox {
   }
 }
 
+/**
+ * The controls the page obeys at once and then asks the kernel to write their trait, which
+ * takes over once it has it: Pause video, and the voice's Mute button and volume slider.
+ */
+class Toggles {
+  /**
+   * @param {import("./elements.js").ViewElements} ui
+   * @param {WidgetModel} model
+   * @param {Controller} ctl
+   */
+  constructor(ui, model, ctl) {
+    this.ui = ui;
+    this.model = model;
+    this.ctl = ctl;
+    this.onPause = this.onPause.bind(this);
+    this.onMute = this.onMute.bind(this);
+    this.onVolumeInput = this.onVolumeInput.bind(this);
+    this.onVolumeChange = this.onVolumeChange.bind(this);
+  }
+
+  /** @param {AddEventListenerOptions} until removes the listeners when its signal aborts */
+  listen(until) {
+    const ui = this.ui;
+    ui.pause.addEventListener("click", this.onPause, until);
+    ui.mute.addEventListener("click", this.onMute, until);
+    ui.volume.addEventListener("input", this.onVolumeInput, until); // dragging: here only
+    ui.volume.addEventListener("change", this.onVolumeChange, until); // let go: to the kernel
+  }
+
+  show() {
+    const { ui, model } = this;
+    const paused = this.ctl.sharing.frames.pause.paused;
+    ui.pause.dataset.kernel = String(!!model.get("video_paused")); // what the kernel has
+    ui.pause.textContent = paused ? "Resume video" : "Pause video";
+    ui.pause.setAttribute("aria-pressed", String(paused));
+    ui.root.dataset.videoPaused = String(paused);
+    const { muted, volume } = this.ctl.volume;
+    ui.mute.dataset.kernel = String(!!model.get("muted"));
+    ui.mute.textContent = muted ? "Unmute" : "Mute";
+    ui.mute.setAttribute("aria-pressed", String(muted));
+    ui.mute.setAttribute("aria-label", muted ? "Unmute the assistant" : "Mute the assistant");
+    const percent = String(toPercent(volume));
+    if (ui.volume.value !== percent) ui.volume.value = percent;
+    ui.volume.setAttribute("aria-valuetext", `${percent} %${muted ? ", muted" : ""}`);
+    ui.volume.title = `Volume of the assistant's voice: ${percent} %${muted ? " (muted)" : ""}`;
+    ui.root.dataset.muted = String(muted);
+  }
+
+  /** Pause or resume the video here at once (no frame waits for a busy kernel), and have
+   * the kernel write the trait, which then takes over. */
+  onPause() {
+    const pause = this.ctl.sharing.frames.pause;
+    const paused = !pause.paused;
+    pause.want(paused);
+    this.ctl.send(protocol.setTrait("video_paused", paused));
+    this.ctl.emit("state");
+  }
+
+  onMute() {
+    this.ctl.volume.setMuted(!this.ctl.volume.muted);
+  }
+
+  onVolumeInput() {
+    this.ctl.volume.preview(fromPercent(this.ui.volume.value));
+  }
+
+  onVolumeChange() {
+    this.ctl.volume.setVolume(fromPercent(this.ui.volume.value));
+  }
+}
+
 export class View {
   /**
    * @param {Controller} ctl
@@ -135,6 +207,7 @@ export class View {
     /** @type {ReturnType<typeof setInterval> | undefined} */
     this.clock = undefined;
     this.instruction = new InstructionBox(this.ui, model, ctl);
+    this.toggles = new Toggles(this.ui, model, ctl);
     this.following = true; // the transcript follows the newest turn unless scrolled up
     this.cleaned = false;
     for (const name of HANDLERS) this[name] = /** @type {any} */ (this[name]).bind(this);
@@ -166,7 +239,7 @@ export class View {
     const until = { signal: listening.signal };
     ui.share.addEventListener("click", this.onShare, until);
     ui.stop.addEventListener("click", this.onStop, until);
-    ui.pause.addEventListener("click", this.onPause, until);
+    this.toggles.listen(until);
     ui.compose.addEventListener("submit", this.onSend, until);
     ui.apply.addEventListener("click", this.instruction.apply, until);
     ui.revert.addEventListener("click", this.instruction.revert, until);
@@ -213,7 +286,7 @@ export class View {
     ui.stop.disabled = phase === "idle" && !RUNNING.includes(status);
     ui.root.dataset.kernel = ctl.kernelGone ? "gone" : "ok";
     // Nothing here reaches a kernel that is gone.
-    for (const control of [ui.pause, ui.send, ui.textInput]) {
+    for (const control of [ui.pause, ui.mute, ui.volume, ui.send, ui.textInput]) {
       control.disabled = !!ctl.kernelGone;
     }
   }
@@ -251,14 +324,10 @@ export class View {
     ui.spend.hidden = !ui.spend.textContent;
   }
 
-  /** Pause video and the recording mark. */
+  /** Pause video, the voice's volume and the recording mark. */
   showToggles() {
     const { ui, model } = this;
-    const paused = this.ctl.sharing.frames.pause.paused;
-    ui.pause.dataset.kernel = String(!!model.get("video_paused")); // what the kernel has
-    ui.pause.textContent = paused ? "Resume video" : "Pause video";
-    ui.pause.setAttribute("aria-pressed", String(paused));
-    ui.root.dataset.videoPaused = String(paused);
+    this.toggles.show();
     const recording = model.get("recording") || "";
     ui.recording.textContent = recording ? "● REC" : "";
     ui.recording.title = recording ? `Recording to ${recording}` : "";
@@ -383,16 +452,6 @@ export class View {
       }),
     );
     this.ui.filmstrip.hidden = filmstrip.length === 0;
-  }
-
-  /** Pause or resume the video here at once (no frame waits for a busy kernel), and have
-   * the kernel write the trait, which then takes over. */
-  onPause() {
-    const pause = this.ctl.sharing.frames.pause;
-    const paused = !pause.paused;
-    pause.want(paused);
-    this.ctl.send(protocol.setTrait("video_paused", paused));
-    this.ctl.emit("state");
   }
 
   onShare() {

@@ -17,7 +17,10 @@
  *
  * Test seam (not an API; created by the first `initialize`, never at import):
  * `globalThis.__screenshareWidget.controllers` lists one object per live controller with
- *   - `captureContext`, `playbackContext` (AudioContext | null), `playerNode` (AudioWorkletNode);
+ *   - `captureContext`, `playbackContext` (AudioContext | null), `playerNode` (the player's
+ *     AudioWorkletNode), `gainNode` (the GainNode after it, the volume), null while not sharing;
+ *   - `volume()`: {volume, muted, gain}: the volume (0..1) and mute in force in the page, and
+ *     the GainNode's `gain.value` now (null while not sharing);
  *   - `tracks()`: the current (or last) capture's MediaStreamTracks, ended ones included;
  *   - `stats()`: Promise of {played, queued, underruns, dropped, stale, generation, flushedAt},
  *     counts in 24 kHz samples (flushedAt: the audio frame of the last flush, -1 if none);

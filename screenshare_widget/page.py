@@ -24,15 +24,16 @@ makes goes through :meth:`UiMirror.set`, which:
   update on the channel the page's messages came on and a busy cell does not hold it;
 - logs, never raises: a failed write or send must not end the relay's thread.
 
-**What the page writes.** Nothing, through the widget's state sync. The user changes two
-traits in the page, ``system_instruction`` (the instruction box's Apply) and
-``video_paused`` (the pause button), and the page sends each change as a ``set`` message
-(``protocol.PAGE_TRAITS``); :meth:`PageLink.page_set` writes it through the mirror, like
-every other write, and the page's model follows the kernel's value. A state update from some
-other page is taken the same way (``ScreenShareAssistant.set_state``). ipywidgets would
-apply one under ``hold_trait_notifications``, which would hold back, for every thread, the
-validation of whatever the user assigned meanwhile: their invalid value would be taken in
-their cell and rolled back, with the page's change, on the comm thread.
+**What the page writes.** Nothing, through the widget's state sync. The user changes four
+traits in the page, ``system_instruction`` (the instruction box's Apply), ``video_paused``
+(the pause button), ``volume`` (the volume slider) and ``muted`` (the mute button), and the
+page sends each change as a ``set`` message (``protocol.PAGE_TRAITS``);
+:meth:`PageLink.page_set` writes it through the mirror, like every other write, and the
+page's model follows the kernel's value. A state update from some other page is taken the
+same way (``ScreenShareAssistant.set_state``). ipywidgets would apply one under
+``hold_trait_notifications``, which would hold back, for every thread, the validation of
+whatever the user assigned meanwhile: their invalid value would be taken in their cell and
+rolled back, with the page's change, on the comm thread.
 
 **Lock order.** A thread holds at most one of this module's locks at a time (a send to
 the page, made under :class:`PageLink`'s, takes none). :data:`LIVE`

@@ -98,10 +98,15 @@ KERNEL_KINDS: Final[frozenset[str]] = frozenset(get_args(KernelKind))
 
 
 #: The traits the page may change, each by a ``set`` message, with the type of their value:
-#: the instruction box's Apply and the pause button. Kept in sync with js/protocol.js. The
-#: page writes no trait through the widget's state sync (see ``page.py``).
+#: the instruction box's Apply, the pause button, the volume slider and the mute button
+#: (``float`` takes any finite JSON number; the widget checks the range). Kept in sync with
+#: js/protocol.js. The page writes no trait through the widget's state sync (see ``page.py``).
 PAGE_TRAITS: Final[Mapping[str, type]] = MappingProxyType(
-    {"system_instruction": str, "video_paused": bool}
+    {"system_instruction": str, "video_paused": bool, "volume": float, "muted": bool}
+)
+#: How a ``set`` rejection names each type of :data:`PAGE_TRAITS`.
+_PAGE_TYPE_WORDS: Final[Mapping[type, str]] = MappingProxyType(
+    {str: "a string", bool: "true or false", float: "a finite number"}
 )
 
 # ---- browser -> kernel: one frozen dataclass per kind ------------------------------------------
@@ -226,7 +231,7 @@ class SetTrait:
     the kernel's value."""
 
     name: str
-    value: str | bool
+    value: str | bool | float
 
 
 #: What a ``frame_stats`` message counts, in its fields' order.
@@ -346,12 +351,15 @@ def _confirm(content: dict[str, Any]) -> Confirm:
 
 def parse_page_trait(name: Any, value: Any) -> SetTrait:
     """Check that the page may set trait ``name`` (one of :data:`PAGE_TRAITS`) to ``value``,
-    of that trait's type; an instruction is at most :data:`MAX_INSTRUCTION_CHARS` characters."""
+    of that trait's type (a number for a ``float`` trait, not a bool, and finite; it comes as
+    a ``float``); an instruction is at most :data:`MAX_INSTRUCTION_CHARS` characters."""
     if not isinstance(name, str) or name not in PAGE_TRAITS:
         raise ProtocolError(f"the page may not set the trait {name!r}")
     kind = PAGE_TRAITS[name]
+    if kind is float and type(value) in (int, float) and math.isfinite(value):
+        return SetTrait(name, float(value))
     if type(value) is not kind or not isinstance(value, str | bool):
-        raise ProtocolError(f"'{name}' must be {'a string' if kind is str else 'true or false'}")
+        raise ProtocolError(f"'{name}' must be {_PAGE_TYPE_WORDS[kind]}")
     if isinstance(value, str) and len(value) > MAX_INSTRUCTION_CHARS:
         raise ProtocolError(
             f"'{name}' of {len(value):,} characters is over {MAX_INSTRUCTION_CHARS:,}"

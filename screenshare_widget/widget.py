@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import numbers
 import os
 import pathlib
 import time
@@ -97,8 +98,21 @@ RANGES: Final[Mapping[str, _Range]] = MappingProxyType(
             f"{protocol.MAX_CHUNK_MS} ms")),
         "budget_tokens": _Range(int, 0, math.inf, f"budget_tokens {_NON_NEGATIVE}"),
         "budget_usd": _Range(float, 0, math.inf, f"budget_usd {_NON_NEGATIVE}"),
+        "volume": _Range(float, 0, 1, "volume must be between 0 and 1 (a linear gain)"),
     }
 )  # fmt: skip
+
+
+class _Number(traitlets.Float[float, "int | float"]):
+    """A float trait that refuses anything but a real number with its range's sentence in
+    :data:`RANGES`: ``Float`` itself would take ``True`` as 1.0 and say nothing of the range
+    for a string. The range (NaN and infinities included) is checked there, as for the
+    other numeric traits."""
+
+    def validate(self, obj: Any, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise traitlets.TraitError(f"{RANGES[str(self.name)].error}, not {value!r:.40}")
+        return float(super().validate(obj, float(value)))
 
 
 class _Traits(anywidget.AnyWidget):
@@ -150,6 +164,17 @@ class _Traits(anywidget.AnyWidget):
     media_resolution = traitlets.Unicode("").tag(sync=True)
     #: True stops sending frames (the conversation goes on); the widget's Pause video button.
     video_paused = traitlets.Bool(False).tag(sync=True)
+    #: How loud the model's voice plays in the cell: a linear gain from 0 (silent) to 1 (as
+    #: the model sent it; the default), applied in the page, where a change ramps over a few
+    #: tens of milliseconds (no click). The widget's volume slider sets it too. It changes
+    #: only what you hear: the model, the transcript and a recording's ``model.wav`` are
+    #: the same at any volume.
+    volume = _Number(1.0).tag(sync=True)
+    #: True silences the model's voice in the cell (the widget's Mute button), keeping
+    #: :attr:`volume` for when it is unmuted. Like the volume it acts only in the page: the
+    #: model still answers, its audio still reaches the page, and the transcript, the events
+    #: and a recording go on as before.
+    muted = traitlets.Bool(False).tag(sync=True)
     #: Length of each microphone message, in ms (20 to 250; applies from the next Share).
     #: Each is a message the kernel handles: shorter chunks reach the model sooner and cost
     #: the kernel more CPU (see the README's Performance section).
@@ -311,6 +336,8 @@ class ScreenShareAssistant(_Traits, _SessionData):
         heartbeat_s: float = 10.0,
         media_resolution: str = "",
         audio_chunk_ms: int = 100,
+        volume: float = 1.0,
+        muted: bool = False,
         tools: Sequence[Callable[..., Any]] = (),
         page_timeout_s: float = PAGE_TIMEOUT_S,
         _connector: Connector | None = None,
@@ -328,7 +355,7 @@ class ScreenShareAssistant(_Traits, _SessionData):
             model=model, voice=voice, system_instruction=instruction, max_fps=max_fps,
             max_size=max_size, jpeg_quality=jpeg_quality, min_change=min_change,
             heartbeat_s=heartbeat_s, media_resolution=media_resolution,
-            audio_chunk_ms=audio_chunk_ms,
+            audio_chunk_ms=audio_chunk_ms, volume=volume, muted=muted,
         )  # fmt: skip
         toolbox = _toolbox(tools)
         connector, where, emulated = _backend(client, _connector)

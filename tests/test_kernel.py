@@ -173,3 +173,34 @@ def test_widget_relays_in_a_real_kernel(emulator: LiveEmulator, kernel: Kernel) 
     kernel.execute("assistant.stop()")
     wait_until(lambda: kernel.state_updates("status")[-1:] == ["idle"], 10, "status idle")
     assert any(c["reason"] == "" for c, _ in kernel.custom_from_kernel("stop"))
+
+
+def test_volume_and_mute_go_both_ways_over_the_comm(emulator: LiveEmulator, kernel: Kernel) -> None:
+    """A cell's ``assistant.volume`` reaches the page as a state update; the page's slider
+    and mute button (``set`` messages) change the traits in the kernel, whose value comes
+    back to the page; a volume out of range from the page is refused and said in the cell."""
+    out = kernel.execute(
+        "from screenshare_widget import ScreenShareAssistant\n"
+        "from screenshare_widget.gemini import client_for_emulator\n"
+        f"assistant = ScreenShareAssistant(client=client_for_emulator({emulator.url!r}, "
+        f"{emulator.cafile!r}))\n"
+        "print(assistant.model_id)\n"
+    )
+    comm_id = out.strip()
+    kernel.execute("assistant.volume = 0.25")
+    wait_until(lambda: kernel.state_updates("volume") == [0.25], 10, "the volume in the page")
+
+    kernel.send_custom(comm_id, {"kind": "set", "name": "volume", "value": 0.5})
+    kernel.send_custom(comm_id, {"kind": "set", "name": "muted", "value": True})
+    wait_until(lambda: kernel.state_updates("muted") == [True], 10, "mute back in the page")
+    assert kernel.state_updates("volume") == [0.25, 0.5]
+
+    kernel.send_custom(comm_id, {"kind": "set", "name": "volume", "value": 2})
+    wait_until(
+        lambda: any("volume from the page was not applied" in e
+                    for e in kernel.state_updates("error")),
+        10, "the refusal in the cell",
+    )  # fmt: skip
+    out = kernel.execute("print(assistant.volume, assistant.muted, assistant.rejected_messages)")
+    assert out.split() == ["0.5", "True", "1"]
+    assert kernel.state_updates("volume") == [0.25, 0.5]

@@ -134,6 +134,58 @@ def test_a_page_may_change_only_its_own_traits(
     assert w.system_instruction == "Be brief." and w.instruction_version == 2
 
 
+def _state_update(name: str, value: Any) -> dict[str, Any]:
+    """ipywidgets' ``update`` of trait ``name``, as a page that writes traits itself sends."""
+    return {"content": {"data": {"method": "update", "state": {name: value},
+                                 "buffer_paths": []}}, "buffers": []}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["set message", "state update"])
+def test_the_page_sets_the_volume_and_mute_as_python_does(
+    widget: ScreenShareAssistant, how: str
+) -> None:
+    w = widget
+
+    def from_page(name: str, value: Any) -> None:
+        if how == "set message":
+            w._handle_custom_msg({"kind": "set", "name": name, "value": value}, [])
+        else:
+            w._handle_msg(_state_update(name, value))
+
+    from_page("volume", 0.3)
+    from_page("muted", True)
+    assert (w.volume, w.muted) == (0.3, True)
+    from_page("volume", 0)  # the slider's end: a JSON 0, an int
+    from_page("muted", False)
+    assert (w.volume, w.muted) == (0.0, False) and type(w.volume) is float
+    assert (w._page.rejected, w.error) == (0, "")
+
+
+def test_a_bad_volume_from_the_page_is_refused_clearly_and_the_session_goes_on(
+    widget: ScreenShareAssistant, backend: FakeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Out of range: refused by the trait, and the cell says so; not a number (or not a
+    bool for mute): refused as a malformed message. Nothing is clamped, nothing stops."""
+    w = widget
+    w._handle_custom_msg({"kind": "start"}, [])
+    wait_until(lambda: w.status == "live", what="live")
+    with caplog.at_level(logging.WARNING, logger="screenshare_widget"):
+        w._handle_custom_msg({"kind": "set", "name": "volume", "value": 1.5}, [])
+        assert w.error == (
+            "The volume from the page was not applied: volume must be between 0 and 1 "
+            "(a linear gain)"
+        )
+        for name, value in (("volume", "loud"), ("volume", True), ("muted", "yes")):
+            w._handle_custom_msg({"kind": "set", "name": name, "value": value}, [])
+    assert (w.volume, w.muted) == (1.0, False)
+    assert w._page.rejected == 4
+    assert "'volume' must be a finite number" in caplog.text
+    assert "'muted' must be true or false" in caplog.text
+    assert w.status == "live"
+    w._handle_custom_msg({"kind": "audio", "seq": 0}, [b"\1\0" * 160])
+    wait_until(lambda: backend.sessions[0].audio == [b"\1\0" * 160], what="audio relayed")
+
+
 def test_a_value_a_trait_refuses_is_returned_not_logged(
     widget: ScreenShareAssistant, caplog: pytest.LogCaptureFixture
 ) -> None:

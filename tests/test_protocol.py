@@ -74,6 +74,19 @@ def test_controls() -> None:
     ) == protocol.SetTrait("system_instruction", "")
 
 
+def test_the_page_sets_the_volume_as_a_float_and_muted_as_a_bool() -> None:
+    def parsed(name: str, value: object) -> protocol.SetTrait:
+        message = parse_browser_message({"kind": "set", "name": name, "value": value})
+        assert isinstance(message, protocol.SetTrait)
+        return message
+
+    assert parsed("volume", 0.25) == protocol.SetTrait("volume", 0.25)
+    whole = parsed("volume", 1)  # JSON has no float type: the page's 1 arrives as an int
+    assert whole == protocol.SetTrait("volume", 1.0) and type(whole.value) is float
+    assert parsed("volume", 7.5).value == 7.5  # a number: the widget checks its range
+    assert parsed("muted", True) == protocol.SetTrait("muted", True)
+
+
 def test_every_browser_kind_parses_to_its_own_dataclass() -> None:
     minimal: dict[str, tuple[dict[str, object], list[bytes] | None]] = {
         "audio": ({}, [b"\0\0"]),
@@ -151,6 +164,13 @@ def test_the_shared_limits_come_from_the_constants() -> None:
         ({"kind": "set", "name": "video_paused", "value": 1}, None, "must be true or false"),
         ({"kind": "set", "name": "video_paused"}, None, "must be true or false"),
         ({"kind": "set", "name": "system_instruction", "value": False}, None, "a string"),
+        ({"kind": "set", "name": "volume", "value": "0.5"}, None, "'volume' must be a finite"),
+        ({"kind": "set", "name": "volume", "value": True}, None, "'volume' must be a finite"),
+        ({"kind": "set", "name": "volume", "value": None}, None, "'volume' must be a finite"),
+        ({"kind": "set", "name": "volume", "value": float("nan")}, None, "must be a finite"),
+        ({"kind": "set", "name": "volume", "value": float("inf")}, None, "must be a finite"),
+        ({"kind": "set", "name": "muted", "value": 0}, None, "'muted' must be true or false"),
+        ({"kind": "set", "name": "muted", "value": "true"}, None, "must be true or false"),
         (
             {
                 "kind": "set",

@@ -575,6 +575,8 @@ def test_the_projection_traits_follow_the_turn_rate(widget, backend, monkeypatch
         ("budget_tokens", (0, 10**9), (-1,), r"budget_tokens must be a non-negative number"),
         ("budget_usd", (0.0, 5.0), (-0.01, float("inf"), float("nan")),
          r"budget_usd must be a non-negative number \(0: none\)"),
+        ("volume", (0.0, 0.5, 1.0), (-0.01, 1.01, float("inf"), float("nan")),
+         r"volume must be between 0 and 1 \(a linear gain\)"),
     ],
 )  # fmt: skip
 @pytest.mark.filterwarnings("ignore:budget_usd takes effect")
@@ -590,6 +592,46 @@ def test_each_range_takes_its_edges_and_refuses_beyond_with_its_sentence(
         with pytest.raises(traitlets.TraitError, match=error):
             setattr(w, name, value)
         assert getattr(w, name) == kept
+
+
+def test_volume_and_muted_default_to_full_and_off_and_refuse_what_is_not_a_gain() -> None:
+    w = ScreenShareAssistant(_connector=FakeBackend().connect, volume=0.4, muted=True)
+    try:
+        assert (w.volume, w.muted) == (0.4, True)
+        assert ScreenShareAssistant.volume.default_value == 1.0
+        assert ScreenShareAssistant.muted.default_value is False
+        w.volume = 1  # a whole number is a gain too
+        assert w.volume == 1.0 and type(w.volume) is float
+        # Not silently taken as a number: Float alone would make True 1.0.
+        for value in ("0.5", "loud", True, None, [0.5]):
+            with pytest.raises(traitlets.TraitError, match=r"volume must be between 0 and 1"):
+                w.volume = value  # type: ignore[assignment]
+            assert w.volume == 1.0
+        with pytest.raises(traitlets.TraitError, match="'muted' trait .* expected a boolean"):
+            w.muted = "yes"  # type: ignore[assignment]
+        assert w.muted is True
+    finally:
+        w.close()
+    with pytest.raises(traitlets.TraitError, match="volume must be between 0 and 1"):
+        ScreenShareAssistant(_connector=FakeBackend().connect, volume=1.5)
+
+
+def test_muted_the_model_still_answers_into_the_page_and_the_transcript(widget, backend) -> None:
+    """Muting and the volume act in the page only: the kernel goes on sending the model's
+    audio, and the transcript and the session go on."""
+    w, rec = widget
+    w.muted, w.volume = True, 0.0
+    page(w, {"kind": "start"})
+    wait_until(lambda: w.status == "live")
+    session = backend.sessions[0]
+    assert w._relay._loop is not None
+    w._relay._loop.call_soon_threadsafe(
+        session.push, ServerMessage(audio=b"\2\0" * 10, output_transcription="Still here")
+    )
+    wait_until(lambda: "audio" in rec.kinds() and "turn" in rec.kinds())
+    assert [b for c, b in rec.sent if c["kind"] == "audio"] == [[b"\2\0" * 10]]
+    assert [t.text for t in w.transcript] == ["Still here"]
+    assert w.status == "live" and (w.muted, w.volume) == (True, 0.0)
 
 
 def test_the_kernel_sends_the_page_only_messages_built_by_the_protocol() -> None:

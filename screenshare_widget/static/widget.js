@@ -141,7 +141,12 @@ var confirm = (id, allow) => ({ kind: (
   /** @type {const} */
   "confirm"
 ), id, allow });
-var PAGE_TRAITS = Object.freeze(["system_instruction", "video_paused"]);
+var PAGE_TRAITS = Object.freeze([
+  "system_instruction",
+  "video_paused",
+  "volume",
+  "muted"
+]);
 var setTrait = (name, value) => ({ kind: (
   /** @type {const} */
   "set"
@@ -1085,6 +1090,109 @@ var FrameLoop = class {
 // worklet-source:js/worklets/player.worklet.js
 var player_worklet_default = '// js/trace.js\nvar MAX_PLAYER_ENTRIES = 1e5;\nvar PlayerTrace = class {\n  constructor() {\n    this.entries = [];\n    this.flushes = [];\n    this.ids = /* @__PURE__ */ new WeakMap();\n  }\n  /**\n   * A chunk was queued.\n   * @param {Float32Array} samples\n   * @param {number | undefined} id\n   */\n  pushed(samples, id) {\n    if (id !== void 0) this.ids.set(samples, id);\n  }\n  /**\n   * A flush came while audio was `playing` (or not).\n   * @param {number | undefined} id\n   * @param {boolean} playing\n   */\n  flushed(id, playing) {\n    if (id !== void 0) this.flushes.push({ id, playing });\n  }\n  /** @returns {{id: number, playing: boolean}[]} the flushes the coming quantum follows */\n  beginQuantum() {\n    const flushes = this.flushes;\n    if (flushes.length) this.flushes = [];\n    return flushes;\n  }\n  /**\n   * `chunk`\'s first sample is rendered at audio frame `frame`.\n   * @param {Float32Array} chunk\n   * @param {number} frame\n   */\n  chunkStarts(chunk, frame) {\n    const id = this.ids.get(chunk);\n    if (id !== void 0 && this.entries.length < MAX_PLAYER_ENTRIES) this.entries.push([id, frame]);\n  }\n  /**\n   * The quantum at `frame` rendered `written` model samples after `flushes`.\n   * @param {{id: number, playing: boolean}[]} flushes\n   * @param {number} frame\n   * @param {number} written\n   */\n  endQuantum(flushes, frame, written) {\n    for (const f of flushes) this.entries.push(["flush", f.id, frame, written, f.playing]);\n  }\n  /** @returns {PlayerEntry[]} the entries so far, taken out */\n  take() {\n    const entries = this.entries;\n    this.entries = [];\n    return entries;\n  }\n};\n\n// js/worklets/names.js\nvar PLAYER_PROCESSOR = "pcm-player";\n\n// js/worklets/player.worklet.js\nvar SswPlayer = class extends AudioWorkletProcessor {\n  /** @param {AudioWorkletNodeOptions} options */\n  constructor(options) {\n    super();\n    const o = options.processorOptions;\n    this.prerollSamples = o.prerollSamples;\n    this.maxQueuedSamples = o.maxQueuedSamples;\n    this.reportEvery = o.reportEverySamples;\n    this.queue = [];\n    this.head = 0;\n    this.queued = 0;\n    this.generation = o.generation;\n    this.playing = false;\n    this.turnOpen = false;\n    this.played = 0;\n    this.underruns = 0;\n    this.dropped = 0;\n    this.stale = 0;\n    this.flushedAt = -1;\n    this.nextReport = 0;\n    this.reportedPlayed = 0;\n    this.trace = new PlayerTrace();\n    this.port.onmessage = (event) => this.handle(event.data);\n  }\n  /** @param {any} m */\n  handle(m) {\n    switch (m.cmd) {\n      case "push":\n        return this.push(m.gen, m.samples, m.trace);\n      case "end":\n        if (m.gen >= this.generation) {\n          this.generation = m.gen;\n          this.turnOpen = false;\n        }\n        return;\n      case "flush":\n        return this.flush(m.gen, m.trace);\n      case "generation":\n        if (m.gen > this.generation) this.generation = m.gen;\n        return;\n      case "stats":\n        return this.port.postMessage({ cmd: "stats", id: m.id, stats: this.stats() });\n      case "trace":\n        return this.port.postMessage({ cmd: "trace", id: m.id, entries: this.trace.take() });\n    }\n  }\n  /**\n   * @param {number} gen\n   * @param {Float32Array} samples\n   * @param {number | undefined} trace\n   */\n  push(gen, samples, trace) {\n    if (gen < this.generation) {\n      this.stale++;\n      return;\n    }\n    this.generation = gen;\n    this.trace.pushed(samples, trace);\n    this.queue.push(samples);\n    this.queued += samples.length;\n    this.turnOpen = true;\n    while (this.queued > this.maxQueuedSamples && this.queue.length > 1) {\n      this.queued -= /** @type {Float32Array} */\n      this.queue.shift().length - this.head;\n      this.head = 0;\n      this.dropped++;\n    }\n  }\n  /**\n   * @param {number} gen\n   * @param {number | undefined} trace\n   */\n  flush(gen, trace) {\n    this.trace.flushed(trace, this.playing && this.queued > 0);\n    this.generation = gen;\n    this.queue = [];\n    this.head = 0;\n    this.queued = 0;\n    this.playing = false;\n    this.turnOpen = false;\n    this.flushedAt = currentFrame;\n  }\n  stats() {\n    return {\n      played: this.played,\n      queued: this.queued,\n      underruns: this.underruns,\n      dropped: this.dropped,\n      stale: this.stale,\n      generation: this.generation,\n      flushedAt: this.flushedAt\n    };\n  }\n  /**\n   * @param {Float32Array[][]} _inputs\n   * @param {Float32Array[][]} outputs\n   */\n  process(_inputs, outputs) {\n    const out = outputs[0][0];\n    const flushes = this.trace.beginQuantum();\n    if (!this.playing && this.queued > 0 && (this.queued >= this.prerollSamples || !this.turnOpen)) {\n      this.playing = true;\n    }\n    const written = this.playing ? this.render(out) : 0;\n    out.fill(0, written);\n    this.trace.endQuantum(flushes, currentFrame, written);\n    for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);\n    if (currentFrame >= this.nextReport) {\n      this.nextReport = currentFrame + this.reportEvery;\n      if (this.played !== this.reportedPlayed || this.queued > 0) {\n        this.reportedPlayed = this.played;\n        this.port.postMessage({ cmd: "report", stats: this.stats() });\n      }\n    }\n    return true;\n  }\n  /**\n   * Copy queued audio into `out`.\n   * @param {Float32Array} out\n   * @returns {number} samples written\n   */\n  render(out) {\n    const n = out.length;\n    let written = 0;\n    while (written < n && this.queue.length > 0) {\n      const chunk = this.queue[0];\n      if (this.head === 0) this.trace.chunkStarts(chunk, currentFrame + written);\n      const take = Math.min(n - written, chunk.length - this.head);\n      out.set(chunk.subarray(this.head, this.head + take), written);\n      written += take;\n      this.head += take;\n      if (this.head === chunk.length) {\n        this.queue.shift();\n        this.head = 0;\n      }\n    }\n    this.queued -= written;\n    this.played += written;\n    if (written < n) {\n      this.playing = false;\n      if (this.turnOpen) this.underruns++;\n    }\n    return written;\n  }\n};\nregisterProcessor(PLAYER_PROCESSOR, SswPlayer);\n';
 
+// js/volume.js
+var GAIN_TIME_CONSTANT_S = 0.02;
+function gainOf(volume, muted) {
+  if (muted) return 0;
+  const value = Number(volume);
+  return Number.isFinite(value) ? Math.min(1, Math.max(0, value)) : 1;
+}
+var toPercent = (volume) => Math.round(gainOf(volume, false) * 100);
+var fromPercent = (percent) => gainOf(Number(percent) / 100, false);
+var TraitWish = class {
+  /**
+   * @param {{get: (name: any) => any, on: (event: string, fn: () => void) => void,
+   *   off: (event: string, fn: () => void) => void}} model
+   * @param {string} name the trait
+   * @param {() => void} changed after the value shown may have changed
+   */
+  constructor(model, name, changed) {
+    this.model = model;
+    this.name = name;
+    this.wish = null;
+    this.inFlight = [];
+    this.onChange = () => {
+      this.kernelChanged(model.get(name));
+      changed();
+    };
+    model.on(`change:${name}`, this.onChange);
+  }
+  /** @returns {unknown} the value in force here: the wish, else the kernel's */
+  get value() {
+    return this.wish ? this.wish.value : this.model.get(this.name);
+  }
+  /** @param {unknown} value the user chose it, and it is sent to the kernel */
+  want(value) {
+    this.wish = { value };
+    if (this.inFlight.length === 0 && value === this.model.get(this.name)) return;
+    this.inFlight.push(value);
+  }
+  /** @param {unknown} value shown and played here only, not sent (yet) */
+  preview(value) {
+    this.wish = { value };
+  }
+  /** @param {unknown} value the kernel's new value */
+  kernelChanged(value) {
+    const at = this.inFlight.indexOf(value);
+    if (at < 0) {
+      this.wish = null;
+      this.inFlight = [];
+      return;
+    }
+    this.inFlight.splice(0, at + 1);
+    if (this.inFlight.length === 0 && this.wish?.value === value) this.wish = null;
+  }
+  dispose() {
+    this.model.off(`change:${this.name}`, this.onChange);
+  }
+};
+var Volume = class {
+  /**
+   * @param {import("./model.js").WidgetModel} model
+   * @param {(content: object) => void} send to the kernel
+   * @param {() => void} changed the gain or what the controls show may have changed
+   */
+  constructor(model, send, changed) {
+    this.send = send;
+    this.changed = changed;
+    this.level = new TraitWish(model, "volume", changed);
+    this.mute = new TraitWish(model, "muted", changed);
+  }
+  /** @returns {number} the volume in force here, 0..1 */
+  get volume() {
+    return gainOf(this.level.value, false);
+  }
+  /** @returns {boolean} muted here */
+  get muted() {
+    return !!this.mute.value;
+  }
+  /** @returns {number} the gain to play the model's voice at, 0..1 */
+  get gain() {
+    return gainOf(this.volume, this.muted);
+  }
+  /** @param {number} volume 0..1, while the slider is dragged: here only */
+  preview(volume) {
+    this.level.preview(volume);
+    this.changed();
+  }
+  /** @param {number} volume 0..1: here at once, and asked of the kernel */
+  setVolume(volume) {
+    this.level.want(volume);
+    this.send(setTrait("volume", volume));
+    this.changed();
+  }
+  /** @param {boolean} muted here at once, and asked of the kernel */
+  setMuted(muted) {
+    this.mute.want(muted);
+    this.send(setTrait("muted", muted));
+    this.changed();
+  }
+  dispose() {
+    this.level.dispose();
+    this.mute.dispose();
+  }
+};
+
 // js/player.js
 var PREROLL_MS = 100;
 var MAX_QUEUE_MS = 6e4;
@@ -1100,6 +1208,8 @@ var Player = class {
     this.onReport = onReport;
     this.context = null;
     this.node = null;
+    this.gainNode = null;
+    this.gain = 1;
     this.generation = 0;
     this.staleDropped = 0;
     this.statsWaiters = /* @__PURE__ */ new Map();
@@ -1125,7 +1235,7 @@ var Player = class {
       player_worklet_default
     );
   }
-  /** Create the player node and connect it to the speakers. */
+  /** Create the player node and connect it, through the gain, to the speakers. */
   attach() {
     const context = (
       /** @type {AudioContext} */
@@ -1143,7 +1253,19 @@ var Player = class {
       }
     });
     this.node.port.onmessage = (event) => this.onMessage(event.data);
-    this.node.connect(context.destination);
+    this.gainNode = new GainNode(context, { gain: this.gain });
+    this.node.connect(this.gainNode).connect(context.destination);
+  }
+  /**
+   * Play the model's voice at `gain` (0..1) from now on: a ramp (time constant
+   * GAIN_TIME_CONSTANT_S) when it plays, else at the next `attach`.
+   * @param {number} gain
+   */
+  setGain(gain) {
+    this.gain = gain;
+    const context = this.context;
+    if (!this.gainNode || !context) return;
+    this.gainNode.gain.setTargetAtTime(gain, context.currentTime, GAIN_TIME_CONSTANT_S);
   }
   /** @param {unknown} gen a generation from the kernel, or the current one */
   genOf(gen) {
@@ -1246,11 +1368,13 @@ var Player = class {
   /** Disconnect and close the context; waiting `stats()` calls get the last statistics. */
   close() {
     this.node?.disconnect();
+    this.gainNode?.disconnect();
     if (this.context && this.context.state !== "closed") this.context.close().catch(() => {
     });
     for (const resolve of this.statsWaiters.values()) resolve(this.lastStats);
     this.statsWaiters.clear();
     this.node = null;
+    this.gainNode = null;
     this.context = null;
   }
 };
@@ -1649,6 +1773,8 @@ var Controller = class extends Emitter {
       phaseChanged: () => this.updateBeat(),
       trace: () => this.trace
     });
+    this.volume = new Volume(model, (content) => this.send(content), () => this.onVolume());
+    this.sharing.player.setGain(this.volume.gain);
     this.link.send(hello());
     this.updateBeat();
   }
@@ -1711,6 +1837,11 @@ var Controller = class extends Emitter {
     this.updateBeat();
     this.emit("state");
     this.emit("gone");
+  }
+  /** The volume or mute changed, here or in the kernel: the voice and the views follow. */
+  onVolume() {
+    this.sharing.player.setGain(this.volume.gain);
+    this.emit("state");
   }
   onError() {
     const error = String(this.model.get("error") || "");
@@ -1823,6 +1954,14 @@ var Controller = class extends Emitter {
       get playerNode() {
         return player.node;
       },
+      get gainNode() {
+        return player.gainNode;
+      },
+      volume: () => ({
+        volume: self.volume.volume,
+        muted: self.volume.muted,
+        gain: player.gainNode ? player.gainNode.gain.value : null
+      }),
       tracks: () => [...capture.tracks()],
       stats: () => player.stats(),
       sent: this.sharing.sent,
@@ -1840,6 +1979,7 @@ var Controller = class extends Emitter {
     this.sharing.stop(CLOSED_REASON);
     this.link.dispose();
     this.notice.clear();
+    this.volume.dispose();
     clearTimeout(this.viewlessTimer);
     window.removeEventListener("pagehide", this.onPageHide);
     this.model.off("msg:custom", this.onCustom);
@@ -1906,6 +2046,24 @@ function buildPreview() {
   previewBox.append(preview, h("div", "ssw-preview-empty", "Nothing shared"));
   return { previewBox, preview };
 }
+function buildVoice() {
+  const voiceRow = h("div", "ssw-voice-row");
+  const mute = button("ssw-mute", "Mute");
+  mute.setAttribute("aria-pressed", "false");
+  mute.setAttribute("aria-label", "Mute the assistant");
+  const volume = (
+    /** @type {HTMLInputElement} */
+    h("input", "ssw-volume")
+  );
+  volume.type = "range";
+  volume.min = "0";
+  volume.max = "100";
+  volume.step = "1";
+  volume.value = "100";
+  volume.setAttribute("aria-label", "Assistant volume");
+  voiceRow.append(h("span", "ssw-meter-label", "Voice"), volume, mute);
+  return { voiceRow, mute, volume };
+}
 function buildSide() {
   const side = h("div", "ssw-side");
   const meterRow = h("div", "ssw-meter-row");
@@ -1914,6 +2072,7 @@ function buildSide() {
   const meterFill = h("div", "ssw-meter-fill");
   meter.append(meterFill);
   meterRow.append(h("span", "ssw-meter-label", "Mic"), meter);
+  const { voiceRow, mute, volume } = buildVoice();
   const transcript = h("div", "ssw-transcript");
   transcript.setAttribute("aria-live", "polite");
   const compose = (
@@ -1936,8 +2095,8 @@ function buildSide() {
   compose.append(textInput, send);
   const tools = h("div", "ssw-tools");
   tools.setAttribute("aria-label", "Tool calls");
-  side.append(meterRow, transcript, tools, compose);
-  return { side, meter, meterFill, transcript, tools, compose, textInput, send };
+  side.append(meterRow, voiceRow, transcript, tools, compose);
+  return { side, meter, meterFill, mute, volume, transcript, tools, compose, textInput, send };
 }
 function buildInstruction() {
   const instruction = (
@@ -2114,7 +2273,6 @@ var HANDLERS = (
     "onSend",
     "keepKeys",
     "onTranscriptScroll",
-    "onPause",
     "onShare",
     "onStop",
     "cleanup"
@@ -2197,6 +2355,66 @@ var InstructionBox = class {
     this.show();
   }
 };
+var Toggles = class {
+  /**
+   * @param {import("./elements.js").ViewElements} ui
+   * @param {WidgetModel} model
+   * @param {Controller} ctl
+   */
+  constructor(ui, model, ctl) {
+    this.ui = ui;
+    this.model = model;
+    this.ctl = ctl;
+    this.onPause = this.onPause.bind(this);
+    this.onMute = this.onMute.bind(this);
+    this.onVolumeInput = this.onVolumeInput.bind(this);
+    this.onVolumeChange = this.onVolumeChange.bind(this);
+  }
+  /** @param {AddEventListenerOptions} until removes the listeners when its signal aborts */
+  listen(until) {
+    const ui = this.ui;
+    ui.pause.addEventListener("click", this.onPause, until);
+    ui.mute.addEventListener("click", this.onMute, until);
+    ui.volume.addEventListener("input", this.onVolumeInput, until);
+    ui.volume.addEventListener("change", this.onVolumeChange, until);
+  }
+  show() {
+    const { ui, model } = this;
+    const paused = this.ctl.sharing.frames.pause.paused;
+    ui.pause.dataset.kernel = String(!!model.get("video_paused"));
+    ui.pause.textContent = paused ? "Resume video" : "Pause video";
+    ui.pause.setAttribute("aria-pressed", String(paused));
+    ui.root.dataset.videoPaused = String(paused);
+    const { muted, volume } = this.ctl.volume;
+    ui.mute.dataset.kernel = String(!!model.get("muted"));
+    ui.mute.textContent = muted ? "Unmute" : "Mute";
+    ui.mute.setAttribute("aria-pressed", String(muted));
+    ui.mute.setAttribute("aria-label", muted ? "Unmute the assistant" : "Mute the assistant");
+    const percent = String(toPercent(volume));
+    if (ui.volume.value !== percent) ui.volume.value = percent;
+    ui.volume.setAttribute("aria-valuetext", `${percent} %${muted ? ", muted" : ""}`);
+    ui.volume.title = `Volume of the assistant's voice: ${percent} %${muted ? " (muted)" : ""}`;
+    ui.root.dataset.muted = String(muted);
+  }
+  /** Pause or resume the video here at once (no frame waits for a busy kernel), and have
+   * the kernel write the trait, which then takes over. */
+  onPause() {
+    const pause = this.ctl.sharing.frames.pause;
+    const paused = !pause.paused;
+    pause.want(paused);
+    this.ctl.send(setTrait("video_paused", paused));
+    this.ctl.emit("state");
+  }
+  onMute() {
+    this.ctl.volume.setMuted(!this.ctl.volume.muted);
+  }
+  onVolumeInput() {
+    this.ctl.volume.preview(fromPercent(this.ui.volume.value));
+  }
+  onVolumeChange() {
+    this.ctl.volume.setVolume(fromPercent(this.ui.volume.value));
+  }
+};
 var View = class {
   /**
    * @param {Controller} ctl
@@ -2211,6 +2429,7 @@ var View = class {
     this.rows = [];
     this.clock = void 0;
     this.instruction = new InstructionBox(this.ui, model, ctl);
+    this.toggles = new Toggles(this.ui, model, ctl);
     this.following = true;
     this.cleaned = false;
     for (const name of HANDLERS) this[name] = /** @type {any} */
@@ -2241,7 +2460,7 @@ var View = class {
     const until = { signal: listening.signal };
     ui.share.addEventListener("click", this.onShare, until);
     ui.stop.addEventListener("click", this.onStop, until);
-    ui.pause.addEventListener("click", this.onPause, until);
+    this.toggles.listen(until);
     ui.compose.addEventListener("submit", this.onSend, until);
     ui.apply.addEventListener("click", this.instruction.apply, until);
     ui.revert.addEventListener("click", this.instruction.revert, until);
@@ -2284,7 +2503,7 @@ var View = class {
     ui.share.setAttribute("aria-busy", String(phase === "starting"));
     ui.stop.disabled = phase === "idle" && !RUNNING.includes(status);
     ui.root.dataset.kernel = ctl.kernelGone ? "gone" : "ok";
-    for (const control of [ui.pause, ui.send, ui.textInput]) {
+    for (const control of [ui.pause, ui.mute, ui.volume, ui.send, ui.textInput]) {
       control.disabled = !!ctl.kernelGone;
     }
   }
@@ -2318,14 +2537,10 @@ var View = class {
     });
     ui.spend.hidden = !ui.spend.textContent;
   }
-  /** Pause video and the recording mark. */
+  /** Pause video, the voice's volume and the recording mark. */
   showToggles() {
     const { ui, model } = this;
-    const paused = this.ctl.sharing.frames.pause.paused;
-    ui.pause.dataset.kernel = String(!!model.get("video_paused"));
-    ui.pause.textContent = paused ? "Resume video" : "Pause video";
-    ui.pause.setAttribute("aria-pressed", String(paused));
-    ui.root.dataset.videoPaused = String(paused);
+    this.toggles.show();
     const recording = model.get("recording") || "";
     ui.recording.textContent = recording ? "● REC" : "";
     ui.recording.title = recording ? `Recording to ${recording}` : "";
@@ -2434,15 +2649,6 @@ var View = class {
       })
     );
     this.ui.filmstrip.hidden = filmstrip.length === 0;
-  }
-  /** Pause or resume the video here at once (no frame waits for a busy kernel), and have
-   * the kernel write the trait, which then takes over. */
-  onPause() {
-    const pause = this.ctl.sharing.frames.pause;
-    const paused = !pause.paused;
-    pause.want(paused);
-    this.ctl.send(setTrait("video_paused", paused));
-    this.ctl.emit("state");
   }
   onShare() {
     void this.ctl.sharing.start();

@@ -86,7 +86,7 @@ class FakeModel {
 
 const TRAITS = { status: "idle", error: "", backend: "Gemini API", emulated: false,
   model: "gemini-live-test", voice: "Puck", max_fps: 1, max_size: 1024, jpeg_quality: 0.7,
-  live_since: 0 };
+  live_since: 0, volume: 1, muted: false };
 
 /** Mount one model with a view per theme name ("light" or "dark"). */
 window.mount = (themes = ["light"], traits = {}) => {
@@ -130,8 +130,9 @@ window.sinePcm = (samples, start = 0, hz = 440, amplitude = 0.5) => {
   return pcm.buffer;
 };
 
-/** Record what the player outputs: a worklet after it in the same 24 kHz context. */
-window.installTap = async () => {
+/** Record what the player outputs: a worklet after it in the same 24 kHz context; after
+ * the player worklet itself, or (from = "gainNode") after the volume, what is heard. */
+window.installTap = async (from = "playerNode") => {
   const c = window.__screenshareWidget.controllers[0];
   const src = `class Tap extends AudioWorkletProcessor {
     constructor() { super(); this.frames = []; this.samples = [];
@@ -145,9 +146,33 @@ window.installTap = async () => {
   await c.playbackContext.audioWorklet.addModule(url);
   const tap = new AudioWorkletNode(c.playbackContext, "tap",
     { numberOfInputs: 1, numberOfOutputs: 0 });
-  c.playerNode.connect(tap);
+  c[from].connect(tap);
   window.tap = tap;
 };
+
+/** The tap's record over audio frames [from, to): the RMS, the largest step between two
+ * samples, and the peak of each render quantum (the envelope). */
+window.tapWindow = (from, to) => new Promise((resolve) => {
+  window.tap.port.onmessage = ({ data }) => {
+    let sum = 0, n = 0, maxStep = 0, prev = null;
+    const peaks = [];
+    data.frames.forEach((frame, b) => {
+      if (frame + 128 <= from || frame >= to) return;
+      const x = data.samples[b];
+      let peak = 0;
+      for (let i = 0; i < x.length; i++) {
+        if (frame + i < from || frame + i >= to) continue;
+        sum += x[i] * x[i]; n++;
+        if (prev !== null) maxStep = Math.max(maxStep, Math.abs(x[i] - prev));
+        prev = x[i];
+        peak = Math.max(peak, Math.abs(x[i]));
+      }
+      peaks.push(peak);
+    });
+    resolve({ rms: n ? Math.sqrt(sum / n) : -1, n, maxStep, peaks });
+  };
+  window.tap.port.postMessage("dump");
+});
 
 /** The tap's record: first/last non-zero frame and the largest step between samples. */
 window.readTap = () => new Promise((resolve) => {
@@ -1043,6 +1068,155 @@ def test_pause_video_stops_frames_and_the_voice_goes_on(page: Page) -> None:
     assert sent(page, "set")[-1]["content"]["value"] is False
     poll(page, "model.sent.some((m) => m.content.reason === 'change')", 3, "frames again")
     assert page.evaluate("model.saves") == 0
+
+
+# ---- the model's voice: volume and mute -----------------------------------------------------
+
+SEAM = "window.__screenshareWidget.controllers[0]"
+#: The harness's sine (amplitude 0.5): its RMS, and its largest step between two samples.
+SINE_RMS = 0.5 / 2**0.5
+SINE_STEP = 2 * 3.14159265 * 440 / OUTPUT_RATE_HZ * 0.5
+
+
+def volume(page: Page) -> dict[str, Any]:
+    """The seam's {volume, muted, gain}: what the page has in force, and the GainNode's
+    gain now (None while nothing is shared)."""
+    return dict(page.evaluate(f"{SEAM}.volume()"))
+
+
+def frame_now(page: Page) -> int:
+    """The playback context's clock, in 24 kHz frames."""
+    return int(page.evaluate(f"Math.round({SEAM}.playbackContext.currentTime * 24000)"))
+
+
+def heard(page: Page, seconds: float = 0.25) -> dict[str, Any]:
+    """What the tap after the gain records over the next ``seconds``: rms, maxStep, peaks."""
+    start = frame_now(page)
+    end = start + round(seconds * OUTPUT_RATE_HZ)
+    poll(page, f"readTap().then((t) => t.end >= {end})", seconds + 3, "the output to be heard")
+    return dict(page.evaluate("([a, b]) => tapWindow(a, b)", [start, end]))
+
+
+def wait_gain(page: Page, target: float, tolerance: float = 0.005) -> float:
+    """Wait for the GainNode's gain to come within ``tolerance`` of ``target``; seconds taken."""
+    began = time.monotonic()
+    poll(page, f"Math.abs({SEAM}.volume().gain - {target}) <= {tolerance}", 3,
+         f"the gain to reach {target}")  # fmt: skip
+    return time.monotonic() - began
+
+
+def play_sine(page: Page, seconds: float) -> None:
+    """Queue ``seconds`` of the sine as model audio and wait until a quarter second played."""
+    inject_sine(page, seconds, chunk_ms=100, gen=0)
+    poll(page, f"{SEAM}.stats().then((s) => s.played >= 6000)", 4, "a quarter second played")
+
+
+def test_the_volume_from_the_kernel_ramps_the_gain_and_the_voice_is_quieter(page: Page) -> None:
+    share(page)
+    assert volume(page) == {"volume": 1, "muted": False, "gain": 1}
+    page.evaluate("installTap('gainNode')")
+    play_sine(page, 4.0)
+    loud = heard(page)
+    assert loud["rms"] == pytest.approx(SINE_RMS, rel=0.02)
+
+    changed_at = frame_now(page)
+    page.evaluate("model.set('volume', 0.25)")  # the kernel's update: assistant.volume = 0.25
+    assert volume(page)["volume"] == 0.25
+    assert wait_gain(page, 0.25) < 0.5
+    quiet = heard(page)
+    assert quiet["rms"] / loud["rms"] == pytest.approx(0.25, rel=0.03)
+    # No click: the gain glides down over several render quanta (a jump would go in one),
+    # and no step between two samples is beyond the sine's own.
+    ramp = page.evaluate("([a, b]) => tapWindow(a, b)", [changed_at - 1200, changed_at + 4800])
+    gliding = [peak for peak in ramp["peaks"] if 0.35 * 0.5 < peak < 0.9 * 0.5]
+    assert len(gliding) >= 4, ramp["peaks"]
+    assert ramp["maxStep"] <= SINE_STEP * 1.01 + 0.002, ramp["maxStep"]
+
+
+def test_mute_sends_set_silences_the_voice_and_unmute_brings_it_back(page: Page) -> None:
+    share(page)
+    mute = page.locator(".ssw-mute")
+    assert (mute.get_attribute("aria-pressed"), mute.get_attribute("aria-label")) == (
+        "false", "Mute the assistant",
+    )  # fmt: skip
+    page.evaluate("installTap('gainNode')")
+    play_sine(page, 4.0)
+    mute.click()
+    assert sent(page, "set")[-1]["content"] == {"kind": "set", "name": "muted", "value": True}
+    assert (mute.get_attribute("aria-pressed"), mute.get_attribute("aria-label")) == (
+        "true", "Unmute the assistant",
+    )  # fmt: skip
+    # Obeyed here at once, before the kernel writes the trait (the page's model is the kernel's).
+    assert page.evaluate("model.get('muted')") is False
+    assert volume(page)["muted"] is True
+    assert wait_gain(page, 0.0, 1e-3) < 0.5
+    played = stats(page)["played"]
+    silent = heard(page)
+    assert silent["rms"] < 1e-3, silent["rms"]
+    assert stats(page)["played"] > played + 4000  # muted, the voice still plays (unheard)
+    page.evaluate("model.set('muted', true)")  # the kernel took it
+    assert mute.get_attribute("data-kernel") == "true"
+    assert mute.get_attribute("aria-pressed") == "true"
+
+    mute.click()
+    assert sent(page, "set")[-1]["content"] == {"kind": "set", "name": "muted", "value": False}
+    assert mute.get_attribute("aria-label") == "Mute the assistant"
+    wait_gain(page, 1.0)
+    assert heard(page)["rms"] == pytest.approx(SINE_RMS, rel=0.02)
+    assert page.evaluate("model.saves") == 0
+
+
+def test_the_volume_slider_sets_the_volume_in_every_view_and_follows_python(page: Page) -> None:
+    share(page, themes=("light", "light"), volume=0.8)
+    sliders = page.locator(".ssw-volume")
+    shown = sliders.evaluate_all(
+        "(ss) => ss.map((s) => [s.type, s.value, s.min, s.max, s.getAttribute('aria-label')])"
+    )
+    assert shown == [["range", "80", "0", "100", "Assistant volume"]] * 2
+    assert volume(page)["gain"] == pytest.approx(0.8, abs=1e-6)
+
+    sliders.first.fill("30")  # input, then change: what letting go of the slider fires
+    assert sent(page, "set")[-1]["content"] == {"kind": "set", "name": "volume", "value": 0.3}
+    assert sliders.nth(1).input_value() == "30"  # the other view shows it too
+    wait_gain(page, 0.3)
+    page.evaluate("model.set('volume', 0.3)")  # the kernel took it
+
+    # While it is dragged (input events), the voice follows and nothing is sent yet; an
+    # echo of an older value does not pull it back.
+    sets = len(sent(page, "set"))
+    sliders.first.evaluate("(s) => { s.value = '45'; s.dispatchEvent(new Event('input')); }")
+    wait_gain(page, 0.45)
+    assert len(sent(page, "set")) == sets
+    sliders.first.evaluate("(s) => s.dispatchEvent(new Event('change'))")  # let go
+    assert sent(page, "set")[-1]["content"]["value"] == 0.45
+    page.evaluate("model.set('volume', 0.45)")
+
+    page.evaluate("model.set('volume', 0.6)")  # assistant.volume = 0.6 in a cell
+    assert sliders.evaluate_all("(ss) => ss.map((s) => s.value)") == ["60", "60"]
+    wait_gain(page, 0.6)
+    assert page.evaluate("model.saves") == 0
+
+
+def test_the_volume_holds_for_audio_that_starts_later_and_for_the_next_share(
+    page: Page,
+) -> None:
+    share(page, volume=0.4)
+    assert volume(page)["gain"] == pytest.approx(0.4, abs=1e-6)  # from the start: no ramp
+    page.evaluate("installTap('gainNode')")
+    play_sine(page, 1.0)
+    assert heard(page, 0.2)["rms"] == pytest.approx(0.4 * SINE_RMS, rel=0.03)
+
+    page.evaluate("model.set('volume', 0.7); model.set('muted', true)")
+    page.locator(".ssw-stop").click()
+    wait_all_ended(page)
+    assert volume(page) == {"volume": 0.7, "muted": True, "gain": None}
+    page.evaluate("model.set('muted', false)")  # from Python, while nothing is shared
+    page.locator(".ssw-share").click()
+    poll(page, "model.sent.filter((m) => m.content.kind === 'start').length === 2", 10,
+         "the second start")  # fmt: skip
+    again = volume(page)
+    assert (again["volume"], again["muted"]) == (0.7, False)
+    assert again["gain"] == pytest.approx(0.7, abs=1e-6)
 
 
 def test_the_instruction_box_applies_through_the_kernel(page: Page) -> None:
