@@ -68,6 +68,7 @@ export class Capture {
     this.source = null;
     /** @type {MediaStreamTrack[]} every track of the current or last capture, ended included */
     this.allTracks = [];
+    this.flowing = false; // the microphone flows into the worklet (after `start`)
   }
 
   /**
@@ -85,9 +86,36 @@ export class Capture {
     return navigator.mediaDevices.getDisplayMedia(DISPLAY_OPTIONS);
   }
 
-  /** @returns {Promise<MediaStream>} the microphone */
-  askMic() {
-    return navigator.mediaDevices.getUserMedia({ audio: MIC_CONSTRAINTS });
+  /**
+   * @param {string} [deviceId] that microphone (else the browser's default)
+   * @returns {Promise<MediaStream>} the microphone
+   */
+  askMic(deviceId = "") {
+    const audio = deviceId ? { ...MIC_CONSTRAINTS, deviceId: { exact: deviceId } } : MIC_CONSTRAINTS;
+    return navigator.mediaDevices.getUserMedia({ audio });
+  }
+
+  /**
+   * Listen through `mic` from now on: it feeds the capture worklet (connected if the old one
+   * was), and the old microphone's tracks are stopped (they stay in `tracks()`, ended).
+   * Throws, changing nothing, if the context cannot take it.
+   * @param {MediaStream} mic
+   */
+  replaceMic(mic) {
+    const context = /** @type {AudioContext} */ (this.context);
+    const source = context.createMediaStreamSource(mic);
+    this.tracks(); // remembers the old tracks before they go
+    for (const track of this.mic?.getTracks() ?? []) track.stop();
+    this.source?.disconnect();
+    this.mic = mic;
+    this.source = source;
+    if (this.flowing) this.connect();
+  }
+
+  /** The microphone ended: nothing more from it reaches the worklet (no chunks of silence
+   * are sent) until `replaceMic`. */
+  unplugMic() {
+    this.source?.disconnect();
   }
 
   /** Load the capture worklet into the context. */
@@ -120,6 +148,7 @@ export class Capture {
 
   /** Let the microphone flow into the worklet (only once the kernel got `start`). */
   connect() {
+    this.flowing = true;
     if (this.node && this.source) this.source.connect(this.node);
   }
 
@@ -141,6 +170,7 @@ export class Capture {
     this.node?.disconnect();
     if (this.context && this.context.state !== "closed") this.context.close().catch(() => {});
     this.source = null;
+    this.flowing = false;
     this.node = null;
     this.context = null;
   }

@@ -34,6 +34,9 @@ function buildBar() {
   const bar = h("div", "ssw-bar");
   const share = button("ssw-share", "Share screen & mic");
   const stop = button("ssw-stop", "Stop");
+  const reshare = button("ssw-reshare", "Share a screen");
+  reshare.title = "Share a screen, window or tab again (the conversation goes on)";
+  reshare.hidden = true;
   const pause = button("ssw-pause-video", "Pause video");
   pause.title = "Stop sending screen frames to the model (the voice conversation goes on)";
   const status = h("span", "ssw-status");
@@ -50,8 +53,8 @@ function buildBar() {
     "Tokens the service reported (and the cost estimate from assistant.prices). Each turn " +
     "re-bills the whole context, so the last turn grows; the next 10 minutes are projected " +
     "at the recent turn rate, a floor.";
-  bar.append(share, stop, pause, status, timer, connection, recording, spend, backendBox);
-  return { bar, share, stop, pause, status, timer, connection, recording, spend, backend, engine };
+  bar.append(share, stop, reshare, pause, status, timer, connection, recording, spend, backendBox);
+  return { bar, share, stop, reshare, pause, status, timer, connection, recording, spend, backend, engine };
 }
 
 /** The error, notice and "others live" lines. */
@@ -103,7 +106,11 @@ function buildSide() {
   meter.title = "Microphone level";
   const meterFill = h("div", "ssw-meter-fill");
   meter.append(meterFill);
-  meterRow.append(h("span", "ssw-meter-label", "Mic"), meter);
+  const micPick = /** @type {HTMLSelectElement} */ (h("select", "ssw-mic"));
+  micPick.setAttribute("aria-label", "Microphone");
+  micPick.title = "The microphone the assistant hears";
+  micPick.hidden = true;
+  meterRow.append(h("span", "ssw-meter-label", "Mic"), meter, micPick);
   const { voiceRow, mute, volume } = buildVoice();
   const transcript = h("div", "ssw-transcript");
   transcript.setAttribute("aria-live", "polite");
@@ -119,7 +126,7 @@ function buildSide() {
   const tools = h("div", "ssw-tools");
   tools.setAttribute("aria-label", "Tool calls");
   side.append(meterRow, voiceRow, transcript, tools, compose);
-  return { side, meter, meterFill, mute, volume, transcript, tools, compose, textInput, send };
+  return { side, meter, meterFill, micPick, mute, volume, transcript, tools, compose, textInput, send };
 }
 
 /** The system instruction box. */

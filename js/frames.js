@@ -102,6 +102,18 @@ export class FrameLoop {
     this.tick();
   }
 
+  /**
+   * Another screen is shared in the same capture: look at it from now on (the sequence
+   * numbers and the policy go on; the new screen's first frame is a change).
+   * @param {MediaStream} screen
+   */
+  resume(screen) {
+    this.run++;
+    this.stream = screen;
+    this.source.open(screen);
+    this.begin();
+  }
+
   /** The screen is no longer shared: stop looking (the filmstrip stays). */
   end() {
     this.run++;

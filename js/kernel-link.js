@@ -69,6 +69,11 @@ export class BusyWatch {
     this.liveSeenAt = now;
   }
 
+  /** @param {number} now ms: the microphone flows again (a new one): its quiet starts now */
+  resume(now) {
+    this.liveSeenAt = now;
+  }
+
   /**
    * The kernel acknowledged microphone audio up to `audioSeq`.
    * @param {unknown} audioSeq

@@ -22,6 +22,7 @@ export const BROWSER_KINDS = Object.freeze([
   "frame_stats",
   "beat",
   "set",
+  "device",
 ]);
 /** Kinds the kernel sends to the browser. */
 export const KERNEL_KINDS = Object.freeze([
@@ -163,6 +164,17 @@ export const stop = (reason, capture) =>
   capture === undefined
     ? { kind: /** @type {const} */ ("stop"), reason }
     : { kind: /** @type {const} */ ("stop"), reason, capture };
+
+/**
+ * A device came or went while live: "screen_ended" (the browser's own Stop sharing),
+ * "screen_shared" (a screen shared again), "mic_ended" (unplugged), "mic_changed" (picked).
+ * @param {"screen_ended" | "screen_shared" | "mic_ended" | "mic_changed"} what
+ * @param {string} label the device's name where it has one
+ * @param {string} capture
+ */
+export const device = (what, label, capture) => ({
+  kind: /** @type {const} */ ("device"), what, label, capture,
+});
 
 /** @param {string} message a sentence with the fix */
 export const clientError = (message) => ({ kind: /** @type {const} */ ("client_error"), message });

@@ -7,9 +7,40 @@
 export const BUSY_NOTICE =
   "Paused: the kernel is busy running a cell; the conversation resumes when it finishes.";
 export const SCREEN_ENDED_NOTICE =
-  "Screen sharing ended; the voice conversation continues. Click Stop to end it.";
+  "Screen sharing ended; the voice conversation continues. Click “Share a screen” to share " +
+  "one again, or Stop to end it.";
+export const SCREEN_AGAIN_NOTICE = "Sharing the new screen; the conversation goes on.";
 export const MIC_ENDED_NOTICE =
-  "The microphone stopped; the assistant still sees your screen. Click Stop to end it.";
+  "The microphone stopped (unplugged?); the assistant still sees your screen and reads what " +
+  "you type. Pick a microphone to talk again, or Stop to end it.";
+
+/** @param {string[]} labels microphones that came meanwhile (none: the plain notice) */
+export function micEnded(labels) {
+  if (labels.length === 0) return MIC_ENDED_NOTICE;
+  const added = micAdded(labels);
+  return `The microphone stopped (unplugged?); ${added[0].toLowerCase()}${added.slice(1)} ` +
+    "The assistant still sees your screen and reads what you type meanwhile.";
+}
+export const NO_MIC_NOTICE =
+  "No microphone is connected: plug one in and pick it; typing works meanwhile.";
+
+/** @param {string[]} labels microphones that were just connected */
+export function micAdded(labels) {
+  const names = labels.map((l) => `“${l}”`).join(", ");
+  return `${labels.length > 1 ? "New microphones" : "A new microphone"} connected: ${names}. ` +
+    "Pick it in the microphone menu to talk through it.";
+}
+
+/** @param {string} label what the browser calls the system's default microphone now */
+export function defaultMicChanged(label) {
+  return `The system's default microphone is now “${label}”. Pick it in the microphone menu ` +
+    "to talk through it.";
+}
+
+/** @param {string} label the microphone now in use */
+export function micInUse(label) {
+  return `Listening through “${label}”.`;
+}
 export const EMPTY_TRANSCRIPT =
   "Click Share, then talk: the assistant sees your screen and answers aloud.";
 export const NOT_SHARED_NOTICE =
@@ -74,6 +105,38 @@ const FAILURE_SENTENCES = {
     "The microphone is in use by another application or could not start: close the other " +
     "application and click Share again.",
 };
+
+/** @type {Record<string, string>} the same, for a screen or microphone picked again live */
+const LIVE_FAILURE_SENTENCES = {
+  "screen:NotAllowedError":
+    "No screen was shared (the picker was cancelled or blocked); the conversation goes on. " +
+    "Click “Share a screen” to pick one.",
+  "microphone:NotAllowedError":
+    "Microphone access was denied: allow the microphone for this page (the icon in the " +
+    "address bar), then pick it again.",
+  "microphone:NotFoundError": "That microphone is not connected: plug it in, or pick another.",
+  "microphone:OverconstrainedError":
+    "That microphone is not connected: plug it in, or pick another.",
+  "microphone:NotReadableError":
+    "That microphone is in use by another application or could not start: close the other " +
+    "application, or pick another.",
+};
+
+/**
+ * Why a screen or microphone picked again while live could not be used, with the fix (the
+ * conversation goes on: the fix is never Share).
+ * @param {"screen"|"microphone"} what
+ * @param {unknown} error
+ */
+export function describeLiveFailure(what, error) {
+  const known = error instanceof Error || error instanceof DOMException;
+  const name = known ? error.name : "";
+  const key = `${what}:${name}`;
+  if (key in LIVE_FAILURE_SENTENCES) return LIVE_FAILURE_SENTENCES[key];
+  const label = what === "screen" ? "Sharing a screen" : "The microphone";
+  const detail = known ? error.message : String(error);
+  return `${label} failed (${name || "error"}: ${detail}); the conversation goes on.`;
+}
 
 /**
  * A human sentence, with the fix, for a failed getDisplayMedia/getUserMedia/audio setup.

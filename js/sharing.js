@@ -5,6 +5,7 @@
  */
 
 import { Capture, stopStream } from "./capture.js";
+import { Devices } from "./devices.js";
 import { FrameLoop } from "./frames.js";
 import { BusyWatch } from "./kernel-link.js";
 import { exactBuffer, OUTPUT_RATE_HZ, rmsToLevel } from "./pcm.js";
@@ -74,6 +75,25 @@ export class Sharing {
     this.player.onOrphans = (entries) => host.trace()?.orphans.push(...entries);
     const send = this.send.bind(this);
     this.frames = new FrameLoop(host.model, send, this.sent, () => host.emit("filmstrip"));
+    this.devices = new Devices({
+      live: () => this.phase === "live",
+      capture: this.capture,
+      notice: host.notice,
+      changed: () => host.emit("state"),
+      screenShared: (screen) => this.frames.resume(screen),
+      screenEnded: () => {
+        this.frames.end();
+        this.capture.screen = null;
+      },
+      micEnded: () => {
+        this.capture.unplugMic(); // no chunks of silence: nothing is billed for it
+        this.level = 0;
+        host.emit("level", 0);
+      },
+      micFlows: () => this.busyWatch.resume(performance.now()),
+      watch: (track) => this.watch(track),
+      tell: (what, label) => this.send(protocol.device(what, label, this.captureId)),
+    });
   }
 
   /**
@@ -193,9 +213,7 @@ export class Sharing {
 
   /** Capture is ready: tell the kernel, then let media flow. */
   goLive() {
-    for (const track of this.tracks()) {
-      track.addEventListener("ended", () => this.onTrackEnded(track));
-    }
+    for (const track of this.tracks()) this.watch(track);
     this.phase = "live";
     this.audioSeq = 0;
     this.busyWatch.reset(performance.now());
@@ -210,6 +228,7 @@ export class Sharing {
     this.capture.connect();
     this.frames.begin();
     this.stopBusyTicks = every(BUSY_CHECK_MS, () => this.checkBusy());
+    this.devices.start();
     this.host.phaseChanged();
     this.host.emit("state");
   }
@@ -248,7 +267,9 @@ export class Sharing {
 
   /** Busy: live, but the kernel stopped acknowledging what the page sends. */
   checkBusy() {
-    const live = this.phase === "live" && this.host.model.get("status") === "live";
+    // Without a microphone nothing is sent, so the kernel has nothing to acknowledge.
+    const live = this.phase === "live" && this.host.model.get("status") === "live" &&
+      this.devices.micLive();
     const busy = live && this.busyWatch.busy(this.audioSeq, this.chunkMs, performance.now());
     if (busy !== this.busy) {
       this.busy = busy;
@@ -256,19 +277,18 @@ export class Sharing {
     }
   }
 
+  /** @param {MediaStreamTrack} track call onTrackEnded when it ends */
+  watch(track) {
+    track.addEventListener("ended", () => this.onTrackEnded(track));
+  }
+
   /** @param {MediaStreamTrack} track */
   onTrackEnded(track) {
     if (this.phase !== "live") return;
     if (this.tracks().every((t) => t.readyState === "ended")) {
       this.stop(say.ALL_ENDED_REASON);
-    } else if (track.kind === "video") {
-      this.frames.end();
-      this.capture.screen = null;
-      this.host.notice.show(say.SCREEN_ENDED_NOTICE, { sticky: true });
     } else {
-      this.level = 0;
-      this.host.emit("level", 0);
-      this.host.notice.show(say.MIC_ENDED_NOTICE, { sticky: true });
+      this.devices.onTrackEnded(track); // the other goes on; the cell offers a new one
     }
   }
 
@@ -298,6 +318,7 @@ export class Sharing {
     this.frames.end();
     this.stopBusyTicks?.();
     this.stopBusyTicks = null;
+    this.devices.stop();
     this.capture.close();
     this.player.close();
     this.phase = "idle";

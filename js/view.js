@@ -5,6 +5,7 @@
  * Internal module.
  */
 
+import { DeviceControls } from "./device-view.js";
 import { buildView, h, renderToolCall, renderTurn } from "./elements.js";
 import { formatElapsed, formatSpend } from "./format.js";
 import * as protocol from "./protocol.js";
@@ -208,6 +209,7 @@ export class View {
     this.clock = undefined;
     this.instruction = new InstructionBox(this.ui, model, ctl);
     this.toggles = new Toggles(this.ui, model, ctl);
+    this.deviceControls = new DeviceControls(this.ui, ctl);
     this.following = true; // the transcript follows the newest turn unless scrolled up
     this.cleaned = false;
     for (const name of HANDLERS) this[name] = /** @type {any} */ (this[name]).bind(this);
@@ -240,6 +242,7 @@ export class View {
     ui.share.addEventListener("click", this.onShare, until);
     ui.stop.addEventListener("click", this.onStop, until);
     this.toggles.listen(until);
+    this.deviceControls.listen(until);
     ui.compose.addEventListener("submit", this.onSend, until);
     ui.apply.addEventListener("click", this.instruction.apply, until);
     ui.revert.addEventListener("click", this.instruction.revert, until);
@@ -328,6 +331,7 @@ export class View {
   showToggles() {
     const { ui, model } = this;
     this.toggles.show();
+    this.deviceControls.show();
     const recording = model.get("recording") || "";
     ui.recording.textContent = recording ? "● REC" : "";
     ui.recording.title = recording ? `Recording to ${recording}` : "";

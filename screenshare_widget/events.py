@@ -44,6 +44,8 @@ EventKind = Literal[
     "page_lost",  # the page of the session was not heard from for the page timeout: stopped
     "stopped",  # the page or Python stopped the session (by, reason)
     "task_failed",  # a relay task (a tool call) ended in an exception: a bug (task, error)
+    "device",  # in the page, a device came or went: change (screen_ended, screen_shared,
+    # mic_ended, mic_changed) and label (the device's name)
 ]
 
 

@@ -308,8 +308,21 @@ class PageLink:
                     self.mirror.set(error=str(exc))
             case protocol.SetTrait(name=name, value=value):
                 self.page_set(name, value)
+            case protocol.Device():
+                self._device(message)
             case protocol.Beat():
                 pass  # heard: that is all a beat says
+
+    def _device(self, message: protocol.Device) -> None:
+        """A device came or went in the page; the capture goes on. It is an event, and an
+        unplugged microphone ends the audio stream, so the service answers what the user had
+        begun to say instead of waiting for more."""
+        if message.capture and message.capture != self._capture:
+            self.reject("a device change from a stale view (an earlier capture)")
+            return
+        self.relay.log_event("device", change=message.what, label=message.label)
+        if message.what == "mic_ended" and self.relay.state is RelayState.LIVE:
+            self.relay.end_audio()  # not awaited: the page's handler never waits on the loop
 
     def page_set(self, name: str, value: Any) -> None:
         """The user changed trait ``name`` to ``value`` in the page (a ``set`` message, or a

@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypedDict, get_args
+from typing import Any, Final, Literal, TypedDict, cast, get_args
 
 # ---- media formats ---------------------------------------------------------------------------
 
@@ -83,7 +83,7 @@ LIMITS: Final[Mapping[str, float]] = MappingProxyType(
 #: A kind the browser sends to the kernel.
 BrowserKind = Literal[
     "hello", "start", "audio", "frame", "stop", "client_error", "playback", "text", "confirm",
-    "frame_stats", "beat", "set",
+    "frame_stats", "beat", "set", "device",
 ]  # fmt: skip
 #: A kind the kernel sends to the browser.
 KernelKind = Literal[
@@ -185,6 +185,25 @@ class ClientError:
     message: str = ""
 
 
+#: What a ``device`` message says changed.
+DeviceChange = Literal["screen_ended", "screen_shared", "mic_ended", "mic_changed"]
+DEVICE_CHANGES: Final[frozenset[str]] = frozenset(get_args(DeviceChange))
+#: The longest device label kept (characters).
+MAX_DEVICE_LABEL: Final = 200
+
+
+@dataclass(frozen=True)
+class Device:
+    """``device``: while live, a device came or went in the page: the shared screen ended
+    (the browser's own Stop sharing) or was shared again, the microphone ended (unplugged) or
+    another was picked (``label``: its name, "" if the browser gives none). The capture, and
+    the session, go on."""
+
+    what: DeviceChange
+    label: str = ""
+    capture: str = ""
+
+
 @dataclass(frozen=True)
 class Text:
     """``text``: the user typed ``text`` (not blank) in the widget: send it to the model."""
@@ -241,11 +260,12 @@ FRAME_STATS_FIELDS: Final = ("checked", "sent", "skipped", "first", "change", "s
 #: A parsed browser message; media are :class:`AudioChunk` and :class:`Frame`.
 BrowserMessage = (
     AudioChunk | Frame | Hello | Start | Stop | Beat | ClientError | Text | Confirm | Playback
-    | FrameStats | SetTrait
+    | FrameStats | SetTrait | Device
 )  # fmt: skip
 #: A parsed browser message that is not media.
 Control = (
     Hello | Start | Stop | Beat | ClientError | Text | Confirm | Playback | FrameStats | SetTrait
+    | Device
 )  # fmt: skip
 
 _JPEG_SOI: Final = b"\xff\xd8\xff"
@@ -329,8 +349,18 @@ def _control(content: dict[str, Any]) -> Control:
             return FrameStats(*(_int_field(content, name) for name in FRAME_STATS_FIELDS))
         case "set":
             return parse_page_trait(content.get("name"), content.get("value"))
+        case "device":
+            return _device(content)
         case "audio" | "frame":
             raise ProtocolError(f"{kind} is media, not a control message")
+
+
+def _device(content: dict[str, Any]) -> Device:
+    what = content.get("what")
+    if what not in DEVICE_CHANGES:
+        raise ProtocolError(f"device 'what' must be one of {sorted(DEVICE_CHANGES)}, not {what!r}")
+    label = _text_field(content, "label")[:MAX_DEVICE_LABEL]
+    return Device(cast(DeviceChange, what), label, _text_field(content, "capture"))
 
 
 def _text(content: dict[str, Any]) -> Text:

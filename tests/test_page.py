@@ -186,6 +186,31 @@ def test_a_bad_volume_from_the_page_is_refused_clearly_and_the_session_goes_on(
     wait_until(lambda: backend.sessions[0].audio == [b"\1\0" * 160], what="audio relayed")
 
 
+def test_devices_that_come_and_go_are_events_and_an_unplugged_mic_ends_the_audio(
+    widget: ScreenShareAssistant, backend: FakeBackend
+) -> None:
+    """The page says a device came or went: each is an event in ``assistant.events``; an
+    unplugged microphone also ends the audio stream (the service answers what was said so
+    far); the session goes on. A stale view's, or a malformed one, is refused."""
+    w = widget
+    w._handle_custom_msg({"kind": "start", "capture": "c1"}, [])
+    wait_until(lambda: w.status == "live", what="live")
+    for what, label in [("screen_ended", "tab"), ("screen_shared", "window"),
+                        ("mic_ended", "USB mic"), ("mic_changed", "Headset")]:  # fmt: skip
+        w._handle_custom_msg({"kind": "device", "what": what, "label": label, "capture": "c1"}, [])
+    wait_until(lambda: backend.sessions[0].audio_ended == 1, what="the audio stream's end")
+    told = [(e.detail["change"], e.detail["label"]) for e in w.events if e.kind == "device"]
+    assert told == [("screen_ended", "tab"), ("screen_shared", "window"),
+                    ("mic_ended", "USB mic"), ("mic_changed", "Headset")]  # fmt: skip
+    w._handle_custom_msg({"kind": "device", "what": "mic_ended", "capture": "old"}, [])
+    w._handle_custom_msg({"kind": "device", "what": "unplugged", "capture": "c1"}, [])
+    assert w._page.rejected == 2
+    assert len([e for e in w.events if e.kind == "device"]) == 4
+    assert w.status == "live" and backend.sessions[0].audio_ended == 1
+    w._handle_custom_msg({"kind": "audio", "seq": 0, "capture": "c1"}, [b"\1\0" * 160])
+    wait_until(lambda: backend.sessions[0].audio == [b"\1\0" * 160], what="audio relayed")
+
+
 def test_a_value_a_trait_refuses_is_returned_not_logged(
     widget: ScreenShareAssistant, caplog: pytest.LogCaptureFixture
 ) -> None:

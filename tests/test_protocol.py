@@ -87,6 +87,12 @@ def test_the_page_sets_the_volume_as_a_float_and_muted_as_a_bool() -> None:
     assert parsed("muted", True) == protocol.SetTrait("muted", True)
 
 
+def test_a_device_change_keeps_what_and_a_bounded_label() -> None:
+    message = {"kind": "device", "what": "mic_changed", "label": "H" * 500, "capture": "c"}
+    parsed = parse_browser_message(message)
+    assert parsed == protocol.Device("mic_changed", "H" * protocol.MAX_DEVICE_LABEL, "c")
+
+
 def test_every_browser_kind_parses_to_its_own_dataclass() -> None:
     minimal: dict[str, tuple[dict[str, object], list[bytes] | None]] = {
         "audio": ({}, [b"\0\0"]),
@@ -94,6 +100,7 @@ def test_every_browser_kind_parses_to_its_own_dataclass() -> None:
         "text": ({"text": "hi"}, None),
         "confirm": ({"allow": True}, None),
         "set": ({"name": "video_paused", "value": False}, None),
+        "device": ({"what": "mic_ended"}, None),
     }
     parsed = {}
     for kind in sorted(protocol.BROWSER_KINDS):
@@ -170,6 +177,9 @@ def test_the_shared_limits_come_from_the_constants() -> None:
         ({"kind": "set", "name": "volume", "value": float("nan")}, None, "must be a finite"),
         ({"kind": "set", "name": "volume", "value": float("inf")}, None, "must be a finite"),
         ({"kind": "set", "name": "muted", "value": 0}, None, "'muted' must be true or false"),
+        ({"kind": "device", "what": "unplugged"}, None, "device 'what' must be one of"),
+        ({"kind": "device"}, None, "device 'what' must be one of"),
+        ({"kind": "device", "what": "mic_ended", "label": 3}, None, "'label' must be a string"),
         ({"kind": "set", "name": "muted", "value": "true"}, None, "must be true or false"),
         (
             {

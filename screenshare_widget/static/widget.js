@@ -37,7 +37,8 @@ var BROWSER_KINDS = Object.freeze([
   "confirm",
   "frame_stats",
   "beat",
-  "set"
+  "set",
+  "device"
 ]);
 var KERNEL_KINDS = Object.freeze([
   "audio",
@@ -116,6 +117,15 @@ var stop = (reason, capture) => capture === void 0 ? { kind: (
   /** @type {const} */
   "stop"
 ), reason, capture };
+var device = (what, label, capture) => ({
+  kind: (
+    /** @type {const} */
+    "device"
+  ),
+  what,
+  label,
+  capture
+});
 var clientError = (message) => ({ kind: (
   /** @type {const} */
   "client_error"
@@ -231,6 +241,10 @@ var BusyWatch = class {
     this.ackedSeq = -1;
     this.ackSeen = false;
     this.lastAckAt = 0;
+    this.liveSeenAt = now;
+  }
+  /** @param {number} now ms: the microphone flows again (a new one): its quiet starts now */
+  resume(now) {
     this.liveSeenAt = now;
   }
   /**
@@ -361,8 +375,25 @@ var Notice = class {
 
 // js/sentences.js
 var BUSY_NOTICE = "Paused: the kernel is busy running a cell; the conversation resumes when it finishes.";
-var SCREEN_ENDED_NOTICE = "Screen sharing ended; the voice conversation continues. Click Stop to end it.";
-var MIC_ENDED_NOTICE = "The microphone stopped; the assistant still sees your screen. Click Stop to end it.";
+var SCREEN_ENDED_NOTICE = "Screen sharing ended; the voice conversation continues. Click “Share a screen” to share one again, or Stop to end it.";
+var SCREEN_AGAIN_NOTICE = "Sharing the new screen; the conversation goes on.";
+var MIC_ENDED_NOTICE = "The microphone stopped (unplugged?); the assistant still sees your screen and reads what you type. Pick a microphone to talk again, or Stop to end it.";
+function micEnded(labels) {
+  if (labels.length === 0) return MIC_ENDED_NOTICE;
+  const added = micAdded(labels);
+  return `The microphone stopped (unplugged?); ${added[0].toLowerCase()}${added.slice(1)} The assistant still sees your screen and reads what you type meanwhile.`;
+}
+var NO_MIC_NOTICE = "No microphone is connected: plug one in and pick it; typing works meanwhile.";
+function micAdded(labels) {
+  const names = labels.map((l) => `“${l}”`).join(", ");
+  return `${labels.length > 1 ? "New microphones" : "A new microphone"} connected: ${names}. Pick it in the microphone menu to talk through it.`;
+}
+function defaultMicChanged(label) {
+  return `The system's default microphone is now “${label}”. Pick it in the microphone menu to talk through it.`;
+}
+function micInUse(label) {
+  return `Listening through “${label}”.`;
+}
 var EMPTY_TRANSCRIPT = "Click Share, then talk: the assistant sees your screen and answers aloud.";
 var NOT_SHARED_NOTICE = "A session is running, but this page shares nothing: click Share to send your screen and voice from here, or Stop to end the session.";
 var USER_STOP_REASON = "Stopped by the user.";
@@ -396,6 +427,22 @@ var FAILURE_SENTENCES = {
   "audio:NotAllowedError": "The browser would not start audio for this page (its autoplay or sound setting): allow sound for this site and click Share again.",
   "microphone:NotReadableError": "The microphone is in use by another application or could not start: close the other application and click Share again."
 };
+var LIVE_FAILURE_SENTENCES = {
+  "screen:NotAllowedError": "No screen was shared (the picker was cancelled or blocked); the conversation goes on. Click “Share a screen” to pick one.",
+  "microphone:NotAllowedError": "Microphone access was denied: allow the microphone for this page (the icon in the address bar), then pick it again.",
+  "microphone:NotFoundError": "That microphone is not connected: plug it in, or pick another.",
+  "microphone:OverconstrainedError": "That microphone is not connected: plug it in, or pick another.",
+  "microphone:NotReadableError": "That microphone is in use by another application or could not start: close the other application, or pick another."
+};
+function describeLiveFailure(what, error) {
+  const known = error instanceof Error || error instanceof DOMException;
+  const name = known ? error.name : "";
+  const key = `${what}:${name}`;
+  if (key in LIVE_FAILURE_SENTENCES) return LIVE_FAILURE_SENTENCES[key];
+  const label = what === "screen" ? "Sharing a screen" : "The microphone";
+  const detail = known ? error.message : String(error);
+  return `${label} failed (${name || "error"}: ${detail}); the conversation goes on.`;
+}
 function describeFailure(what, error) {
   const known = error instanceof Error || error instanceof DOMException;
   const name = known ? error.name : "";
@@ -517,6 +564,7 @@ var Capture = class {
     this.node = null;
     this.source = null;
     this.allTracks = [];
+    this.flowing = false;
   }
   /**
    * Create the capture context; must run inside the Share click (autoplay rules).
@@ -531,9 +579,37 @@ var Capture = class {
   askScreen() {
     return navigator.mediaDevices.getDisplayMedia(DISPLAY_OPTIONS);
   }
-  /** @returns {Promise<MediaStream>} the microphone */
-  askMic() {
-    return navigator.mediaDevices.getUserMedia({ audio: MIC_CONSTRAINTS });
+  /**
+   * @param {string} [deviceId] that microphone (else the browser's default)
+   * @returns {Promise<MediaStream>} the microphone
+   */
+  askMic(deviceId = "") {
+    const audio2 = deviceId ? { ...MIC_CONSTRAINTS, deviceId: { exact: deviceId } } : MIC_CONSTRAINTS;
+    return navigator.mediaDevices.getUserMedia({ audio: audio2 });
+  }
+  /**
+   * Listen through `mic` from now on: it feeds the capture worklet (connected if the old one
+   * was), and the old microphone's tracks are stopped (they stay in `tracks()`, ended).
+   * Throws, changing nothing, if the context cannot take it.
+   * @param {MediaStream} mic
+   */
+  replaceMic(mic) {
+    const context = (
+      /** @type {AudioContext} */
+      this.context
+    );
+    const source = context.createMediaStreamSource(mic);
+    this.tracks();
+    for (const track of this.mic?.getTracks() ?? []) track.stop();
+    this.source?.disconnect();
+    this.mic = mic;
+    this.source = source;
+    if (this.flowing) this.connect();
+  }
+  /** The microphone ended: nothing more from it reaches the worklet (no chunks of silence
+   * are sent) until `replaceMic`. */
+  unplugMic() {
+    this.source?.disconnect();
   }
   /** Load the capture worklet into the context. */
   load() {
@@ -574,6 +650,7 @@ var Capture = class {
   }
   /** Let the microphone flow into the worklet (only once the kernel got `start`). */
   connect() {
+    this.flowing = true;
     if (this.node && this.source) this.source.connect(this.node);
   }
   /** @returns {MediaStreamTrack[]} the current (or last) capture's tracks, ended ones included */
@@ -593,8 +670,209 @@ var Capture = class {
     if (this.context && this.context.state !== "closed") this.context.close().catch(() => {
     });
     this.source = null;
+    this.flowing = false;
     this.node = null;
     this.context = null;
+  }
+};
+
+// js/mic-list.js
+var DEFAULT_MIC = "default";
+function micInputs(devices) {
+  const inputs = devices.filter(
+    (d) => d.kind === "audioinput" && d.deviceId && d.deviceId !== "communications"
+  );
+  const labelled = inputs.map((d, i) => ({
+    id: d.deviceId,
+    label: d.label || (d.deviceId === DEFAULT_MIC ? "Default" : `Microphone ${i + 1}`)
+  }));
+  return labelled.sort((a, b) => Number(b.id === DEFAULT_MIC) - Number(a.id === DEFAULT_MIC));
+}
+function micChanges(before, after) {
+  const had = new Map(before.map((m) => [m.id, m.label]));
+  const has = new Set(after.map((m) => m.id));
+  const label = after.find((m) => m.id === DEFAULT_MIC)?.label;
+  const oldLabel = had.get(DEFAULT_MIC);
+  return {
+    added: after.filter((m) => !had.has(m.id)),
+    removed: before.filter((m) => !has.has(m.id)),
+    newDefault: label && oldLabel && label !== oldLabel ? label : ""
+  };
+}
+
+// js/devices.js
+var MIC_POLL_MS = 2e3;
+var FRESH_MS = 5e3;
+var Devices = class {
+  /** @param {DevicesHost} host */
+  constructor(host) {
+    this.host = host;
+    this.inputs = [];
+    this.watching = false;
+    this.stopPolling = null;
+    this.missing = 0;
+    this.micEnded = false;
+    this.added = { labels: [], at: -Infinity };
+    this.picking = false;
+    this.refresh = this.refresh.bind(this);
+  }
+  /** The capture went live: list the microphones and follow their changes. */
+  start() {
+    if (this.watching) return;
+    this.watching = true;
+    this.micEnded = false;
+    navigator.mediaDevices?.addEventListener?.("devicechange", this.refresh);
+    this.stopPolling = every(MIC_POLL_MS, () => void this.refresh());
+    void this.refresh(false);
+  }
+  /** The capture ended: stop following. Idempotent. */
+  stop() {
+    this.watching = false;
+    this.stopPolling?.();
+    this.stopPolling = null;
+    navigator.mediaDevices?.removeEventListener?.("devicechange", this.refresh);
+  }
+  /** @returns {boolean} a microphone is live (its chunks flow) */
+  micLive() {
+    return this.host.capture.mic?.getAudioTracks()[0]?.readyState === "live";
+  }
+  /** @returns {string} the device id of the microphone in use, "" when none is live */
+  currentMic() {
+    const track = this.host.capture.mic?.getAudioTracks()[0];
+    if (!track || track.readyState === "ended") return "";
+    return track.getSettings?.().deviceId || "";
+  }
+  /**
+   * @param {MediaStreamTrack} track a microphone's
+   * @returns {string} its name as the menu shows it ("" if the browser gives none)
+   */
+  labelOf(track) {
+    const id = track.getSettings?.().deviceId;
+    return this.inputs.find((m) => m.id === id)?.label || track.label || "";
+  }
+  /** @returns {boolean} the screen is shared now */
+  screenShared() {
+    const track = this.host.capture.screen?.getVideoTracks()[0];
+    return !!track && track.readyState === "live";
+  }
+  /**
+   * List the microphones again; say in the cell which came (the user may want one) and
+   * whether the one in use went.
+   * @param {boolean | Event} [tell] false on the first listing, which is not news
+   */
+  async refresh(tell = true) {
+    let devices;
+    try {
+      devices = await navigator.mediaDevices.enumerateDevices();
+    } catch {
+      return;
+    }
+    if (!this.watching) return;
+    if (devices.some((d) => d.kind === "audioinput" && !d.deviceId)) return;
+    const before = this.inputs;
+    this.inputs = micInputs(devices);
+    const { added, removed, newDefault } = micChanges(before, this.inputs);
+    this.checkGone();
+    const changed = added.length || removed.length || newDefault;
+    const news = tell !== false && !this.picking;
+    if (added.length) this.added = { labels: added.map((m) => m.label), at: performance.now() };
+    if (news && added.length) {
+      const labels = added.map((m) => m.label);
+      const text2 = this.micEnded ? micEnded(labels) : micAdded(labels);
+      this.host.notice.show(text2, { sticky: true });
+    } else if (news && newDefault) {
+      this.host.notice.show(defaultMicChanged(newDefault), { sticky: true });
+    } else if (news && changed && this.inputs.length === 0 && !this.currentMic()) {
+      this.host.notice.show(NO_MIC_NOTICE, { sticky: true });
+    }
+    if (changed || tell === false) this.host.changed();
+  }
+  /** The microphone in use is missing from two listings in a row, and its track still says
+   * live (a browser that does not end it): end it, as an unplugged one. */
+  checkGone() {
+    const track = this.host.capture.mic?.getAudioTracks()[0];
+    const id = this.currentMic();
+    const gone = !!id && id !== DEFAULT_MIC && !this.inputs.some((m) => m.id === id);
+    this.missing = gone ? this.missing + 1 : 0;
+    if (track && this.missing >= 2) {
+      this.missing = 0;
+      track.stop();
+      track.dispatchEvent(new Event("ended"));
+    }
+  }
+  /** @param {MediaStreamTrack} track one of the capture's tracks ended */
+  onTrackEnded(track) {
+    if (track.kind === "video") {
+      if (track !== this.host.capture.screen?.getVideoTracks()[0]) return;
+      this.host.screenEnded();
+      this.host.tell("screen_ended", track.label);
+      this.host.notice.show(SCREEN_ENDED_NOTICE, { sticky: true });
+    } else {
+      if (track !== this.host.capture.mic?.getAudioTracks()[0]) return;
+      this.host.micEnded();
+      this.host.tell("mic_ended", this.labelOf(track));
+      this.micEnded = true;
+      const fresh = performance.now() - this.added.at < FRESH_MS ? this.added.labels : [];
+      this.host.notice.show(micEnded(fresh), { sticky: true });
+      void this.refresh(false);
+    }
+    this.host.changed();
+  }
+  /**
+   * Share a screen again in the same capture (the click handler: getDisplayMedia is its first
+   * await, so the click's user activation holds). A picker the user cancels changes nothing.
+   */
+  async reshare() {
+    if (!this.host.live() || this.screenShared()) return;
+    let screen;
+    try {
+      screen = await this.host.capture.askScreen();
+    } catch (error) {
+      this.host.notice.show(describeLiveFailure("screen", error), { sticky: true });
+      this.host.changed();
+      return;
+    }
+    if (!this.host.live() || this.screenShared()) {
+      stopStream(screen);
+      return;
+    }
+    this.host.capture.screen = screen;
+    for (const track of screen.getTracks()) this.host.watch(track);
+    this.host.screenShared(screen);
+    this.host.tell("screen_shared", screen.getVideoTracks()[0]?.label ?? "");
+    this.host.notice.show(SCREEN_AGAIN_NOTICE);
+    this.host.changed();
+  }
+  /**
+   * Listen through microphone `deviceId` from now on ("" for the browser's default); the one
+   * in use is released once the new one runs. Nothing changes if it cannot be opened (the
+   * cell says why).
+   * @param {string} deviceId
+   */
+  async useMic(deviceId) {
+    if (!this.host.live() || this.picking) return;
+    this.picking = true;
+    let mic = null;
+    try {
+      mic = await this.host.capture.askMic(deviceId);
+      if (!this.host.live()) return;
+      const track = mic.getAudioTracks()[0];
+      if (!track) throw new DOMException("no audio track", "NotFoundError");
+      this.host.capture.replaceMic(mic);
+      mic = null;
+      this.host.watch(track);
+      this.host.micFlows();
+      this.micEnded = false;
+      const label = this.labelOf(track);
+      this.host.tell("mic_changed", label);
+      this.host.notice.show(micInUse(label || "the default microphone"));
+    } catch (error) {
+      this.host.notice.show(describeLiveFailure("microphone", error), { sticky: true });
+    } finally {
+      stopStream(mic);
+      this.picking = false;
+      this.host.changed();
+    }
   }
 };
 
@@ -956,6 +1234,17 @@ var FrameLoop = class {
     this.stopTicks?.();
     this.stopTicks = every(CHECK_MS, () => this.tick());
     this.tick();
+  }
+  /**
+   * Another screen is shared in the same capture: look at it from now on (the sequence
+   * numbers and the policy go on; the new screen's first frame is a change).
+   * @param {MediaStream} screen
+   */
+  resume(screen) {
+    this.run++;
+    this.stream = screen;
+    this.source.open(screen);
+    this.begin();
   }
   /** The screen is no longer shared: stop looking (the filmstrip stays). */
   end() {
@@ -1410,6 +1699,25 @@ var Sharing = class {
     this.player.onOrphans = (entries) => host.trace()?.orphans.push(...entries);
     const send = this.send.bind(this);
     this.frames = new FrameLoop(host.model, send, this.sent, () => host.emit("filmstrip"));
+    this.devices = new Devices({
+      live: () => this.phase === "live",
+      capture: this.capture,
+      notice: host.notice,
+      changed: () => host.emit("state"),
+      screenShared: (screen) => this.frames.resume(screen),
+      screenEnded: () => {
+        this.frames.end();
+        this.capture.screen = null;
+      },
+      micEnded: () => {
+        this.capture.unplugMic();
+        this.level = 0;
+        host.emit("level", 0);
+      },
+      micFlows: () => this.busyWatch.resume(performance.now()),
+      watch: (track) => this.watch(track),
+      tell: (what, label) => this.send(device(what, label, this.captureId))
+    });
   }
   /**
    * @param {object} content
@@ -1519,9 +1827,7 @@ var Sharing = class {
   }
   /** Capture is ready: tell the kernel, then let media flow. */
   goLive() {
-    for (const track of this.tracks()) {
-      track.addEventListener("ended", () => this.onTrackEnded(track));
-    }
+    for (const track of this.tracks()) this.watch(track);
     this.phase = "live";
     this.audioSeq = 0;
     this.busyWatch.reset(performance.now());
@@ -1534,6 +1840,7 @@ var Sharing = class {
     this.capture.connect();
     this.frames.begin();
     this.stopBusyTicks = every(BUSY_CHECK_MS, () => this.checkBusy());
+    this.devices.start();
     this.host.phaseChanged();
     this.host.emit("state");
   }
@@ -1567,26 +1874,24 @@ var Sharing = class {
   }
   /** Busy: live, but the kernel stopped acknowledging what the page sends. */
   checkBusy() {
-    const live = this.phase === "live" && this.host.model.get("status") === "live";
+    const live = this.phase === "live" && this.host.model.get("status") === "live" && this.devices.micLive();
     const busy = live && this.busyWatch.busy(this.audioSeq, this.chunkMs, performance.now());
     if (busy !== this.busy) {
       this.busy = busy;
       this.host.emit("state");
     }
   }
+  /** @param {MediaStreamTrack} track call onTrackEnded when it ends */
+  watch(track) {
+    track.addEventListener("ended", () => this.onTrackEnded(track));
+  }
   /** @param {MediaStreamTrack} track */
   onTrackEnded(track) {
     if (this.phase !== "live") return;
     if (this.tracks().every((t) => t.readyState === "ended")) {
       this.stop(ALL_ENDED_REASON);
-    } else if (track.kind === "video") {
-      this.frames.end();
-      this.capture.screen = null;
-      this.host.notice.show(SCREEN_ENDED_NOTICE, { sticky: true });
     } else {
-      this.level = 0;
-      this.host.emit("level", 0);
-      this.host.notice.show(MIC_ENDED_NOTICE, { sticky: true });
+      this.devices.onTrackEnded(track);
     }
   }
   // -- stop --
@@ -1612,6 +1917,7 @@ var Sharing = class {
     this.frames.end();
     this.stopBusyTicks?.();
     this.stopBusyTicks = null;
+    this.devices.stop();
     this.capture.close();
     this.player.close();
     this.phase = "idle";
@@ -2007,6 +2313,9 @@ function buildBar() {
   const bar = h("div", "ssw-bar");
   const share = button("ssw-share", "Share screen & mic");
   const stop2 = button("ssw-stop", "Stop");
+  const reshare = button("ssw-reshare", "Share a screen");
+  reshare.title = "Share a screen, window or tab again (the conversation goes on)";
+  reshare.hidden = true;
   const pause = button("ssw-pause-video", "Pause video");
   pause.title = "Stop sending screen frames to the model (the voice conversation goes on)";
   const status = h("span", "ssw-status");
@@ -2020,8 +2329,8 @@ function buildBar() {
   const recording = h("span", "ssw-recording");
   const spend = h("span", "ssw-spend");
   spend.title = "Tokens the service reported (and the cost estimate from assistant.prices). Each turn re-bills the whole context, so the last turn grows; the next 10 minutes are projected at the recent turn rate, a floor.";
-  bar.append(share, stop2, pause, status, timer, connection, recording, spend, backendBox);
-  return { bar, share, stop: stop2, pause, status, timer, connection, recording, spend, backend, engine };
+  bar.append(share, stop2, reshare, pause, status, timer, connection, recording, spend, backendBox);
+  return { bar, share, stop: stop2, reshare, pause, status, timer, connection, recording, spend, backend, engine };
 }
 function buildMessages() {
   const error = h("div", "ssw-error");
@@ -2071,7 +2380,14 @@ function buildSide() {
   meter.title = "Microphone level";
   const meterFill = h("div", "ssw-meter-fill");
   meter.append(meterFill);
-  meterRow.append(h("span", "ssw-meter-label", "Mic"), meter);
+  const micPick = (
+    /** @type {HTMLSelectElement} */
+    h("select", "ssw-mic")
+  );
+  micPick.setAttribute("aria-label", "Microphone");
+  micPick.title = "The microphone the assistant hears";
+  micPick.hidden = true;
+  meterRow.append(h("span", "ssw-meter-label", "Mic"), meter, micPick);
   const { voiceRow, mute, volume } = buildVoice();
   const transcript = h("div", "ssw-transcript");
   transcript.setAttribute("aria-live", "polite");
@@ -2096,7 +2412,7 @@ function buildSide() {
   const tools = h("div", "ssw-tools");
   tools.setAttribute("aria-label", "Tool calls");
   side.append(meterRow, voiceRow, transcript, tools, compose);
-  return { side, meter, meterFill, mute, volume, transcript, tools, compose, textInput, send };
+  return { side, meter, meterFill, micPick, mute, volume, transcript, tools, compose, textInput, send };
 }
 function buildInstruction() {
   const instruction = (
@@ -2191,6 +2507,60 @@ function renderToolCall(call, decide) {
   }
   return row;
 }
+
+// js/device-view.js
+var DeviceControls = class {
+  /**
+   * @param {import("./elements.js").ViewElements} ui
+   * @param {import("./controller.js").Controller} ctl
+   */
+  constructor(ui, ctl) {
+    this.ui = ui;
+    this.ctl = ctl;
+    this.onMicPick = this.onMicPick.bind(this);
+    this.onReshare = this.onReshare.bind(this);
+  }
+  /** @param {AddEventListenerOptions} until removes the listeners when its signal aborts */
+  listen(until) {
+    this.ui.micPick.addEventListener("change", this.onMicPick, until);
+    this.ui.reshare.addEventListener("click", this.onReshare, until);
+  }
+  show() {
+    const { ui, ctl } = this;
+    const sharing = ctl.sharing;
+    const devices = sharing.devices;
+    const live = sharing.phase === "live" && !ctl.kernelGone;
+    ui.reshare.hidden = !live || devices.screenShared();
+    ui.micPick.hidden = !live;
+    if (!live) return;
+    const current = devices.currentMic();
+    const options = devices.inputs.map((m) => [m.id, m.label]);
+    if (!current) options.unshift(["", devices.inputs.length ? "Pick a microphone…" : "No microphone"]);
+    const same = ui.micPick.options.length === options.length && options.every(([id, label], i) => ui.micPick.options[i].value === id && ui.micPick.options[i].textContent === label);
+    if (!same) {
+      ui.micPick.replaceChildren(
+        ...options.map(([id, label]) => {
+          const option = (
+            /** @type {HTMLOptionElement} */
+            h("option", "", label)
+          );
+          option.value = id;
+          return option;
+        })
+      );
+    }
+    if (ui.micPick.value !== current) ui.micPick.value = current;
+    ui.micPick.disabled = devices.picking || devices.inputs.length === 0;
+    ui.micPick.dataset.current = current;
+  }
+  onMicPick() {
+    const id = this.ui.micPick.value;
+    if (id) void this.ctl.sharing.devices.useMic(id);
+  }
+  onReshare() {
+    void this.ctl.sharing.devices.reshare();
+  }
+};
 
 // js/format.js
 function formatElapsed(seconds) {
@@ -2430,6 +2800,7 @@ var View = class {
     this.clock = void 0;
     this.instruction = new InstructionBox(this.ui, model, ctl);
     this.toggles = new Toggles(this.ui, model, ctl);
+    this.deviceControls = new DeviceControls(this.ui, ctl);
     this.following = true;
     this.cleaned = false;
     for (const name of HANDLERS) this[name] = /** @type {any} */
@@ -2461,6 +2832,7 @@ var View = class {
     ui.share.addEventListener("click", this.onShare, until);
     ui.stop.addEventListener("click", this.onStop, until);
     this.toggles.listen(until);
+    this.deviceControls.listen(until);
     ui.compose.addEventListener("submit", this.onSend, until);
     ui.apply.addEventListener("click", this.instruction.apply, until);
     ui.revert.addEventListener("click", this.instruction.revert, until);
@@ -2541,6 +2913,7 @@ var View = class {
   showToggles() {
     const { ui, model } = this;
     this.toggles.show();
+    this.deviceControls.show();
     const recording = model.get("recording") || "";
     ui.recording.textContent = recording ? "● REC" : "";
     ui.recording.title = recording ? `Recording to ${recording}` : "";

@@ -133,6 +133,12 @@ class Cdp:
             raise CdpError(f"{expression[:80]}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def grant_microphone(self, origin: str) -> None:
+        """Allow the microphone for ``origin`` for as long as this connection lasts (as a
+        user's Allow; Playwright's own grant ends when it detaches, and the browser then
+        ends the microphone's track)."""
+        self.send("Browser.grantPermissions", {"permissions": ["audioCapture"], "origin": origin})
+
     def activate(self, target: str) -> None:
         """Bring a tab to the front, as a user's click on it: the others go to the back."""
         self.send("Target.activateTarget", {"targetId": target})

@@ -73,10 +73,13 @@ class Tabs:
             """(traits) => {
               mount(["light"], traits);
               window.__pcm = [];
+              window.__frames = [];
               const send = model.send.bind(model);
               model.send = (content, callbacks, buffers = []) => {
                 const copy = content.kind === "audio" ? buffers[0].slice(0) : null;
                 if (copy) window.__pcm.push(new Int16Array(copy));
+                if (content.kind === "frame") window.__frames.push({ t: content.t,
+                  reason: content.reason, jpeg: buffers[0].slice(0) });
                 send(content, callbacks, buffers);
               };
             }""",
@@ -247,9 +250,10 @@ def test_a_notebook_tab_in_the_background_keeps_frames_and_audio_flowing(
     chromium = Chromium(list(REAL_DEVICE_ARGS), pulse.env(), tmp_path / "chromium")
     cdp = None
     try:
+        cdp = Cdp(chromium.ws_url)
+        cdp.grant_microphone(site)  # for the whole test (Playwright's ends when it leaves)
         driver = playwright.chromium.connect_over_cdp(chromium.url)
         context = driver.contexts[0]
-        context.grant_permissions(["microphone"], origin=site)
         page = context.pages[0]
         page.add_init_script(INIT_SCRIPT)
         page.goto(f"{site}/")
@@ -270,7 +274,6 @@ def test_a_notebook_tab_in_the_background_keeps_frames_and_audio_flowing(
         )
         driver.close()  # detaches Playwright; the browser and its pages stay
 
-        cdp = Cdp(chromium.ws_url)
         notebook, screen = (
             chromium.target("screenshare widget harness"),
             chromium.target(SCREEN_TITLE),
@@ -317,3 +320,149 @@ def test_a_notebook_tab_in_the_background_keeps_frames_and_audio_flowing(
     assert min(mic_per_s[1:]) >= 8, f"the microphone stalled: {mic_per_s}"
     played_s = (stats["played"] - played0) / 24_000
     assert played_s >= (voices - 1) * VOICE_S, "the model's voice stopped playing"
+
+
+#: The page's voice processing off (its noise suppression fades a steady tone): what is
+#: measured is which device the page hears.
+RAW_MIC = """() => {
+  const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (c) => gum({ audio: { ...c.audio,
+    echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+}"""
+#: The loudest RMS (of full scale) of the microphone chunks sent after chunk ``n``.
+LOUDEST_SINCE = """(n) => Math.max(0, ...window.__pcm.slice(n).map((c) => {
+  let sum = 0;
+  for (const x of c) sum += (x / 32768) ** 2;
+  return Math.sqrt(sum / c.length);
+}))"""
+HEADSET = ("master=room.monitor", "source_name=headset",
+           "source_properties=device.description=Headset")  # fmt: skip
+
+
+def _options(page: Any) -> list[list[str]]:
+    return list(
+        page.evaluate(
+            "[...document.querySelector('.ssw-mic').options].map((o) => [o.value, o.text])"
+        )
+    )
+
+
+def _notice(page: Any) -> str:
+    return str(page.evaluate("document.querySelector('.ssw-notice').textContent"))
+
+
+def test_a_microphone_unplugged_mid_session_is_picked_again(
+    playwright: Any, site: str, tmp_path: Path
+) -> None:
+    """The user talks through a USB microphone (picked in the cell's menu), unplugs it and
+    plugs in a headset: the cell says the microphone stopped and that a headset came, the
+    screen and typing go on meanwhile, and picking the headset brings the voice back in the
+    same capture (a tone played into the room reaches the kernel)."""
+    _or_fail_pulse()
+    pulse = Pulse(tmp_path / "pulse").start()
+    pulse.set_echo_gain(0)
+    browser = launch_real(playwright, pulse)
+    tabs = None
+    try:
+        tabs = Tabs(browser, site)
+        page = tabs.page
+        page.evaluate(RAW_MIC)
+        tabs.share(heartbeat_s=1.0)
+        page.wait_for_function("document.querySelector('.ssw-mic').options.length >= 2")
+        usb = next(value for value, text in _options(page) if text == "mic")
+        page.select_option(".ssw-mic", usb)
+        page.wait_for_function("document.querySelector('.ssw-notice').textContent.includes('mic')")
+        assert _notice(page) == "Listening through “mic”."
+
+        pulse.unload_module("module-remap-source")  # the USB microphone is unplugged
+        pulse.load("headset", "module-remap-source", *HEADSET)  # and a headset plugged in
+        page.wait_for_function(
+            "model.sent.some((m) => m.content.kind === 'device' && m.content.what === 'mic_ended')",
+            timeout=15_000,
+        )
+        page.wait_for_function(
+            "document.querySelector('.ssw-notice').textContent.includes('Headset')", timeout=10_000
+        )
+        assert _notice(page).startswith(
+            "The microphone stopped (unplugged?); a new microphone connected: “Headset”. Pick it"
+        ), _notice(page)
+        assert page.input_value(".ssw-mic") == ""  # the menu asks for one
+        assert [text for _, text in _options(page)] == ["Pick a microphone…", "Default", "Headset"]
+        # Meanwhile the screen and typing go on, and no audio is sent.
+        frames, chunks = page.evaluate(f"[{SEAM}.sent.frames, window.__pcm.length]")
+        page.fill(".ssw-text-input", "can you still see my screen?")
+        page.press(".ssw-text-input", "Enter")
+        page.wait_for_function(f"{SEAM}.sent.frames >= {frames + 2}", timeout=5_000)
+        assert page.evaluate("model.sent.filter((m) => m.content.kind === 'text').length") == 1
+        assert page.evaluate("window.__pcm.length") <= chunks + 1
+
+        headset = next(value for value, text in _options(page) if text == "Headset")
+        page.select_option(".ssw-mic", headset)
+        page.wait_for_function(f"window.__pcm.length >= {chunks + 5}", timeout=5_000)
+        after = page.evaluate("window.__pcm.length")
+        pulse.play(_tone(48_000, 1.0, [(440, 0.3)]), 48_000).wait(10)
+        page.wait_for_timeout(300)
+        loudest = page.evaluate(LOUDEST_SINCE, after)
+        told = page.evaluate(
+            "model.sent.filter((m) => m.content.kind === 'device').map((m) => m.content)"
+        )
+        starts = page.evaluate("model.sent.filter((m) => m.content.kind === 'start').length")
+        stops = page.evaluate("model.sent.filter((m) => m.content.kind === 'stop').length")
+        seqs = page.evaluate(
+            "model.sent.filter((m) => m.content.kind === 'audio').map((m) => m.content.seq)"
+        )
+    finally:
+        if tabs is not None:
+            tabs.close()
+        browser.close()
+        pulse.stop()
+    assert loudest > 0.1, f"the headset's tone did not reach the kernel (RMS {loudest:.3f})"
+    assert [(t["what"], t["label"]) for t in told] == [
+        ("mic_changed", "mic"), ("mic_ended", "mic"), ("mic_changed", "Headset"),
+    ]  # fmt: skip
+    assert (starts, stops) == (1, 0), "the capture restarted"
+    assert seqs == list(range(len(seqs))), "the microphone's chunk numbers did not go on"
+
+
+def test_the_shared_tab_closed_keeps_the_voice_and_a_new_screen_is_shared(
+    playwright: Any, site: str, tmp_path: Path
+) -> None:
+    """The shared tab is closed (the capture ends as with the browser's own Stop sharing):
+    the cell says so and offers to share again, the microphone keeps sending, and "Share a
+    screen" picks a new tab in the same capture, whose picture then reaches the kernel."""
+    _or_fail_pulse()
+    pulse = Pulse(tmp_path / "pulse").start()
+    browser = launch_real(playwright, pulse)
+    tabs = None
+    try:
+        tabs = Tabs(browser, site)
+        page = tabs.page
+        tabs.share(heartbeat_s=1.0)
+        page.wait_for_function(f"{SEAM}.sent.frames >= 1", timeout=10_000)
+        tabs.screen.close()
+        page.wait_for_selector(".ssw-reshare", state="visible", timeout=5_000)
+        assert _notice(page).startswith("Screen sharing ended; the voice conversation continues")
+        chunks = page.evaluate("window.__pcm.length")
+        frames = page.evaluate(f"{SEAM}.sent.frames")
+        page.wait_for_function(f"window.__pcm.length >= {chunks + 10}", timeout=3_000)
+        assert page.evaluate(f"{SEAM}.sent.frames") == frames  # nothing shared, nothing sent
+        again = tabs.context.new_page()
+        again.goto(f"{site}/screen")
+        again.evaluate("show(1)")  # a dark screen: the first tab was light
+        page.bring_to_front()
+        page.click(".ssw-reshare")
+        page.wait_for_selector(".ssw-reshare", state="hidden", timeout=10_000)
+        page.wait_for_function(f"{SEAM}.sent.frames >= {frames + 2}", timeout=10_000)
+        lumas = [f["luma"] for f in page.evaluate(f"({FRAME_LUMA})()")]
+        told = page.evaluate(
+            "model.sent.filter((m) => m.content.kind === 'device').map((m) => m.content.what)"
+        )
+        stops = page.evaluate("model.sent.filter((m) => m.content.kind === 'stop').length")
+    finally:
+        if tabs is not None:
+            tabs.close()
+        browser.close()
+        pulse.stop()
+    assert told == ["screen_ended", "screen_shared"]
+    assert stops == 0
+    assert lumas[0] > 128 and lumas[-1] < 128, f"the new tab's picture did not arrive: {lumas}"

@@ -782,6 +782,93 @@ def test_screen_sharing_ended_keeps_the_voice_conversation(page: Page) -> None:
     wait_all_ended(page)
 
 
+#: What the browser's own "Stop sharing" (or an unplugged microphone) does to a track.
+END_TRACK = """(kind) => {
+  const track = kind === "video"
+    ? window.__displayStreams.at(-1).getVideoTracks()[0]
+    : window.__micTracks.at(-1);
+  track.stop();
+  track.dispatchEvent(new Event("ended"));
+}"""
+
+
+def test_a_screen_shared_again_goes_on_in_the_same_capture(page: Page) -> None:
+    share(page)
+    seam = "window.__screenshareWidget.controllers[0].sent"
+    poll(page, f"{seam}.frames >= 1", 3, "a first frame")
+    reshare = page.locator(".ssw-reshare")
+    assert reshare.is_hidden()
+    page.evaluate(END_TRACK, "video")
+    reshare.wait_for(state="visible", timeout=2000)
+    frames_before = sent(page, "frame")
+    # A cancelled picker changes nothing: the conversation goes on, the button stays.
+    page.evaluate(
+        """() => { const real = navigator.mediaDevices.getDisplayMedia;
+             navigator.mediaDevices.getDisplayMedia = async () => {
+               navigator.mediaDevices.getDisplayMedia = real;
+               throw new DOMException("cancelled", "NotAllowedError"); }; }"""
+    )
+    reshare.click()
+    poll(page, "document.querySelector('.ssw-notice').textContent.startsWith('No screen')", 2)
+    assert reshare.is_visible() and sent(page, "stop") == []
+    reshare.click()
+    reshare.wait_for(state="hidden", timeout=3000)
+    assert page.evaluate("window.__displayStreams.length") == 2
+    poll(page, f"{seam}.frames >= {len(frames_before) + 1}", 3, "a frame of the new screen")
+    assert page.get_attribute(".ssw-preview-box", "data-active") == "true"
+    after = sent(page, "frame")[len(frames_before) :]
+    capture = sent(page, "start")[0]["content"]["capture"]
+    # The same capture: its id and its frame numbers go on; no new start, no stop.
+    assert {f["content"]["capture"] for f in after} == {capture}
+    told = [m["content"]["what"] for m in sent(page, "device")]
+    assert told == ["screen_ended", "screen_shared"], told
+    assert after[0]["content"]["seq"] == frames_before[-1]["content"]["seq"] + 1
+    assert len(sent(page, "start")) == 1 and sent(page, "stop") == []
+    assert page.evaluate("window.__displayStreams[0].getVideoTracks()[0].readyState") == "ended"
+    page.click(".ssw-stop")
+    wait_all_ended(page)
+
+
+def test_a_microphone_picked_again_goes_on_in_the_same_capture(page: Page) -> None:
+    share(page)
+    seam = "window.__screenshareWidget.controllers[0].sent"
+    pick = page.locator(".ssw-mic")
+    pick.wait_for(state="visible", timeout=2000)
+    poll(page, "document.querySelector('.ssw-mic').options.length >= 2", 3, "the microphones")
+    labels = page.evaluate("[...document.querySelector('.ssw-mic').options].map((o) => o.text)")
+    assert any("Fake" in label for label in labels), labels
+    page.evaluate(END_TRACK, "audio")
+    notice = page.locator(".ssw-notice")
+    poll(page, "document.querySelector('.ssw-notice').textContent.includes('microphone stopped')")
+    assert pick.input_value() == ""  # the menu asks for one
+    audio = len(sent(page, "audio"))
+    page.wait_for_timeout(400)
+    assert len(sent(page, "audio")) <= audio + 1  # no chunks of silence: nothing billed
+    ended = sent(page, "device")
+    assert [m["content"]["what"] for m in ended] == ["mic_ended"]
+    frames = page.evaluate(f"{seam}.frames")
+    options = page.evaluate(
+        "[...document.querySelector('.ssw-mic').options].map((o) => o.value).filter(Boolean)"
+    )
+    pick.select_option(options[-1])
+    poll(page, f"{seam}.audio >= {audio + 10}", 3, "audio from the new microphone")
+    chunks = sent(page, "audio")
+    assert [m["content"]["seq"] for m in chunks] == list(range(len(chunks)))  # numbering goes on
+    assert {m["content"]["capture"] for m in chunks} == {
+        sent(page, "start")[0]["content"]["capture"]
+    }
+    assert pick.input_value() == options[-1]
+    assert (notice.text_content() or "").startswith("Listening through")
+    changed = sent(page, "device")[-1]["content"]
+    assert changed["what"] == "mic_changed" and "Fake" in changed["label"], changed
+    assert page.get_attribute(".ssw-notice", "data-busy") == "false"
+    assert page.evaluate("window.__micTracks.at(-1).readyState") == "live"
+    assert page.evaluate(f"{seam}.frames") >= frames  # the screen went on meanwhile
+    assert len(sent(page, "start")) == 1 and sent(page, "stop") == []
+    page.click(".ssw-stop")
+    wait_all_ended(page)
+
+
 def test_microphone_denied_reports_and_releases_the_screen(page: Page) -> None:
     page.evaluate(
         """() => {
