@@ -31,8 +31,10 @@ and ends speech after 700 ms of quiet; says ``voiceActivity`` start and end; tra
 in fragments of a few characters, the user's partly after the reply began; counts usage
 over the whole context (:mod:`screenshare_widget.emulator.usage`) with thought tokens on
 typed turns; follows ``interrupted`` with the interrupted turn's own ``turnComplete``;
-and puts every call a text asks for into one ``toolCall`` with the service's id shapes,
-answering once all of them are answered. What a realistic session counts (its context,
+puts every call a text asks for into one ``toolCall`` with the service's id shapes,
+answering once all of them are answered; and transcribes an utterance that is mostly its
+own voice heard back (speaker echo) as the words of its reply that it repeats
+(:mod:`screenshare_widget.emulator.echo`). What a realistic session counts (its context,
 its tool calls) belongs to the session too.
 """
 
@@ -45,6 +47,7 @@ import json
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -52,9 +55,10 @@ from websockets.exceptions import ConnectionClosed
 
 from ..protocol import OUTPUT_RATE_HZ, SAMPLE_BYTES
 from .connection import EmulatorConnection
+from .echo import EchoEar
 from .messages import audio_message, chunks
 from .realism import IDEAL_REPLY_BURST_MS, IDEAL_REPLY_PACE, Realism
-from .speech import DEFAULT_VOICE, DEFAULT_WPM, Synthesizer
+from .speech import DEFAULT_VOICE, DEFAULT_WPM, MAX_SPOKEN_CHARS, Synthesizer
 from .traffic import ReceivedFrame
 from .usage import (
     AUDIO_TOKENS_PER_S,
@@ -406,6 +410,7 @@ class _Turns:
         self.session = conn.session
         self.realism = conn.realism
         self.detector = responder.detector(self.realism)
+        self.ear = EchoEar(enabled=self.realism.transcribe_echo)  # its own voice, heard back
         aad = pick(pick(conn.setup, "realtime_input_config"), "automatic_activity_detection")
         self.manual = pick(aad, "disabled") is True
         self.instruction = instruction_text(pick(conn.setup, "system_instruction"))
@@ -456,6 +461,7 @@ class _Turns:
                 if self.in_activity:
                     self.activity_s += audio.seconds
             else:
+                self.ear.heard(audio.data, audio.t)
                 await self._vad(self.detector.feed(audio.data))
         if event.kind == "realtime_input":
             if event.flag("audio_stream_end"):
@@ -494,7 +500,8 @@ class _Turns:
                 await self._barge_in()
             elif isinstance(vad_event, UtteranceEnded):
                 await self._voice_activity_end()
-                await self._answer_speech(vad_event.duration_s)
+                echo = self.ear.words(vad_event.start_s, vad_event.end_s)
+                await self._answer_speech(vad_event.duration_s, echo)
         if not self.detector.in_speech:
             await self._voice_activity_end()
 
@@ -557,9 +564,11 @@ class _Turns:
             unlabelled_share=self.realism.unlabelled_share,
         )
 
-    async def _answer_speech(self, seconds: float) -> None:
+    async def _answer_speech(self, seconds: float, echo: str | None = None) -> None:
+        """Answer an utterance of ``seconds``, transcribed as ``echo`` when it repeats the
+        emulator's own voice (:attr:`Realism.transcribe_echo`), else as a placeholder."""
         text = f"You spoke for {seconds:.1f} seconds. {self._frames_said()}"
-        await self._start_reply(f"(spoke for {seconds:.1f} s)", text)
+        await self._start_reply(echo or f"(spoke for {seconds:.1f} s)", text)
 
     async def _answer_text(self, text: str) -> None:
         calls = self.tools.calls(text)
@@ -631,9 +640,12 @@ class _Turns:
             while sent < len(pieces) and starts[sent] <= offset_s / max(total_s, 1e-9):
                 await conn.output_transcription(pieces[sent])
                 sent += 1
+            if not offset_s:  # the client plays the reply from its first chunk on
+                self.ear.spoke(text[:MAX_SPOKEN_CHARS], pcm, time.time())
             await conn.send(audio_message(chunk, role=realism.model_role))
             offset_s += len(chunk) / bytes_per_s
             self.reply_sent_s = offset_s
+            self.ear.sent(offset_s)
             if heard_pieces:
                 await conn.input_transcription(heard_pieces.pop(0))
         for piece in heard_pieces:
