@@ -14,6 +14,7 @@ import pytest
 from screenshare_widget.emulator import echo
 from screenshare_widget.emulator.echo import (
     BLOCK_S,
+    FLUSH_S,
     MAX_ANALYSED_S,
     EchoEar,
     Hearing,
@@ -236,6 +237,11 @@ def test_own_voice_is_laid_out_as_it_played_and_forgotten_after_15_s() -> None:
     assert loud[0] / IN == pytest.approx(0.5, abs=0.01)  # from 10.0 s
     assert loud[-1] / IN == pytest.approx(1.0, abs=0.01)  # to 10.5 s: what was sent
     voice.spoke("two", one, 20.0)
+    voice.sent(1.0)
+    voice.cut(20.3)  # interrupted: the client stops playing it FLUSH_S later
+    assert voice.replies[-1].sent_s == pytest.approx(0.3 + FLUSH_S)
+    voice.cut(25.0)  # (a cut after the end changes nothing)
+    assert voice.replies[-1].sent_s == pytest.approx(0.3 + FLUSH_S)
     voice.spoke("three", one, 30.0)  # "one" ended 19.5 s before: forgotten
     assert [r.text for r in voice.replies] == ["two", "three"]
 

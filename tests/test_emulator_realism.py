@@ -614,38 +614,40 @@ async def test_transcriptions_arrive_in_fragments_and_the_users_partly_late() ->
 
 
 #: The client's room: its speakers reach its microphone this much later and quieter.
-ROOM_DELAY_S = 0.15
+ROOM_DELAY_S = 0.3
 ROOM_GAIN = 10 ** (-12 / 20)
 MIC_CHUNK_S = 0.1
 
 
-def first_reply_audio(got: list[Timed]) -> tuple[np.ndarray, float | None]:
+def first_reply_audio(got: list[Timed]) -> tuple[np.ndarray, float | None, float]:
     """The model audio received before the first ``interrupted`` (24 kHz, full-scale
-    floats) and when its first chunk arrived (``time.monotonic()``)."""
+    floats), when its first chunk arrived and when the ``interrupted`` did (the client
+    stops playing then; ``time.monotonic()``, infinity if none came)."""
     pcm, first_at = b"", None
     for at, message in got:
         if message.server_content is not None and message.server_content.interrupted:
-            break
+            return np.frombuffer(pcm, dtype="<i2") / 32768.0, first_at, at
         if message.data is not None:
             first_at = at if first_at is None else first_at
             pcm += message.data
-    return np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0, first_at
+    return np.frombuffer(pcm, dtype="<i2") / 32768.0, first_at, float("inf")
 
 
 async def echoing_microphone(session: Any, got: list[Timed]) -> None:
-    """A microphone beside speakers that play the first reply as it arrives, in real time
-    and to its end (this client does not stop playing at ``interrupted``): every 100 ms it
-    sends what it captured, the reply :data:`ROOM_DELAY_S` late at :data:`ROOM_GAIN`."""
+    """A microphone beside speakers that play the first reply as it arrives, in real time,
+    until ``interrupted`` (as a page flushes): every 100 ms it sends what it captured, the
+    reply :data:`ROOM_DELAY_S` late at :data:`ROOM_GAIN`."""
     rng = np.random.default_rng(8)
     start = time.monotonic()
     for n in itertools.count(1):
         await asyncio.sleep(max(0.0, start + n * MIC_CHUNK_S - time.monotonic()))
-        audio, first_at = first_reply_audio(got)
+        audio, first_at, stopped_at = first_reply_audio(got)
         captured = start + (n - 1) * MIC_CHUNK_S + np.arange(1600) / RATE_IN
         mic = rng.standard_normal(captured.size) * 1e-4
         if first_at is not None:
-            index = (captured - ROOM_DELAY_S - first_at) * 24_000
-            mic += ROOM_GAIN * np.interp(index, np.arange(audio.size), audio, left=0, right=0)
+            played = captured - ROOM_DELAY_S
+            voice = np.interp((played - first_at) * 24_000, np.arange(audio.size), audio, 0, 0)
+            mic += ROOM_GAIN * np.where(played < stopped_at, voice, 0.0)
         pcm = (np.clip(mic, -1, 1) * 32767).astype("<i2").tobytes()
         await session.send_realtime_input(
             audio=types.Blob(data=pcm, mime_type="audio/pcm;rate=16000")
@@ -695,9 +697,9 @@ async def test_its_own_voice_heard_back_is_transcribed_as_its_words(transcribe_e
     if not transcribe_echo:
         assert re.fullmatch(r"\(spoke for \d\.\d s\)", heard), heard
         return
-    # The words the reply began with, as far as the client played them back.
+    # The words the reply began with, as far as the client played them before it stopped.
     words, reply = heard.split(), said.split()
-    assert len(words) >= 4, heard
+    assert len(words) >= 2, heard
     first = reply.index(words[0])
     assert first <= 1 and words == reply[first : first + len(words)], heard
 

@@ -5,7 +5,8 @@ microphone. The real service hears it like any speech: its VAD takes it for a ba
 model interrupts itself), and its input transcription is the words the model had just said.
 The emulator does the same. :class:`OwnVoice` keeps what a connection sent as voice in the
 last :data:`MEMORY_S` (each reply's 24 kHz PCM, its text, when its first chunk went out and
-how much of it went); :class:`Hearing` keeps the 16 kHz audio received over the same time,
+how much of it played: what went, up to an interruption, when the client flushes what it has
+not played yet); :class:`Hearing` keeps the 16 kHz audio received over the same time,
 with arrival times; :func:`echo_of` says whether an utterance is mostly that voice and, if
 so, which of its words it repeats.
 
@@ -57,6 +58,9 @@ MAX_REPLIES_KEPT: Final = 16
 #: the room, the microphone's buffer and the network both ways.
 MIN_DELAY_S: Final = 0.0
 MAX_DELAY_S: Final = 0.5
+#: A client stops playing a reply this long after the emulator interrupts it (seconds): the
+#: ``interrupted`` message on its way, and the client's flush.
+FLUSH_S: Final = 0.1
 #: Analysis block (seconds); each block finds its own delay.
 BLOCK_S: Final = 0.5
 #: Blocks shorter than this at the end of an utterance are not analysed (seconds).
@@ -143,6 +147,14 @@ class OwnVoice:
         """The reply in progress (the newest) has sent ``sent_s`` seconds of its audio."""
         if self._replies:
             self._replies[-1] = replace(self._replies[-1], sent_s=sent_s)
+
+    def cut(self, at: float) -> None:
+        """The newest reply was interrupted at ``at`` (``time.time()``): the client stops
+        playing it :data:`FLUSH_S` later, whatever it was sent (as a page flushes)."""
+        if self._replies:
+            reply = self._replies[-1]
+            played = max(0.0, at + FLUSH_S - reply.started)
+            self._replies[-1] = replace(reply, sent_s=min(reply.sent_s, played))
 
     def played(self, start: float, end: float, rate: int = INPUT_RATE_HZ) -> Samples:
         """The voice as it played from ``start`` to ``end`` (``time.time()`` seconds), at
@@ -234,6 +246,11 @@ class EchoEar:
         """The reply in progress has sent ``sent_s`` seconds of its audio."""
         if self.enabled:
             self.voice.sent(sent_s)
+
+    def cut(self, at: float) -> None:
+        """The reply in progress was interrupted at ``at`` (see :meth:`OwnVoice.cut`)."""
+        if self.enabled:
+            self.voice.cut(at)
 
     def words(self, start_s: float, end_s: float) -> str | None:
         """The words the utterance from ``start_s`` to ``end_s`` (seconds into the stream)

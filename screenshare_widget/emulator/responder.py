@@ -520,6 +520,7 @@ class _Turns:
             return
         self.reply.cancel()
         await asyncio.wait([self.reply])
+        self.ear.cut(time.time())  # the client stops playing it
         logger.debug("connection %d: barge-in", self.conn.index)
         await self.conn.interrupted()
         delay = self.realism.interrupted_turn_complete_s
