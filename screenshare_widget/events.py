@@ -44,6 +44,7 @@ EventKind = Literal[
     "page_lost",  # the page of the session was not heard from for the page timeout: stopped
     "stopped",  # the page or Python stopped the session (by, reason)
     "task_failed",  # a relay task (a tool call) ended in an exception: a bug (task, error)
+    "echo_suspected",  # the user's words repeat the model's: it may hear itself (heard, ...)
 ]
 
 
