@@ -109,6 +109,9 @@ class RelaySink(Protocol):
     def on_frame(self, frame: SentFrame, seq: int) -> None:
         """Screen frame ``seq`` (as the page numbered it, -1 if unknown) went to the model."""
 
+    def on_notice(self, text: str) -> None:
+        """A sentence for the user, shown in the cell (the model may be hearing itself)."""
+
 
 #: The settings of the next connection and the instruction version they carry.
 Settings = Callable[[], tuple[SessionConfig, int]]
@@ -406,6 +409,7 @@ class Conversation:
     async def _tick(self) -> None:
         while True:
             await self.clock.sleep(self.timings.ack_interval_s)
+            self.dialogue.check_echo()
             self.core.emit(self.core.sink.on_tick)
 
 

@@ -19,9 +19,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .backend import LiveError, LiveSession, ServerMessage, ToolCall
+from .echo import ECHO_NOTICE, EchoWatch
 from .events import EventKind
 from .instructions import Instructions
 from .policy import Floor
+from .protocol import OUTPUT_RATE_HZ, SAMPLE_BYTES
 from .pumps import FrameSlot, MicBuffer, ReplyWaiter, TextQueue, ToolRunner, Unanswered
 from .session_log import SessionLog, emit
 from .timings import Clock, Timings
@@ -67,6 +69,8 @@ class Core:
     #: Model turns begun so far (answers to texts are counted by it).
     model_turns: int = 0
     waiters: list[ReplyWaiter] = field(default_factory=list)
+    #: What the model said and the user's words, to tell when it hears itself.
+    echo: EchoWatch = field(default_factory=EchoWatch)
     #: A reply was under way when its connection ended: the page may still play it.
     flush_on_reply: bool = False
     #: An interrupted came without turnComplete: the next turnComplete before any new
@@ -133,6 +137,8 @@ class Dialogue:
             c.floor.model_heard(c.clock.monotonic())
         if m.input_transcription:
             c.turns(c.log.transcript.add_input(m.input_transcription))
+            now = c.clock.monotonic()
+            c.echo.user_text(m.input_transcription, now, c.floor.last_voice_at)
         if m.audio:
             self._audio(m.audio)
         text = m.output_transcription or m.text
@@ -140,6 +146,7 @@ class Dialogue:
             if not c.floor.model_speaking:
                 self.model_began()
             c.turns(c.log.transcript.add_output(text))
+            c.echo.model_text(text, c.clock.monotonic())
         if m.usage is not None:
             self._usage(m)
         if m.generation_complete:
@@ -164,6 +171,7 @@ class Dialogue:
     def _interrupted(self, m: ServerMessage) -> None:
         c = self.core
         c.record("interrupted")
+        c.echo.interrupted(c.clock.monotonic())
         c.floor.awaiting_answer = True  # the user barged in; an answer to that will come
         c.gen += 1
         c.emit(c.sink.on_interrupted, c.gen)
@@ -178,6 +186,7 @@ class Dialogue:
             self.model_began()
             c.record("first_audio")
             c.turns(c.log.transcript.model_started())
+        c.echo.model_audio(len(pcm) / (OUTPUT_RATE_HZ * SAMPLE_BYTES), c.clock.monotonic())
         c.log.counters.audio_chunks_out += 1
         c.log.counters.audio_bytes_out += len(pcm)
         c.log.to_tap("on_model_audio", pcm)
@@ -220,6 +229,8 @@ class Dialogue:
             c.flush_on_reply = False
             c.gen += 1
             c.emit(c.sink.on_interrupted, c.gen)
+            c.echo.interrupted(c.clock.monotonic())
+        c.echo.model_began(c.clock.monotonic())
         c.floor.model_began(c.clock.monotonic())
         c.model_turns += 1
         c.unanswered.reply_began()
@@ -245,6 +256,26 @@ class Dialogue:
                 c.waiters.remove(waiter)
                 if not waiter.future.done():
                     waiter.future.set_result(turn.text.strip())
+
+    def check_echo(self) -> None:
+        """Judge the user's words once settled (each relay tick): when they repeat what the
+        model had just said, the model may be hearing itself. That is an ``echo_suspected``
+        event, and at most once a minute a note in the cell (:data:`~.echo.ECHO_NOTICE`);
+        the transcript keeps the words as they came."""
+        c = self.core
+        suspected = c.echo.settle(c.clock.monotonic())
+        if suspected is None:
+            return
+        logger.info("echo suspected: %r repeats %r", suspected.heard, suspected.matched)
+        c.record(
+            "echo_suspected",
+            heard=suspected.heard,
+            matched=suspected.matched,
+            share=round(suspected.share, 2),
+            notice=suspected.notice,
+        )
+        if suspected.notice:
+            c.emit(c.sink.on_notice, ECHO_NOTICE)
 
     def abandon_questions(self, why: str) -> None:
         """The session ended: every ask still waiting fails with :class:`SessionEnded`."""

@@ -46,6 +46,7 @@ EventKind = Literal[
     "task_failed",  # a relay task (a tool call) ended in an exception: a bug (task, error)
     "device",  # in the page, a device came or went: change (screen_ended, screen_shared,
     # mic_ended, mic_changed) and label (the device's name)
+    "echo_suspected",  # the user's words repeat the model's: it may hear itself (heard, ...)
 ]
 
 

@@ -555,6 +555,9 @@ class PageSink:
         if seq >= 0:
             self._send(protocol.frame_sent(seq))
 
+    def on_notice(self, text: str) -> None:
+        self._send(protocol.notice(text))
+
     def on_tool(self, index: int, call: ToolActivity) -> None:
         link = self._ref()
         if link is not None:

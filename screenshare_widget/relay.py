@@ -116,6 +116,9 @@ class QuietSink:
     def on_frame(self, frame: SentFrame, seq: int) -> None:
         """The relay keeps the frames."""
 
+    def on_notice(self, text: str) -> None:
+        """Nobody to tell (the relay keeps the events)."""
+
 
 class NextSettings:
     """The settings the next connection uses and the system instruction's versions, under

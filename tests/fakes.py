@@ -127,6 +127,7 @@ class RecordingSink:
     instructions: list[Instruction] = field(default_factory=list)
     tools: list[tuple[int, ToolActivity]] = field(default_factory=list)
     frames: list[tuple[SentFrame, int]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
 
     def on_state(self, state: RelayState, error: str) -> None:
         self.states.append((state, error))
@@ -160,6 +161,9 @@ class RecordingSink:
 
     def on_frame(self, frame: SentFrame, seq: int) -> None:
         self.frames.append((frame, seq))
+
+    def on_notice(self, text: str) -> None:
+        self.notices.append(text)
 
 
 def push(relay: Relay, session: FakeSession, step: Step) -> None:

@@ -18,15 +18,17 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return np.interp(positions, np.arange(len(samples)), samples)
 
 
-def speech_pcm(text: str, rate: int = 16_000) -> bytes:
-    """``text`` spoken by espeak-ng as PCM16 LE mono at ``rate`` Hz.
+def speech_pcm(text: str, rate: int = 16_000, voice: str | None = None) -> bytes:
+    """``text`` spoken by espeak-ng (in ``voice``, else its default) as PCM16 LE mono at
+    ``rate`` Hz.
 
     Fails the calling test if espeak-ng is missing: the README's test command installs it.
     """
     exe = shutil.which("espeak-ng")
     assert exe, "espeak-ng is missing: run ./dev test, which installs it"
+    chosen = ["-v", voice] if voice else []
     wav = subprocess.run(
-        [exe, "--stdout", "-s", "150", text], capture_output=True, check=True
+        [exe, "--stdout", "-s", "150", *chosen, text], capture_output=True, check=True
     ).stdout
     with wave.open(io.BytesIO(wav)) as w:
         source_rate, channels = w.getframerate(), w.getnchannels()

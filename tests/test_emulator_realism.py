@@ -8,6 +8,7 @@ asserted as a lower bound (something did not happen before it could) or as an or
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 import uuid
@@ -56,7 +57,7 @@ from screenshare_widget.emulator.validation import (
     check_setup,
 )
 
-from .test_emulator import CONFIG, client_for, fake_jpeg, send_audio, utterance
+from .test_emulator import CONFIG, RATE_IN, client_for, fake_jpeg, send_audio, utterance
 from .test_emulator_faults import (
     RESUME,
     Timed,
@@ -610,6 +611,97 @@ async def test_transcriptions_arrive_in_fragments_and_the_users_partly_late() ->
     assert any(outputs[0] < i < outputs[-1] for i, k in enumerate(order) if k == "audio")
     usage = got[-1].usage_metadata
     assert usage is not None and usage.thoughts_token_count is None  # a spoken turn
+
+
+#: The client's room: its speakers reach its microphone this much later and quieter.
+ROOM_DELAY_S = 0.3
+ROOM_GAIN = 10 ** (-12 / 20)
+MIC_CHUNK_S = 0.1
+
+
+def first_reply_audio(got: list[Timed]) -> tuple[np.ndarray, float | None, float]:
+    """The model audio received before the first ``interrupted`` (24 kHz, full-scale
+    floats), when its first chunk arrived and when the ``interrupted`` did (the client
+    stops playing then; ``time.monotonic()``, infinity if none came)."""
+    pcm, first_at = b"", None
+    for at, message in got:
+        if message.server_content is not None and message.server_content.interrupted:
+            return np.frombuffer(pcm, dtype="<i2") / 32768.0, first_at, at
+        if message.data is not None:
+            first_at = at if first_at is None else first_at
+            pcm += message.data
+    return np.frombuffer(pcm, dtype="<i2") / 32768.0, first_at, float("inf")
+
+
+async def echoing_microphone(session: Any, got: list[Timed]) -> None:
+    """A microphone beside speakers that play the first reply as it arrives, in real time,
+    until ``interrupted`` (as a page flushes): every 100 ms it sends what it captured, the
+    reply :data:`ROOM_DELAY_S` late at :data:`ROOM_GAIN`."""
+    rng = np.random.default_rng(8)
+    start = time.monotonic()
+    for n in itertools.count(1):
+        await asyncio.sleep(max(0.0, start + n * MIC_CHUNK_S - time.monotonic()))
+        audio, first_at, stopped_at = first_reply_audio(got)
+        captured = start + (n - 1) * MIC_CHUNK_S + np.arange(1600) / RATE_IN
+        mic = rng.standard_normal(captured.size) * 1e-4
+        if first_at is not None:
+            played = captured - ROOM_DELAY_S
+            voice = np.interp((played - first_at) * 24_000, np.arange(audio.size), audio, 0, 0)
+            mic += ROOM_GAIN * np.where(played < stopped_at, voice, 0.0)
+        pcm = (np.clip(mic, -1, 1) * 32767).astype("<i2").tobytes()
+        await session.send_realtime_input(
+            audio=types.Blob(data=pcm, mime_type="audio/pcm;rate=16000")
+        )
+
+
+def generation_after_interrupted(got: list[Timed]) -> bool:
+    """Whether the reply after the first ``interrupted`` has sent all it will say."""
+    names = [
+        "interrupted"
+        if m.server_content is not None and m.server_content.interrupted
+        else "done"
+        if m.server_content is not None and m.server_content.generation_complete
+        else ""
+        for _, m in got
+    ]
+    return "interrupted" in names and "done" in names[names.index("interrupted") :]
+
+
+@pytest.mark.parametrize("transcribe_echo", [True, False])
+async def test_its_own_voice_heard_back_is_transcribed_as_its_words(transcribe_echo: bool) -> None:
+    asked = "Is it raining in Paris today?"
+    said = f"You wrote: {asked} I have not received any screen frames yet."
+    realism = Realism(transcribe_echo=transcribe_echo)
+    async with (
+        running(responder=DefaultResponder(), realism=realism) as emu,
+        live(client_for(emu), CONFIG) as session,
+    ):
+        got: list[Timed] = []
+        tasks = [
+            asyncio.create_task(collect(session, got), name="collect"),
+            asyncio.create_task(echoing_microphone(session, got), name="microphone"),
+        ]
+        try:
+            await session.send_realtime_input(text=asked)
+            await until(got, generation_after_interrupted, limit_s=15.0)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+    messages = [m for _, m in got]
+    stop = next(
+        i for i, m in enumerate(messages) if m.server_content and m.server_content.interrupted
+    )
+    assert "".join(content_texts(messages[:stop], "output_transcription")) in said
+    heard = "".join(content_texts(messages[stop:], "input_transcription"))
+    if not transcribe_echo:
+        assert re.fullmatch(r"\(spoke for \d\.\d s\)", heard), heard
+        return
+    # The words the reply began with, as far as the client played them before it stopped.
+    words, reply = heard.split(), said.split()
+    assert len(words) >= 2, heard
+    first = reply.index(words[0])
+    assert first <= 1 and words == reply[first : first + len(words)], heard
 
 
 # ---- D10: tools, pacing; R1: the VAD's end ------------------------------------------------------

@@ -5,13 +5,19 @@ expired key and a 1008 around a tool call."""
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
+
+import numpy as np
 
 from screenshare_widget import gemini
 from screenshare_widget.config import SessionConfig
+from screenshare_widget.echo import words
 from screenshare_widget.emulator import Fault, Lifetimes, LiveEmulator, Realism
 from screenshare_widget.pricing import spend
 from screenshare_widget.relay import Relay, RelayState
@@ -164,6 +170,93 @@ def test_a_handle_refused_with_1011_gets_a_fresh_session() -> None:
         assert relay.state is RelayState.LIVE
     # The first connection, the refused handle twice, then a fresh session.
     assert len(emu.traffic.setups) == 4
+
+
+# ---- D8: the assistant hearing itself ------------------------------------------------------------
+
+#: The page's pre-roll, then the room: its speakers reach its microphone this late and quiet.
+PREROLL_S, ROOM_DELAY_S, ROOM_GAIN = 0.1, 0.2, 0.3
+
+
+class Room(RecordingSink):
+    """A relay sink that is a page playing the model aloud, with no headphones: each
+    playback generation plays back to back from its first chunk's arrival (after the
+    pre-roll), an interruption stops it as the page's flush does, and :meth:`heard` is what
+    the microphone beside the speakers captures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._gen = 0
+        self._played: list[list[Any]] = []  # [start, 24 kHz samples, stop] (time.time() s)
+
+    def on_audio(self, pcm: bytes, gen: int) -> None:
+        super().on_audio(pcm, gen)
+        now, samples = time.time(), np.frombuffer(pcm, dtype="<i2") / 32768.0
+        with self._lock:
+            if gen != self._gen:
+                return  # a flushed generation's
+            last = self._played[-1] if self._played else None
+            if last is None or last[2] <= now or last[0] + last[1].size / 24_000 < now:
+                self._played.append([now + PREROLL_S, samples, float("inf")])
+            else:
+                last[1] = np.concatenate([last[1], samples])
+
+    def on_interrupted(self, gen: int) -> None:
+        super().on_interrupted(gen)
+        with self._lock:
+            self._gen = gen
+            if self._played:
+                self._played[-1][2] = min(self._played[-1][2], time.time())
+
+    def heard(self, start: float, end: float) -> bytes:
+        """The microphone from ``start`` to ``end`` (time.time() s) as 16 kHz PCM16."""
+        captured = start + np.arange(round((end - start) * 16_000)) / 16_000
+        played = captured - ROOM_DELAY_S
+        mic = np.random.default_rng(round(start * 1000)).standard_normal(captured.size) * 1e-4
+        with self._lock:
+            for began, samples, stop in self._played:
+                index = (played - began) * 24_000
+                voice = np.interp(index, np.arange(samples.size), samples, left=0, right=0)
+                mic += ROOM_GAIN * np.where(played < stop, voice, 0.0)
+        return (np.clip(mic, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def test_the_model_hearing_itself_through_the_speakers_is_flagged_in_the_cell() -> None:
+    emu = LiveEmulator(realism=Realism())
+    emu.start_in_thread()
+    room = Room()
+    relay = Relay(
+        gemini.connector(gemini.client_for_emulator(emu.url, emu.cafile)),
+        SessionConfig(),
+        room,
+        timings=QUICK,
+    )
+    try:
+        relay.start()
+        wait_until(lambda: relay.state is RelayState.LIVE, 10, "the first connection")
+        relay.say("Is it raining in Paris today?")
+        start = time.time()
+        for n in itertools.count(1):  # a microphone, in 40 ms chunks in real time
+            end = start + n * 0.04
+            time.sleep(max(0.0, end - time.time()))
+            relay.feed_audio(room.heard(end - 0.04, end), end * 1000)
+            if room.notices or end - start > 30:
+                break
+    finally:
+        relay.close()
+        emu.stop()
+    assert room.notices == [
+        "The assistant may be hearing itself: use headphones or lower the volume."
+    ]
+    (event,) = [e for e in relay.events if e.kind == "echo_suspected"]
+    heard, matched = str(event.detail["heard"]), str(event.detail["matched"])
+    # What it heard as the user was its own words: the emulator transcribed its echo.
+    said = {w for t in relay.transcript if t.role == "model" for w in words(t.text)}
+    assert words(heard) and set(words(heard)) <= said and matched, event.detail
+    assert len(room.interrupts) >= 2  # it cut itself off, more than once
+    users = [t.text for t in relay.transcript if t.role == "user" and not t.typed]
+    assert users and not any(text.startswith("(spoke for") for text in users), users
 
 
 # ---- D9 ----------------------------------------------------------------------------------------

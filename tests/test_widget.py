@@ -222,6 +222,31 @@ def test_the_widget_shows_how_a_handover_went(widget, backend) -> None:
     assert w.connection == ""  # a new session starts clean
 
 
+def test_a_barge_in_repeating_the_model_is_flagged_in_the_cell_and_the_events(
+    widget, backend
+) -> None:
+    w, rec = widget
+    w.start()
+    wait_until(lambda: w.status == "live")
+    loop = w._relay._loop
+    assert loop is not None
+    for message in (
+        ServerMessage(output_transcription="The chart on your screen shows monthly sales."),
+        ServerMessage(audio=bytes(48_000)),  # 1 s of its voice
+        ServerMessage(interrupted=True),  # it heard itself
+        ServerMessage(input_transcription="The chart on your screen"),
+    ):
+        loop.call_soon_threadsafe(backend.sessions[0].push, message)
+    wait_until(lambda: any(e.kind == "echo_suspected" for e in w.events), what="the event")
+    (event,) = [e for e in w.events if e.kind == "echo_suspected"]
+    assert event.detail["heard"] == "The chart on your screen"
+    assert event.detail["matched"] == "the chart on your screen"
+    wait_until(lambda: "notice" in rec.kinds(), what="the note in the cell")
+    notices = [c["text"] for c, _ in rec.sent if c["kind"] == "notice"]
+    assert notices == ["The assistant may be hearing itself: use headphones or lower the volume."]
+    assert [t.text for t in w.transcript if t.role == "user"] == ["The chart on your screen"]
+
+
 def test_instruction_changes_reach_the_live_session_and_the_page(widget, backend) -> None:
     w, rec = widget
     w.start()

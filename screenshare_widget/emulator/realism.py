@@ -26,7 +26,9 @@ R1-R16); each field below names what it rests on:
   ``gemini-3.5-transcribe-live``: ``voiceActivity`` ``ACTIVITY_END`` with an empty
   ``serverContent``);
 - D8 transcriptions: google-gemini/cookbook#951 ("Ca", "n I", " pl"), pipecat-ai/pipecat#1788
-  (the user's transcript after the model's reply began);
+  (the user's transcript after the model's reply began), R1 (the input transcription is
+  the words heard) and issue 14 (so the model's own voice, leaking from the speakers into
+  the microphone, comes back as its words);
 - D9 closes: R8 (yagudaev/voiceclaw#155: 1007 "API key expired. Please renew the API
   key."), googleapis/js-genai#1236 and livekit/agents#4545 (a random 1008 "Operation is not
   implemented, or supported, or enabled.", often around tool calls);
@@ -126,6 +128,11 @@ class Realism:
     #: characters, sometimes mid-word, interleaved with the audio; input transcription in
     #: fragments, the first before the reply's first audio and the rest after it.
     fragmented_transcription: bool = True
+    #: D8 (R1; issue 14): an utterance that is mostly the emulator's own voice heard back
+    #: (speaker echo: its replies of the last 15 s, at a delay up to 0.5 s and any gain) is
+    #: transcribed as the words of the reply it repeats, as the service transcribes what it
+    #: hears, instead of ``"(spoke for 1.4 s)"`` (:mod:`screenshare_widget.emulator.echo`).
+    transcribe_echo: bool = True
     #: D10 (R1): a typed text asking for several calls (``call get_time tz=UTC and call
     #: describe name=df``) gets them in one ``toolCall``, with ids like ``call_229188`` and
     #: ``fc_...``; the answer waits for all their responses.
@@ -188,6 +195,7 @@ class Realism:
             model_role=False,
             uuid_handles=False,
             fragmented_transcription=False,
+            transcribe_echo=False,
             service_tool_calls=False,
             reply_burst_ms=IDEAL_REPLY_BURST_MS,
             reply_pace=IDEAL_REPLY_PACE,

@@ -31,8 +31,10 @@ and ends speech after 700 ms of quiet; says ``voiceActivity`` start and end; tra
 in fragments of a few characters, the user's partly after the reply began; counts usage
 over the whole context (:mod:`screenshare_widget.emulator.usage`) with thought tokens on
 typed turns; follows ``interrupted`` with the interrupted turn's own ``turnComplete``;
-and puts every call a text asks for into one ``toolCall`` with the service's id shapes,
-answering once all of them are answered. What a realistic session counts (its context,
+puts every call a text asks for into one ``toolCall`` with the service's id shapes,
+answering once all of them are answered; and transcribes an utterance that is mostly its
+own voice heard back (speaker echo) as the words of its reply that it repeats
+(:mod:`screenshare_widget.emulator.echo`). What a realistic session counts (its context,
 its tool calls) belongs to the session too.
 """
 
@@ -45,6 +47,7 @@ import json
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -52,9 +55,10 @@ from websockets.exceptions import ConnectionClosed
 
 from ..protocol import OUTPUT_RATE_HZ, SAMPLE_BYTES
 from .connection import EmulatorConnection
+from .echo import EchoEar
 from .messages import audio_message, chunks
 from .realism import IDEAL_REPLY_BURST_MS, IDEAL_REPLY_PACE, Realism
-from .speech import DEFAULT_VOICE, DEFAULT_WPM, Synthesizer
+from .speech import DEFAULT_VOICE, DEFAULT_WPM, MAX_SPOKEN_CHARS, Synthesizer
 from .traffic import ReceivedFrame
 from .usage import (
     AUDIO_TOKENS_PER_S,
@@ -332,6 +336,71 @@ class DefaultResponder:
         await _Turns(self, conn).run()
 
 
+class _ToolCalls:
+    """The tool calls of one connection: those its texts ask for (of the declared
+    ``functions``), the ones not answered yet, and what the answered ones returned.
+
+    With :attr:`Realism.service_tool_calls` one text's calls go in one ``toolCall`` and are
+    said together once all are answered; otherwise each is said as its response comes.
+    """
+
+    def __init__(self, conn: EmulatorConnection, functions: set[str]) -> None:
+        self.conn = conn
+        self.functions = functions
+        self.service = conn.realism.service_tool_calls
+        self.made = 0  # calls made on this connection (the idealised ids)
+        self.pending: dict[str, str] = {}  # call id -> function name
+        # Realistic tool calls: the ids of each toolCall still unanswered, and what the
+        # answered ones returned (said once the whole toolCall is answered).
+        self.batches: list[list[str]] = []
+        self.results: dict[str, str] = {}
+
+    def calls(self, text: str) -> list[dict[str, Any]]:
+        """The ``functionCalls`` a typed text asks for (none: it asks for no tool)."""
+        if self.service:
+            requests = tool_requests(text, self.functions)
+        else:
+            request = tool_request(text, self.functions)
+            requests = [request] if request is not None else []
+        calls: list[dict[str, Any]] = []
+        for name, args in requests:
+            call_id = self._call_id()
+            self.pending[call_id] = name
+            calls.append({"id": call_id, "name": name, "args": args})
+        if self.service and calls:
+            self.batches.append([call["id"] for call in calls])
+        return calls
+
+    def answered(self, responses: Any) -> list[str]:
+        """What to say now that ``responses`` (a ``toolResponse``'s ``functionResponses``)
+        came: each answered call, or each realistic ``toolCall`` answered in full."""
+        said: list[str] = []
+        for response in responses if isinstance(responses, list) else []:
+            call_id = str(pick(response, "id"))
+            name = self.pending.pop(call_id, None)
+            if name is not None:
+                result = json.dumps(pick(response, "response"), ensure_ascii=False)
+                result = f"The tool {name} returned {result[:MAX_TOOL_ECHO_CHARS]}."
+                if self.service:
+                    self.results[call_id] = result
+                else:
+                    said.append(result)
+        for batch in list(self.batches):
+            if all(call_id in self.results for call_id in batch):
+                self.batches.remove(batch)
+                said.append(" ".join(self.results.pop(call_id) for call_id in batch))
+        return said
+
+    def _call_id(self) -> str:
+        """The next tool call id: ``call-<connection>-<n>``, or the service's shapes."""
+        session = self.conn.session
+        if self.service:
+            session.tool_calls += 1
+            return service_call_id(session.id, session.tool_calls)
+        self.made += 1
+        return f"call-{self.conn.index}-{self.made}"
+
+
 class _Turns:
     """The responder's state for one connection; what outlives it is in the session."""
 
@@ -341,17 +410,12 @@ class _Turns:
         self.session = conn.session
         self.realism = conn.realism
         self.detector = responder.detector(self.realism)
+        self.ear = EchoEar(enabled=self.realism.transcribe_echo)  # its own voice, heard back
         aad = pick(pick(conn.setup, "realtime_input_config"), "automatic_activity_detection")
         self.manual = pick(aad, "disabled") is True
         self.instruction = instruction_text(pick(conn.setup, "system_instruction"))
-        self.functions = declared_functions(conn.setup)
+        self.tools = _ToolCalls(conn, declared_functions(conn.setup))
         self.compression = Compression.from_setup(conn.setup)
-        self.tool_calls = 0
-        self.pending_tools: dict[str, str] = {}  # call id -> function name
-        # Realistic tool calls: the ids of each toolCall still unanswered, and what the
-        # answered ones returned (said once the whole toolCall is answered).
-        self.tool_batches: list[list[str]] = []
-        self.tool_results: dict[str, str] = {}
         self.in_activity = False
         self.activity_s = 0.0
         self.voice_activity = False  # an ACTIVITY_START went out without its ACTIVITY_END
@@ -397,6 +461,7 @@ class _Turns:
                 if self.in_activity:
                     self.activity_s += audio.seconds
             else:
+                self.ear.heard(audio.data, audio.t)
                 await self._vad(self.detector.feed(audio.data))
         if event.kind == "realtime_input":
             if event.flag("audio_stream_end"):
@@ -412,18 +477,8 @@ class _Turns:
                 self.pending_chars += len(text.text)
                 await self._answer_text(text.text)
         elif event.kind == "tool_response":
-            responses = pick(event.body, "function_responses")
-            for response in responses if isinstance(responses, list) else []:
-                call_id = str(pick(response, "id"))
-                name = self.pending_tools.pop(call_id, None)
-                if name is not None:
-                    said = json.dumps(pick(response, "response"), ensure_ascii=False)
-                    said = f"The tool {name} returned {said[:MAX_TOOL_ECHO_CHARS]}."
-                    if self.realism.service_tool_calls:
-                        self.tool_results[call_id] = said
-                    else:
-                        await self._start_reply(None, said)
-            await self._answer_tool_batches()
+            for said in self.tools.answered(pick(event.body, "function_responses")):
+                await self._start_reply(None, said)
         elif event.kind == "context_update":
             update = pick(event.body, "system_instruction")
             if update is not None:
@@ -432,14 +487,6 @@ class _Turns:
             self.pending_chars += sum(len(t.text) for t in event.texts)
             if event.flag("turn_complete") and event.texts:
                 await self._answer_text(" ".join(t.text for t in event.texts))
-
-    async def _answer_tool_batches(self) -> None:
-        """Answer each realistic ``toolCall`` whose calls all have their responses."""
-        for batch in list(self.tool_batches):
-            if all(call_id in self.tool_results for call_id in batch):
-                self.tool_batches.remove(batch)
-                said = " ".join(self.tool_results.pop(call_id) for call_id in batch)
-                await self._start_reply(None, said)
 
     async def _vad(self, events: list[VadEvent]) -> None:
         """Act on VAD events; with :attr:`Realism.voice_activity` say them as
@@ -453,7 +500,8 @@ class _Turns:
                 await self._barge_in()
             elif isinstance(vad_event, UtteranceEnded):
                 await self._voice_activity_end()
-                await self._answer_speech(vad_event.duration_s)
+                echo = self.ear.words(vad_event.start_s, vad_event.end_s)
+                await self._answer_speech(vad_event.duration_s, echo)
         if not self.detector.in_speech:
             await self._voice_activity_end()
 
@@ -472,6 +520,7 @@ class _Turns:
             return
         self.reply.cancel()
         await asyncio.wait([self.reply])
+        self.ear.cut(time.time())  # the client stops playing it
         logger.debug("connection %d: barge-in", self.conn.index)
         await self.conn.interrupted()
         delay = self.realism.interrupted_turn_complete_s
@@ -516,40 +565,21 @@ class _Turns:
             unlabelled_share=self.realism.unlabelled_share,
         )
 
-    async def _answer_speech(self, seconds: float) -> None:
+    async def _answer_speech(self, seconds: float, echo: str | None = None) -> None:
+        """Answer an utterance of ``seconds``, transcribed as ``echo`` when it repeats the
+        emulator's own voice (:attr:`Realism.transcribe_echo`), else as a placeholder."""
         text = f"You spoke for {seconds:.1f} seconds. {self._frames_said()}"
-        await self._start_reply(f"(spoke for {seconds:.1f} s)", text)
+        await self._start_reply(echo or f"(spoke for {seconds:.1f} s)", text)
 
     async def _answer_text(self, text: str) -> None:
-        if self.realism.service_tool_calls:
-            requests = tool_requests(text, self.functions)
-        else:
-            request = tool_request(text, self.functions)
-            requests = [request] if request is not None else []
-        if requests:
-            calls: list[dict[str, Any]] = []
-            ids: list[str] = []
-            for name, args in requests:
-                call_id = self._call_id()
-                self.pending_tools[call_id] = name
-                ids.append(call_id)
-                calls.append({"id": call_id, "name": name, "args": args})
-            if self.realism.service_tool_calls:
-                self.tool_batches.append(ids)
+        calls = self.tools.calls(text)
+        if calls:
             await self.conn.tool_call(calls)
             return
         said = " ".join(text.split())[:MAX_ECHO_CHARS] or "nothing"
         if not said.endswith((".", "!", "?")):
             said += "."
         await self._start_reply(None, f"You wrote: {said} {self._frames_said()}", typed=True)
-
-    def _call_id(self) -> str:
-        """The next tool call id: ``call-<connection>-<n>``, or the service's shapes."""
-        if self.realism.service_tool_calls:
-            self.session.tool_calls += 1
-            return service_call_id(self.session.id, self.session.tool_calls)
-        self.tool_calls += 1
-        return f"call-{self.conn.index}-{self.tool_calls}"
 
     def _frames_said(self) -> str:
         return frame_summary(self.session.frames, self.session.latest_frame)
@@ -572,6 +602,16 @@ class _Turns:
         )
         self.reply.add_done_callback(_log_failure)
 
+    async def _first_heard(self, heard: str | None) -> list[str]:
+        """Send the first piece of the input transcription ``heard`` (in fragments with
+        :attr:`Realism.fragmented_transcription`); the rest, to go after the audio."""
+        if heard is None:
+            return []
+        fragmented = self.realism.fragmented_transcription
+        pieces = fragments(heard, INPUT_FRAGMENT_CHARS) if fragmented else [heard]
+        await self.conn.input_transcription(pieces[0])
+        return pieces[1:]
+
     async def _reply(self, heard: str | None, text: str, prompt: _Prompt, typed: bool) -> None:
         """Speak ``text`` after transcribing ``heard``; cancellation (barge-in) stops it
         between chunks.
@@ -584,11 +624,7 @@ class _Turns:
         conn = self.conn
         realism = self.realism
         loop = asyncio.get_running_loop()
-        heard_pieces: list[str] = []
-        if heard is not None:
-            fragmented = realism.fragmented_transcription
-            heard_pieces = fragments(heard, INPUT_FRAGMENT_CHARS) if fragmented else [heard]
-            await conn.input_transcription(heard_pieces.pop(0))
+        heard_pieces = await self._first_heard(heard)
         pcm = await self.r.synthesizer.synthesize(text)
         await self._flush_complete()
         bytes_per_s = OUTPUT_RATE_HZ * SAMPLE_BYTES
@@ -605,9 +641,12 @@ class _Turns:
             while sent < len(pieces) and starts[sent] <= offset_s / max(total_s, 1e-9):
                 await conn.output_transcription(pieces[sent])
                 sent += 1
+            if not offset_s:  # the client plays the reply from its first chunk on
+                self.ear.spoke(text[:MAX_SPOKEN_CHARS], pcm, time.time())
             await conn.send(audio_message(chunk, role=realism.model_role))
             offset_s += len(chunk) / bytes_per_s
             self.reply_sent_s = offset_s
+            self.ear.sent(offset_s)
             if heard_pieces:
                 await conn.input_transcription(heard_pieces.pop(0))
         for piece in heard_pieces:
