@@ -163,7 +163,7 @@ export class Devices {
       // A microphone that came with the unplugging (a headset for a USB microphone) is news.
       const fresh = performance.now() - this.added.at < FRESH_MS ? this.added.labels : [];
       this.host.notice.show(say.micEnded(fresh), { sticky: true });
-      void this.refresh(false); // the picker should no longer offer the one that went
+      void this.refresh(); // the menu drops the one that went; one that came is named
     }
     this.host.changed();
   }

@@ -814,7 +814,7 @@ var Devices = class {
       this.micEnded = true;
       const fresh = performance.now() - this.added.at < FRESH_MS ? this.added.labels : [];
       this.host.notice.show(micEnded(fresh), { sticky: true });
-      void this.refresh(false);
+      void this.refresh();
     }
     this.host.changed();
   }
