@@ -30,12 +30,16 @@ test("every builder makes a message of a browser kind", () => {
     protocol.confirm("id-1", true),
     protocol.frameStats(counts),
     protocol.setTrait("video_paused", true),
+    protocol.device("mic_ended", "USB microphone", "cap"),
   ];
   for (const message of built) assert.ok(protocol.BROWSER_KINDS.includes(message.kind), message.kind);
   assert.deepEqual(new Set(built.map((m) => m.kind)), new Set(protocol.BROWSER_KINDS));
 });
 
 test("the builders carry the fields the kernel parses", () => {
+  assert.deepEqual(protocol.device("screen_shared", "tab", "c"), {
+    kind: "device", what: "screen_shared", label: "tab", capture: "c",
+  });
   assert.deepEqual(protocol.beat("p", "", 0), { kind: "beat", page: "p", capture: "", views: 0 });
   assert.deepEqual(protocol.audio("c", 7, 12.5), { kind: "audio", capture: "c", seq: 7, t: 12.5 });
   assert.deepEqual(protocol.frame("c", 2, 3, 640, 360, "first"), {
