@@ -1061,9 +1061,11 @@ def test_a_still_screen_sends_only_heartbeats_and_a_change_goes_within_a_second(
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert gaps and min(gaps) >= 990, gaps  # never over 1 fps
     assert max(gaps) <= 1_500 + 400, gaps  # a heartbeat at the latest (checks every 250 ms)
-    for reason, gap in zip(reasons[1:], gaps, strict=True):
+    for i, (reason, gap) in enumerate(zip(reasons[1:], gaps, strict=True)):
+        # A frame's t is when it was sent: the first one's also carries the encoder worker's
+        # start (seen up to 15 ms), so the gap after it may be that much short of the policy's.
         if reason == "heartbeat":
-            assert gap >= 1_490, (reasons, gaps)
+            assert gap >= (1_470 if i == 0 else 1_490), (reasons, gaps)
 
     changed_at = page.evaluate("changeScreen()")
     poll(
