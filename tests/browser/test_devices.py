@@ -279,8 +279,10 @@ def test_a_notebook_tab_in_the_background_keeps_frames_and_audio_flowing(
             chromium.target(SCREEN_TITLE),
         )
         cdp.activate(screen)
-        time.sleep(1)
-        assert cdp.evaluate(notebook, "document.visibilityState") == "hidden"
+        deadline = time.monotonic() + 5
+        while cdp.evaluate(notebook, "document.visibilityState") != "hidden":
+            assert time.monotonic() < deadline, "the notebook's tab did not go to the back"
+            time.sleep(0.05)
         assert cdp.evaluate(screen, "document.visibilityState") == "visible"
         played0 = cdp.evaluate(notebook, f"{SEAM}.stats().then((s) => s.played)")
         changes: list[tuple[int, float]] = []
