@@ -266,6 +266,12 @@ export class Controller extends Emitter {
         muted: self.volume.muted,
         gain: player.gainNode ? player.gainNode.gain.value : null,
       }),
+      /** What the echo gate did since the Share (20 ms frames). */
+      echoGate: () => ({ ...self.sharing.echoGate.counts, on: self.sharing.echoGateOn }),
+      /** Measurements only: without the echo gate, the canceller alone. @param {boolean} on */
+      set echoGateOn(on) {
+        self.sharing.echoGateOn = Boolean(on);
+      },
       tracks: () => [...capture.tracks()],
       stats: () => player.stats(),
       sent: this.sharing.sent,

@@ -11,6 +11,7 @@ import { OUTPUT_RATE_HZ, pcm16ToFloat } from "./pcm.js";
 import { PLAYER_PROCESSOR } from "./worklets/names.js";
 import PLAYER_WORKLET_SOURCE from "./worklets/player.worklet.js?source";
 import { GAIN_TIME_CONSTANT_S } from "./volume.js";
+import { ECHO_TAIL_MS } from "./echo-gate.js";
 
 export { PLAYER_WORKLET_SOURCE };
 
@@ -71,6 +72,9 @@ export class Player {
     this.onOrphans = () => {};
     /** @type {PlayerStats} */
     this.lastStats = emptyStats(0);
+    /** When the audio pushed so far will have played (performance.now() ms, before the
+     * output's latency); an estimate, for the echo gate. */
+    this.audibleUntil = 0;
   }
 
   /**
@@ -139,6 +143,8 @@ export class Player {
     this.generation = gen;
     if (!view || !this.node) return; // not capturing: nobody is listening
     const samples = pcm16ToFloat(view);
+    const start = Math.max(this.audibleUntil, performance.now());
+    this.audibleUntil = start + samples.length / (OUTPUT_RATE_HZ / 1000);
     const id = trace?.modelChunk(view);
     this.node.port.postMessage({ cmd: "push", gen, samples, trace: id }, [samples.buffer]);
   }
@@ -150,9 +156,22 @@ export class Player {
    */
   interrupt(rawGen, trace) {
     this.generation = this.genOf(rawGen);
+    this.audibleUntil = Math.min(this.audibleUntil, performance.now());
     const context = this.context;
     const id = trace && this.node && context ? trace.interrupt(context) : undefined;
     this.node?.port.postMessage({ cmd: "flush", gen: this.generation, trace: id });
+  }
+
+  /**
+   * Whether the model's voice may be in the room at `now`: audio is queued or playing, or
+   * played less than the output's latency, the pre-roll and ECHO_TAIL_MS ago; never when muted.
+   * @param {number} now performance.now() (ms)
+   */
+  audible(now) {
+    const context = this.context;
+    if (!context || this.gain === 0) return false;
+    const outputS = (context.baseLatency || 0) + (/** @type {any} */ (context).outputLatency || 0);
+    return now < this.audibleUntil + outputS * 1000 + PREROLL_MS + ECHO_TAIL_MS;
   }
 
   /** @param {unknown} rawGen the turn of that generation is complete */
@@ -236,5 +255,6 @@ export class Player {
     this.node = null;
     this.gainNode = null;
     this.context = null;
+    this.audibleUntil = 0;
   }
 }

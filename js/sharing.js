@@ -6,6 +6,7 @@
 
 import { Capture, stopStream } from "./capture.js";
 import { Devices } from "./devices.js";
+import { EchoGate } from "./echo-gate.js";
 import { FrameLoop } from "./frames.js";
 import { BusyWatch } from "./kernel-link.js";
 import { exactBuffer, OUTPUT_RATE_HZ, rmsToLevel } from "./pcm.js";
@@ -72,6 +73,8 @@ export class Sharing {
     this.stoppedAt = -Infinity; // when this page last ended a capture (performance.now())
     this.capture = new Capture();
     this.player = new Player((stats) => this.onPlayerReport(stats));
+    this.echoGate = new EchoGate(); // a new one at each Share
+    this.echoGateOn = true; // off only for measurements (the test seam)
     this.player.onOrphans = (entries) => host.trace()?.orphans.push(...entries);
     const send = this.send.bind(this);
     this.frames = new FrameLoop(host.model, send, this.sent, () => host.emit("filmstrip"));
@@ -216,6 +219,7 @@ export class Sharing {
     for (const track of this.tracks()) this.watch(track);
     this.phase = "live";
     this.audioSeq = 0;
+    this.echoGate = new EchoGate();
     this.busyWatch.reset(performance.now());
     // Media carries this capture's id, so the kernel can drop what a stale view still sends.
     this.captureId = newCaptureId();
@@ -238,17 +242,22 @@ export class Sharing {
   /** @param {import("./capture.js").MicChunk} chunk */
   onMicChunk({ pcm, rms }) {
     if (this.phase !== "live") return;
-    const t = performance.timeOrigin + performance.now();
-    this.host.trace()?.micChunk(pcm, t);
-    this.send(protocol.audio(this.captureId, this.audioSeq++, t), [exactBuffer(pcm)]);
-    this.sent.audio++;
+    const now = performance.now();
+    const chunk = { pcm, rms, t: performance.timeOrigin + now };
+    for (const ready of this.echoGate.push(chunk, this.echoGateOn && this.player.audible(now))) this.sendAudio(ready);
     this.level = rmsToLevel(rms);
     this.host.emit("level", this.level);
-    const now = performance.now();
     if (this.level >= SPEECH_LEVEL) {
       if (now - this.lastVoiceAt > SPEECH_GAP_MS) this.frames.policy.speechStarted();
       this.lastVoiceAt = now;
     }
+  }
+
+  /** @param {import("./echo-gate.js").GateChunk} chunk to the kernel, with its own time */
+  sendAudio({ pcm, t }) {
+    this.host.trace()?.micChunk(pcm, t);
+    this.send(protocol.audio(this.captureId, this.audioSeq++, t), [exactBuffer(pcm)]);
+    this.sent.audio++;
   }
 
   /** @param {import("./player.js").PlayerStats} stats the player's periodic report */
@@ -302,8 +311,11 @@ export class Sharing {
   stop(reason, { fromKernel = false } = {}) {
     const wasActive = this.phase !== "idle" || this.capture.context !== null;
     const announce = this.startSent && !fromKernel;
-    // The last counts, so `frame_policy` in Python matches the frames the model got.
-    if (this.startSent) this.send(protocol.frameStats(this.frames.policy.counts));
+    if (this.startSent) {
+      for (const chunk of this.echoGate.drain()) this.sendAudio(chunk); // nothing spoken is lost
+      // The last counts, so `frame_policy` in Python matches the frames the model got.
+      this.send(protocol.frameStats(this.frames.policy.counts));
+    }
     this.teardown();
     if (fromKernel && reason) this.host.notice.show(reason, { sticky: true });
     if (!wasActive) return;

@@ -876,6 +876,87 @@ var Devices = class {
   }
 };
 
+// js/echo-gate.js
+var GATE_FRAME_MS = 20;
+var OPEN_DBFS = -48;
+var OPEN_MS = 160;
+var HOLD_MS = 600;
+var DUCK_DB = 40;
+var ECHO_TAIL_MS = 500;
+var FRAME_SAMPLES = INPUT_RATE_HZ * GATE_FRAME_MS / 1e3;
+var DUCK_FACTOR = 10 ** (-DUCK_DB / 20);
+var OPEN_FRAMES = Math.ceil(OPEN_MS / GATE_FRAME_MS);
+var HOLD_FRAMES = Math.ceil(HOLD_MS / GATE_FRAME_MS);
+var OPEN_RMS = 32768 * 10 ** (OPEN_DBFS / 20);
+function isLoud(frame2) {
+  let sum = 0;
+  for (let i = 0; i < frame2.length; i++) sum += frame2[i] * frame2[i];
+  return Math.sqrt(sum / frame2.length) >= OPEN_RMS;
+}
+function duck(frame2) {
+  for (let i = 0; i < frame2.length; i++) frame2[i] = Math.round(frame2[i] * DUCK_FACTOR);
+}
+var EchoGate = class {
+  constructor() {
+    this.held = [];
+    this.run = [];
+    this.openFrames = 0;
+    this.counts = { judged: 0, ducked: 0, opened: 0 };
+  }
+  /**
+   * Judge one chunk. Returns the chunks that may go now, in order (none while a loud run at
+   * the end of this chunk is undecided; at most OPEN_MS of audio waits).
+   * @param {GateChunk} chunk its PCM may be attenuated in place
+   * @param {boolean} audible the model's voice (or its tail) may be in the microphone
+   * @returns {GateChunk[]}
+   */
+  push(chunk, audible) {
+    const samples = new Int16Array(chunk.pcm);
+    for (let at = 0; at < samples.length; at += FRAME_SAMPLES) {
+      this.judge(chunk, samples.subarray(at, Math.min(at + FRAME_SAMPLES, samples.length)), audible);
+    }
+    this.held.push(chunk);
+    const waiting = this.run.length > 0 ? this.held.indexOf(this.run[0].chunk) : this.held.length;
+    return this.held.splice(0, waiting);
+  }
+  /**
+   * @param {GateChunk} chunk
+   * @param {Int16Array} frame
+   * @param {boolean} audible
+   */
+  judge(chunk, frame2, audible) {
+    const loud = isLoud(frame2);
+    if (!audible) {
+      this.run = [];
+      this.openFrames = loud ? HOLD_FRAMES : Math.max(0, this.openFrames - 1);
+      return;
+    }
+    this.counts.judged++;
+    if (this.openFrames > 0) {
+      this.openFrames = loud ? HOLD_FRAMES : this.openFrames - 1;
+      return;
+    }
+    if (!loud) {
+      for (const judged of this.run) duck(judged.frame);
+      this.counts.ducked += this.run.length + 1;
+      this.run = [];
+      duck(frame2);
+      return;
+    }
+    this.run.push({ chunk, frame: frame2 });
+    if (this.run.length >= OPEN_FRAMES) {
+      this.run = [];
+      this.openFrames = HOLD_FRAMES;
+      this.counts.opened++;
+    }
+  }
+  /** @returns {GateChunk[]} what the gate holds, unchanged (the capture ends) */
+  drain() {
+    this.run = [];
+    return this.held.splice(0);
+  }
+};
+
 // worklet-source:js/workers/encoder.worker.js
 var encoder_worker_default = '// js/workers/encoder.worker.js\nvar canvas = null;\nself.onmessage = async (event) => {\n  const { id, frame, width, height, quality } = event.data;\n  try {\n    if (!canvas) canvas = new OffscreenCanvas(width, height);\n    canvas.width = width;\n    canvas.height = height;\n    const ctx = (\n      /** @type {OffscreenCanvasRenderingContext2D} */\n      canvas.getContext("2d")\n    );\n    ctx.drawImage(frame, 0, 0, width, height);\n    frame.close();\n    const blob = await canvas.convertToBlob({ type: "image/jpeg", quality });\n    self.postMessage({ id, blob });\n  } catch (error) {\n    frame?.close?.();\n    self.postMessage({ id, error: String(error) });\n  }\n};\n';
 
@@ -1507,6 +1588,7 @@ var Player = class {
     this.onOrphans = () => {
     };
     this.lastStats = emptyStats(0);
+    this.audibleUntil = 0;
   }
   /**
    * Create the playback context; must run inside the Share click (autoplay rules).
@@ -1575,6 +1657,8 @@ var Player = class {
     this.generation = gen;
     if (!view || !this.node) return;
     const samples = pcm16ToFloat(view);
+    const start2 = Math.max(this.audibleUntil, performance.now());
+    this.audibleUntil = start2 + samples.length / (OUTPUT_RATE_HZ / 1e3);
     const id = trace?.modelChunk(view);
     this.node.port.postMessage({ cmd: "push", gen, samples, trace: id }, [samples.buffer]);
   }
@@ -1585,9 +1669,22 @@ var Player = class {
    */
   interrupt(rawGen, trace) {
     this.generation = this.genOf(rawGen);
+    this.audibleUntil = Math.min(this.audibleUntil, performance.now());
     const context = this.context;
     const id = trace && this.node && context ? trace.interrupt(context) : void 0;
     this.node?.port.postMessage({ cmd: "flush", gen: this.generation, trace: id });
+  }
+  /**
+   * Whether the model's voice may be in the room at `now`: audio is queued or playing, or
+   * played less than the output's latency, the pre-roll and ECHO_TAIL_MS ago; never when muted.
+   * @param {number} now performance.now() (ms)
+   */
+  audible(now) {
+    const context = this.context;
+    if (!context || this.gain === 0) return false;
+    const outputS = (context.baseLatency || 0) + /** @type {any} */
+    (context.outputLatency || 0);
+    return now < this.audibleUntil + outputS * 1e3 + PREROLL_MS + ECHO_TAIL_MS;
   }
   /** @param {unknown} rawGen the turn of that generation is complete */
   endTurn(rawGen) {
@@ -1665,6 +1762,7 @@ var Player = class {
     this.node = null;
     this.gainNode = null;
     this.context = null;
+    this.audibleUntil = 0;
   }
 };
 
@@ -1696,6 +1794,8 @@ var Sharing = class {
     this.stoppedAt = -Infinity;
     this.capture = new Capture();
     this.player = new Player((stats) => this.onPlayerReport(stats));
+    this.echoGate = new EchoGate();
+    this.echoGateOn = true;
     this.player.onOrphans = (entries) => host.trace()?.orphans.push(...entries);
     const send = this.send.bind(this);
     this.frames = new FrameLoop(host.model, send, this.sent, () => host.emit("filmstrip"));
@@ -1830,6 +1930,7 @@ var Sharing = class {
     for (const track of this.tracks()) this.watch(track);
     this.phase = "live";
     this.audioSeq = 0;
+    this.echoGate = new EchoGate();
     this.busyWatch.reset(performance.now());
     this.captureId = newCaptureId();
     this.frames.reset(this.capture.screen, this.captureId);
@@ -1848,17 +1949,21 @@ var Sharing = class {
   /** @param {import("./capture.js").MicChunk} chunk */
   onMicChunk({ pcm, rms }) {
     if (this.phase !== "live") return;
-    const t = performance.timeOrigin + performance.now();
-    this.host.trace()?.micChunk(pcm, t);
-    this.send(audio(this.captureId, this.audioSeq++, t), [exactBuffer(pcm)]);
-    this.sent.audio++;
+    const now = performance.now();
+    const chunk = { pcm, rms, t: performance.timeOrigin + now };
+    for (const ready of this.echoGate.push(chunk, this.echoGateOn && this.player.audible(now))) this.sendAudio(ready);
     this.level = rmsToLevel(rms);
     this.host.emit("level", this.level);
-    const now = performance.now();
     if (this.level >= SPEECH_LEVEL) {
       if (now - this.lastVoiceAt > SPEECH_GAP_MS) this.frames.policy.speechStarted();
       this.lastVoiceAt = now;
     }
+  }
+  /** @param {import("./echo-gate.js").GateChunk} chunk to the kernel, with its own time */
+  sendAudio({ pcm, t }) {
+    this.host.trace()?.micChunk(pcm, t);
+    this.send(audio(this.captureId, this.audioSeq++, t), [exactBuffer(pcm)]);
+    this.sent.audio++;
   }
   /** @param {import("./player.js").PlayerStats} stats the player's periodic report */
   onPlayerReport(stats) {
@@ -1903,7 +2008,10 @@ var Sharing = class {
   stop(reason, { fromKernel = false } = {}) {
     const wasActive = this.phase !== "idle" || this.capture.context !== null;
     const announce = this.startSent && !fromKernel;
-    if (this.startSent) this.send(frameStats(this.frames.policy.counts));
+    if (this.startSent) {
+      for (const chunk of this.echoGate.drain()) this.sendAudio(chunk);
+      this.send(frameStats(this.frames.policy.counts));
+    }
     this.teardown();
     if (fromKernel && reason) this.host.notice.show(reason, { sticky: true });
     if (!wasActive) return;
@@ -2268,6 +2376,12 @@ var Controller = class extends Emitter {
         muted: self.volume.muted,
         gain: player.gainNode ? player.gainNode.gain.value : null
       }),
+      /** What the echo gate did since the Share (20 ms frames). */
+      echoGate: () => ({ ...self.sharing.echoGate.counts, on: self.sharing.echoGateOn }),
+      /** Measurements only: without the echo gate, the canceller alone. @param {boolean} on */
+      set echoGateOn(on) {
+        self.sharing.echoGateOn = Boolean(on);
+      },
       tracks: () => [...capture.tracks()],
       stats: () => player.stats(),
       sent: this.sharing.sent,

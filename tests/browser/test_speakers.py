@@ -21,6 +21,7 @@ at most 1 s), past the five hidden minutes after which Chrome throttles a tab ha
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -67,6 +68,10 @@ MARGIN_S = 1.0
 #: How long a microphone chunk takes from its end in the page to the emulator (s, about).
 UPLINK_DELAY_S = 0.05
 FRAME = RATE // 50
+
+#: SSW_ECHO_GATE=0 measures the echo canceller alone (the page's echo gate off), for the
+#: README's comparison; the promises are then reported, not asserted.
+GATE_ON = os.environ.get("SSW_ECHO_GATE", "1") != "0"
 
 #: The shared tab changes this often while the notebook's tab is hidden (s).
 CHANGE_EVERY_S = 3.0
@@ -301,6 +306,7 @@ def _share_then_hide(
     page.set_viewport_size({"width": 1280, "height": 800})
     write_notebook(lab.root / "speakers.ipynb", [assistant_cell(emu), REPORT])
     show_widget(page, lab, ARTIFACTS, "speakers.ipynb")
+    page.evaluate(f"{SEAM}.echoGateOn = {str(GATE_ON).lower()}")
     page.click(".ssw-share")
     page.wait_for_selector(".ssw-status[data-status='live']", timeout=30_000)
     page.wait_for_function(f"{SEAM}.sent.frames >= 1", timeout=15_000)
@@ -349,6 +355,7 @@ def test_speakers_never_make_the_model_hear_itself(
         end_normal = time.time()
         _level(page, pulse, ECHO_LOUD, timeline, users)
         hidden = page.evaluate("document.visibilityState")
+        gate = page.evaluate(f"{SEAM}.echoGate()")
         changes = page.changes
         room.stop()
         data = _back_to_the_notebook(playwright, chromium, lab)
@@ -365,7 +372,8 @@ def test_speakers_never_make_the_model_hear_itself(
         for a in emu.traffic.audio
     ]
     cuts = [m.t for m in emu.traffic.sent if "interrupted" in m.keys]
-    _report(data["turns"], timeline, room, uplink, end_normal, cuts)
+    assert gate["on"] == GATE_ON, gate
+    _report(data["turns"], timeline, room, uplink, end_normal, cuts, gate)
     _frames_follow(changes, data["frames"])
 
 
@@ -389,7 +397,8 @@ def _level_figures(
     turns: list[dict[str, Any]], timeline: Timeline, cuts: list[float], start: float, end: float
 ) -> dict[str, Any]:
     """What happened between start and end (time.time()): replies, barge-ins and those that
-    interrupted, interruptions nobody's barge-in explains, and user turns for utterances."""
+    interrupted and how soon, interruptions nobody's barge-in explains, and user turns for
+    utterances."""
 
     def inside(t: float) -> bool:
         return start <= t < end
@@ -397,12 +406,22 @@ def _level_figures(
     barge_ins = [b for b in timeline.barge_ins if inside(b)]
     mine = [c for c in cuts if inside(c)]
     explained = [any(b <= c <= b + BARGE_IN_WINDOW_S for b in barge_ins) for c in mine]
+    # From the barge-in's first sample in the room to the emulator's `interrupted`.
+    waits = [
+        min(c - b for c in mine if b <= c <= b + BARGE_IN_WINDOW_S)
+        for b in barge_ins
+        if any(b <= c <= b + BARGE_IN_WINDOW_S for c in mine)
+    ]
     return {
         "replies": sum(t["role"] == "model" and inside(t["started_at"]) for t in turns),
         "barge_ins": len(barge_ins),
         "barge_ins_kept": sum(
             any(b <= c <= b + BARGE_IN_WINDOW_S for c in mine) for b in barge_ins
         ),
+        "barge_in_to_interrupted_ms": {
+            "p50": round(1000 * float(np.median(waits))) if waits else None,
+            "max": round(1000 * max(waits)) if waits else None,
+        },
         "self_interruptions": explained.count(False),
         "user_turns": sum(t["role"] == "user" and inside(t["started_at"]) for t in turns),
         "utterances_spoken": sum(inside(a) for a, _ in timeline.spoken),
@@ -412,6 +431,7 @@ def _level_figures(
 def _report(
     turns: list[dict[str, Any]], timeline: Timeline, room: Recorder | None,
     uplink: list[tuple[float, np.ndarray]], end_normal: float, cuts: list[float],
+    gate: dict[str, Any],
 ) -> None:  # fmt: skip
     """The figures per echo level (printed, and in test-artifacts/speakers.json with the
     timeline); the emulator's ``interrupted`` messages (``cuts``, when sent) say who
@@ -428,6 +448,7 @@ def _report(
             "first_3s": _erle(room, uplink, timeline, first, first + 3.0),
             "after": _erle(room, uplink, timeline, first + 3.0, end),
         }
+    figures["echo_gate"] = gate
     ARTIFACTS.mkdir(exist_ok=True)
     record = {**figures, "timeline": {
         "questions": timeline.questions, "barge_ins": timeline.barge_ins,
@@ -438,11 +459,14 @@ def _report(
     (ARTIFACTS / "speakers.json").write_text(json.dumps(record, indent=1))
     print(json.dumps(figures))
     normal, loud = figures[f"echo_{ECHO_NORMAL}"], figures[f"echo_{ECHO_LOUD}"]
+    assert loud["barge_ins"] + normal["barge_ins"] == 2 * ROUNDS
+    if not GATE_ON:
+        return
     for level in (normal, loud):
         assert level["replies"] >= 1 + 2 * ROUNDS - 1, figures  # 21 replies a level, about
         assert level["barge_ins_kept"] >= level["barge_ins"] - 1, figures
-    assert normal["self_interruptions"] == 0, figures
-    assert normal["user_turns"] == normal["utterances_spoken"], (
-        f"the model heard an utterance nobody spoke: {figures}"
-    )
-    assert loud["barge_ins"] + normal["barge_ins"] == 2 * ROUNDS
+        assert level["self_interruptions"] == 0, figures
+        assert level["user_turns"] == level["utterances_spoken"], (
+            f"the model heard an utterance nobody spoke: {figures}"
+        )
+    assert gate["ducked"] > 0, f"the echo gate never ducked a frame: {gate}"
