@@ -168,7 +168,9 @@ export class FrameLoop {
       if (reason) {
         const sent = await this.sendFrame(run, reason, picture);
         if (run !== this.run || !this.stream) return;
-        if (sent) this.policy.sent(now, thumb, reason);
+        // Spaced from when it went, not when it was looked at: however long encoding takes,
+        // the kernel never gets frames closer than the interval (nor heartbeats sooner).
+        if (sent) this.policy.sent(performance.now(), thumb, reason);
       }
       this.reportStats();
     } catch (error) {

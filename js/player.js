@@ -74,7 +74,7 @@ export class Player {
     this.lastStats = emptyStats(0);
     /** When the audio pushed so far will have played (performance.now() ms, before the
      * output's latency); an estimate, for the echo gate. */
-    this.audibleUntil = 0;
+    this.audibleUntil = -Infinity;
   }
 
   /**
@@ -255,6 +255,6 @@ export class Player {
     this.node = null;
     this.gainNode = null;
     this.context = null;
-    this.audibleUntil = 0;
+    this.audibleUntil = -Infinity; // nothing pushed: never audible
   }
 }

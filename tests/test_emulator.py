@@ -735,7 +735,8 @@ def test_shared_emulator_is_a_singleton() -> None:
 
 
 def test_cli_prints_how_to_connect_and_stops_on_ctrl_c() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # PYTHONFAULTHANDLER: if it hangs, the SIGABRT below makes it print where each thread is.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "screenshare_widget.emulator", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -752,8 +753,16 @@ def test_cli_prints_how_to_connect_and_stops_on_ctrl_c() -> None:
         assert Path(cert).exists()
         assert f'base_url="{url}"' in lines[3]
         assert f'cafile="{cert}"' in lines[3]
+        while "Ctrl-C" not in (line := proc.stdout.readline()):
+            assert line, "the banner ended early"
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=10)
+            pytest.fail(f"the emulator did not stop on Ctrl-C within 10 s:\n{err[-6000:]}")
+        assert code == 0, proc.stderr.read() if proc.stderr else code
         assert not Path(cert).exists()
     finally:
         if proc.poll() is None:

@@ -1377,7 +1377,7 @@ var FrameLoop = class {
       if (reason) {
         const sent = await this.sendFrame(run, reason, picture);
         if (run !== this.run || !this.stream) return;
-        if (sent) this.policy.sent(now, thumb, reason);
+        if (sent) this.policy.sent(performance.now(), thumb, reason);
       }
       this.reportStats();
     } catch (error) {
@@ -1588,7 +1588,7 @@ var Player = class {
     this.onOrphans = () => {
     };
     this.lastStats = emptyStats(0);
-    this.audibleUntil = 0;
+    this.audibleUntil = -Infinity;
   }
   /**
    * Create the playback context; must run inside the Share click (autoplay rules).
@@ -1762,7 +1762,7 @@ var Player = class {
     this.node = null;
     this.gainNode = null;
     this.context = null;
-    this.audibleUntil = 0;
+    this.audibleUntil = -Infinity;
   }
 };
 
