@@ -743,6 +743,9 @@ def test_cli_prints_how_to_connect_and_stops_on_ctrl_c() -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # As from a terminal: a suite started in the background (`cmd &`, nohup) passes on
+        # SIGINT ignored, and Python then leaves it ignored (seen in CI as a 10 s hang).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )
     try:
         assert proc.stdout is not None
