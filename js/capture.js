@@ -31,18 +31,23 @@ const MIC_CONSTRAINTS = {
   channelCount: 1,
 };
 
+/** A window whose APIs capture and play: the widget's own, or a capture window's. @typedef
+ * {Window & typeof globalThis} Realm */
+
 /**
  * Load an AudioWorklet module from its source, through a Blob URL (the widget's module is
  * itself loaded from a blob: URL, so a relative URL would not resolve).
  * @param {BaseAudioContext} context
  * @param {string} source
+ * @param {Realm} [realm] the context's window: the URL is made there (a capture window may
+ *   not resolve the notebook frame's blob: URLs)
  */
-export async function loadWorklet(context, source) {
-  const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+export async function loadWorklet(context, source, realm = window) {
+  const url = realm.URL.createObjectURL(new realm.Blob([source], { type: "text/javascript" }));
   try {
     await context.audioWorklet.addModule(url);
   } finally {
-    URL.revokeObjectURL(url);
+    realm.URL.revokeObjectURL(url);
   }
 }
 
@@ -69,6 +74,8 @@ export class Capture {
     /** @type {MediaStreamTrack[]} every track of the current or last capture, ended included */
     this.allTracks = [];
     this.flowing = false; // the microphone flows into the worklet (after `start`)
+    /** @type {Realm} where the media is asked for and the audio runs */
+    this.realm = window;
   }
 
   /**
@@ -77,13 +84,13 @@ export class Capture {
    */
   open() {
     this.allTracks = [];
-    this.context = new AudioContext();
+    this.context = new this.realm.AudioContext();
     return this.context.resume();
   }
 
   /** @returns {Promise<MediaStream>} the screen the user picks */
   askScreen() {
-    return navigator.mediaDevices.getDisplayMedia(DISPLAY_OPTIONS);
+    return this.realm.navigator.mediaDevices.getDisplayMedia(DISPLAY_OPTIONS);
   }
 
   /**
@@ -92,7 +99,7 @@ export class Capture {
    */
   askMic(deviceId = "") {
     const audio = deviceId ? { ...MIC_CONSTRAINTS, deviceId: { exact: deviceId } } : MIC_CONSTRAINTS;
-    return navigator.mediaDevices.getUserMedia({ audio });
+    return this.realm.navigator.mediaDevices.getUserMedia({ audio });
   }
 
   /**
@@ -120,7 +127,8 @@ export class Capture {
 
   /** Load the capture worklet into the context. */
   load() {
-    return loadWorklet(/** @type {AudioContext} */ (this.context), CAPTURE_WORKLET_SOURCE);
+    const context = /** @type {AudioContext} */ (this.context);
+    return loadWorklet(context, CAPTURE_WORKLET_SOURCE, this.realm);
   }
 
   /**
@@ -131,7 +139,7 @@ export class Capture {
   attach(chunkMs, onChunk) {
     const context = /** @type {AudioContext} */ (this.context);
     this.source = context.createMediaStreamSource(/** @type {MediaStream} */ (this.mic));
-    this.node = new AudioWorkletNode(context, CAPTURE_PROCESSOR, {
+    this.node = new this.realm.AudioWorkletNode(context, CAPTURE_PROCESSOR, {
       numberOfInputs: 1,
       numberOfOutputs: 0, // still pulled by the graph; nothing to hear
       channelCount: 1,

@@ -15,6 +15,7 @@ import * as say from "./sentences.js";
 import { Sharing } from "./sharing.js";
 import { LatencyTrace } from "./trace.js";
 import { Volume } from "./volume.js";
+import { WindowShare } from "./window-share.js";
 
 /** With no view of the model left in the page, capture stops after this long unless a view
  * comes back (ms): a re-render keeps the session; a closed tab or a cleared output ends the
@@ -59,6 +60,8 @@ export class Controller extends Emitter {
     // Once per model, like the player it sets: it outlasts each Share's audio context.
     this.volume = new Volume(model, (content) => this.send(content), () => this.onVolume());
     this.sharing.player.setGain(this.volume.gain);
+    this.windowShare = new WindowShare(this.sharing, this.pageId);
+    this.on("state", () => this.windowShare.update());
     this.link.send(protocol.hello());
     this.updateBeat();
   }
@@ -291,6 +294,7 @@ export class Controller extends Emitter {
     this.link.dispose();
     this.notice.clear();
     this.volume.dispose();
+    this.windowShare.dispose();
     clearTimeout(this.viewlessTimer);
     window.removeEventListener("pagehide", this.onPageHide);
     this.model.off("msg:custom", this.onCustom);

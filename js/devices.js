@@ -54,12 +54,17 @@ export class Devices {
     this.refresh = this.refresh.bind(this);
   }
 
+  /** @returns {MediaDevices | undefined} the devices of the window that captures */
+  get media() {
+    return this.host.capture.realm.navigator.mediaDevices;
+  }
+
   /** The capture went live: list the microphones and follow their changes. */
   start() {
     if (this.watching) return;
     this.watching = true;
     this.micEnded = false;
-    navigator.mediaDevices?.addEventListener?.("devicechange", this.refresh);
+    this.media?.addEventListener?.("devicechange", this.refresh);
     this.stopPolling = every(MIC_POLL_MS, () => void this.refresh());
     void this.refresh(false);
   }
@@ -69,7 +74,7 @@ export class Devices {
     this.watching = false;
     this.stopPolling?.();
     this.stopPolling = null;
-    navigator.mediaDevices?.removeEventListener?.("devicechange", this.refresh);
+    this.media?.removeEventListener?.("devicechange", this.refresh);
   }
 
   /** @returns {boolean} a microphone is live (its chunks flow) */
@@ -107,7 +112,7 @@ export class Devices {
   async refresh(tell = true) {
     let devices;
     try {
-      devices = await navigator.mediaDevices.enumerateDevices();
+      devices = await /** @type {MediaDevices} */ (this.media).enumerateDevices();
     } catch {
       return; // not listed: the picker keeps what it had
     }

@@ -4,6 +4,7 @@
  */
 
 import { LIMITS } from "./protocol.js";
+import * as say from "./sentences.js";
 
 /**
  * @param {string} tag
@@ -32,7 +33,7 @@ function button(className, text) {
 /** The bar: Share, Stop, Pause video, and what the session is doing. */
 function buildBar() {
   const bar = h("div", "ssw-bar");
-  const share = button("ssw-share", "Share screen & mic");
+  const share = button("ssw-share", say.SHARE_HERE);
   const stop = button("ssw-stop", "Stop");
   const reshare = button("ssw-reshare", "Share a screen");
   reshare.title = "Share a screen, window or tab again (the conversation goes on)";

@@ -74,18 +74,21 @@ export function pcmHash(bytes) {
 }
 
 /**
- * The bytes of `data` as an ArrayBuffer holding exactly them. JupyterLab's websocket
- * serializer sends a view's whole underlying buffer, so `model.send` must only get these.
+ * The bytes of `data` as an ArrayBuffer of this realm holding exactly them. JupyterLab's
+ * websocket serializer sends a view's whole underlying buffer, and takes a buffer from
+ * another window (a capture window's worklet posts those) for a plain object, so `model.send`
+ * must only get these.
  * @param {ArrayBuffer | ArrayBufferView} data
  * @returns {ArrayBuffer}
  */
 export function exactBuffer(data) {
   if (data instanceof ArrayBuffer) return data;
+  if (!ArrayBuffer.isView(data)) return new Uint8Array(data).slice().buffer; // another realm's
   const { buffer, byteOffset, byteLength } = data;
   if (buffer instanceof ArrayBuffer && byteOffset === 0 && byteLength === buffer.byteLength) {
     return buffer;
   }
-  return /** @type {ArrayBuffer} */ (buffer.slice(byteOffset, byteOffset + byteLength));
+  return new Uint8Array(buffer, byteOffset, byteLength).slice().buffer;
 }
 
 /**

@@ -75,6 +75,8 @@ export class Player {
     /** When the audio pushed so far will have played (performance.now() ms, before the
      * output's latency); an estimate, for the echo gate. */
     this.audibleUntil = -Infinity;
+    /** @type {import("./capture.js").Realm} where the voice plays */
+    this.realm = window;
   }
 
   /**
@@ -82,19 +84,20 @@ export class Player {
    * @returns {Promise<void>} its resume
    */
   open() {
-    this.context = new AudioContext({ sampleRate: OUTPUT_RATE_HZ });
+    this.context = new this.realm.AudioContext({ sampleRate: OUTPUT_RATE_HZ });
     return this.context.resume();
   }
 
   /** Load the player worklet into the context. */
   load() {
-    return loadWorklet(/** @type {AudioContext} */ (this.context), PLAYER_WORKLET_SOURCE);
+    const context = /** @type {AudioContext} */ (this.context);
+    return loadWorklet(context, PLAYER_WORKLET_SOURCE, this.realm);
   }
 
   /** Create the player node and connect it, through the gain, to the speakers. */
   attach() {
     const context = /** @type {AudioContext} */ (this.context);
-    this.node = new AudioWorkletNode(context, PLAYER_PROCESSOR, {
+    this.node = new this.realm.AudioWorkletNode(context, PLAYER_PROCESSOR, {
       numberOfInputs: 0,
       numberOfOutputs: 1,
       outputChannelCount: [1],
@@ -107,7 +110,7 @@ export class Player {
     });
     this.node.port.onmessage = (event) => this.onMessage(event.data);
     // Starts at the gain in force: nothing has played in this context yet.
-    this.gainNode = new GainNode(context, { gain: this.gain });
+    this.gainNode = new this.realm.GainNode(context, { gain: this.gain });
     this.node.connect(this.gainNode).connect(context.destination);
   }
 

@@ -63,18 +63,13 @@ export function instructionTooLong(length, limit) {
     `${limit.toLocaleString("en-US")}. Set a longer one from Python.`;
 }
 
-/** @returns {string} why this page cannot share, or "" if it can */
-export function unsupportedReason() {
-  if (!window.isSecureContext) {
-    return "Screen sharing needs a secure page: open JupyterLab at http://localhost or over https.";
-  }
-  if (!navigator.mediaDevices?.getDisplayMedia || !navigator.mediaDevices.getUserMedia) {
-    return (
-      "This browser does not let the notebook share the screen or the microphone " +
-      "(navigator.mediaDevices is missing); open the notebook in desktop Chrome, Edge or Firefox."
-    );
-  }
-  if (typeof AudioContext === "undefined" || !("audioWorklet" in AudioContext.prototype)) {
+/**
+ * What js/preflight.js does not cover: the AudioWorklet the voice needs.
+ * @param {Window & typeof globalThis} [realm] the window that would capture
+ * @returns {string} why it cannot, or "" if it can
+ */
+export function unsupportedReason(realm = window) {
+  if (typeof realm.AudioContext === "undefined" || !("audioWorklet" in realm.AudioContext.prototype)) {
     return (
       "This browser has no AudioWorklet, which the voice needs; " +
       "use a recent Chrome, Edge, Firefox or Safari."
@@ -82,6 +77,19 @@ export function unsupportedReason() {
   }
   return "";
 }
+
+/** The Share button's label: capture here, or through the capture window. */
+export const SHARE_HERE = "Share screen & mic";
+export const SHARE_FROM_WINDOW = "Share from a new window";
+/** The cell, while a capture window captures. */
+export const IN_WINDOW_NOTICE =
+  "Sharing from the capture window: it captures and plays the voice; Stop here or there.";
+/** The capture window was closed while it captured. */
+export const WINDOW_CLOSED_REASON = "The capture window was closed.";
+/** The frame may not open the capture window either. */
+export const NO_WINDOW =
+  "The capture window could not open (this frame, or a popup blocker, does not allow it): " +
+  "allow popups for this page, or open the notebook in its own browser tab.";
 
 /** @typedef {"screen"|"microphone"|"audio"} Stage what was being set up */
 

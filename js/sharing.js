@@ -11,6 +11,7 @@ import { FrameLoop } from "./frames.js";
 import { BusyWatch } from "./kernel-link.js";
 import { exactBuffer, OUTPUT_RATE_HZ, rmsToLevel } from "./pcm.js";
 import { Player } from "./player.js";
+import { blocker, readPlace } from "./preflight.js";
 import * as protocol from "./protocol.js";
 import { LIMITS, newCaptureId } from "./protocol.js";
 import * as say from "./sentences.js";
@@ -116,16 +117,21 @@ export class Sharing {
 
   // -- start (must run synchronously inside the Share click) --
 
-  /** The Share click handler. getDisplayMedia is its first await (transient user activation). */
-  async start() {
+  /**
+   * The Share click handler. getDisplayMedia is its first await (transient user activation).
+   * @param {import("./capture.js").Realm} [realm] the window that captures and plays: this
+   *   one, or a capture window (whose Share was clicked)
+   */
+  async start(realm = window) {
     if (this.phase !== "idle" || this.host.link.gone) return;
     this.pageError = "";
     this.host.notice.clear();
-    const problem = say.unsupportedReason();
+    const problem = blocker(readPlace(realm))?.sentence || say.unsupportedReason(realm);
     if (problem) {
       this.fail(problem);
       return;
     }
+    this.capture.realm = this.player.realm = realm;
     const attempt = ++this.attempt;
     const chunkMs = Math.round(Number(this.host.model.get("audio_chunk_ms")));
     const valid = chunkMs >= LIMITS.min_chunk_ms && chunkMs <= LIMITS.max_chunk_ms;

@@ -285,6 +285,7 @@ export class View {
     ui.root.dataset.status = status;
     ui.root.dataset.phase = phase;
     ui.share.disabled = phase !== "idle" || !!ctl.kernelGone;
+    ui.share.textContent = ctl.windowShare.viaWindow ? say.SHARE_FROM_WINDOW : say.SHARE_HERE;
     ui.share.setAttribute("aria-busy", String(phase === "starting"));
     ui.stop.disabled = phase === "idle" && !RUNNING.includes(status);
     ui.root.dataset.kernel = ctl.kernelGone ? "gone" : "ok";
@@ -348,9 +349,13 @@ export class View {
     ui.error.hidden = errors.length === 0;
     let notice = sharing.busy ? say.BUSY_NOTICE : ctl.notice.text;
     const settling = performance.now() - sharing.stoppedAt < STOP_SETTLE_MS;
+    const { windowShare } = ctl;
+    if (!notice && sharing.phase !== "idle" && windowShare.inWindow) notice = say.IN_WINDOW_NOTICE;
     if (!notice && sharing.phase === "idle" && this.status() === "live" && !settling) {
       notice = say.NOT_SHARED_NOTICE;
     }
+    // Before any click: what blocks capture here, and the way that works.
+    if (!notice && sharing.phase === "idle") notice = windowShare.blocked?.sentence ?? "";
     // A failing kernel also sends its error as the stop reason: show it once.
     if (errors.includes(notice)) notice = "";
     ui.notice.textContent = notice;
@@ -459,7 +464,7 @@ export class View {
   }
 
   onShare() {
-    void this.ctl.sharing.start(); // synchronous up to getDisplayMedia: keeps the user activation
+    this.ctl.windowShare.share(); // synchronous up to getDisplayMedia: keeps the user activation
   }
 
   onStop() {

@@ -405,18 +405,17 @@ var CLOSED_REASON = "The widget was closed.";
 function instructionTooLong(length, limit) {
   return `Too long to apply: ${length.toLocaleString("en-US")} characters, the most is ${limit.toLocaleString("en-US")}. Set a longer one from Python.`;
 }
-function unsupportedReason() {
-  if (!window.isSecureContext) {
-    return "Screen sharing needs a secure page: open JupyterLab at http://localhost or over https.";
-  }
-  if (!navigator.mediaDevices?.getDisplayMedia || !navigator.mediaDevices.getUserMedia) {
-    return "This browser does not let the notebook share the screen or the microphone (navigator.mediaDevices is missing); open the notebook in desktop Chrome, Edge or Firefox.";
-  }
-  if (typeof AudioContext === "undefined" || !("audioWorklet" in AudioContext.prototype)) {
+function unsupportedReason(realm = window) {
+  if (typeof realm.AudioContext === "undefined" || !("audioWorklet" in realm.AudioContext.prototype)) {
     return "This browser has no AudioWorklet, which the voice needs; use a recent Chrome, Edge, Firefox or Safari.";
   }
   return "";
 }
+var SHARE_HERE = "Share screen & mic";
+var SHARE_FROM_WINDOW = "Share from a new window";
+var IN_WINDOW_NOTICE = "Sharing from the capture window: it captures and plays the voice; Stop here or there.";
+var WINDOW_CLOSED_REASON = "The capture window was closed.";
+var NO_WINDOW = "The capture window could not open (this frame, or a popup blocker, does not allow it): allow popups for this page, or open the notebook in its own browser tab.";
 var FAILURE_SENTENCES = {
   "screen:NotAllowedError": "Screen sharing was cancelled or blocked: click Share again and pick a screen, window or tab.",
   "screen:InvalidStateError": "Screen sharing must start from a click: click Share again.",
@@ -486,14 +485,12 @@ function pcmHash(bytes) {
 }
 function exactBuffer(data) {
   if (data instanceof ArrayBuffer) return data;
+  if (!ArrayBuffer.isView(data)) return new Uint8Array(data).slice().buffer;
   const { buffer, byteOffset, byteLength } = data;
   if (buffer instanceof ArrayBuffer && byteOffset === 0 && byteLength === buffer.byteLength) {
     return buffer;
   }
-  return (
-    /** @type {ArrayBuffer} */
-    buffer.slice(byteOffset, byteOffset + byteLength)
-  );
+  return new Uint8Array(buffer, byteOffset, byteLength).slice().buffer;
 }
 function designLowpass(cutoffHz, sampleRate, numTaps) {
   const taps = new Float32Array(numTaps);
@@ -545,12 +542,12 @@ var MIC_CONSTRAINTS = {
   autoGainControl: true,
   channelCount: 1
 };
-async function loadWorklet(context, source) {
-  const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+async function loadWorklet(context, source, realm = window) {
+  const url = realm.URL.createObjectURL(new realm.Blob([source], { type: "text/javascript" }));
   try {
     await context.audioWorklet.addModule(url);
   } finally {
-    URL.revokeObjectURL(url);
+    realm.URL.revokeObjectURL(url);
   }
 }
 function stopStream(stream) {
@@ -565,6 +562,7 @@ var Capture = class {
     this.source = null;
     this.allTracks = [];
     this.flowing = false;
+    this.realm = window;
   }
   /**
    * Create the capture context; must run inside the Share click (autoplay rules).
@@ -572,12 +570,12 @@ var Capture = class {
    */
   open() {
     this.allTracks = [];
-    this.context = new AudioContext();
+    this.context = new this.realm.AudioContext();
     return this.context.resume();
   }
   /** @returns {Promise<MediaStream>} the screen the user picks */
   askScreen() {
-    return navigator.mediaDevices.getDisplayMedia(DISPLAY_OPTIONS);
+    return this.realm.navigator.mediaDevices.getDisplayMedia(DISPLAY_OPTIONS);
   }
   /**
    * @param {string} [deviceId] that microphone (else the browser's default)
@@ -585,7 +583,7 @@ var Capture = class {
    */
   askMic(deviceId = "") {
     const audio2 = deviceId ? { ...MIC_CONSTRAINTS, deviceId: { exact: deviceId } } : MIC_CONSTRAINTS;
-    return navigator.mediaDevices.getUserMedia({ audio: audio2 });
+    return this.realm.navigator.mediaDevices.getUserMedia({ audio: audio2 });
   }
   /**
    * Listen through `mic` from now on: it feeds the capture worklet (connected if the old one
@@ -613,11 +611,11 @@ var Capture = class {
   }
   /** Load the capture worklet into the context. */
   load() {
-    return loadWorklet(
+    const context = (
       /** @type {AudioContext} */
-      this.context,
-      capture_worklet_default
+      this.context
     );
+    return loadWorklet(context, capture_worklet_default, this.realm);
   }
   /**
    * Build the capture graph (not connected yet: see `connect`).
@@ -633,7 +631,7 @@ var Capture = class {
       /** @type {MediaStream} */
       this.mic
     );
-    this.node = new AudioWorkletNode(context, CAPTURE_PROCESSOR, {
+    this.node = new this.realm.AudioWorkletNode(context, CAPTURE_PROCESSOR, {
       numberOfInputs: 1,
       numberOfOutputs: 0,
       // still pulled by the graph; nothing to hear
@@ -716,12 +714,16 @@ var Devices = class {
     this.picking = false;
     this.refresh = this.refresh.bind(this);
   }
+  /** @returns {MediaDevices | undefined} the devices of the window that captures */
+  get media() {
+    return this.host.capture.realm.navigator.mediaDevices;
+  }
   /** The capture went live: list the microphones and follow their changes. */
   start() {
     if (this.watching) return;
     this.watching = true;
     this.micEnded = false;
-    navigator.mediaDevices?.addEventListener?.("devicechange", this.refresh);
+    this.media?.addEventListener?.("devicechange", this.refresh);
     this.stopPolling = every(MIC_POLL_MS, () => void this.refresh());
     void this.refresh(false);
   }
@@ -730,7 +732,7 @@ var Devices = class {
     this.watching = false;
     this.stopPolling?.();
     this.stopPolling = null;
-    navigator.mediaDevices?.removeEventListener?.("devicechange", this.refresh);
+    this.media?.removeEventListener?.("devicechange", this.refresh);
   }
   /** @returns {boolean} a microphone is live (its chunks flow) */
   micLive() {
@@ -763,7 +765,8 @@ var Devices = class {
   async refresh(tell = true) {
     let devices;
     try {
-      devices = await navigator.mediaDevices.enumerateDevices();
+      devices = await /** @type {MediaDevices} */
+      this.media.enumerateDevices();
     } catch {
       return;
     }
@@ -1589,22 +1592,23 @@ var Player = class {
     };
     this.lastStats = emptyStats(0);
     this.audibleUntil = -Infinity;
+    this.realm = window;
   }
   /**
    * Create the playback context; must run inside the Share click (autoplay rules).
    * @returns {Promise<void>} its resume
    */
   open() {
-    this.context = new AudioContext({ sampleRate: OUTPUT_RATE_HZ });
+    this.context = new this.realm.AudioContext({ sampleRate: OUTPUT_RATE_HZ });
     return this.context.resume();
   }
   /** Load the player worklet into the context. */
   load() {
-    return loadWorklet(
+    const context = (
       /** @type {AudioContext} */
-      this.context,
-      player_worklet_default
+      this.context
     );
+    return loadWorklet(context, player_worklet_default, this.realm);
   }
   /** Create the player node and connect it, through the gain, to the speakers. */
   attach() {
@@ -1612,7 +1616,7 @@ var Player = class {
       /** @type {AudioContext} */
       this.context
     );
-    this.node = new AudioWorkletNode(context, PLAYER_PROCESSOR, {
+    this.node = new this.realm.AudioWorkletNode(context, PLAYER_PROCESSOR, {
       numberOfInputs: 0,
       numberOfOutputs: 1,
       outputChannelCount: [1],
@@ -1624,7 +1628,7 @@ var Player = class {
       }
     });
     this.node.port.onmessage = (event) => this.onMessage(event.data);
-    this.gainNode = new GainNode(context, { gain: this.gain });
+    this.gainNode = new this.realm.GainNode(context, { gain: this.gain });
     this.node.connect(this.gainNode).connect(context.destination);
   }
   /**
@@ -1766,6 +1770,89 @@ var Player = class {
   }
 };
 
+// js/preflight.js
+function allows(policy, feature) {
+  if (!policy || typeof policy.allowsFeature !== "function") return null;
+  try {
+    return Boolean(policy.allowsFeature(feature));
+  } catch {
+    return null;
+  }
+}
+function hostOf(win) {
+  const w = (
+    /** @type {any} */
+    win
+  );
+  if (win.location.protocol === "vscode-webview:" || typeof w.acquireVsCodeApi === "function") {
+    return "vscode";
+  }
+  if (w.google?.colab || /\.googleusercontent\.com$/.test(win.location.hostname)) return "colab";
+  return "";
+}
+function readPlace(win = window) {
+  const doc = (
+    /** @type {any} */
+    win.document
+  );
+  const policy = doc.permissionsPolicy ?? doc.featurePolicy;
+  const media = win.navigator.mediaDevices;
+  let framed = true;
+  try {
+    framed = win.self !== win.top;
+  } catch {
+    framed = true;
+  }
+  return {
+    secure: win.isSecureContext,
+    origin: win.location.origin,
+    displayMedia: typeof media?.getDisplayMedia === "function",
+    userMedia: typeof media?.getUserMedia === "function",
+    screenAllowed: allows(policy, "display-capture"),
+    micAllowed: allows(policy, "microphone"),
+    framed,
+    host: hostOf(win)
+  };
+}
+var HOST_NAMES = { vscode: "VS Code's notebook outputs", colab: "Colab's output frame" };
+function blocker(place) {
+  if (!place.secure) {
+    return {
+      cause: "insecure",
+      sentence: `This page (${place.origin}) is not secure, and browsers share the screen and the microphone only with secure pages: open the notebook at http://localhost or http://127.0.0.1 on the machine it runs on, or over https.`,
+      way: "none"
+    };
+  }
+  if (place.host === "vscode") {
+    return {
+      cause: "host",
+      sentence: `${HOST_NAMES.vscode} cannot use the microphone or share the screen (microsoft/vscode#119127): open this notebook in JupyterLab or Notebook 7 in a browser (run \`jupyter lab\` in a terminal).`,
+      way: "none"
+    };
+  }
+  const denied = [
+    place.screenAllowed === false ? "screen sharing" : "",
+    place.micAllowed === false ? "the microphone" : ""
+  ].filter(Boolean);
+  if (denied.length > 0) {
+    const where = place.host ? HOST_NAMES[place.host] : "The frame this notebook runs in";
+    return {
+      cause: "policy",
+      sentence: `${where} does not allow ${denied.join(" or ")} (its permissions policy): click “Share from a new window”, which shares from a small window of its own.`,
+      way: "window"
+    };
+  }
+  if (!place.displayMedia || !place.userMedia) {
+    const missing = !place.displayMedia ? "share a screen" : "use a microphone";
+    return {
+      cause: "no-api",
+      sentence: `This browser cannot ${missing} from a web page: open the notebook in desktop Chrome, Edge, Firefox or Safari.`,
+      way: "none"
+    };
+  }
+  return null;
+}
+
 // js/sharing.js
 var CHUNK_MS = 100;
 var SPEECH_LEVEL = 0.4;
@@ -1833,16 +1920,21 @@ var Sharing = class {
     this.send(clientError(message));
   }
   // -- start (must run synchronously inside the Share click) --
-  /** The Share click handler. getDisplayMedia is its first await (transient user activation). */
-  async start() {
+  /**
+   * The Share click handler. getDisplayMedia is its first await (transient user activation).
+   * @param {import("./capture.js").Realm} [realm] the window that captures and plays: this
+   *   one, or a capture window (whose Share was clicked)
+   */
+  async start(realm = window) {
     if (this.phase !== "idle" || this.host.link.gone) return;
     this.pageError = "";
     this.host.notice.clear();
-    const problem = unsupportedReason();
+    const problem = blocker(readPlace(realm))?.sentence || unsupportedReason(realm);
     if (problem) {
       this.fail(problem);
       return;
     }
+    this.capture.realm = this.player.realm = realm;
     const attempt = ++this.attempt;
     const chunkMs = Math.round(Number(this.host.model.get("audio_chunk_ms")));
     const valid = chunkMs >= LIMITS.min_chunk_ms && chunkMs <= LIMITS.max_chunk_ms;
@@ -2159,6 +2251,183 @@ function registerSeam(seam) {
   };
 }
 
+// js/capture-window.js
+var WIDTH = 420;
+var HEIGHT = 260;
+var WATCH_MS = 500;
+var OPENER_WATCH = `setInterval(() => { let gone = true; try { gone = !opener || opener.closed; } catch {} if (gone) close(); }, ${WATCH_MS});`;
+var STYLE = `
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 16px; color: #222; background: #fafafa; }
+  h1 { font-size: 15px; margin: 0 0 8px; }
+  p { margin: 6px 0; }
+  button { font: inherit; padding: 6px 14px; margin: 8px 8px 0 0; border-radius: 4px;
+    border: 1px solid #888; background: #fff; cursor: pointer; }
+  button.ssw-window-share { background: #1976d2; border-color: #1976d2; color: #fff; }
+  button:disabled { opacity: 0.5; cursor: default; }
+  .ssw-window-status[data-live="true"] { color: #2e7d32; font-weight: 600; }
+`;
+var CaptureWindow = class {
+  /**
+   * @param {CaptureWindowHost} host
+   * @param {string} name the window's name: one window per widget model
+   */
+  constructor(host, name) {
+    this.host = host;
+    this.name = name;
+    this.win = null;
+    this.watch = void 0;
+    this.ui = null;
+  }
+  /** @returns {boolean} the window is open */
+  get open() {
+    return !!this.win && !this.win.closed;
+  }
+  /**
+   * Open the window (or bring it forward); must run in a click.
+   * @returns {boolean} false when this frame may not open windows (a popup blocker or a
+   *   sandbox without `allow-popups`)
+   */
+  show() {
+    if (this.open) {
+      this.win?.focus();
+      return true;
+    }
+    const features = `popup,width=${WIDTH},height=${HEIGHT}`;
+    let win = null;
+    try {
+      win = /** @type {import("./capture.js").Realm | null} */
+      window.open("", this.name, features);
+    } catch {
+      win = null;
+    }
+    if (!win) return false;
+    this.win = win;
+    this.build(win);
+    this.watch = setInterval(() => {
+      if (!this.open) this.onClosed();
+    }, WATCH_MS);
+    win.addEventListener("pagehide", () => this.onClosed());
+    return true;
+  }
+  /** @param {import("./capture.js").Realm} win write the window's page: a title, the status, Share and Stop */
+  build(win) {
+    const doc = win.document;
+    doc.title = "Screen share assistant";
+    const style = doc.createElement("style");
+    style.textContent = STYLE;
+    doc.head.append(style);
+    const watch = doc.createElement("script");
+    watch.textContent = OPENER_WATCH;
+    doc.head.append(watch);
+    const title = doc.createElement("h1");
+    title.textContent = "Screen share assistant";
+    const status = doc.createElement("p");
+    status.className = "ssw-window-status";
+    const share = doc.createElement("button");
+    share.className = "ssw-window-share";
+    share.textContent = "Share screen & mic";
+    const stop2 = doc.createElement("button");
+    stop2.className = "ssw-window-stop";
+    stop2.textContent = "Stop";
+    const note = doc.createElement("p");
+    note.textContent = "The notebook's frame may not capture, so this window does. Keep it open while you talk (it may go behind other windows); closing it stops sharing.";
+    doc.body.replaceChildren(title, status, share, stop2, note);
+    share.addEventListener("click", () => this.host.share(win));
+    stop2.addEventListener("click", () => this.host.stop());
+    this.ui = { status, share, stop: stop2 };
+    this.update("idle");
+  }
+  /**
+   * Show the sharing's phase in the window.
+   * @param {"idle" | "starting" | "live"} phase
+   * @param {string} [problem] why the last Share failed
+   */
+  update(phase, problem = "") {
+    const ui = this.ui;
+    if (!ui || !this.open) return;
+    ui.status.textContent = problem || { idle: "Click Share to pick a screen.", starting: "Starting…", live: "Live: sharing." }[phase];
+    ui.status.dataset.live = String(phase === "live");
+    ui.share.disabled = phase !== "idle";
+    ui.stop.disabled = phase === "idle";
+  }
+  onClosed() {
+    if (!this.win) return;
+    this.forget();
+    this.host.closed();
+  }
+  forget() {
+    clearInterval(this.watch);
+    this.watch = void 0;
+    this.win = null;
+    this.ui = null;
+  }
+  /** Close the window (its tracks and audio contexts go with it). Idempotent. */
+  close() {
+    const win = this.win;
+    this.forget();
+    try {
+      win?.close();
+    } catch {
+    }
+  }
+};
+
+// js/window-share.js
+var WindowShare = class {
+  /**
+   * @param {import("./sharing.js").Sharing} sharing
+   * @param {string} pageId names the window: one per widget model and page
+   */
+  constructor(sharing, pageId) {
+    this.sharing = sharing;
+    this.blocked = blocker(readPlace());
+    this.wentLive = false;
+    this.window = new CaptureWindow(
+      {
+        share: (realm) => void sharing.start(realm),
+        stop: () => sharing.stop(USER_STOP_REASON),
+        closed: () => {
+          if (this.inWindow && sharing.phase !== "idle") sharing.stop(WINDOW_CLOSED_REASON);
+          sharing.capture.realm = sharing.player.realm = window;
+        }
+      },
+      `ssw-capture-${pageId}`
+    );
+  }
+  /** @returns {boolean} the sharing captures in the capture window */
+  get inWindow() {
+    return this.sharing.capture.realm !== window;
+  }
+  /** @returns {boolean} Share opens the capture window */
+  get viaWindow() {
+    return this.blocked?.way === "window";
+  }
+  /** The cell's Share click: start here, or open the capture window, or say why neither. */
+  share() {
+    if (!this.viaWindow) {
+      void this.sharing.start();
+    } else if (!this.window.show()) {
+      this.sharing.fail(NO_WINDOW);
+    }
+  }
+  /** The sharing's state changed: the window shows it; a window capture that ended closes. */
+  update() {
+    const { phase, pageError } = this.sharing;
+    if (this.inWindow && phase === "live") this.wentLive = true;
+    if (phase === "idle" && this.wentLive) {
+      this.wentLive = false;
+      this.sharing.capture.realm = this.sharing.player.realm = window;
+      this.window.close();
+      return;
+    }
+    this.window.update(phase, phase === "idle" ? pageError : "");
+  }
+  /** The widget model goes: so does its window. */
+  dispose() {
+    this.window.close();
+  }
+};
+
 // js/controller.js
 var VIEWLESS_GRACE_MS = 400;
 var Controller = class extends Emitter {
@@ -2189,6 +2458,8 @@ var Controller = class extends Emitter {
     });
     this.volume = new Volume(model, (content) => this.send(content), () => this.onVolume());
     this.sharing.player.setGain(this.volume.gain);
+    this.windowShare = new WindowShare(this.sharing, this.pageId);
+    this.on("state", () => this.windowShare.update());
     this.link.send(hello());
     this.updateBeat();
   }
@@ -2400,6 +2671,7 @@ var Controller = class extends Emitter {
     this.link.dispose();
     this.notice.clear();
     this.volume.dispose();
+    this.windowShare.dispose();
     clearTimeout(this.viewlessTimer);
     window.removeEventListener("pagehide", this.onPageHide);
     this.model.off("msg:custom", this.onCustom);
@@ -2425,7 +2697,7 @@ function button(className, text2) {
 }
 function buildBar() {
   const bar = h("div", "ssw-bar");
-  const share = button("ssw-share", "Share screen & mic");
+  const share = button("ssw-share", SHARE_HERE);
   const stop2 = button("ssw-stop", "Stop");
   const reshare = button("ssw-reshare", "Share a screen");
   reshare.title = "Share a screen, window or tab again (the conversation goes on)";
@@ -2986,6 +3258,7 @@ var View = class {
     ui.root.dataset.status = status;
     ui.root.dataset.phase = phase;
     ui.share.disabled = phase !== "idle" || !!ctl.kernelGone;
+    ui.share.textContent = ctl.windowShare.viaWindow ? SHARE_FROM_WINDOW : SHARE_HERE;
     ui.share.setAttribute("aria-busy", String(phase === "starting"));
     ui.stop.disabled = phase === "idle" && !RUNNING.includes(status);
     ui.root.dataset.kernel = ctl.kernelGone ? "gone" : "ok";
@@ -3043,9 +3316,12 @@ var View = class {
     ui.error.hidden = errors.length === 0;
     let notice = sharing.busy ? BUSY_NOTICE : ctl.notice.text;
     const settling = performance.now() - sharing.stoppedAt < STOP_SETTLE_MS;
+    const { windowShare } = ctl;
+    if (!notice && sharing.phase !== "idle" && windowShare.inWindow) notice = IN_WINDOW_NOTICE;
     if (!notice && sharing.phase === "idle" && this.status() === "live" && !settling) {
       notice = NOT_SHARED_NOTICE;
     }
+    if (!notice && sharing.phase === "idle") notice = windowShare.blocked?.sentence ?? "";
     if (errors.includes(notice)) notice = "";
     ui.notice.textContent = notice;
     ui.notice.hidden = !notice;
@@ -3138,7 +3414,7 @@ var View = class {
     this.ui.filmstrip.hidden = filmstrip.length === 0;
   }
   onShare() {
-    void this.ctl.sharing.start();
+    this.ctl.windowShare.share();
   }
   onStop() {
     const sharing = this.ctl.sharing;

@@ -246,9 +246,17 @@ window.changeScreen = () => {
 """
 
 
+#: A host page that frames the harness and denies the frame both capture features, as VS
+#: Code's and Colab's output frames do.
+DENYING_HOST = """<!doctype html><html><head><title>host</title></head><body>
+<iframe id="notebook" src="/?framed" width="1200" height="700"
+  allow="microphone 'none'; display-capture 'none'"></iframe></body></html>"""
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     routes: dict[str, tuple[str, Callable[[], bytes]]] = {
         "/": ("text/html", HARNESS.encode),
+        "/denying-host.html": ("text/html", DENYING_HOST.encode),
         "/widget.js": ("text/javascript", (STATIC / "widget.js").read_bytes),
         "/widget.css": ("text/css", (STATIC / "widget.css").read_bytes),
     }
@@ -968,9 +976,83 @@ def test_insecure_page_explains_the_fix(page: Page) -> None:
     error = page.locator(".ssw-error")
     error.wait_for(state="visible", timeout=2000)
     text = error.text_content() or ""
-    assert text.startswith("Screen sharing needs a secure page")
+    assert "is not secure, and browsers share the screen and the microphone only" in text
     assert [m["content"]["message"] for m in sent(page, "client_error")] == [text]
     assert page.evaluate("window.__displayStreams.length") == 0
+
+
+def _denying_frame(page: Page, harness_url: str) -> Any:
+    """The harness in a frame that may not capture, with the widget mounted in it."""
+    page.goto(harness_url + "denying-host.html")
+    frame = page.frame(url=lambda url: url.endswith("?framed"))
+    assert frame is not None
+    frame.wait_for_function("window.harnessReady === true", timeout=10_000)
+    frame.evaluate("mount()")
+    return frame
+
+
+def _open_capture_window(page: Page, frame: Any) -> Page:
+    with page.context.expect_page() as opened:
+        frame.locator(".ssw-share").click()
+    window = opened.value
+    window.locator(".ssw-window-share").click()
+    poll(frame, "model.sent.some((m) => m.content.kind === 'start')", 10, "the start message")
+    return window
+
+
+def test_a_frame_that_denies_capture_shares_from_a_capture_window(
+    page: Page, harness_url: str
+) -> None:
+    frame = _denying_frame(page, harness_url)
+    # Before any click, the cell names the cause and the way.
+    notice = frame.locator(".ssw-notice").text_content() or ""
+    assert "does not allow screen sharing or the microphone" in notice, notice
+    assert frame.locator(".ssw-share").text_content() == "Share from a new window"
+    assert frame.evaluate("window.__displayStreams.length") == 0
+
+    window = _open_capture_window(page, frame)
+    assert window.title() == "Screen share assistant"
+    # Media flows from the window through the widget in the frame, as in a top-level page.
+    poll(frame, "model.sent.filter((m) => m.content.kind === 'audio').length >= 10", 5, "audio")
+    poll(frame, "model.sent.some((m) => m.content.kind === 'frame')", 5, "a frame")
+    audio = sent(frame, "audio")
+    assert [m["content"]["seq"] for m in audio] == list(range(len(audio)))
+    assert {m["buffers"][0]["bytes"] for m in audio} == {3200}
+    seam = "window.__screenshareWidget.controllers[0]"
+    # The audio runs in the window's realm, the capture window's own.
+    assert frame.evaluate(f"{seam}.captureContext instanceof AudioContext") is False
+    assert window.evaluate("window.__displayStreams.length") == 1
+    assert "capture window" in (frame.locator(".ssw-notice").text_content() or "")
+    assert window.locator(".ssw-window-status").get_attribute("data-live") == "true"
+    # The voice plays there.
+    inject_sine(frame, 0.5, chunk_ms=40, gen=0, paced=True, complete=True)
+    poll(frame, f"{seam}.stats().then((s) => s.played >= 11000 && s)", 5, "the voice to play")
+
+    # Closing the window stops the sharing, and says why.
+    window.close()
+    stop = poll(frame, "model.sent.find((m) => m.content.kind === 'stop')", 5, "stop")
+    assert stop["content"]["reason"] == "The capture window was closed."
+    frame.wait_for_selector(".ssw-share:not([disabled])", timeout=5_000)
+
+    # Stop in the cell closes the window.
+    window = _open_capture_window(page, frame)
+    with window.expect_event("close", timeout=5_000):
+        frame.locator(".ssw-stop").click()
+
+    # The notebook's page goes: so does the window, with what it captured.
+    window = _open_capture_window(page, frame)
+    with window.expect_event("close", timeout=5_000):
+        page.goto(harness_url)
+
+
+def test_a_capture_window_the_frame_may_not_open_says_so(page: Page, harness_url: str) -> None:
+    frame = _denying_frame(page, harness_url)
+    frame.evaluate("window.open = () => null")  # a popup blocker, or a sandbox without popups
+    frame.locator(".ssw-share").click()
+    error = frame.locator(".ssw-error")
+    error.wait_for(state="visible", timeout=2000)
+    assert (error.text_content() or "").startswith("The capture window could not open")
+    assert frame.evaluate("window.__displayStreams.length") == 0
 
 
 def test_screenshot_live(page: Page) -> None:

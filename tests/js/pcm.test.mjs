@@ -1,6 +1,7 @@
 // The sample conversions, the resampler's filter, exact buffers and the chunk fingerprint.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import vm from "node:vm";
 
 import {
   designLowpass, exactBuffer, floatToPcm16, pcm16ToFloat, pcmHash, resamplerTaps, rmsToLevel,
@@ -42,6 +43,17 @@ test("exactBuffer holds only the view's bytes, and passes whole buffers through"
   assert.equal(exactBuffer(whole), whole);
   const full = new Uint8Array(whole);
   assert.equal(exactBuffer(full), whole);
+});
+
+test("exactBuffer copies another realm's buffers into this one (a capture window's audio)", () => {
+  const foreign = vm.runInNewContext("new Uint8Array([9, 8, 7, 6]).buffer");
+  assert.ok(!(foreign instanceof ArrayBuffer));
+  const mine = exactBuffer(foreign);
+  assert.ok(mine instanceof ArrayBuffer);
+  assert.deepEqual(Array.from(new Uint8Array(mine)), [9, 8, 7, 6]);
+  const view = vm.runInNewContext("new Uint8Array([1, 2, 3, 4, 5]).subarray(1, 3)");
+  assert.deepEqual(Array.from(new Uint8Array(exactBuffer(view))), [2, 3]);
+  assert.ok(exactBuffer(view) instanceof ArrayBuffer);
 });
 
 /** |H(f)| of an FIR at `hz` for `rate`. */

@@ -1,0 +1,72 @@
+// @ts-check
+/**
+ * The cell's Share, where it captures: in the widget's own frame when nothing blocks it, or
+ * through the capture window (js/capture-window.js) when the frame's permissions policy
+ * denies capture. Closing the window stops the sharing; a sharing that ends closes the
+ * window it had gone live in. Internal module.
+ */
+
+import { CaptureWindow } from "./capture-window.js";
+import { blocker, readPlace } from "./preflight.js";
+import * as say from "./sentences.js";
+
+export class WindowShare {
+  /**
+   * @param {import("./sharing.js").Sharing} sharing
+   * @param {string} pageId names the window: one per widget model and page
+   */
+  constructor(sharing, pageId) {
+    this.sharing = sharing;
+    /** What blocks capture in this frame (null: nothing known does). */
+    this.blocked = blocker(readPlace());
+    this.wentLive = false; // the window's capture went live (its end closes the window)
+    this.window = new CaptureWindow(
+      {
+        share: (realm) => void sharing.start(realm),
+        stop: () => sharing.stop(say.USER_STOP_REASON),
+        closed: () => {
+          if (this.inWindow && sharing.phase !== "idle") sharing.stop(say.WINDOW_CLOSED_REASON);
+          sharing.capture.realm = sharing.player.realm = window;
+        },
+      },
+      `ssw-capture-${pageId}`,
+    );
+  }
+
+  /** @returns {boolean} the sharing captures in the capture window */
+  get inWindow() {
+    return this.sharing.capture.realm !== window;
+  }
+
+  /** @returns {boolean} Share opens the capture window */
+  get viaWindow() {
+    return this.blocked?.way === "window";
+  }
+
+  /** The cell's Share click: start here, or open the capture window, or say why neither. */
+  share() {
+    if (!this.viaWindow) {
+      void this.sharing.start(); // synchronous up to getDisplayMedia: keeps the activation
+    } else if (!this.window.show()) {
+      this.sharing.fail(say.NO_WINDOW);
+    }
+  }
+
+  /** The sharing's state changed: the window shows it; a window capture that ended closes. */
+  update() {
+    const { phase, pageError } = this.sharing;
+    if (this.inWindow && phase === "live") this.wentLive = true;
+    if (phase === "idle" && this.wentLive) {
+      this.wentLive = false;
+      this.sharing.capture.realm = this.sharing.player.realm = window;
+      this.window.close();
+      return;
+    }
+    this.window.update(phase, phase === "idle" ? pageError : "");
+  }
+
+  /** The widget model goes: so does its window. */
+  dispose() {
+    this.window.close();
+  }
+}
