@@ -46,6 +46,10 @@ class JupyterLab:
     def url(self, notebook: str) -> str:
         return f"{self.base}/lab/tree/{notebook}?reset&token={self.token}"
 
+    def notebook7_url(self, notebook: str) -> str:
+        """The same notebook in Notebook 7 (the same server serves both)."""
+        return f"{self.base}/notebooks/{notebook}?token={self.token}"
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -56,9 +60,11 @@ class JupyterLab:
         state: Path,
         env: dict[str, str] | None = None,
         save_widget_state: bool = False,
+        args: list[str] | None = None,
     ) -> JupyterLab:
         """Start a server; ``state`` holds its config, runtime and settings dirs. ``env`` adds
-        to the server's (and so the kernels') environment; keys are removed unless given."""
+        to the server's (and so the kernels') environment; keys are removed unless given.
+        ``args`` go on the command line."""
         port, token = free_port(), secrets.token_hex(16)
         dirs = {
             "JUPYTER_CONFIG_DIR": state / "config",
@@ -96,6 +102,7 @@ class JupyterLab:
             f"--IdentityProvider.token={token}",
             f"--ServerApp.root_dir={root}",
             "--LabApp.news_url=",
+            *(args or []),
         ]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
