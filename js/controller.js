@@ -55,6 +55,7 @@ export class Controller extends Emitter {
       notice: this.notice,
       emit: (topic, arg) => this.emit(topic, arg),
       phaseChanged: () => this.updateBeat(),
+      explainRefusal: (stage, error) => this.windowShare.explain(stage, error),
       trace: () => this.trace,
     });
     // Once per model, like the player it sets: it outlasts each Share's audio context.

@@ -86,6 +86,11 @@ export const IN_WINDOW_NOTICE =
   "Sharing from the capture window: it captures and plays the voice; Stop here or there.";
 /** The capture window was closed while it captured. */
 export const WINDOW_CLOSED_REASON = "The capture window was closed.";
+/** A refusal in a frame whose policy the browser cannot read. */
+export const FRAME_MAY_BLOCK =
+  "Sharing was refused or cancelled, and this notebook runs in a frame that may not allow " +
+  "screen sharing or the microphone: click “Share from a new window”, which shares from a " +
+  "small window of its own.";
 /** The frame may not open the capture window either. */
 export const NO_WINDOW =
   "The capture window could not open (this frame, or a popup blocker, does not allow it): " +

@@ -47,6 +47,8 @@ export const STOP_SETTLE_MS = 3_000;
  * @property {(topic: string, arg?: any) => void} emit to the views
  * @property {() => void} phaseChanged the controller's beat follows the phase
  * @property {() => import("./trace.js").LatencyTrace | null} trace on for benchmarks only
+ * @property {(stage: say.Stage, error: unknown) => string} [explainRefusal] a better sentence
+ *   for a failed Share than the stage's own ("" for none)
  */
 
 export class Sharing {
@@ -182,7 +184,7 @@ export class Sharing {
     } catch (error) {
       if (attempt !== this.attempt) return false; // stopped meanwhile: nothing to report
       this.teardown();
-      this.fail(say.describeFailure(stage, error));
+      this.fail(this.host.explainRefusal?.(stage, error) || say.describeFailure(stage, error));
       return false;
     }
     return true;

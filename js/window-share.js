@@ -10,6 +10,11 @@ import { CaptureWindow } from "./capture-window.js";
 import { blocker, readPlace } from "./preflight.js";
 import * as say from "./sentences.js";
 
+/** @param {unknown} error @returns {boolean} a NotAllowedError: refused, by someone */
+function isRefusal(error) {
+  return (error instanceof Error || error instanceof DOMException) && error.name === "NotAllowedError";
+}
+
 export class WindowShare {
   /**
    * @param {import("./sharing.js").Sharing} sharing
@@ -17,7 +22,8 @@ export class WindowShare {
    */
   constructor(sharing, pageId) {
     this.sharing = sharing;
-    /** What blocks capture in this frame (null: nothing known does). */
+    /** What blocks capture in this frame (null: nothing known does).
+     * @type {import("./preflight.js").Blocker | null} */
     this.blocked = blocker(readPlace());
     this.wentLive = false; // the window's capture went live (its end closes the window)
     this.window = new CaptureWindow(
@@ -50,6 +56,26 @@ export class WindowShare {
     } else if (!this.window.show()) {
       this.sharing.fail(say.NO_WINDOW);
     }
+  }
+
+  /**
+   * A Share here was refused. In a frame whose browser cannot say what its policy allows
+   * (Firefox and Safari have no `document.featurePolicy`), a refusal without a picker is most
+   * likely the frame's: say so, and let Share open the capture window from now on.
+   * @param {import("./sentences.js").Stage} stage
+   * @param {unknown} error
+   * @returns {string} the sentence, or "" to keep the stage's own
+   */
+  explain(stage, error) {
+    if (this.inWindow || stage === "audio" || !isRefusal(error)) return "";
+    const place = readPlace();
+    if (!place.framed || place.screenAllowed !== null || place.micAllowed !== null) return "";
+    this.blocked = {
+      cause: "policy",
+      sentence: say.FRAME_MAY_BLOCK,
+      way: "window",
+    };
+    return say.FRAME_MAY_BLOCK;
   }
 
   /** The sharing's state changed: the window shows it; a window capture that ended closes. */

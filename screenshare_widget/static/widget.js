@@ -415,6 +415,7 @@ var SHARE_HERE = "Share screen & mic";
 var SHARE_FROM_WINDOW = "Share from a new window";
 var IN_WINDOW_NOTICE = "Sharing from the capture window: it captures and plays the voice; Stop here or there.";
 var WINDOW_CLOSED_REASON = "The capture window was closed.";
+var FRAME_MAY_BLOCK = "Sharing was refused or cancelled, and this notebook runs in a frame that may not allow screen sharing or the microphone: click “Share from a new window”, which shares from a small window of its own.";
 var NO_WINDOW = "The capture window could not open (this frame, or a popup blocker, does not allow it): allow popups for this page, or open the notebook in its own browser tab.";
 var FAILURE_SENTENCES = {
   "screen:NotAllowedError": "Screen sharing was cancelled or blocked: click Share again and pick a screen, window or tab.",
@@ -1983,7 +1984,7 @@ var Sharing = class {
     } catch (error) {
       if (attempt !== this.attempt) return false;
       this.teardown();
-      this.fail(describeFailure(stage, error));
+      this.fail(this.host.explainRefusal?.(stage, error) || describeFailure(stage, error));
       return false;
     }
     return true;
@@ -2373,6 +2374,9 @@ var CaptureWindow = class {
 };
 
 // js/window-share.js
+function isRefusal(error) {
+  return (error instanceof Error || error instanceof DOMException) && error.name === "NotAllowedError";
+}
 var WindowShare = class {
   /**
    * @param {import("./sharing.js").Sharing} sharing
@@ -2409,6 +2413,25 @@ var WindowShare = class {
     } else if (!this.window.show()) {
       this.sharing.fail(NO_WINDOW);
     }
+  }
+  /**
+   * A Share here was refused. In a frame whose browser cannot say what its policy allows
+   * (Firefox and Safari have no `document.featurePolicy`), a refusal without a picker is most
+   * likely the frame's: say so, and let Share open the capture window from now on.
+   * @param {import("./sentences.js").Stage} stage
+   * @param {unknown} error
+   * @returns {string} the sentence, or "" to keep the stage's own
+   */
+  explain(stage, error) {
+    if (this.inWindow || stage === "audio" || !isRefusal(error)) return "";
+    const place = readPlace();
+    if (!place.framed || place.screenAllowed !== null || place.micAllowed !== null) return "";
+    this.blocked = {
+      cause: "policy",
+      sentence: FRAME_MAY_BLOCK,
+      way: "window"
+    };
+    return FRAME_MAY_BLOCK;
   }
   /** The sharing's state changed: the window shows it; a window capture that ended closes. */
   update() {
@@ -2454,6 +2477,7 @@ var Controller = class extends Emitter {
       notice: this.notice,
       emit: (topic, arg) => this.emit(topic, arg),
       phaseChanged: () => this.updateBeat(),
+      explainRefusal: (stage, error) => this.windowShare.explain(stage, error),
       trace: () => this.trace
     });
     this.volume = new Volume(model, (content) => this.send(content), () => this.onVolume());

@@ -1045,6 +1045,28 @@ def test_a_frame_that_denies_capture_shares_from_a_capture_window(
         page.goto(harness_url)
 
 
+def test_where_the_browser_cannot_read_the_frames_policy_a_refusal_offers_the_window(
+    page: Page, harness_url: str
+) -> None:
+    # As in Firefox and Safari, which have no document.featurePolicy.
+    page.context.add_init_script(
+        "Object.defineProperty(Document.prototype, 'featurePolicy', { get: () => undefined })"
+    )
+    frame = _denying_frame(page, harness_url)
+    assert frame.evaluate("document.featurePolicy") is None
+    assert frame.locator(".ssw-share").text_content() == "Share screen & mic"
+    assert frame.locator(".ssw-notice").is_hidden()  # nothing known blocks it yet
+    frame.locator(".ssw-share").click()
+    error = frame.locator(".ssw-error")
+    error.wait_for(state="visible", timeout=3000)
+    assert "runs in a frame that may not allow" in (error.text_content() or "")
+    assert frame.locator(".ssw-share").text_content() == "Share from a new window"
+    window = _open_capture_window(page, frame)
+    poll(frame, "model.sent.some((m) => m.content.kind === 'audio')", 5, "audio")
+    with window.expect_event("close", timeout=5_000):
+        frame.locator(".ssw-stop").click()
+
+
 def test_a_capture_window_the_frame_may_not_open_says_so(page: Page, harness_url: str) -> None:
     frame = _denying_frame(page, harness_url)
     frame.evaluate("window.open = () => null")  # a popup blocker, or a sandbox without popups
