@@ -76,6 +76,7 @@ export class Capture {
     this.flowing = false; // the microphone flows into the worklet (after `start`)
     /** @type {Realm} where the media is asked for and the audio runs */
     this.realm = window;
+    this.closes = 0; // counts `close` calls: an attach in flight sees that it was closed
   }
 
   /**
@@ -132,11 +133,43 @@ export class Capture {
   }
 
   /**
-   * Build the capture graph (not connected yet: see `connect`).
+   * Build the capture graph (not connected yet: see `connect`). A browser that will not
+   * connect a microphone to a context at another rate (Firefox: NotSupportedError, for a
+   * headset at 16 or 44.1 kHz beside 48 kHz speakers) gets a new context at the
+   * microphone's rate, and the graph is built there.
    * @param {number} chunkMs length of each chunk (ms)
    * @param {(chunk: MicChunk) => void} onChunk
    */
-  attach(chunkMs, onChunk) {
+  async attach(chunkMs, onChunk) {
+    try {
+      this.build(chunkMs, onChunk);
+    } catch (error) {
+      const context = /** @type {AudioContext} */ (this.context);
+      const rate = this.mic?.getAudioTracks()[0]?.getSettings().sampleRate;
+      const named = error instanceof Error || error instanceof DOMException;
+      if (!named || error.name !== "NotSupportedError" || !rate || rate === context.sampleRate) {
+        throw error;
+      }
+      const closes = this.closes;
+      await context.close();
+      if (closes !== this.closes) return; // closed meanwhile: nothing to build
+      const atRate = new this.realm.AudioContext({ sampleRate: rate });
+      this.context = atRate;
+      await atRate.resume();
+      await this.load();
+      if (closes !== this.closes) {
+        atRate.close().catch(() => {}); // closed meanwhile: this one goes too
+        return;
+      }
+      this.build(chunkMs, onChunk);
+    }
+  }
+
+  /**
+   * @param {number} chunkMs
+   * @param {(chunk: MicChunk) => void} onChunk
+   */
+  build(chunkMs, onChunk) {
     const context = /** @type {AudioContext} */ (this.context);
     this.source = context.createMediaStreamSource(/** @type {MediaStream} */ (this.mic));
     this.node = new this.realm.AudioWorkletNode(context, CAPTURE_PROCESSOR, {
@@ -170,6 +203,7 @@ export class Capture {
 
   /** Stop every track and close the context. Idempotent. */
   close() {
+    this.closes++;
     for (const track of this.tracks()) track.stop();
     this.screen = null;
     this.mic = null;

@@ -218,7 +218,8 @@ export class Sharing {
   async setUpAudio(attempt) {
     await Promise.all([this.capture.load(), this.player.load()]);
     if (attempt !== this.attempt) return;
-    this.capture.attach(this.chunkMs, (chunk) => this.onMicChunk(chunk));
+    await this.capture.attach(this.chunkMs, (chunk) => this.onMicChunk(chunk));
+    if (attempt !== this.attempt) return;
     this.player.attach();
   }
 

@@ -564,6 +564,7 @@ var Capture = class {
     this.allTracks = [];
     this.flowing = false;
     this.realm = window;
+    this.closes = 0;
   }
   /**
    * Create the capture context; must run inside the Share click (autoplay rules).
@@ -619,11 +620,46 @@ var Capture = class {
     return loadWorklet(context, capture_worklet_default, this.realm);
   }
   /**
-   * Build the capture graph (not connected yet: see `connect`).
+   * Build the capture graph (not connected yet: see `connect`). A browser that will not
+   * connect a microphone to a context at another rate (Firefox: NotSupportedError, for a
+   * headset at 16 or 44.1 kHz beside 48 kHz speakers) gets a new context at the
+   * microphone's rate, and the graph is built there.
    * @param {number} chunkMs length of each chunk (ms)
    * @param {(chunk: MicChunk) => void} onChunk
    */
-  attach(chunkMs, onChunk) {
+  async attach(chunkMs, onChunk) {
+    try {
+      this.build(chunkMs, onChunk);
+    } catch (error) {
+      const context = (
+        /** @type {AudioContext} */
+        this.context
+      );
+      const rate = this.mic?.getAudioTracks()[0]?.getSettings().sampleRate;
+      const named = error instanceof Error || error instanceof DOMException;
+      if (!named || error.name !== "NotSupportedError" || !rate || rate === context.sampleRate) {
+        throw error;
+      }
+      const closes = this.closes;
+      await context.close();
+      if (closes !== this.closes) return;
+      const atRate = new this.realm.AudioContext({ sampleRate: rate });
+      this.context = atRate;
+      await atRate.resume();
+      await this.load();
+      if (closes !== this.closes) {
+        atRate.close().catch(() => {
+        });
+        return;
+      }
+      this.build(chunkMs, onChunk);
+    }
+  }
+  /**
+   * @param {number} chunkMs
+   * @param {(chunk: MicChunk) => void} onChunk
+   */
+  build(chunkMs, onChunk) {
     const context = (
       /** @type {AudioContext} */
       this.context
@@ -660,6 +696,7 @@ var Capture = class {
   }
   /** Stop every track and close the context. Idempotent. */
   close() {
+    this.closes++;
     for (const track of this.tracks()) track.stop();
     this.screen = null;
     this.mic = null;
@@ -2015,7 +2052,8 @@ var Sharing = class {
   async setUpAudio(attempt) {
     await Promise.all([this.capture.load(), this.player.load()]);
     if (attempt !== this.attempt) return;
-    this.capture.attach(this.chunkMs, (chunk) => this.onMicChunk(chunk));
+    await this.capture.attach(this.chunkMs, (chunk) => this.onMicChunk(chunk));
+    if (attempt !== this.attempt) return;
     this.player.attach();
   }
   /** Capture is ready: tell the kernel, then let media flow. */

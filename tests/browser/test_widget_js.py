@@ -1233,6 +1233,44 @@ WITHOUT = {
 }
 
 
+#: Firefox: speakers at 44.1 kHz (the context's default rate), and no connecting a
+#: microphone to a context at another rate.
+FIREFOX_RATES = """
+const Base = window.AudioContext;
+window.AudioContext = class extends Base {
+  constructor(options = {}) { super({ sampleRate: 44100, ...options }); }
+  createMediaStreamSource(stream) {
+    const rate = stream.getAudioTracks()[0]?.getSettings().sampleRate;
+    if (rate && rate !== this.sampleRate) {
+      throw new DOMException("Connecting AudioNodes from AudioContexts with different " +
+        "sample-rate is currently not supported.", "NotSupportedError");
+    }
+    return super.createMediaStreamSource(stream);
+  }
+};
+"""
+
+
+def test_a_microphone_the_context_will_not_take_at_its_rate_gets_a_context_at_its_own(
+    page: Page,
+) -> None:
+    page.add_init_script(FIREFOX_RATES)
+    page.reload()
+    page.wait_for_function("window.harnessReady === true", timeout=10_000)
+    share(page)
+    seam = "window.__screenshareWidget.controllers[0]"
+    mic_rate = page.evaluate(
+        f"{seam}.tracks().find((t) => t.kind === 'audio').getSettings().sampleRate"
+    )
+    assert mic_rate and mic_rate != 44100, mic_rate
+    assert page.evaluate(f"{seam}.captureContext.sampleRate") == mic_rate
+    poll(page, "model.sent.filter((m) => m.content.kind === 'audio').length >= 10", 3, "audio")
+    audio = sent(page, "audio")
+    assert {m["buffers"][0]["bytes"] for m in audio} == {3200}  # 100 ms at 16 kHz still
+    assert [m["content"]["seq"] for m in audio] == list(range(len(audio)))
+    assert page.locator(".ssw-error").is_hidden()
+
+
 @pytest.mark.parametrize("missing", sorted(WITHOUT))
 def test_frames_go_out_without_the_apis_the_loop_prefers(page: Page, missing: str) -> None:
     page.add_init_script(WITHOUT[missing])
