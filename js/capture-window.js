@@ -88,7 +88,15 @@ export class CaptureWindow {
     }
     if (!win) return false;
     this.win = win;
-    this.build(win);
+    try {
+      this.build(win);
+    } catch (error) {
+      // A page policy (Trusted Types, say) that will not let the window be written.
+      console.warn("[screenshare-widget] the capture window could not be built:", error);
+      this.close();
+      return false;
+    }
+    clearInterval(this.watch);
     this.watch = setInterval(() => {
       if (!this.open) this.onClosed();
     }, WATCH_MS);

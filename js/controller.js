@@ -46,6 +46,7 @@ export class Controller extends Emitter {
     // the session at once (else the kernel's page timeout ends it).
     this.onPageHide = () => {
       if (this.sharing.phase !== "idle") this.sharing.stop(say.PAGE_CLOSED_REASON);
+      this.windowShare.window.close(); // an idle one too: nothing may outlive this page
     };
     this.listen(model);
     this.link = new KernelLink(model, () => this.onKernelLost());
@@ -56,12 +57,14 @@ export class Controller extends Emitter {
       emit: (topic, arg) => this.emit(topic, arg),
       phaseChanged: () => this.updateBeat(),
       explainRefusal: (stage, error) => this.windowShare.explain(stage, error),
+      stopped: () => this.windowShare.window.close(),
       trace: () => this.trace,
     });
     // Once per model, like the player it sets: it outlasts each Share's audio context.
     this.volume = new Volume(model, (content) => this.send(content), () => this.onVolume());
     this.sharing.player.setGain(this.volume.gain);
-    this.windowShare = new WindowShare(this.sharing, this.pageId);
+    /** @type {WindowShare} Share here, or through the capture window */
+    this.windowShare = new WindowShare(this.sharing, this.pageId, () => this.views > 0);
     this.on("state", () => this.windowShare.update());
     this.link.send(protocol.hello());
     this.updateBeat();
@@ -105,7 +108,9 @@ export class Controller extends Emitter {
     if (this.views > 0) return;
     clearTimeout(this.viewlessTimer);
     this.viewlessTimer = setTimeout(() => {
-      if (this.views === 0 && this.sharing.phase !== "idle") this.sharing.stop(say.NO_VIEW_REASON);
+      if (this.views > 0) return;
+      if (this.sharing.phase !== "idle") this.sharing.stop(say.NO_VIEW_REASON);
+      this.windowShare.window.close(); // no cell shows it: an idle window must not share later
     }, VIEWLESS_GRACE_MS);
   }
 
@@ -130,6 +135,7 @@ export class Controller extends Emitter {
    */
   onKernelLost() {
     this.sharing.stop("", { fromKernel: true });
+    this.windowShare.window.close();
     this.updateBeat();
     this.emit("state");
     this.emit("gone"); // off the test seam: this model is dead
@@ -245,7 +251,8 @@ export class Controller extends Emitter {
     const player = this.sharing.player;
     const context = player.context;
     const entries = await player.traceEntries();
-    return context ? trace.settle(entries, context, all) : trace.takeUp();
+    const origin = player.realm.performance.timeOrigin;
+    return context ? trace.settle(entries, context, all, origin) : trace.takeUp();
   }
 
   /** The test seam's view of this controller (see js/widget.js). */

@@ -49,6 +49,7 @@ export const STOP_SETTLE_MS = 3_000;
  * @property {() => import("./trace.js").LatencyTrace | null} trace on for benchmarks only
  * @property {(stage: say.Stage, error: unknown) => string} [explainRefusal] a better sentence
  *   for a failed Share than the stage's own ("" for none)
+ * @property {() => void} [stopped] the capture was stopped (not failed): a capture window goes
  */
 
 export class Sharing {
@@ -326,6 +327,7 @@ export class Sharing {
       this.send(protocol.frameStats(this.frames.policy.counts));
     }
     this.teardown();
+    this.host.stopped?.();
     if (fromKernel && reason) this.host.notice.show(reason, { sticky: true });
     if (!wasActive) return;
     if (announce) this.send(protocol.stop(reason, this.captureId));

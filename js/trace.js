@@ -104,13 +104,15 @@ export class LatencyTrace {
    * @param {any[][]} entries from the player worklet
    * @param {AudioContext} context
    * @param {boolean} all
+   * @param {number} [timeOrigin] the context's window's `performance.timeOrigin` (its
+   *   output timestamps are on that window's clock: a capture window's, maybe)
    */
-  settle(entries, context, all) {
+  settle(entries, context, all, timeOrigin = performance.timeOrigin) {
     const stamp = context.getOutputTimestamp();
     const rate = context.sampleRate;
     /** @param {number} frame */
     const toWall = (frame) =>
-      performance.timeOrigin +
+      timeOrigin +
       (stamp.performanceTime ?? 0) +
       (frame / rate - (stamp.contextTime ?? 0)) * 1000;
     const pending = [...this.orphans, ...entries];

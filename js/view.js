@@ -355,7 +355,9 @@ export class View {
       notice = say.NOT_SHARED_NOTICE;
     }
     // Before any click: what blocks capture here, and the way that works.
-    if (!notice && sharing.phase === "idle") notice = windowShare.blocked?.sentence ?? "";
+    if (!notice && sharing.phase === "idle" && !ctl.kernelGone) {
+      notice = windowShare.blocked?.sentence ?? "";
+    }
     // A failing kernel also sends its error as the stop reason: show it once.
     if (errors.includes(notice)) notice = "";
     ui.notice.textContent = notice;

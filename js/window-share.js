@@ -19,8 +19,9 @@ export class WindowShare {
   /**
    * @param {import("./sharing.js").Sharing} sharing
    * @param {string} pageId names the window: one per widget model and page
+   * @param {() => boolean} shown a cell shows this widget now
    */
-  constructor(sharing, pageId) {
+  constructor(sharing, pageId, shown) {
     this.sharing = sharing;
     /** What blocks capture in this frame (null: nothing known does).
      * @type {import("./preflight.js").Blocker | null} */
@@ -28,7 +29,11 @@ export class WindowShare {
     this.wentLive = false; // the window's capture went live (its end closes the window)
     this.window = new CaptureWindow(
       {
-        share: (realm) => void sharing.start(realm),
+        share: (realm) => {
+          // A window whose widget no cell shows, or whose kernel is gone, must not go live.
+          if (!shown() || sharing.host.link.gone) this.window.close();
+          else void sharing.start(realm);
+        },
         stop: () => sharing.stop(say.USER_STOP_REASON),
         closed: () => {
           if (this.inWindow && sharing.phase !== "idle") sharing.stop(say.WINDOW_CLOSED_REASON);

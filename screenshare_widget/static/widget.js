@@ -2144,6 +2144,7 @@ var Sharing = class {
       this.send(frameStats(this.frames.policy.counts));
     }
     this.teardown();
+    this.host.stopped?.();
     if (fromKernel && reason) this.host.notice.show(reason, { sticky: true });
     if (!wasActive) return;
     if (announce) this.send(stop(reason, this.captureId));
@@ -2229,11 +2230,13 @@ var LatencyTrace = class {
    * @param {any[][]} entries from the player worklet
    * @param {AudioContext} context
    * @param {boolean} all
+   * @param {number} [timeOrigin] the context's window's `performance.timeOrigin` (its
+   *   output timestamps are on that window's clock: a capture window's, maybe)
    */
-  settle(entries, context, all) {
+  settle(entries, context, all, timeOrigin = performance.timeOrigin) {
     const stamp = context.getOutputTimestamp();
     const rate = context.sampleRate;
-    const toWall = (frame2) => performance.timeOrigin + (stamp.performanceTime ?? 0) + (frame2 / rate - (stamp.contextTime ?? 0)) * 1e3;
+    const toWall = (frame2) => timeOrigin + (stamp.performanceTime ?? 0) + (frame2 / rate - (stamp.contextTime ?? 0)) * 1e3;
     const pending = [...this.orphans, ...entries];
     this.orphans = [];
     for (const entry of pending) this.#resolve(entry, toWall);
@@ -2341,7 +2344,14 @@ var CaptureWindow = class {
     }
     if (!win) return false;
     this.win = win;
-    this.build(win);
+    try {
+      this.build(win);
+    } catch (error) {
+      console.warn("[screenshare-widget] the capture window could not be built:", error);
+      this.close();
+      return false;
+    }
+    clearInterval(this.watch);
     this.watch = setInterval(() => {
       if (!this.open) this.onClosed();
     }, WATCH_MS);
@@ -2419,14 +2429,18 @@ var WindowShare = class {
   /**
    * @param {import("./sharing.js").Sharing} sharing
    * @param {string} pageId names the window: one per widget model and page
+   * @param {() => boolean} shown a cell shows this widget now
    */
-  constructor(sharing, pageId) {
+  constructor(sharing, pageId, shown) {
     this.sharing = sharing;
     this.blocked = blocker(readPlace());
     this.wentLive = false;
     this.window = new CaptureWindow(
       {
-        share: (realm) => void sharing.start(realm),
+        share: (realm) => {
+          if (!shown() || sharing.host.link.gone) this.window.close();
+          else void sharing.start(realm);
+        },
         stop: () => sharing.stop(USER_STOP_REASON),
         closed: () => {
           if (this.inWindow && sharing.phase !== "idle") sharing.stop(WINDOW_CLOSED_REASON);
@@ -2506,6 +2520,7 @@ var Controller = class extends Emitter {
     this.notice = new Notice(() => this.emit("state"));
     this.onPageHide = () => {
       if (this.sharing.phase !== "idle") this.sharing.stop(PAGE_CLOSED_REASON);
+      this.windowShare.window.close();
     };
     this.listen(model);
     this.link = new KernelLink(model, () => this.onKernelLost());
@@ -2516,11 +2531,12 @@ var Controller = class extends Emitter {
       emit: (topic, arg) => this.emit(topic, arg),
       phaseChanged: () => this.updateBeat(),
       explainRefusal: (stage, error) => this.windowShare.explain(stage, error),
+      stopped: () => this.windowShare.window.close(),
       trace: () => this.trace
     });
     this.volume = new Volume(model, (content) => this.send(content), () => this.onVolume());
     this.sharing.player.setGain(this.volume.gain);
-    this.windowShare = new WindowShare(this.sharing, this.pageId);
+    this.windowShare = new WindowShare(this.sharing, this.pageId, () => this.views > 0);
     this.on("state", () => this.windowShare.update());
     this.link.send(hello());
     this.updateBeat();
@@ -2558,7 +2574,9 @@ var Controller = class extends Emitter {
     if (this.views > 0) return;
     clearTimeout(this.viewlessTimer);
     this.viewlessTimer = setTimeout(() => {
-      if (this.views === 0 && this.sharing.phase !== "idle") this.sharing.stop(NO_VIEW_REASON);
+      if (this.views > 0) return;
+      if (this.sharing.phase !== "idle") this.sharing.stop(NO_VIEW_REASON);
+      this.windowShare.window.close();
     }, VIEWLESS_GRACE_MS);
   }
   /**
@@ -2581,6 +2599,7 @@ var Controller = class extends Emitter {
    */
   onKernelLost() {
     this.sharing.stop("", { fromKernel: true });
+    this.windowShare.window.close();
     this.updateBeat();
     this.emit("state");
     this.emit("gone");
@@ -2685,7 +2704,8 @@ var Controller = class extends Emitter {
     const player = this.sharing.player;
     const context = player.context;
     const entries = await player.traceEntries();
-    return context ? trace.settle(entries, context, all) : trace.takeUp();
+    const origin = player.realm.performance.timeOrigin;
+    return context ? trace.settle(entries, context, all, origin) : trace.takeUp();
   }
   /** The test seam's view of this controller (see js/widget.js). */
   seam() {
@@ -3383,7 +3403,9 @@ var View = class {
     if (!notice && sharing.phase === "idle" && this.status() === "live" && !settling) {
       notice = NOT_SHARED_NOTICE;
     }
-    if (!notice && sharing.phase === "idle") notice = windowShare.blocked?.sentence ?? "";
+    if (!notice && sharing.phase === "idle" && !ctl.kernelGone) {
+      notice = windowShare.blocked?.sentence ?? "";
+    }
     if (errors.includes(notice)) notice = "";
     ui.notice.textContent = notice;
     ui.notice.hidden = !notice;

@@ -981,13 +981,13 @@ def test_insecure_page_explains_the_fix(page: Page) -> None:
     assert page.evaluate("window.__displayStreams.length") == 0
 
 
-def _denying_frame(page: Page, harness_url: str) -> Any:
+def _denying_frame(page: Page, harness_url: str, mount: str = "mount()") -> Any:
     """The harness in a frame that may not capture, with the widget mounted in it."""
     page.goto(harness_url + "denying-host.html")
     frame = page.frame(url=lambda url: url.endswith("?framed"))
     assert frame is not None
     frame.wait_for_function("window.harnessReady === true", timeout=10_000)
-    frame.evaluate("mount()")
+    frame.evaluate(mount)
     return frame
 
 
@@ -1065,6 +1065,28 @@ def test_where_the_browser_cannot_read_the_frames_policy_a_refusal_offers_the_wi
     poll(frame, "model.sent.some((m) => m.content.kind === 'audio')", 5, "audio")
     with window.expect_event("close", timeout=5_000):
         frame.locator(".ssw-stop").click()
+
+
+def test_a_capture_window_never_outlives_its_cell_nor_a_stop(page: Page, harness_url: str) -> None:
+    frame = _denying_frame(page, harness_url, "mountViews(1)")
+    # Opened, not shared yet, and the cell goes (re-run, cleared): the window goes too.
+    with page.context.expect_page() as opened:
+        frame.locator(".ssw-share").click()
+    with opened.value.expect_event("close", timeout=5_000):
+        frame.evaluate("views[0]()")
+    # Stop in the cell while the window is still asking for the screen: the window goes.
+    frame.evaluate("addView()")
+    with page.context.expect_page() as opened:
+        frame.locator(".ssw-share").click()
+    window = opened.value
+    window.evaluate(
+        "() => { navigator.mediaDevices.getDisplayMedia = () => new Promise(() => {}); }"
+    )
+    window.locator(".ssw-window-share").click()
+    frame.wait_for_selector(".ssw[data-phase='starting']", timeout=5_000)
+    with window.expect_event("close", timeout=5_000):
+        frame.locator(".ssw-stop").click()
+    frame.wait_for_selector(".ssw[data-phase='idle']", timeout=5_000)
 
 
 def test_a_capture_window_the_frame_may_not_open_says_so(page: Page, harness_url: str) -> None:
