@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page, Playwright
 
 from screenshare_widget.emulator import Lifetimes, LiveEmulator
 
-from .chromium import launch_options, write_speech_wav
+from .flow import quiet_browser
 from .jupyterlab import (
     JupyterLab,
     assistant_cell,
@@ -66,16 +66,10 @@ READ_TAP = """() => new Promise(resolve => {
 })"""
 
 
-#: Silence after the fake microphone's question (s): longer than the emulator's spoken reply,
-#: so a whole reply plays before the looping microphone asks again and barges in.
-PAUSE_S = 14.0
-
-
 @pytest.fixture(scope="module")
 def browser(playwright: Playwright, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     """A chromium of this module's own, whose fake microphone pauses long after asking."""
-    wav = write_speech_wav(tmp_path_factory.mktemp("lab-audio") / "ask.wav", silence_s=PAUSE_S)
-    chromium = playwright.chromium.launch(**launch_options(wav))
+    chromium = quiet_browser(playwright, tmp_path_factory.mktemp("lab-audio"))
     yield chromium
     chromium.close()
 
