@@ -26,7 +26,6 @@ export class WindowShare {
     /** What blocks capture in this frame (null: nothing known does).
      * @type {import("./preflight.js").Blocker | null} */
     this.blocked = blocker(readPlace());
-    this.wentLive = false; // the window's capture went live (its end closes the window)
     this.window = new CaptureWindow(
       {
         share: (realm) => {
@@ -83,15 +82,12 @@ export class WindowShare {
     return say.FRAME_MAY_BLOCK;
   }
 
-  /** The sharing's state changed: the window shows it; a window capture that ended closes. */
+  /** The sharing's state changed: the window shows it. (Any stop closes the window: the
+   * controller's `stopped`; a failed Share keeps it, with the failure.) */
   update() {
     const { phase, pageError } = this.sharing;
-    if (this.inWindow && phase === "live") this.wentLive = true;
-    if (phase === "idle" && this.wentLive) {
-      this.wentLive = false;
+    if (phase === "idle" && !this.window.open) {
       this.sharing.capture.realm = this.sharing.player.realm = window;
-      this.window.close();
-      return;
     }
     this.window.update(phase, phase === "idle" ? pageError : "");
   }

@@ -2434,7 +2434,6 @@ var WindowShare = class {
   constructor(sharing, pageId, shown) {
     this.sharing = sharing;
     this.blocked = blocker(readPlace());
-    this.wentLive = false;
     this.window = new CaptureWindow(
       {
         share: (realm) => {
@@ -2485,15 +2484,12 @@ var WindowShare = class {
     };
     return FRAME_MAY_BLOCK;
   }
-  /** The sharing's state changed: the window shows it; a window capture that ended closes. */
+  /** The sharing's state changed: the window shows it. (Any stop closes the window: the
+   * controller's `stopped`; a failed Share keeps it, with the failure.) */
   update() {
     const { phase, pageError } = this.sharing;
-    if (this.inWindow && phase === "live") this.wentLive = true;
-    if (phase === "idle" && this.wentLive) {
-      this.wentLive = false;
+    if (phase === "idle" && !this.window.open) {
       this.sharing.capture.realm = this.sharing.player.realm = window;
-      this.window.close();
-      return;
     }
     this.window.update(phase, phase === "idle" ? pageError : "");
   }
